@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything llamaft's build, tests and demo need on Debian 12.
+# Idempotent: runs apt-get only when a package is missing.
+#   scripts/install-deps.sh           build + demo dependencies
+#   scripts/install-deps.sh --tests   also the Python reference environment
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+packages=(
+  build-essential cmake pkg-config git
+  openmpi-bin libopenmpi-dev
+  libhdf5-openmpi-dev hdf5-tools
+  libboost-program-options-dev libeigen3-dev libgtest-dev nlohmann-json3-dev
+  libsentencepiece-dev libopenblas-openmp-dev
+  python3 python3-venv python3-numpy python3-h5py python3-torch python3-sentencepiece
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--tests" ]; then
+  "$here/setup_python_env.sh"
+fi

@@ -1,0 +1,118 @@
+// The compute interface the model is written against. One implementation per
+// device family: cpu/ (fp32, the reference that every test runs) and cuda/.
+// All pointers are in the backend's memory space (host for CPU, device for
+// CUDA). Matrices are row-major; shapes are noted as (rows, cols).
+// No CUDA headers here: model/, parallel/ and optim/ compile with plain g++.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "backend/row_math.hpp"
+
+namespace llamaft {
+
+// Causal grouped-query attention over packed (token, head, head_dim) rows.
+// q: (B*Tq, ldq) with head h at column h*hd; k, v: (B*Tk, ldk) with kv head g
+// at column g*hd. Query t of row b sits at absolute position q_offset + t and
+// may attend to keys s <= q_offset + t (s >= doc_start[b*Tq + t] when
+// doc_start is given, for packed sequences).
+struct AttnShape {
+  int batch = 1;
+  int tq = 0, tk = 0;
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int q_offset = 0;
+  int ldq = 0, ldk = 0, ldv = 0, ldo = 0;  // row strides in elements
+  float scale = 1.f;
+  const int32_t* doc_start = nullptr;      // (B*Tq) or null
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----------------------------------------------------------------
+  virtual void* alloc_bytes(size_t bytes) = 0;
+  virtual void free_bytes(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill(float* p, float value, size_t n) = 0;
+  virtual void synchronize() {}
+  // Bytes allocated through alloc_bytes: now, and the high-water mark.
+  size_t live_bytes() const { return live_bytes_; }
+  size_t peak_bytes() const { return peak_bytes_; }
+
+  // ---- dense math -------------------------------------------------------------
+  // C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C
+  virtual void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                    const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                    int ldc) = 0;
+  // y += alpha * x
+  virtual void axpy(float alpha, const float* x, float* y, size_t n) = 0;
+  // sum of x in double (loss reductions)
+  virtual double sum(const float* x, size_t n) = 0;
+  // sum of squares in double (gradient norms)
+  virtual double sum_squares(const float* x, size_t n) = 0;
+  virtual void scale(float* x, float alpha, size_t n) = 0;
+  // One AdamW step over n elements (rowmath::adamw_elem on each).
+  virtual void adamw(float* p, float* m, float* v, const float* g, size_t n,
+                     const rowmath::AdamWParams& a) = 0;
+
+  // ---- model ops --------------------------------------------------------------
+  // out(n, dim) = table[ids[i]]
+  virtual void embedding_fwd(const int32_t* ids, const float* table, float* out, int n,
+                             int dim) = 0;
+  // dtable[ids[i]] += dout[i]
+  virtual void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n,
+                             int dim) = 0;
+  // y(rows, dim), rstd(rows)
+  virtual void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows,
+                           int dim, float eps) = 0;
+  // dx overwritten, dw accumulated
+  virtual void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd,
+                           float* dx, float* dw, int rows, int dim) = 0;
+  // In-place rotation of n_heads heads in each of `rows` rows of stride ld.
+  // positions(rows); inv_freq(head_dim/2). inverse=true rotates by -angle
+  // (the backward pass).
+  virtual void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
+                    int n_heads, int head_dim, bool inverse) = 0;
+  // out(rows, n) = silu(gate) * up, gate/up with row stride ld_in
+  virtual void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows,
+                          int n) = 0;
+  virtual void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in,
+                          float* dgate, float* dup, int ld_dgrad, int rows, int n) = 0;
+  // out(B*Tq, ldo), lse(B, n_heads, Tq)
+  virtual void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                             float* out, float* lse) = 0;
+  // dq overwritten; dk, dv overwritten (same strides as q, k, v)
+  virtual void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                             const float* out, const float* lse, const float* dout, float* dq,
+                             float* dk, float* dv) = 0;
+  // For each row r with labels[r] != -100: loss[r] = lse(logits[r]) -
+  // logits[r][labels[r]] and logits[r] is replaced by the gradient of
+  // scale * loss[r]; ignored rows get loss 0 and a zero gradient.
+  virtual void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows,
+                                  int vocab, float scale) = 0;
+
+  // ---- allocation accounting (implementations call these) ---------------------
+ protected:
+  void note_alloc(size_t bytes) {
+    live_bytes_ += bytes;
+    if (live_bytes_ > peak_bytes_) peak_bytes_ = live_bytes_;
+  }
+  void note_free(size_t bytes) { live_bytes_ -= bytes; }
+
+ private:
+  size_t live_bytes_ = 0, peak_bytes_ = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+// A backend that allocates nothing and computes nothing but counts bytes:
+// `llamaft plan` runs the real training code path on it to predict memory.
+std::unique_ptr<Backend> make_counting_backend();
+
+}  // namespace llamaft

@@ -1,0 +1,61 @@
+// The counting backend: hands out distinct fake addresses, never touches
+// memory, and does no math. `llamaft plan` drives the real FSDP training
+// path with it, so the plan is the code's own allocation pattern, not a
+// separate formula that can drift from it.
+#include <cstring>
+#include <map>
+
+#include "backend/backend.hpp"
+
+namespace llamaft {
+namespace {
+
+class CountingBackend final : public Backend {
+ public:
+  std::string name() const override { return "counting"; }
+  void* alloc_bytes(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    next_ += (bytes + 4095) / 4096 * 4096 + 4096;
+    void* p = reinterpret_cast<void*>(next_);
+    sizes_[p] = bytes;
+    note_alloc(bytes);
+    return p;
+  }
+  void free_bytes(void* p) override {
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    note_free(it->second);
+    sizes_.erase(it);
+  }
+  void to_device(void*, const void*, size_t) override {}
+  void to_host(void* dst, const void*, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void copy(void*, const void*, size_t) override {}
+  void fill(float*, float, size_t) override {}
+  void gemm(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int) override {}
+  void axpy(float, const float*, float*, size_t) override {}
+  double sum(const float*, size_t) override { return 0; }
+  double sum_squares(const float*, size_t) override { return 0; }
+  void scale(float*, float, size_t) override {}
+  void adamw(float*, float*, float*, const float*, size_t, const rowmath::AdamWParams&) override {}
+  void embedding_fwd(const int32_t*, const float*, float*, int, int) override {}
+  void embedding_bwd(const int32_t*, const float*, float*, int, int) override {}
+  void rmsnorm_fwd(const float*, const float*, float*, float*, int, int, float) override {}
+  void rmsnorm_bwd(const float*, const float*, const float*, const float*, float*, float*, int, int) override {}
+  void rope(float*, int, const int32_t*, const float*, int, int, int, bool) override {}
+  void swiglu_fwd(const float*, const float*, int, float*, int, int) override {}
+  void swiglu_bwd(const float*, const float*, const float*, int, float*, float*, int, int, int) override {}
+  void attention_fwd(const AttnShape&, const float*, const float*, const float*, float*, float*) override {}
+  void attention_bwd(const AttnShape&, const float*, const float*, const float*, const float*, const float*,
+                     const float*, float*, float*, float*) override {}
+  void cross_entropy_rows(float*, const int32_t*, float*, int, int, float) override {}
+
+ private:
+  uintptr_t next_ = 1 << 20;
+  std::map<void*, size_t> sizes_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_counting_backend() { return std::make_unique<CountingBackend>(); }
+
+}  // namespace llamaft

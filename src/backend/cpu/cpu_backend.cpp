@@ -1,0 +1,329 @@
+// The CPU backend: fp32, OpenMP across rows/heads, OpenBLAS (or Eigen) GEMMs.
+// This is the reference every test runs and the fallback on machines without
+// GPUs, so it is written for speed as well as clarity: attention runs as
+// per-head GEMMs over query blocks (the causal upper triangle is skipped
+// block-wise), and every row op is one parallel loop over rows.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/gemm.hpp"
+#include "backend/row_math.hpp"
+#include "core/error.hpp"
+
+namespace llamaft {
+namespace {
+
+using namespace rowmath;
+constexpr int kQueryBlock = 64;
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() : gemm_impl_(cpu::default_gemm_impl()) {}
+  std::string name() const override { return std::string("cpu/") + cpu::gemm_impl_name(gemm_impl_); }
+
+  void* alloc_bytes(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    // A 64-byte header keeps the size, so frees can be accounted.
+    const size_t total = (bytes + 63) / 64 * 64 + 64;
+    auto* base = static_cast<char*>(std::aligned_alloc(64, total));
+    if (!base)
+      LLAMAFT_FAIL("out of host memory allocating ", bytes, " bytes (", live_bytes(),
+                   " bytes already held by this process); reduce train.micro_batch_size or data.seq_len, "
+                   "or use more ranks");
+    *reinterpret_cast<size_t*>(base) = bytes;
+    note_alloc(bytes);
+    return base + 64;
+  }
+  void free_bytes(void* p) override {
+    if (!p) return;
+    char* base = static_cast<char*>(p) - 64;
+    note_free(*reinterpret_cast<size_t*>(base));
+    std::free(base);
+  }
+  void to_device(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memmove(dst, src, bytes);
+  }
+  void fill(float* p, float value, size_t n) override {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) p[i] = value;
+  }
+
+  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
+            const float* b, int ldb, float beta, float* c, int ldc) override {
+    cpu::sgemm(gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void axpy(float alpha, const float* x, float* y, size_t n) override {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  }
+  double sum(const float* x, size_t n) override {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) s += x[i];
+    return s;
+  }
+  double sum_squares(const float* x, size_t n) override {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+    return s;
+  }
+  void scale(float* x, float alpha, size_t n) override {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) x[i] *= alpha;
+  }
+
+  void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWParams& a) override {
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (size_t i = 0; i < n; ++i) adamw_elem(p[i], m[i], v[i], g[i], a);
+  }
+
+  void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i)
+      std::memcpy(out + static_cast<size_t>(i) * dim, table + static_cast<size_t>(ids[i]) * dim,
+                  sizeof(float) * dim);
+  }
+  void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override {
+    // Columns are split across threads so repeated ids never race.
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int c0 = dim * t / nt, c1 = dim * (t + 1) / nt;
+      for (int i = 0; i < n; ++i) {
+        float* dst = dtable + static_cast<size_t>(ids[i]) * dim;
+        const float* src = dout + static_cast<size_t>(i) * dim;
+        for (int c = c0; c < c1; ++c) dst[c] += src[c];
+      }
+    }
+  }
+
+  void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim,
+                   float eps) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const size_t o = static_cast<size_t>(r) * dim;
+      rstd[r] = rmsnorm_row_fwd(x + o, w, y + o, dim, eps);
+    }
+  }
+  void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                   float* dw, int rows, int dim) override {
+    const int nt = omp_get_max_threads();
+    std::vector<float> partial(dw ? static_cast<size_t>(nt) * dim : 0, 0.f);
+#pragma omp parallel
+    {
+      float* my_dw = dw ? partial.data() + static_cast<size_t>(omp_get_thread_num()) * dim : nullptr;
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const size_t o = static_cast<size_t>(r) * dim;
+        rmsnorm_row_bwd(dy + o, x + o, w, rstd[r], dx + o, my_dw, dim);
+      }
+    }
+    if (dw)
+      for (int t = 0; t < nt; ++t)
+        for (int i = 0; i < dim; ++i) dw[i] += partial[static_cast<size_t>(t) * dim + i];
+  }
+
+  void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
+            int n_heads, int head_dim, bool inverse) override {
+    const int half = head_dim / 2;
+#pragma omp parallel
+    {
+      std::vector<float> cs(half), sn(half);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const float pos = static_cast<float>(positions[r]);
+        for (int i = 0; i < half; ++i) {
+          const float angle = pos * inv_freq[i];  // fp32, as HF computes it
+          cs[i] = cosf(angle);
+          sn[i] = inverse ? -sinf(angle) : sinf(angle);
+        }
+        float* row = x + static_cast<size_t>(r) * ld;
+        for (int h = 0; h < n_heads; ++h) {
+          float* v = row + h * head_dim;
+          for (int i = 0; i < half; ++i) rope_rotate(v[i], v[i + half], cs[i], sn[i]);
+        }
+      }
+    }
+  }
+
+  void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const float* g = gate + static_cast<size_t>(r) * ld_in;
+      const float* u = up + static_cast<size_t>(r) * ld_in;
+      float* o = out + static_cast<size_t>(r) * n;
+      for (int i = 0; i < n; ++i) o[i] = rowmath::swiglu_fwd(g[i], u[i]);
+    }
+  }
+  void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
+                  float* dup, int ld_dgrad, int rows, int n) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const float* g = gate + static_cast<size_t>(r) * ld_in;
+      const float* u = up + static_cast<size_t>(r) * ld_in;
+      const float* d = dout + static_cast<size_t>(r) * n;
+      float* dg = dgate + static_cast<size_t>(r) * ld_dgrad;
+      float* du = dup + static_cast<size_t>(r) * ld_dgrad;
+      for (int i = 0; i < n; ++i) rowmath::swiglu_bwd(d[i], g[i], u[i], dg[i], du[i]);
+    }
+  }
+
+  void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
+                     float* lse) override;
+  void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                     const float* out, const float* lse, const float* dout, float* dq, float* dk,
+                     float* dv) override;
+
+  void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                          float scale) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      float* row = logits + static_cast<size_t>(r) * vocab;
+      const int label = labels[r];
+      if (label == kIgnoreIndex) {
+        loss[r] = 0.f;
+        std::memset(row, 0, sizeof(float) * vocab);
+        continue;
+      }
+      float mx = -INFINITY;
+      for (int i = 0; i < vocab; ++i) mx = std::max(mx, row[i]);
+      float se = 0.f;
+      for (int i = 0; i < vocab; ++i) se += expf(row[i] - mx);
+      const float lse_r = mx + logf(se);
+      loss[r] = lse_r - row[label];
+      for (int i = 0; i < vocab; ++i) row[i] = ce_grad_elem(row[i], lse_r, i == label, scale);
+    }
+  }
+
+ private:
+  // Allowed key range [lo, hi) for query t of batch row b.
+  static void key_range(const AttnShape& s, int b, int t, int* lo, int* hi) {
+    *hi = std::min(s.tk, s.q_offset + t + 1);
+    *lo = s.doc_start ? s.doc_start[static_cast<size_t>(b) * s.tq + t] : 0;
+  }
+
+  cpu::GemmImpl gemm_impl_;
+};
+
+void CpuBackend::attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                               float* out, float* lse) {
+  const int group = s.n_heads / s.n_kv_heads;
+  const int hd = s.head_dim;
+  const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
+  const int tasks = s.batch * s.n_heads * n_qblocks;
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(kQueryBlock) * s.tk);  // (rows, kend)
+#pragma omp for schedule(dynamic)
+    for (int task = 0; task < tasks; ++task) {
+      const int qb = task % n_qblocks;
+      const int h = (task / n_qblocks) % s.n_heads;
+      const int b = task / (n_qblocks * s.n_heads);
+      const int g = h / group;
+      const int t0 = qb * kQueryBlock, t1 = std::min(s.tq, t0 + kQueryBlock), rows = t1 - t0;
+      const int kend = std::min(s.tk, s.q_offset + t1);
+      const float* qh = q + (static_cast<size_t>(b) * s.tq + t0) * s.ldq + h * hd;
+      const float* kg = k + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
+      const float* vg = v + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
+      float* oh = out + (static_cast<size_t>(b) * s.tq + t0) * s.ldo + h * hd;
+      float* S = scores.data();
+      cpu::sgemm(gemm_impl_, false, true, rows, kend, hd, s.scale, qh, s.ldq, kg, s.ldk, 0.f, S, kend);
+      for (int r = 0; r < rows; ++r) {
+        int lo, hi;
+        key_range(s, b, t0 + r, &lo, &hi);
+        float* row = S + static_cast<size_t>(r) * kend;
+        float mx = -INFINITY;
+        for (int j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
+        float se = 0.f;
+        for (int j = 0; j < kend; ++j) {
+          const float p = (j >= lo && j < hi) ? expf(row[j] - mx) : 0.f;
+          row[j] = p;
+          se += p;
+        }
+        const float inv = 1.f / se;
+        for (int j = lo; j < hi; ++j) row[j] *= inv;
+        lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + t0 + r] = mx + logf(se);
+      }
+      cpu::sgemm(gemm_impl_, false, false, rows, hd, kend, 1.f, S, kend, vg, s.ldv, 0.f, oh, s.ldo);
+    }
+  }
+}
+
+void CpuBackend::attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                               const float* out, const float* lse, const float* dout, float* dq,
+                               float* dk, float* dv) {
+  const int group = s.n_heads / s.n_kv_heads;
+  const int hd = s.head_dim;
+  const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
+  const int tasks = s.batch * s.n_kv_heads;  // each task owns dk/dv of one (b, kv head)
+#pragma omp parallel
+  {
+    std::vector<float> P(static_cast<size_t>(kQueryBlock) * s.tk), dP(P.size());
+#pragma omp for schedule(dynamic)
+    for (int task = 0; task < tasks; ++task) {
+      const int g = task % s.n_kv_heads, b = task / s.n_kv_heads;
+      const float* kg = k + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
+      const float* vg = v + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
+      float* dkg = dk + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
+      float* dvg = dv + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
+      for (int t = 0; t < s.tk; ++t) {
+        std::memset(dkg + static_cast<size_t>(t) * s.ldk, 0, sizeof(float) * hd);
+        std::memset(dvg + static_cast<size_t>(t) * s.ldv, 0, sizeof(float) * hd);
+      }
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        for (int qb = 0; qb < n_qblocks; ++qb) {
+          const int t0 = qb * kQueryBlock, t1 = std::min(s.tq, t0 + kQueryBlock), rows = t1 - t0;
+          const int kend = std::min(s.tk, s.q_offset + t1);
+          const size_t qrow0 = static_cast<size_t>(b) * s.tq + t0;
+          const float* qh = q + qrow0 * s.ldq + h * hd;
+          const float* oh = out + qrow0 * s.ldo + h * hd;
+          const float* doh = dout + qrow0 * s.ldo + h * hd;
+          float* dqh = dq + qrow0 * s.ldq + h * hd;
+          const float* lse_h = lse + (static_cast<size_t>(b) * s.n_heads + h) * s.tq + t0;
+          // P = softmax(scale Q K^T) recomputed from lse; dP = dO V^T
+          cpu::sgemm(gemm_impl_, false, true, rows, kend, hd, s.scale, qh, s.ldq, kg, s.ldk, 0.f,
+                     P.data(), kend);
+          cpu::sgemm(gemm_impl_, false, true, rows, kend, hd, 1.f, doh, s.ldo, vg, s.ldv, 0.f,
+                     dP.data(), kend);
+          for (int r = 0; r < rows; ++r) {
+            int lo, hi;
+            key_range(s, b, t0 + r, &lo, &hi);
+            const float* o_r = oh + static_cast<size_t>(r) * s.ldo;
+            const float* do_r = doh + static_cast<size_t>(r) * s.ldo;
+            float D = 0.f;  // rowsum(dO * O)
+            for (int i = 0; i < hd; ++i) D += do_r[i] * o_r[i];
+            float* p = P.data() + static_cast<size_t>(r) * kend;
+            float* ds = dP.data() + static_cast<size_t>(r) * kend;
+            for (int j = 0; j < kend; ++j) {
+              const bool ok = j >= lo && j < hi;
+              p[j] = ok ? expf(p[j] - lse_h[r]) : 0.f;
+              ds[j] = ok ? p[j] * (ds[j] - D) : 0.f;
+            }
+          }
+          cpu::sgemm(gemm_impl_, false, false, rows, hd, kend, s.scale, dP.data(), kend, kg, s.ldk,
+                     0.f, dqh, s.ldq);
+          cpu::sgemm(gemm_impl_, true, false, kend, hd, rows, s.scale, dP.data(), kend, qh, s.ldq,
+                     1.f, dkg, s.ldk);
+          cpu::sgemm(gemm_impl_, true, false, kend, hd, rows, 1.f, P.data(), kend, doh, s.ldo, 1.f,
+                     dvg, s.ldv);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace llamaft

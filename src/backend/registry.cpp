@@ -1,0 +1,32 @@
+#include "backend/registry.hpp"
+
+#include "core/error.hpp"
+
+#ifdef LLAMAFT_HAS_CUDA
+#include "backend/cuda/cuda_backend.hpp"
+#endif
+
+namespace llamaft {
+
+bool cuda_backend_built() {
+#ifdef LLAMAFT_HAS_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
+  if (name == "cpu") return make_cpu_backend();
+  if (name == "cuda") {
+#ifdef LLAMAFT_HAS_CUDA
+    LLAMAFT_REQUIRE(cuda_device_available(), "runtime.backend = cuda but no CUDA device is visible");
+    return make_cuda_backend(device);
+#else
+    LLAMAFT_FAIL("runtime.backend = cuda but this llamaft was built without CUDA (LLAMAFT_CUDA=OFF)");
+#endif
+  }
+  LLAMAFT_FAIL("unknown backend '", name, "' (cpu or cuda)");
+}
+
+}  // namespace llamaft

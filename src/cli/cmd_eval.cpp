@@ -1,0 +1,60 @@
+// `llamaft eval`: mean next-token NLL over the non-ignored targets of a
+// dataset, printed as one JSON line {"loss", "ppl", "tokens"}.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.hpp"
+#include "cli/runtime.hpp"
+#include "core/error.hpp"
+#include "data/token_dataset.hpp"
+#include "model/device_batch.hpp"
+#include "model/hf_model.hpp"
+
+namespace llamaft {
+
+int run_eval(const Config& cfg) {
+  apply_runtime_settings(cfg);
+  auto be = make_backend(cfg);
+  const std::string dir = cfg.get_string("model.path");
+  const LlamaConfig mc = read_model_config(dir);
+  LlamaModel model(mc, *be);
+  ResidentParams params(*be, model.layout());
+  load_hf_weights(dir, model.layout(), *be, params);
+
+  const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
+  const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));
+  const TokenDataset ds = load_token_jsonl(cfg.get_string("data.path"), seq_len, mc.vocab_size);
+  if (ds.truncated_rows)
+    std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
+              << " tokens) to seq_len " << seq_len << "\n";
+
+  LossSum total;
+  DeviceBatch dev(*be);
+  for (size_t first = 0; first < ds.rows.size(); first += batch_size) {
+    std::vector<const TokenRow*> rows;
+    int longest = 2;
+    for (size_t r = first; r < std::min(ds.rows.size(), first + batch_size); ++r) {
+      rows.push_back(&ds.rows[r]);
+      longest = std::max<int>(longest, static_cast<int>(ds.rows[r].input_ids.size()));
+    }
+    const HostBatch hb = make_batch(rows, longest);
+    const LossSum s = model.forward_loss(dev.upload(hb), params, true);
+    total.loss_sum += s.loss_sum;
+    total.tokens += s.tokens;
+    total.correct += s.correct;
+  }
+  LLAMAFT_REQUIRE(total.tokens > 0, "eval: the dataset has no target tokens (all labels are -100?)");
+  const double loss = total.loss_sum / static_cast<double>(total.tokens);
+  nlohmann::json j = {{"loss", loss},
+                      {"ppl", std::exp(loss)},
+                      {"tokens", total.tokens},
+                      {"accuracy", static_cast<double>(total.correct) / static_cast<double>(total.tokens)}};
+  std::cout << j.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace llamaft

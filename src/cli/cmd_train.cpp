@@ -1,0 +1,225 @@
+// `llamaft train`: full fine-tuning with FSDP over MPI. Every rank runs this
+// same code; rank 0 alone prints and writes metrics. The loss of a step is the
+// mean cross-entropy over every non-ignored target of the global batch, so
+// results do not depend on np or on how the batch is split.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/command.hpp"
+#include "cli/runtime.hpp"
+#include "comm/communicator.hpp"
+#include "core/error.hpp"
+#include "data/token_dataset.hpp"
+#include "model/device_batch.hpp"
+#include "model/hf_model.hpp"
+#include "optim/optimizer.hpp"
+#include "parallel/fsdp_io.hpp"
+#include "train/data_order.hpp"
+#include "train/progress.hpp"
+
+namespace llamaft {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct TrainSettings {
+  int64_t global_batch, micro_batch, steps, accumulation;
+  int seq_len;
+  OptimizerConfig opt;
+};
+
+TrainSettings settings_from(const Config& cfg, int world) {
+  TrainSettings s;
+  s.global_batch = cfg.get_int("train.global_batch_size");
+  s.micro_batch = cfg.get_int("train.micro_batch_size");
+  s.steps = cfg.get_int("train.steps");
+  s.seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
+  if (s.global_batch % (s.micro_batch * world) != 0) {
+    std::string ok_globals, ok_micros;
+    for (int64_t k = 1; k <= 4; ++k) ok_globals += (k > 1 ? ", " : "") + std::to_string(k * s.micro_batch * world);
+    for (int64_t m = 1; m <= s.global_batch / world; ++m)
+      if (s.global_batch % (m * world) == 0) ok_micros += (ok_micros.empty() ? "" : ", ") + std::to_string(m);
+    LLAMAFT_FAIL("train.global_batch_size = ", s.global_batch, " is not a multiple of micro_batch_size (",
+                 s.micro_batch, ") x data-parallel ranks (", world, "); use global_batch_size in {", ok_globals,
+                 ", ...}", ok_micros.empty() ? std::string("") : " or micro_batch_size in {" + ok_micros + "}");
+  }
+  s.accumulation = s.global_batch / (s.micro_batch * world);
+  s.opt.lr = cfg.get_float("train.lr");
+  s.opt.min_lr = cfg.get_float("train.min_lr");
+  s.opt.weight_decay = cfg.get_float("train.weight_decay");
+  s.opt.beta1 = cfg.get_float("train.beta1");
+  s.opt.beta2 = cfg.get_float("train.beta2");
+  s.opt.eps = cfg.get_float("train.eps");
+  s.opt.max_grad_norm = cfg.get_float("train.max_grad_norm");
+  s.opt.schedule = cfg.get_string("train.lr_schedule");
+  s.opt.warmup_steps = cfg.get_int("train.warmup_steps");
+  s.opt.total_steps = s.steps;
+  LLAMAFT_REQUIRE(s.opt.min_lr <= s.opt.lr, "train.min_lr (", s.opt.min_lr, ") must not exceed train.lr (",
+                  s.opt.lr, ")");
+  return s;
+}
+
+void make_dir(const std::string& dir) {
+  std::string path;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if ((i == dir.size() || dir[i] == '/') && !path.empty()) {
+      if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+        LLAMAFT_FAIL("cannot create output directory '", path, "'");
+    }
+    if (i < dir.size()) path += dir[i];
+  }
+}
+
+}  // namespace
+
+int run_train(const Config& cfg) {
+  apply_runtime_settings(cfg);
+  LLAMAFT_REQUIRE(mpi_active(), "internal: train needs MPI");
+  auto world = make_mpi_world_comm();
+  const int rank = world->rank(), nranks = world->size();
+  const bool lead = rank == 0;
+
+  // ---- validate everything before touching a device --------------------------------
+  const TrainSettings ts = settings_from(cfg, nranks);
+  const ShardStrategy strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
+  const std::string backend_name = cfg.get_string("runtime.backend");
+  LLAMAFT_REQUIRE(!(backend_name == "cpu" && cfg.get_string("train.param_dtype") == "bf16"),
+                  "train.param_dtype = bf16 needs runtime.backend = cuda; the CPU backend computes in fp32");
+  const std::string model_dir = cfg.get_string("model.path");
+  const std::string out_dir = cfg.get_string("output.dir");
+  const LlamaConfig mc = read_model_config(model_dir);
+  const TokenDataset ds = load_token_jsonl(cfg.get_string("data.path"), ts.seq_len, mc.vocab_size);
+  int shard_group = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
+  if (strategy == ShardStrategy::kHybridShard && shard_group == 0) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    shard_group = local ? std::atoi(local) : nranks;
+  }
+
+  auto be = make_backend(cfg);
+  LlamaModel model(mc, *be, ModelOptions{cfg.get_bool("fsdp.activation_checkpointing")});
+  Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group);
+  load_sharded(model_dir, fsdp, *be);
+  DataOrder order(static_cast<int64_t>(ds.rows.size()), ts.global_batch, cfg.get_bool("data.shuffle"),
+                  static_cast<uint64_t>(cfg.get_int("train.seed")));
+
+  std::ofstream metrics;
+  if (lead) {
+    make_dir(out_dir);
+    metrics.open(out_dir + "/metrics.jsonl", std::ios::app);
+    LLAMAFT_REQUIRE(metrics.good(), "cannot write '", out_dir, "/metrics.jsonl'");
+    std::ofstream(out_dir + "/config.cfg") << cfg.dump();
+    std::cerr << "llamaft train: " << mc.num_parameters() << " parameters, " << nranks << " ranks, fsdp "
+              << strategy_name(strategy) << " (shard " << fsdp.mesh().shard_size << " x replica "
+              << fsdp.mesh().replica_size << "), global batch " << ts.global_batch << " = " << ts.micro_batch
+              << " micro x " << nranks << " ranks x " << ts.accumulation << " accumulation, seq " << ts.seq_len
+              << ", " << ds.rows.size() << " rows";
+    if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
+    std::cerr << "\n";
+  }
+
+  Progress progress(lead && cfg.get_bool("output.progress"), ts.steps);
+  DeviceBatch dev(*be);
+  const int64_t max_skips = cfg.get_int("train.max_nonfinite_skips");
+  int64_t skips_in_row = 0;
+  const int log_every = static_cast<int>(cfg.get_int("train.log_every"));
+  for (int64_t step = 0; step < ts.steps; ++step) {
+    const auto t0 = Clock::now();
+    const CommStats comm0 = fsdp.comm_totals();
+    const std::vector<int64_t> my_rows = order.rows_for(step, rank, nranks);
+
+    std::vector<HostBatch> micro;
+    double counts[2] = {0, 0};  // target tokens, input tokens (this rank)
+    for (int64_t k = 0; k < ts.accumulation; ++k) {
+      std::vector<const TokenRow*> rows;
+      int longest = 2;
+      for (int64_t j = 0; j < ts.micro_batch; ++j) {
+        const TokenRow& r = ds.rows[my_rows[k * ts.micro_batch + j]];
+        rows.push_back(&r);
+        longest = std::max<int>(longest, static_cast<int>(r.input_ids.size()));
+        counts[1] += static_cast<double>(r.input_ids.size());
+      }
+      micro.push_back(make_batch(rows, longest));
+      counts[0] += static_cast<double>(micro.back().target_tokens);
+    }
+    world->all_reduce_sum(counts, 2);
+    LLAMAFT_REQUIRE(counts[0] > 0, "step ", step + 1, ": the global batch has no target tokens (all labels -100?)");
+    const float loss_scale = static_cast<float>(1.0 / counts[0]);
+
+    fsdp.zero_grad_shards();
+    double loss_sum = 0;
+    for (const auto& hb : micro) {
+      loss_sum += model.forward_backward(dev.upload(hb), fsdp, loss_scale).loss_sum;
+      fsdp.end_backward();
+    }
+    world->all_reduce_sum(&loss_sum, 1);
+    const double loss = loss_sum / counts[0];
+    StepResult r;
+    if (std::isfinite(loss)) {
+      r = adamw_step(fsdp, *be, ts.opt, step);
+    } else {
+      r.finite = false;
+      r.lr = learning_rate(ts.opt, step);
+    }
+    if (!r.finite) {
+      ++skips_in_row;
+      if (lead) std::cerr << "llamaft train: step " << step + 1 << ": non-finite loss or gradient norm; update skipped\n";
+      if (skips_in_row > max_skips)
+        throw Error(str_cat("training diverged: ", skips_in_row, " consecutive steps with NaN/inf loss or gradients "
+                            "(train.max_nonfinite_skips = ", max_skips, "); lower train.lr or check the data"),
+                    kExitDiverged);
+    } else {
+      skips_in_row = 0;
+    }
+    const double step_s = seconds_since(t0);
+    const CommStats comm1 = fsdp.comm_totals();
+    if (lead && ((step + 1) % log_every == 0 || step + 1 == ts.steps)) {
+      nlohmann::json m = {
+          {"step", step + 1},
+          {"loss", loss},
+          {"lr", r.lr},
+          {"grad_norm", r.grad_norm},
+          {"tokens", static_cast<int64_t>(counts[1])},
+          {"target_tokens", static_cast<int64_t>(counts[0])},
+          {"tokens_per_s", counts[1] / step_s},
+          {"step_s", step_s},
+          {"comm_s", comm1.wait_seconds - comm0.wait_seconds},
+          {"comm_bytes", (comm1.all_gather_bytes - comm0.all_gather_bytes) +
+                             (comm1.reduce_scatter_bytes - comm0.reduce_scatter_bytes) +
+                             (comm1.all_reduce_bytes - comm0.all_reduce_bytes)},
+          {"all_gather_bytes", comm1.all_gather_bytes - comm0.all_gather_bytes},
+          {"reduce_scatter_bytes", comm1.reduce_scatter_bytes - comm0.reduce_scatter_bytes},
+          {"all_reduce_bytes", comm1.all_reduce_bytes - comm0.all_reduce_bytes},
+          {"skipped", !r.finite},
+          {"mem_params_bytes", fsdp.param_bytes()},
+          {"mem_grads_bytes", fsdp.grad_bytes()},
+          {"mem_optimizer_bytes", fsdp.optimizer_bytes()},
+          {"mem_activations_bytes", model.activation_bytes()},
+          {"mem_buffers_bytes", fsdp.peak_buffer_bytes()},
+          {"mem_peak_bytes", be->peak_bytes()},
+          {"world_size", nranks},
+          {"strategy", strategy_name(strategy)},
+      };
+      metrics << m.dump() << std::endl;
+    }
+    progress.update(step + 1, loss, counts[1] / step_s);
+  }
+  progress.finish();
+
+  if (cfg.get_bool("output.export")) {
+    const std::string export_dir = out_dir + "/model";
+    export_sharded(export_dir, mc, fsdp, *be, cfg.get_string("output.export_dtype") == "bfloat16");
+    if (lead) std::cerr << "llamaft train: exported the model to " << export_dir << "\n";
+  }
+  return 0;
+}
+
+}  // namespace llamaft

@@ -1,0 +1,120 @@
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "cli/command.hpp"
+#include "core/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace llamaft {
+
+const std::vector<Command>& all_commands() {
+  static const std::vector<Command> commands = {
+      {"train", "fine-tune with FSDP over MPI: mpirun -np N llamaft train --config FILE",
+       "--config FILE [--section.key VALUE ...]",
+       {{"model", "model.path"}, {"data", "data.path"}, {"output", "output.dir"}, {"steps", "train.steps"},
+        {"strategy", "fsdp.strategy"}, {"threads", "runtime.threads"}},
+       {"model.path", "data.path", "output.dir"},
+       run_train},
+      {"plan", "per-rank memory estimate of a training config for each FSDP strategy",
+       "--config FILE --np N | --preset NAME --np N [--seq-len N --micro-batch-size B]",
+       {{"np", "plan.np"}, {"preset", "plan.preset"}, {"model", "model.path"}, {"seq-len", "data.seq_len"},
+        {"micro-batch-size", "train.micro_batch_size"}},
+       {},
+       run_plan},
+      {"init", "write a randomly initialised Llama in Hugging Face format",
+       "--preset NAME --seed S --output DIR",
+       {{"preset", "init.preset"}, {"seed", "init.seed"}, {"output", "init.output"}, {"dtype", "init.dtype"}},
+       {"init.preset", "init.output"},
+       run_init},
+      {"eval", "loss and perplexity of a model on a JSONL token dataset",
+       "--model DIR --data FILE [--seq-len N] [--batch-size B]",
+       {{"model", "model.path"}, {"data", "data.path"}, {"seq-len", "data.seq_len"},
+        {"batch-size", "eval.batch_size"}, {"threads", "runtime.threads"}},
+       {"model.path", "data.path"},
+       run_eval},
+      {"generate", "generate text with a KV cache (greedy when --temperature 0)",
+       "--model DIR (--prompt TEXT | --prompt-ids IDS) --max-new-tokens N [--temperature T --top-p P --seed S --json]",
+       {{"model", "model.path"}, {"tokenizer", "model.tokenizer"}, {"prompt", "generate.prompt"},
+        {"prompt-ids", "generate.prompt_ids"}, {"max-new-tokens", "generate.max_new_tokens"},
+        {"temperature", "generate.temperature"}, {"top-p", "generate.top_p"}, {"seed", "generate.seed"},
+        {"json", "generate.json", true}, {"threads", "runtime.threads"}},
+       {"model.path"},
+       run_generate},
+  };
+  return commands;
+}
+
+namespace {
+
+std::string nearest_option(const Command& cmd, const std::string& name) {
+  std::string best;
+  size_t best_d = std::max<size_t>(3, name.size() / 3) + 1;
+  auto consider = [&](const std::string& cand) {
+    const size_t dist = edit_distance(name, cand);
+    if (dist < best_d) best_d = dist, best = cand;
+  };
+  for (const auto& f : cmd.flags) consider(f.flag);
+  for (const auto& k : global_schema().keys()) consider(k.key);
+  for (const char* g : {"config", "print-config", "help"}) consider(g);
+  return best;
+}
+
+}  // namespace
+
+bool parse_command_line(const Command& cmd, const std::vector<std::string>& args, Config& cfg) {
+  po::options_description visible("Options for 'llamaft " + cmd.name + "'");
+  visible.add_options()("help,h", "show this help")(
+      "config", po::value<std::string>()->value_name("FILE"), "INI config file ([section] key = value)")(
+      "print-config", "print the effective configuration and exit");
+  for (const auto& f : cmd.flags) {
+    const KeySpec* spec = global_schema().find(f.key);
+    LLAMAFT_CHECK(spec, "flag --", f.flag, " maps to unknown key ", f.key);
+    const std::string help = spec->help + " (= " + f.key + ")";
+    if (f.is_switch) visible.add_options()(f.flag.c_str(), help.c_str());
+    else visible.add_options()(f.flag.c_str(), po::value<std::string>()->value_name("V"), help.c_str());
+  }
+  po::options_description keys("Any config key, as --section.key VALUE");
+  for (const auto& k : global_schema().keys())
+    keys.add_options()(k.key.c_str(), po::value<std::string>(), k.help.c_str());
+  po::options_description all;
+  all.add(visible).add(keys);
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(all).run(), vm);
+  } catch (const po::unknown_option& e) {
+    std::string name = e.get_option_name();
+    while (!name.empty() && name[0] == '-') name.erase(0, 1);
+    const std::string near = nearest_option(cmd, name);
+    LLAMAFT_FAIL("llamaft ", cmd.name, ": unknown option '--", name, "'",
+                 near.empty() ? "" : "; did you mean '--" + near + "'?",
+                 " (see llamaft ", cmd.name, " --help)");
+  } catch (const po::error& e) {
+    LLAMAFT_FAIL("llamaft ", cmd.name, ": ", e.what(), " (see llamaft ", cmd.name, " --help)");
+  }
+
+  if (vm.count("help")) {
+    std::cout << "Usage: llamaft " << cmd.name << " " << cmd.usage << "\n\n"
+              << cmd.summary << "\n\n"
+              << visible << "\nEvery config key can also be given as --section.key VALUE; "
+              << "the command line wins over --config.\n";
+    return false;
+  }
+  // Precedence: defaults < config file < command line.
+  if (vm.count("config")) cfg.load_file(vm["config"].as<std::string>());
+  for (const auto& k : global_schema().keys())
+    if (vm.count(k.key)) cfg.set(k.key, vm[k.key].as<std::string>(), "command line --" + k.key);
+  for (const auto& f : cmd.flags) {
+    if (!vm.count(f.flag)) continue;
+    cfg.set(f.key, f.is_switch ? "true" : vm[f.flag].as<std::string>(), "command line --" + f.flag);
+  }
+  if (vm.count("print-config")) {
+    std::cout << cfg.dump();
+    return false;
+  }
+  for (const auto& key : cmd.required) cfg.require(key, cmd.name);
+  return true;
+}
+
+}  // namespace llamaft

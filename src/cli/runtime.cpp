@@ -1,0 +1,18 @@
+#include "cli/runtime.hpp"
+
+#include <omp.h>
+
+#include "backend/registry.hpp"
+
+namespace llamaft {
+
+void apply_runtime_settings(const Config& cfg) {
+  const int threads = static_cast<int>(cfg.get_int("runtime.threads"));
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+std::unique_ptr<Backend> make_backend(const Config& cfg) {
+  return make_backend(cfg.get_string("runtime.backend"), 0);
+}
+
+}  // namespace llamaft

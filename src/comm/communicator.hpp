@@ -1,0 +1,68 @@
+// One collectives API for every backend (the model of LLNL Aluminum): MPI on
+// the CPU backend, NCCL on GPUs. Buffers live in the backend's memory space.
+// Non-blocking collectives return a Request; wait() completes it. Every
+// communicator counts the bytes it sends so tests can check the analytic
+// FSDP communication volume.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace llamaft {
+
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual void wait() = 0;
+};
+using RequestPtr = std::unique_ptr<Request>;
+
+struct CommStats {
+  uint64_t all_gather_bytes = 0;      // bytes this rank contributed to all-gathers
+  uint64_t reduce_scatter_bytes = 0;  // bytes this rank fed into reduce-scatters
+  uint64_t all_reduce_bytes = 0;
+  uint64_t calls = 0;
+  double wait_seconds = 0;            // time blocked in wait()/blocking collectives
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;
+
+  // out(size * count) = concat over ranks of in(count). Non-blocking.
+  virtual RequestPtr all_gather(const float* in, float* out, size_t count) = 0;
+  // out(count) = sum over ranks of in[rank*count .. (rank+1)*count). Non-blocking.
+  virtual RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) = 0;
+  // In-place sums and maxima (blocking).
+  virtual void all_reduce_sum(float* data, size_t count) = 0;
+  virtual void all_reduce_sum(double* data, size_t count) = 0;
+  virtual void all_reduce_max(int64_t* data, size_t count) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+  // Sub-communicator of the ranks with the same color, ordered by key.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  CommStats& stats() { return stats_; }
+
+ protected:
+  CommStats stats_;
+};
+
+// Process-wide MPI state: world rank/size and local rank (ranks on this node).
+struct MpiWorld {
+  int rank = 0, size = 1, local_rank = 0, local_size = 1;
+};
+// MPI_Init (if needed) and the node split; idempotent.
+MpiWorld init_mpi(int* argc, char*** argv);
+bool mpi_active();
+void finalize_mpi();  // no-op when MPI is not up
+std::unique_ptr<Communicator> make_mpi_world_comm();
+// Bring every rank down with a message (MPI_Abort when MPI is up).
+[[noreturn]] void abort_all(int code);
+
+}  // namespace llamaft

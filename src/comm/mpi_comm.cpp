@@ -1,0 +1,165 @@
+// The MPI communicator: non-blocking MPI-3 collectives (MPI_Iallgather,
+// MPI_Ireduce_scatter_block) so FSDP can prefetch the next unit's gather.
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "comm/communicator.hpp"
+#include "core/error.hpp"
+
+#define MPI_CHECK(stmt)                                                                              \
+  do {                                                                                               \
+    const int mpi_rc_ = (stmt);                                                                      \
+    if (mpi_rc_ != MPI_SUCCESS) {                                                                    \
+      char mpi_msg_[MPI_MAX_ERROR_STRING];                                                           \
+      int mpi_len_ = 0;                                                                              \
+      MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                                \
+      throw ::llamaft::Error(::llamaft::str_cat(::llamaft::where_prefix(), "MPI error in ", #stmt,   \
+                                                " at ", __FILE__, ":", __LINE__, ": ", mpi_msg_),    \
+                             ::llamaft::kExitCommFailure);                                           \
+    }                                                                                                \
+  } while (0)
+
+namespace llamaft {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class MpiRequest final : public Request {
+ public:
+  MpiRequest(MPI_Request req, CommStats* stats) : req_(req), stats_(stats) {}
+  ~MpiRequest() override {
+    if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);  // never leak an in-flight op
+  }
+  void wait() override {
+    const auto t0 = Clock::now();
+    MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+    stats_->wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+ private:
+  MPI_Request req_;
+  CommStats* stats_;
+};
+
+class MpiComm final : public Communicator {
+ public:
+  MpiComm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiComm() override {
+    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return "mpi"; }
+
+  RequestPtr all_gather(const float* in, float* out, size_t count) override {
+    MPI_Request req;
+    stats_.all_gather_bytes += count * sizeof(float);
+    stats_.calls++;
+    MPI_CHECK(MPI_Iallgather(in, checked(count), MPI_FLOAT, out, checked(count), MPI_FLOAT, comm_, &req));
+    return std::make_unique<MpiRequest>(req, &stats_);
+  }
+  RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) override {
+    MPI_Request req;
+    stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
+    stats_.calls++;
+    MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_FLOAT, MPI_SUM, comm_, &req));
+    return std::make_unique<MpiRequest>(req, &stats_);
+  }
+  void all_reduce_sum(float* data, size_t count) override {
+    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_FLOAT, MPI_SUM, comm_)); });
+    stats_.all_reduce_bytes += count * sizeof(float);
+  }
+  void all_reduce_sum(double* data, size_t count) override {
+    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_DOUBLE, MPI_SUM, comm_)); });
+    stats_.all_reduce_bytes += count * sizeof(double);
+  }
+  void all_reduce_max(int64_t* data, size_t count) override {
+    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_INT64_T, MPI_MAX, comm_)); });
+    stats_.all_reduce_bytes += count * sizeof(int64_t);
+  }
+  void broadcast(void* data, size_t bytes, int root) override {
+    timed([&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
+  }
+  void barrier() override {
+    timed([&] { MPI_CHECK(MPI_Barrier(comm_)); });
+  }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm sub;
+    MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+    return std::make_unique<MpiComm>(sub, true);
+  }
+
+ private:
+  static int checked(size_t count) {
+    LLAMAFT_CHECK(count <= static_cast<size_t>(INT32_MAX), "collective of ", count,
+                  " elements exceeds MPI's int count; split the unit");
+    return static_cast<int>(count);
+  }
+  template <typename F>
+  void timed(F&& f) {
+    const auto t0 = Clock::now();
+    f();
+    stats_.calls++;
+    stats_.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0, size_ = 1;
+};
+
+MpiWorld g_world;
+bool g_initialized_here = false;
+
+}  // namespace
+
+MpiWorld init_mpi(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    MPI_CHECK(MPI_Init(argc, argv));
+    g_initialized_here = true;
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_world.size);
+  MPI_Comm node;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_world.rank, MPI_INFO_NULL, &node));
+  MPI_Comm_rank(node, &g_world.local_rank);
+  MPI_Comm_size(node, &g_world.local_size);
+  MPI_Comm_free(&node);
+  set_process_identity(g_world.rank, g_world.size);
+  return g_world;
+}
+
+bool mpi_active() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+
+std::unique_ptr<Communicator> make_mpi_world_comm() {
+  LLAMAFT_CHECK(mpi_active(), "MPI is not initialised");
+  return std::make_unique<MpiComm>(MPI_COMM_WORLD, false);
+}
+
+void finalize_mpi() {
+  if (mpi_active()) MPI_Finalize();
+}
+
+void abort_all(int code) {
+  if (mpi_active()) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    MPI_Finalize();
+  }
+  std::_Exit(code);
+}
+
+}  // namespace llamaft

@@ -1,0 +1,243 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace llamaft {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+void ConfigSchema::add(KeySpec spec) {
+  LLAMAFT_CHECK(!index_.count(spec.key), "duplicate config key ", spec.key);
+  index_[spec.key] = keys_.size();
+  keys_.push_back(std::move(spec));
+}
+
+const KeySpec* ConfigSchema::find(const std::string& key) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &keys_[it->second];
+}
+
+std::string ConfigSchema::nearest(const std::string& key) const {
+  std::string best;
+  size_t best_d = std::max<size_t>(3, key.size() / 3) + 1;
+  const std::string short_key = key.substr(key.find('.') == std::string::npos ? 0 : key.find('.') + 1);
+  for (const auto& k : keys_) {
+    size_t dist = edit_distance(key, k.key);
+    // A right name in the wrong section ("train.seq_len" for data.seq_len).
+    const std::string short_k = k.key.substr(k.key.find('.') + 1);
+    if (short_k == short_key) dist = std::min<size_t>(dist, 1);
+    if (dist < best_d) {
+      best_d = dist;
+      best = k.key;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string suggestion(const ConfigSchema& schema, const std::string& key) {
+  const std::string near = schema.nearest(key);
+  return near.empty() ? "" : "; did you mean '" + near + "'?";
+}
+
+bool parse_bool(const std::string& v, bool* out) {
+  std::string l = v;
+  std::transform(l.begin(), l.end(), l.begin(), ::tolower);
+  if (l == "true" || l == "1" || l == "yes" || l == "on") return *out = true, true;
+  if (l == "false" || l == "0" || l == "no" || l == "off") return *out = false, true;
+  return false;
+}
+
+bool parse_int(const std::string& v, int64_t* out) {
+  if (v.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (errno || *end != '\0') return false;
+  *out = x;
+  return true;
+}
+
+bool parse_float(const std::string& v, double* out) {
+  if (v.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (errno || *end != '\0' || !std::isfinite(x)) return false;
+  *out = x;
+  return true;
+}
+
+}  // namespace
+
+Config::Config(const ConfigSchema& schema) : schema_(schema) {}
+
+const KeySpec& Config::spec(const std::string& key) const {
+  const KeySpec* s = schema_.find(key);
+  LLAMAFT_CHECK(s, "config key '", key, "' is not in the schema");
+  return *s;
+}
+
+void Config::set(const std::string& key, const std::string& raw, const std::string& source) {
+  const KeySpec* s = schema_.find(key);
+  if (!s) LLAMAFT_FAIL(source, ": unknown key '", key, "'", suggestion(schema_, key));
+  const std::string value = trim(raw);
+  auto bad = [&](const std::string& why) {
+    LLAMAFT_FAIL(source, ": bad value '", value, "' for '", key, "': ", why);
+  };
+  switch (s->type) {
+    case KeyType::kInt: {
+      int64_t x;
+      if (!parse_int(value, &x)) bad("expected an integer");
+      if (x < s->min || x > s->max)
+        bad(str_cat("must be between ", static_cast<int64_t>(s->min), " and ",
+                    s->max >= 1e18 ? std::string("inf") : std::to_string(static_cast<int64_t>(s->max))));
+      break;
+    }
+    case KeyType::kFloat: {
+      double x;
+      if (!parse_float(value, &x)) bad("expected a number");
+      if (x < s->min || x > s->max) bad(str_cat("must be between ", s->min, " and ", s->max));
+      break;
+    }
+    case KeyType::kBool: {
+      bool b;
+      if (!parse_bool(value, &b)) bad("expected true or false");
+      break;
+    }
+    case KeyType::kChoice: {
+      if (std::find(s->choices.begin(), s->choices.end(), value) == s->choices.end()) {
+        std::string list;
+        for (const auto& c : s->choices) list += (list.empty() ? "" : "|") + c;
+        bad("expected one of " + list);
+      }
+      break;
+    }
+    case KeyType::kString:
+      break;
+  }
+  values_[key] = {value, source};
+}
+
+void Config::load_file(const std::string& path) {
+  std::ifstream in(path);
+  LLAMAFT_REQUIRE(in.good(), "cannot open config file '", path, "'");
+  std::string line, section;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    const std::string where = path + ":" + std::to_string(lineno);
+    // Strip comments: full-line # or ;, and inline " #" / " ;".
+    std::string s = trim(line);
+    if (s.empty() || s[0] == '#' || s[0] == ';') continue;
+    for (const char* marker : {" #", "\t#", " ;", "\t;"}) {
+      const auto pos = s.find(marker);
+      if (pos != std::string::npos) s = trim(s.substr(0, pos));
+    }
+    if (s.front() == '[') {
+      LLAMAFT_REQUIRE(s.back() == ']', where, ": malformed section header '", s, "'");
+      section = trim(s.substr(1, s.size() - 2));
+      LLAMAFT_REQUIRE(!section.empty(), where, ": empty section name");
+      continue;
+    }
+    const auto eq = s.find('=');
+    LLAMAFT_REQUIRE(eq != std::string::npos, where, ": expected 'key = value', got '", s, "'");
+    const std::string name = trim(s.substr(0, eq));
+    std::string value = trim(s.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    LLAMAFT_REQUIRE(!section.empty() || name.find('.') != std::string::npos, where, ": key '", name,
+                    "' is outside any [section]");
+    const std::string key = section.empty() ? name : section + "." + name;
+    set(key, value, where);
+  }
+}
+
+bool Config::has(const std::string& key) const {
+  return values_.count(key) || !spec(key).default_value.empty();
+}
+bool Config::is_explicit(const std::string& key) const { return values_.count(key) > 0; }
+
+const std::string& Config::source(const std::string& key) const {
+  static const std::string kDefault = "default";
+  auto it = values_.find(key);
+  return it == values_.end() ? kDefault : it->second.source;
+}
+
+std::string Config::get_string(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it != values_.end()) return it->second.text;
+  return spec(key).default_value;
+}
+
+int64_t Config::get_int(const std::string& key) const {
+  int64_t x = 0;
+  LLAMAFT_CHECK(spec(key).type == KeyType::kInt, key, " is not an integer key");
+  LLAMAFT_REQUIRE(parse_int(get_string(key), &x), "config key '", key, "' has no value");
+  return x;
+}
+double Config::get_float(const std::string& key) const {
+  double x = 0;
+  LLAMAFT_CHECK(spec(key).type == KeyType::kFloat, key, " is not a float key");
+  LLAMAFT_REQUIRE(parse_float(get_string(key), &x), "config key '", key, "' has no value");
+  return x;
+}
+bool Config::get_bool(const std::string& key) const {
+  bool b = false;
+  LLAMAFT_CHECK(spec(key).type == KeyType::kBool, key, " is not a bool key");
+  LLAMAFT_REQUIRE(parse_bool(get_string(key), &b), "config key '", key, "' has no value");
+  return b;
+}
+
+void Config::require(const std::string& key, const std::string& command) const {
+  if (has(key) && !get_string(key).empty()) return;
+  const KeySpec& s = spec(key);
+  const auto dot = key.find('.');
+  LLAMAFT_FAIL("llamaft ", command, ": missing required key '", key, "' (", s.help, "); set it as '",
+               key.substr(dot + 1), " = ...' under [", key.substr(0, dot), "] in --config, or pass --",
+               key);
+}
+
+std::string Config::dump() const {
+  std::ostringstream os;
+  std::string section;
+  for (const auto& s : schema_.keys()) {
+    const auto dot = s.key.find('.');
+    const std::string sec = s.key.substr(0, dot);
+    if (sec != section) {
+      os << (section.empty() ? "" : "\n") << "[" << sec << "]\n";
+      section = sec;
+    }
+    const std::string v = get_string(s.key);
+    os << s.key.substr(dot + 1) << " = " << v;
+    os << std::string(v.size() < 24 ? 24 - v.size() : 1, ' ') << "# " << source(s.key) << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace llamaft

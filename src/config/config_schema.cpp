@@ -1,0 +1,107 @@
+// Every configuration key llamaft accepts, documented where it is defined.
+// Sections: [model] [data] [init] [eval] [generate] [runtime].
+#include "config/config.hpp"
+
+namespace llamaft {
+
+namespace {
+KeySpec key(std::string k, KeyType t, std::string def, std::string help) {
+  KeySpec s;
+  s.key = std::move(k);
+  s.type = t;
+  s.default_value = std::move(def);
+  s.help = std::move(help);
+  return s;
+}
+KeySpec int_key(std::string k, std::string def, std::string help, double min, double max = 1e300) {
+  KeySpec s = key(std::move(k), KeyType::kInt, std::move(def), std::move(help));
+  s.min = min;
+  s.max = max;
+  return s;
+}
+KeySpec float_key(std::string k, std::string def, std::string help, double min, double max = 1e300) {
+  KeySpec s = key(std::move(k), KeyType::kFloat, std::move(def), std::move(help));
+  s.min = min;
+  s.max = max;
+  return s;
+}
+KeySpec choice_key(std::string k, std::string def, std::string help, std::vector<std::string> choices) {
+  KeySpec s = key(std::move(k), KeyType::kChoice, std::move(def), std::move(help));
+  s.choices = std::move(choices);
+  return s;
+}
+
+ConfigSchema build() {
+  ConfigSchema s;
+  s.add(key("model.path", KeyType::kString, "", "Hugging Face model directory (config.json + safetensors)"));
+  s.add(key("model.tokenizer", KeyType::kString, "",
+            "tokenizer.model path (default: tokenizer.model next to the model)"));
+
+  s.add(key("data.path", KeyType::kString, "", "dataset file (JSONL with input_ids and optional labels)"));
+  s.add(choice_key("data.format", "tokens", "dataset format", {"tokens"}));
+  s.add(int_key("data.seq_len", "256", "sequence length; longer rows are truncated (and counted)", 2, 1 << 20));
+
+  s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
+  s.add(int_key("init.seed", "0", "random seed for the initial weights", 0));
+  s.add(key("init.output", KeyType::kString, "", "output directory for the new model"));
+  s.add(choice_key("init.dtype", "float32", "dtype of the written safetensors", {"float32", "bfloat16"}));
+
+  s.add(int_key("eval.batch_size", "8", "rows per forward pass", 1, 1 << 20));
+
+  s.add(key("generate.prompt", KeyType::kString, "", "prompt text (needs a tokenizer)"));
+  s.add(key("generate.prompt_ids", KeyType::kString, "", "prompt as comma-separated token ids"));
+  s.add(int_key("generate.max_new_tokens", "64", "tokens to generate at most", 1, 1 << 20));
+  s.add(float_key("generate.temperature", "0", "sampling temperature; 0 means greedy", 0, 100));
+  s.add(float_key("generate.top_p", "1", "nucleus sampling threshold", 1e-6, 1));
+  s.add(int_key("generate.seed", "0", "sampling seed", 0));
+  s.add(key("generate.json", KeyType::kBool, "false", "print one JSON line instead of text"));
+  s.add(key("generate.stop_at_eos", KeyType::kBool, "true", "stop at the model's EOS token(s)"));
+
+  s.add(key("data.shuffle", KeyType::kBool, "false",
+            "false: step s reads rows s*G..(s+1)*G-1 in file order; true: a seeded permutation per epoch"));
+
+  s.add(int_key("train.global_batch_size", "8", "rows per optimizer step, over all ranks (Megatron's G)", 1));
+  s.add(int_key("train.micro_batch_size", "1", "rows per forward/backward on one rank", 1));
+  s.add(int_key("train.steps", "10", "optimizer steps to run", 1));
+  s.add(float_key("train.lr", "1e-4", "peak learning rate", 0, 10));
+  s.add(float_key("train.min_lr", "0", "learning rate at the end of a linear/cosine decay", 0, 10));
+  s.add(choice_key("train.lr_schedule", "constant", "learning-rate schedule after warmup",
+                   {"constant", "linear", "cosine"}));
+  s.add(int_key("train.warmup_steps", "0", "linear warmup steps (HF convention: step s runs at lr*s/warmup)", 0));
+  s.add(float_key("train.weight_decay", "0", "AdamW decoupled weight decay (applied to every parameter)", 0, 10));
+  s.add(float_key("train.beta1", "0.9", "AdamW beta1", 0, 0.999999));
+  s.add(float_key("train.beta2", "0.999", "AdamW beta2", 0, 0.99999999));
+  s.add(float_key("train.eps", "1e-8", "AdamW epsilon (added after the square root)", 0, 1));
+  s.add(float_key("train.max_grad_norm", "1.0", "clip the global gradient norm to this; 0 disables", 0));
+  s.add(int_key("train.seed", "0", "seed for data shuffling", 0));
+  s.add(choice_key("train.param_dtype", "fp32", "compute dtype of gathered parameters (bf16 needs CUDA)",
+                   {"fp32", "bf16"}));
+  s.add(int_key("train.max_nonfinite_skips", "3",
+                "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));
+  s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
+
+  s.add(choice_key("fsdp.strategy", "full_shard", "sharding strategy",
+                   {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard"}));
+  s.add(int_key("fsdp.shard_group_size", "0", "hybrid_shard: ranks per shard group (0: ranks per node)", 0));
+  s.add(key("fsdp.activation_checkpointing", KeyType::kBool, "false", "recompute each block in backward"));
+
+  s.add(key("output.dir", KeyType::kString, "", "run folder: metrics.jsonl, config, exported model"));
+  s.add(key("output.export", KeyType::kBool, "true", "write the trained model to output.dir/model at the end"));
+  s.add(choice_key("output.export_dtype", "float32", "dtype of the exported safetensors", {"float32", "bfloat16"}));
+  s.add(key("output.progress", KeyType::kBool, "true", "live progress line when stderr is a terminal"));
+
+  s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
+  s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
+
+  s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
+  s.add(int_key("runtime.threads", "0", "CPU threads per process (0: OMP_NUM_THREADS or all cores)", 0, 4096));
+  return s;
+}
+}  // namespace
+
+const ConfigSchema& global_schema() {
+  static const ConfigSchema schema = build();
+  return schema;
+}
+
+}  // namespace llamaft

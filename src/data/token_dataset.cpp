@@ -1,0 +1,97 @@
+#include "data/token_dataset.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "backend/row_math.hpp"
+#include "core/error.hpp"
+
+namespace llamaft {
+
+namespace {
+std::vector<int32_t> int_list(const nlohmann::json& j, const char* key, const std::string& where) {
+  LLAMAFT_REQUIRE(j[key].is_array(), where, ": '", key, "' must be a list of integers");
+  std::vector<int32_t> out;
+  out.reserve(j[key].size());
+  for (const auto& v : j[key]) {
+    LLAMAFT_REQUIRE(v.is_number_integer(), where, ": '", key, "' holds a non-integer value ", v.dump());
+    const int64_t x = v.get<int64_t>();
+    LLAMAFT_REQUIRE(x >= INT32_MIN && x <= INT32_MAX, where, ": '", key, "' value ", x, " out of range");
+    out.push_back(static_cast<int32_t>(x));
+  }
+  return out;
+}
+}  // namespace
+
+TokenDataset load_token_jsonl(const std::string& path, int seq_len, int64_t vocab_size) {
+  std::ifstream in(path);
+  LLAMAFT_REQUIRE(in.good(), "cannot open dataset '", path, "'");
+  TokenDataset ds;
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(lineno);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const std::exception& e) {
+      LLAMAFT_FAIL(where, ": not valid JSON (", e.what(), ")");
+    }
+    LLAMAFT_REQUIRE(j.is_object() && j.contains("input_ids"), where,
+                    ": each row needs an 'input_ids' list");
+    TokenRow row;
+    row.input_ids = int_list(j, "input_ids", where);
+    LLAMAFT_REQUIRE(!row.input_ids.empty(), where, ": 'input_ids' is empty");
+    for (int32_t id : row.input_ids)
+      LLAMAFT_REQUIRE(id >= 0 && id < vocab_size, where, ": token id ", id,
+                      " is outside the model's vocabulary [0, ", vocab_size, ")");
+    if (j.contains("labels")) {
+      row.labels = int_list(j, "labels", where);
+      LLAMAFT_REQUIRE(row.labels.size() == row.input_ids.size(), where, ": 'labels' has ",
+                      row.labels.size(), " entries but 'input_ids' has ", row.input_ids.size());
+      for (int32_t id : row.labels)
+        LLAMAFT_REQUIRE(id == rowmath::kIgnoreIndex || (id >= 0 && id < vocab_size), where,
+                        ": label ", id, " is neither -100 nor a valid token id");
+    } else {
+      row.labels = row.input_ids;
+    }
+    if (static_cast<int>(row.input_ids.size()) > seq_len) {
+      ds.truncated_rows++;
+      ds.truncated_tokens += static_cast<int64_t>(row.input_ids.size()) - seq_len;
+      row.input_ids.resize(seq_len);
+      row.labels.resize(seq_len);
+    }
+    ds.rows.push_back(std::move(row));
+  }
+  LLAMAFT_REQUIRE(!ds.rows.empty(), "dataset '", path, "' has no rows");
+  return ds;
+}
+
+HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
+  HostBatch b;
+  b.batch = static_cast<int>(rows.size());
+  b.seq = seq_len;
+  const size_t n = static_cast<size_t>(b.batch) * seq_len;
+  b.ids.assign(n, 0);
+  b.positions.assign(n, 0);
+  b.targets.assign(n, rowmath::kIgnoreIndex);
+  for (int r = 0; r < b.batch; ++r) {
+    const TokenRow& row = *rows[r];
+    const int len = static_cast<int>(row.input_ids.size());
+    LLAMAFT_CHECK(len <= seq_len, "row longer than seq_len");
+    for (int t = 0; t < seq_len; ++t) {
+      const size_t i = static_cast<size_t>(r) * seq_len + t;
+      b.positions[i] = t;
+      if (t < len) b.ids[i] = row.input_ids[t];
+      if (t + 1 < len) {
+        b.targets[i] = row.labels[t + 1];
+        b.target_tokens += row.labels[t + 1] != rowmath::kIgnoreIndex;
+      }
+    }
+  }
+  return b;
+}
+
+}  // namespace llamaft

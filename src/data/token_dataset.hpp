@@ -1,0 +1,40 @@
+// Token datasets: JSONL rows with `input_ids` and optional `labels` (the
+// Hugging Face convention: labels align with input_ids, -100 is ignored, and
+// the model shifts them so position t predicts t+1), and the batching that
+// turns rows into model inputs with next-token targets.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llamaft {
+
+struct TokenRow {
+  std::vector<int32_t> input_ids;
+  std::vector<int32_t> labels;  // same length as input_ids
+};
+
+struct TokenDataset {
+  std::vector<TokenRow> rows;
+  int64_t truncated_rows = 0;   // rows longer than seq_len
+  int64_t truncated_tokens = 0;
+};
+
+// Reads a JSONL file. Rows longer than seq_len are truncated and counted.
+// Bad rows (not JSON, missing input_ids, ids outside [0, vocab), labels of a
+// different length) are errors that name file:line.
+TokenDataset load_token_jsonl(const std::string& path, int seq_len, int64_t vocab_size);
+
+// A host-side batch: B rows padded to seq_len, with shifted targets.
+struct HostBatch {
+  int batch = 0, seq = 0;
+  std::vector<int32_t> ids, positions, targets;  // (B*T)
+  int64_t target_tokens = 0;                      // non-ignored targets
+};
+
+// Packs rows[first .. first+count) (each at most seq_len) into a padded batch.
+// targets[t] = labels[t+1] (or -100 past the row end); padding uses id 0.
+HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len);
+
+}  // namespace llamaft

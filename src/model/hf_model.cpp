@@ -1,0 +1,122 @@
+#include "model/hf_model.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+
+#include "core/error.hpp"
+#include "io/hf_tensors.hpp"
+#include "io/safetensors.hpp"
+
+namespace llamaft {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Buffers HF keeps in some checkpoints that are not parameters.
+bool ignorable(const std::string& name, bool tied) {
+  if (name.size() > 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) return true;
+  return tied && name == "lm_head.weight";  // HF ignores it when tied
+}
+
+void make_dirs(const std::string& dir) {
+  std::string path;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') {
+      if (!path.empty() && path != "." ) {
+        struct stat st;
+        if (stat(path.c_str(), &st) != 0)
+          LLAMAFT_REQUIRE(mkdir(path.c_str(), 0755) == 0 || errno == EEXIST, "cannot create directory '", path, "'");
+      }
+    }
+    if (i < dir.size()) path += dir[i];
+  }
+}
+
+}  // namespace
+
+LlamaConfig read_model_config(const std::string& model_dir) {
+  struct stat st;
+  LLAMAFT_REQUIRE(stat(model_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "model directory '", model_dir,
+                  "' does not exist (expected a Hugging Face folder with config.json and *.safetensors)");
+  return LlamaConfig::from_file(model_dir + "/config.json");
+}
+
+void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Backend& be,
+                     ResidentParams& params) {
+  io::HfTensorSet set(model_dir);
+  std::set<std::string> expected;
+  std::vector<float> staging;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    const Unit& unit = layout.units()[u];
+    staging.assign(unit.numel, 0.f);
+    for (const auto& slot : unit.tensors) {
+      expected.insert(slot.hf_name);
+      LLAMAFT_REQUIRE(set.has(slot.hf_name), model_dir, ": tensor '", slot.hf_name,
+                      "' is missing from the safetensors files (config.json says it must exist)");
+      const io::TensorInfo& info = set.info(slot.hf_name);
+      LLAMAFT_REQUIRE(info.shape == slot.shape, model_dir, ": tensor '", slot.hf_name, "' has shape ",
+                      shape_str(info.shape), " but config.json implies ", shape_str(slot.shape));
+      set.read_f32(slot.hf_name, 0, slot.numel(), staging.data() + slot.offset);
+    }
+    be.to_device(params.mutable_params(u), staging.data(), staging.size() * sizeof(float));
+  }
+  // Anything else in the files means the checkpoint and config.json disagree.
+  bool tied = true;
+  for (const auto& t : layout.units()[layout.head_unit()].tensors) tied &= t.hf_name != "lm_head.weight";
+  for (const auto& name : set.names()) {
+    if (expected.count(name) || ignorable(name, tied)) continue;
+    LLAMAFT_FAIL(model_dir, ": unexpected tensor '", name,
+                 "' does not belong to a Llama with this config.json");
+  }
+}
+
+void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16) {
+  make_dirs(model_dir);
+  LlamaConfig out_cfg = cfg;
+  out_cfg.torch_dtype = bf16 ? "bfloat16" : "float32";
+  std::ofstream f(model_dir + "/config.json");
+  LLAMAFT_REQUIRE(f.good(), "cannot write '", model_dir, "/config.json'");
+  f << out_cfg.to_json();
+  LLAMAFT_REQUIRE(f.good(), "error writing '", model_dir, "/config.json'");
+}
+
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
+                   bool bf16, const std::function<void(const TensorSlot&, float*)>& fill) {
+  save_model_config(model_dir, cfg, bf16);
+  io::SafetensorsWriter writer;
+  const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
+  for (const auto& u : layout.units())
+    for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
+  writer.set_metadata("format", "pt");
+  const std::string path = model_dir + "/model.safetensors";
+  writer.create(path);
+  io::SafetensorsOutput out(path);
+  std::vector<float> buf;
+  for (const auto& u : layout.units())
+    for (const auto& t : u.tensors) {
+      buf.resize(t.numel());
+      fill(t, buf.data());
+      writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
+    }
+  out.sync();
+}
+
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
+                   bool bf16, Backend& be, ResidentParams& params) {
+  std::vector<int> unit_of;
+  save_hf_model(model_dir, cfg, layout, bf16, [&](const TensorSlot& slot, float* dst) {
+    int unit = -1;
+    const TensorSlot* s = nullptr;
+    LLAMAFT_CHECK(layout.find(slot.hf_name, &unit, &s), "unknown tensor ", slot.hf_name);
+    be.to_host(dst, params.params(unit) + s->offset, sizeof(float) * s->numel());
+  });
+}
+
+}  // namespace llamaft

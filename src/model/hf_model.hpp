@@ -1,0 +1,35 @@
+// Hugging Face model directories: config.json plus model.safetensors (or
+// sharded model-0000k-of-0000n.safetensors with model.safetensors.index.json).
+// Names and shapes are checked against the config; dtypes F32/BF16/F16 load.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "backend/backend.hpp"
+#include "model/llama.hpp"
+#include "model/llama_config.hpp"
+#include "model/param_layout.hpp"
+
+namespace llamaft {
+
+LlamaConfig read_model_config(const std::string& model_dir);
+
+// Loads every tensor into resident unit buffers (one process holds it all).
+void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Backend& be,
+                     ResidentParams& params);
+
+// Creates model_dir (and parents) and writes config.json.
+void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);
+
+// Writes config.json and model.safetensors. `fill(slot, out)` produces a
+// tensor's values (host fp32, slot.numel() floats) one tensor at a time, so
+// the whole model never needs to be in host memory at once.
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
+                   bool bf16, const std::function<void(const TensorSlot&, float*)>& fill);
+
+// Convenience: save resident params.
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
+                   bool bf16, Backend& be, ResidentParams& params);
+
+}  // namespace llamaft

@@ -1,0 +1,450 @@
+#include "model/llama.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "backend/row_math.hpp"
+#include "core/error.hpp"
+
+namespace llamaft {
+
+// Activations one block keeps for its backward pass. N = B*T rows.
+struct LlamaModel::BlockActs {
+  DeviceArray<float> x_in;   // (N, D)  block input (residual stream)
+  DeviceArray<float> rstd1;  // (N)
+  DeviceArray<float> h1;     // (N, D)  input_layernorm output
+  DeviceArray<float> qkv;    // (N, qd + 2 kvd) after RoPE on q and k
+  DeviceArray<float> att;    // (N, qd) attention output before o_proj
+  DeviceArray<float> lse;    // (B, Hq, T)
+  DeviceArray<float> x_mid;  // (N, D)  residual after attention
+  DeviceArray<float> rstd2;  // (N)
+  DeviceArray<float> h2;     // (N, D)
+  DeviceArray<float> gu;     // (N, 2F) gate | up
+  DeviceArray<float> act;    // (N, F)  silu(gate) * up
+
+  void resize(Backend& be, const LlamaConfig& c, int rows, int batch, int seq) {
+    const size_t n = rows, d = c.hidden_size, f = c.intermediate_size;
+    x_in.resize(be, n * d);
+    rstd1.resize(be, n);
+    h1.resize(be, n * d);
+    qkv.resize(be, n * (c.q_dim() + 2 * c.kv_dim()));
+    att.resize(be, n * c.q_dim());
+    lse.resize(be, static_cast<size_t>(batch) * c.num_attention_heads * seq);
+    x_mid.resize(be, n * d);
+    rstd2.resize(be, n);
+    h2.resize(be, n * d);
+    gu.resize(be, n * 2 * f);
+    act.resize(be, n * f);
+  }
+  size_t bytes() const {
+    return x_in.bytes() + rstd1.bytes() + h1.bytes() + qkv.bytes() + att.bytes() + lse.bytes() +
+           x_mid.bytes() + rstd2.bytes() + h2.bytes() + gu.bytes() + act.bytes();
+  }
+};
+
+struct LlamaModel::KvLayer {
+  DeviceArray<float> k, v;  // (max_tokens, kvd)
+};
+
+LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
+    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg) {
+  cfg_.validate("model config");
+  const auto inv = cfg_.rope_inv_freq();
+  inv_freq_.resize(be_, inv.size());
+  be_.to_device(inv_freq_.data(), inv.data(), inv.size() * sizeof(float));
+}
+
+LlamaModel::~LlamaModel() = default;
+
+void LlamaModel::ensure_workspace(int rows) {
+  if (rows <= rows_) return;
+  rows_ = rows;
+  const size_t d = cfg_.hidden_size, f = cfg_.intermediate_size;
+  const size_t wide = std::max({d, 2 * f, static_cast<size_t>(cfg_.q_dim() + 2 * cfg_.kv_dim())});
+  x_.resize(be_, rows * d);
+  dx_.resize(be_, rows * d);
+  tmp_.resize(be_, rows * wide * 2);
+  head_norm_.resize(be_, rows * d);
+  head_rstd_.resize(be_, rows);
+  row_loss_.resize(be_, rows);
+}
+
+const float* LlamaModel::lm_head_weight(UnitAccess& access) {
+  if (cfg_.tie_word_embeddings) return access.params(layout_.embed_unit());
+  const auto& head = layout_.units()[layout_.head_unit()];
+  return access.params(layout_.head_unit()) + head.slot("lm_head.weight").offset;
+}
+
+float* LlamaModel::lm_head_grad(UnitAccess& access) {
+  if (cfg_.tie_word_embeddings) return access.grads(layout_.embed_unit());
+  const auto& head = layout_.units()[layout_.head_unit()];
+  return access.grads(layout_.head_unit()) + head.slot("lm_head.weight").offset;
+}
+
+void LlamaModel::embed_forward(const Batch& b, UnitAccess& access, float* x) {
+  const int rows = b.batch * b.seq;
+  const float* table = access.params(layout_.embed_unit());
+  access.prefetch(layout_.num_units() > 2 ? layout_.block_unit(0) : layout_.head_unit());
+  be_.embedding_fwd(b.ids, table, x, rows, static_cast<int>(cfg_.hidden_size));
+  access.release(layout_.embed_unit());  // a tied head gathers it again
+}
+
+void LlamaModel::block_forward(int layer, const float* w, int batch, int seq,
+                               const int32_t* positions, const int32_t* doc_start, float* x,
+                               BlockActs& a, KvLayer* cache, int q_offset) {
+  const auto& off = layout_.block_offsets();
+  const int rows = batch * seq;
+  const int d = static_cast<int>(cfg_.hidden_size), f = static_cast<int>(cfg_.intermediate_size);
+  const int qd = static_cast<int>(cfg_.q_dim()), kvd = static_cast<int>(cfg_.kv_dim());
+  const int hd = static_cast<int>(cfg_.head_dim);
+  const int ldqkv = qd + 2 * kvd;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+
+  be_.copy(a.x_in.data(), x, sizeof(float) * rows * d);
+  be_.rmsnorm_fwd(x, w + off.input_norm, a.h1.data(), a.rstd1.data(), rows, d, eps);
+  // qkv(N, qd+2kvd) = h1 @ [Wq; Wk; Wv]^T
+  be_.gemm(false, true, rows, ldqkv, d, 1.f, a.h1.data(), d, w + off.qkv, d, 0.f, a.qkv.data(), ldqkv);
+  float* q = a.qkv.data();
+  float* k = q + qd;
+  float* v = k + kvd;
+  be_.rope(q, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_attention_heads), hd, false);
+  be_.rope(k, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_key_value_heads), hd, false);
+
+  AttnShape s;
+  s.batch = batch;
+  s.tq = seq;
+  s.n_heads = static_cast<int>(cfg_.num_attention_heads);
+  s.n_kv_heads = static_cast<int>(cfg_.num_key_value_heads);
+  s.head_dim = hd;
+  s.scale = 1.f / std::sqrt(static_cast<float>(hd));
+  s.ldq = ldqkv;
+  s.ldo = qd;
+  s.doc_start = doc_start;
+  const float* kk = k;
+  const float* vv = v;
+  if (cache) {
+    LLAMAFT_CHECK(batch == 1, "KV-cache decoding supports batch 1");
+    for (int t = 0; t < seq; ++t) {
+      be_.copy(cache->k.data() + static_cast<size_t>(q_offset + t) * kvd, k + static_cast<size_t>(t) * ldqkv,
+               sizeof(float) * kvd);
+      be_.copy(cache->v.data() + static_cast<size_t>(q_offset + t) * kvd, v + static_cast<size_t>(t) * ldqkv,
+               sizeof(float) * kvd);
+    }
+    kk = cache->k.data();
+    vv = cache->v.data();
+    s.tk = q_offset + seq;
+    s.q_offset = q_offset;
+    s.ldk = s.ldv = kvd;
+  } else {
+    s.tk = seq;
+    s.ldk = s.ldv = ldqkv;
+  }
+  be_.attention_fwd(s, q, kk, vv, a.att.data(), a.lse.data());
+  // x += att @ Wo^T
+  be_.gemm(false, true, rows, d, qd, 1.f, a.att.data(), qd, w + off.o, qd, 1.f, x, d);
+
+  be_.copy(a.x_mid.data(), x, sizeof(float) * rows * d);
+  be_.rmsnorm_fwd(x, w + off.post_norm, a.h2.data(), a.rstd2.data(), rows, d, eps);
+  // gu(N, 2F) = h2 @ [Wgate; Wup]^T
+  be_.gemm(false, true, rows, 2 * f, d, 1.f, a.h2.data(), d, w + off.gate_up, d, 0.f, a.gu.data(), 2 * f);
+  be_.swiglu_fwd(a.gu.data(), a.gu.data() + f, 2 * f, a.act.data(), rows, f);
+  // x += act @ Wdown^T
+  be_.gemm(false, true, rows, d, f, 1.f, a.act.data(), f, w + off.down, f, 1.f, x, d);
+}
+
+void LlamaModel::block_backward(int layer, const float* w, float* dw, int batch, int seq,
+                                const int32_t* positions, const int32_t* doc_start, BlockActs& a,
+                                float* dx) {
+  const auto& off = layout_.block_offsets();
+  const int rows = batch * seq;
+  const int d = static_cast<int>(cfg_.hidden_size), f = static_cast<int>(cfg_.intermediate_size);
+  const int qd = static_cast<int>(cfg_.q_dim()), kvd = static_cast<int>(cfg_.kv_dim());
+  const int hd = static_cast<int>(cfg_.head_dim);
+  const int ldqkv = qd + 2 * kvd;
+  const int hq = static_cast<int>(cfg_.num_attention_heads), hkv = static_cast<int>(cfg_.num_key_value_heads);
+
+  float* big = tmp_.data();                                      // (N, max(2F, ldqkv))
+  float* small = tmp_.data() + tmp_.size() / 2;                  // (N, max(D, F, qd))
+
+  // ---- MLP: x_out = x_mid + act @ Wd^T -------------------------------------------
+  // dWd(D, F) += dx^T @ act
+  be_.gemm(true, false, d, f, rows, 1.f, dx, d, a.act.data(), f, 1.f, dw + off.down, f);
+  // dact(N, F) = dx @ Wd
+  be_.gemm(false, false, rows, f, d, 1.f, dx, d, w + off.down, f, 0.f, small, f);
+  // dgu(N, 2F)
+  be_.swiglu_bwd(small, a.gu.data(), a.gu.data() + f, 2 * f, big, big + f, 2 * f, rows, f);
+  // dWgu(2F, D) += dgu^T @ h2
+  be_.gemm(true, false, 2 * f, d, rows, 1.f, big, 2 * f, a.h2.data(), d, 1.f, dw + off.gate_up, d);
+  // dh2(N, D) = dgu @ Wgu
+  be_.gemm(false, false, rows, d, 2 * f, 1.f, big, 2 * f, w + off.gate_up, d, 0.f, small, d);
+  // dx += rmsnorm_bwd(dh2)
+  be_.rmsnorm_bwd(small, a.x_mid.data(), w + off.post_norm, a.rstd2.data(), big, dw + off.post_norm, rows, d);
+  be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
+
+  // ---- attention: x_mid = x_in + att @ Wo^T ------------------------------------------
+  // dWo(D, qd) += dx^T @ att
+  be_.gemm(true, false, d, qd, rows, 1.f, dx, d, a.att.data(), qd, 1.f, dw + off.o, qd);
+  // datt(N, qd) = dx @ Wo
+  be_.gemm(false, false, rows, qd, d, 1.f, dx, d, w + off.o, qd, 0.f, small, qd);
+  AttnShape s;
+  s.batch = batch;
+  s.tq = s.tk = seq;
+  s.n_heads = hq;
+  s.n_kv_heads = hkv;
+  s.head_dim = hd;
+  s.scale = 1.f / std::sqrt(static_cast<float>(hd));
+  s.ldq = s.ldk = s.ldv = ldqkv;
+  s.ldo = qd;
+  s.doc_start = doc_start;
+  const float* q = a.qkv.data();
+  float* dqkv = big;  // (N, ldqkv)
+  be_.attention_bwd(s, q, q + qd, q + qd + kvd, a.att.data(), a.lse.data(), small, dqkv, dqkv + qd,
+                    dqkv + qd + kvd);
+  be_.rope(dqkv, ldqkv, positions, inv_freq_.data(), rows, hq, hd, true);
+  be_.rope(dqkv + qd, ldqkv, positions, inv_freq_.data(), rows, hkv, hd, true);
+  // dWqkv(ldqkv, D) += dqkv^T @ h1
+  be_.gemm(true, false, ldqkv, d, rows, 1.f, dqkv, ldqkv, a.h1.data(), d, 1.f, dw + off.qkv, d);
+  // dh1(N, D) = dqkv @ Wqkv
+  be_.gemm(false, false, rows, d, ldqkv, 1.f, dqkv, ldqkv, w + off.qkv, d, 0.f, small, d);
+  be_.rmsnorm_bwd(small, a.x_in.data(), w + off.input_norm, a.rstd1.data(), big, dw + off.input_norm, rows, d);
+  be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
+}
+
+LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, float* x,
+                         float loss_scale, float* logits_out, bool count_correct) {
+  const int rows = b.batch * b.seq;
+  const int d = static_cast<int>(cfg_.hidden_size), vocab = static_cast<int>(cfg_.vocab_size);
+  const int hu = layout_.head_unit();
+  const auto& head_unit = layout_.units()[hu];
+  const float* hw = access.params(hu);
+  const float* norm_w = hw + head_unit.slot("model.norm.weight").offset;
+  const float* wlm = lm_head_weight(access);
+  be_.rmsnorm_fwd(x, norm_w, head_norm_.data(), head_rstd_.data(), rows, d,
+                  static_cast<float>(cfg_.rms_norm_eps));
+
+  LossSum result;
+  if (mode == HeadMode::kLogits) {
+    // logits(N, V) = hN @ Wlm^T
+    be_.gemm(false, true, rows, vocab, d, 1.f, head_norm_.data(), d, wlm, d, 0.f, logits_out, vocab);
+    return result;
+  }
+  // Chunked over rows so no (N, V) logits buffer is ever alive.
+  const int chunk = std::max(1, std::min(rows, (1 << 22) / vocab));
+  logits_.resize(be_, static_cast<size_t>(chunk) * vocab);
+  std::vector<int32_t> host_targets(rows);
+  be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
+  for (int t : host_targets) result.tokens += (t != rowmath::kIgnoreIndex);
+  float* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
+  float* dwlm = mode == HeadMode::kLossBackward ? lm_head_grad(access) : nullptr;
+  std::vector<float> host_loss(chunk);
+  std::vector<float> host_logits;
+  for (int r0 = 0; r0 < rows; r0 += chunk) {
+    const int n = std::min(chunk, rows - r0);
+    const float* hn = head_norm_.data() + static_cast<size_t>(r0) * d;
+    be_.gemm(false, true, n, vocab, d, 1.f, hn, d, wlm, d, 0.f, logits_.data(), vocab);
+    if (count_correct) {
+      host_logits.resize(static_cast<size_t>(n) * vocab);
+      be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(float));
+      for (int r = 0; r < n; ++r) {
+        const int tgt = host_targets[r0 + r];
+        if (tgt == rowmath::kIgnoreIndex) continue;
+        const float* row = host_logits.data() + static_cast<size_t>(r) * vocab;
+        result.correct += (std::max_element(row, row + vocab) - row) == tgt;
+      }
+    }
+    be_.cross_entropy_rows(logits_.data(), b.targets + r0, row_loss_.data(), n, vocab, loss_scale);
+    result.loss_sum += be_.sum(row_loss_.data(), n);
+    if (mode == HeadMode::kLossBackward) {
+      // dWlm(V, D) += dlogits^T @ hN ; dhN(n, D) = dlogits @ Wlm
+      be_.gemm(true, false, vocab, d, n, 1.f, logits_.data(), vocab, hn, d, 1.f, dwlm, d);
+      be_.gemm(false, false, n, d, vocab, 1.f, logits_.data(), vocab, wlm, d, 0.f,
+               dnorm + static_cast<size_t>(r0) * d, d);
+    }
+  }
+  if (mode == HeadMode::kLossBackward) {
+    float* dhw = access.grads(hu);
+    // dx(N, D) = rmsnorm_bwd(dhN)
+    be_.rmsnorm_bwd(dnorm, x, norm_w, head_rstd_.data(), tmp_.data(), dhw + head_unit.slot("model.norm.weight").offset,
+                    rows, d);
+    be_.copy(dx_.data(), tmp_.data(), sizeof(float) * rows * d);
+  }
+  return result;
+}
+
+LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+  const int rows = b.batch * b.seq;
+  const int layers = static_cast<int>(cfg_.num_hidden_layers);
+  const size_t d = cfg_.hidden_size;
+  ensure_workspace(rows);
+  const bool recompute = opts_.activation_checkpointing;
+  if (recompute) {
+    block_inputs_.resize(layers);
+    if (!scratch_) scratch_ = std::make_unique<BlockActs>();
+    scratch_->resize(be_, cfg_, rows, b.batch, b.seq);
+    for (auto& bi : block_inputs_) bi.resize(be_, rows * d);
+  } else {
+    acts_.resize(layers);
+    for (auto& a : acts_) {
+      if (!a) a = std::make_unique<BlockActs>();
+      a->resize(be_, cfg_, rows, b.batch, b.seq);
+    }
+  }
+
+  float* x = x_.data();
+  embed_forward(b, access, x);
+  activation_bytes_ = 0;
+  for (int l = 0; l < layers; ++l) {
+    const int u = layout_.block_unit(l);
+    if (recompute) {
+      be_.copy(block_inputs_[l].data(), x, sizeof(float) * rows * d);
+      activation_bytes_ += block_inputs_[l].bytes();
+    }
+    BlockActs& a = recompute ? *scratch_ : *acts_[l];
+    const float* w = access.params(u);
+    access.prefetch(l + 1 < layers ? layout_.block_unit(l + 1) : layout_.head_unit());
+    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, a, nullptr, 0);
+    if (!recompute) activation_bytes_ += a.bytes();
+    access.release(u);
+  }
+  if (recompute) activation_bytes_ += scratch_->bytes();
+
+  if (layers > 0) access.prefetch(layout_.block_unit(layers - 1));  // first unit of backward
+  LossSum loss = head(HeadMode::kLossBackward, b, access, x, loss_scale, nullptr, false);
+  access.release(layout_.head_unit());
+  access.grads_done(layout_.head_unit());
+  if (cfg_.tie_word_embeddings) {
+    access.release(layout_.embed_unit());
+    access.grads_done(layout_.embed_unit());  // the lm_head share of the tied gradient
+  }
+
+  float* dx = dx_.data();
+  for (int l = layers - 1; l >= 0; --l) {
+    const int u = layout_.block_unit(l);
+    const float* w = access.params(u);
+    if (l > 0) access.prefetch(layout_.block_unit(l - 1));
+    BlockActs* a = recompute ? scratch_.get() : acts_[l].get();
+    if (recompute) {
+      // Re-run the block from its saved input to rebuild every activation.
+      float* xr = head_norm_.data();
+      be_.copy(xr, block_inputs_[l].data(), sizeof(float) * rows * d);
+      block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, xr, *a, nullptr, 0);
+    }
+    block_backward(l, w, access.grads(u), b.batch, b.seq, b.positions, b.doc_start, *a, dx);
+    access.release(u);
+    access.grads_done(u);
+  }
+  const int eu = layout_.embed_unit();
+  be_.embedding_bwd(b.ids, dx, access.grads(eu), rows, static_cast<int>(d));
+  access.grads_done(eu);
+  return loss;
+}
+
+LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+  const int rows = b.batch * b.seq;
+  ensure_workspace(rows);
+  if (!scratch_) scratch_ = std::make_unique<BlockActs>();
+  scratch_->resize(be_, cfg_, rows, b.batch, b.seq);
+  float* x = x_.data();
+  embed_forward(b, access, x);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const int u = layout_.block_unit(l);
+    const float* w = access.params(u);
+    access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
+    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
+    access.release(u);
+  }
+  LossSum loss = head(HeadMode::kLoss, b, access, x, 1.f, nullptr, count_correct);
+  access.release(layout_.head_unit());
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
+  return loss;
+}
+
+void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
+  const int rows = b.batch * b.seq;
+  ensure_workspace(rows);
+  if (!scratch_) scratch_ = std::make_unique<BlockActs>();
+  scratch_->resize(be_, cfg_, rows, b.batch, b.seq);
+  float* x = x_.data();
+  embed_forward(b, access, x);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const int u = layout_.block_unit(l);
+    const float* w = access.params(u);
+    access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
+    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
+    access.release(u);
+  }
+  head(HeadMode::kLogits, b, access, x, 1.f, out, false);
+  access.release(layout_.head_unit());
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
+}
+
+void LlamaModel::reset_cache(int max_tokens) {
+  LLAMAFT_REQUIRE(max_tokens > 0, "decode length must be positive");
+  cache_.resize(cfg_.num_hidden_layers);
+  for (auto& c : cache_) {
+    if (!c) c = std::make_unique<KvLayer>();
+    c->k.resize(be_, static_cast<size_t>(max_tokens) * cfg_.kv_dim());
+    c->v.resize(be_, static_cast<size_t>(max_tokens) * cfg_.kv_dim());
+  }
+  cache_len_ = 0;
+  cache_cap_ = max_tokens;
+}
+
+std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess& access) {
+  LLAMAFT_REQUIRE(n > 0, "decode needs at least one token");
+  LLAMAFT_REQUIRE(cache_len_ + n <= cache_cap_, "KV cache full: ", cache_len_, " + ", n,
+                  " tokens exceed the ", cache_cap_, " reserved");
+  ensure_workspace(n);
+  if (!scratch_) scratch_ = std::make_unique<BlockActs>();
+  scratch_->resize(be_, cfg_, n, 1, n);
+  std::vector<int32_t> pos(n);
+  for (int i = 0; i < n; ++i) pos[i] = cache_len_ + i;
+  DeviceArray<int32_t> ids_d(be_, n), pos_d(be_, n);
+  be_.to_device(ids_d.data(), host_ids, sizeof(int32_t) * n);
+  be_.to_device(pos_d.data(), pos.data(), sizeof(int32_t) * n);
+  Batch b;
+  b.batch = 1;
+  b.seq = n;
+  b.ids = ids_d.data();
+  b.positions = pos_d.data();
+  float* x = x_.data();
+  embed_forward(b, access, x);
+  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
+    const int u = layout_.block_unit(l);
+    block_forward(l, access.params(u), 1, n, b.positions, nullptr, x, *scratch_, cache_[l].get(), cache_len_);
+    access.release(u);
+  }
+  // Only the last position's logits are needed.
+  const size_t d = cfg_.hidden_size;
+  Batch last = b;
+  last.seq = 1;
+  const float* x_last = x + (n - 1) * d;
+  DeviceArray<float> logits(be_, cfg_.vocab_size);
+  head(HeadMode::kLogits, last, access, const_cast<float*>(x_last), 1.f, logits.data(), false);
+  access.release(layout_.head_unit());
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
+  cache_len_ += n;
+  std::vector<float> host(cfg_.vocab_size);
+  be_.to_host(host.data(), logits.data(), host.size() * sizeof(float));
+  return host;
+}
+
+ResidentParams::ResidentParams(Backend& be, const ParamLayout& layout) : be_(be) {
+  for (const auto& u : layout.units()) params_.emplace_back(be, static_cast<size_t>(u.numel));
+  grads_.resize(params_.size());
+}
+
+float* ResidentParams::grads(int unit) {
+  if (grads_[unit].size() != params_[unit].size()) {
+    grads_[unit].resize(be_, params_[unit].size());
+    be_.fill(grads_[unit].data(), 0.f, grads_[unit].size());
+  }
+  return grads_[unit].data();
+}
+
+void ResidentParams::zero_grads() {
+  for (size_t u = 0; u < grads_.size(); ++u)
+    if (grads_[u].size()) be_.fill(grads_[u].data(), 0.f, grads_[u].size());
+}
+
+}  // namespace llamaft

@@ -1,0 +1,255 @@
+#include "parallel/fsdp.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace llamaft {
+
+ShardStrategy parse_strategy(const std::string& name) {
+  if (name == "full_shard") return ShardStrategy::kFullShard;
+  if (name == "shard_grad_op") return ShardStrategy::kShardGradOp;
+  if (name == "no_shard") return ShardStrategy::kNoShard;
+  if (name == "hybrid_shard") return ShardStrategy::kHybridShard;
+  LLAMAFT_FAIL("unknown fsdp.strategy '", name, "' (full_shard|shard_grad_op|no_shard|hybrid_shard)");
+}
+
+const char* strategy_name(ShardStrategy s) {
+  switch (s) {
+    case ShardStrategy::kFullShard: return "full_shard";
+    case ShardStrategy::kShardGradOp: return "shard_grad_op";
+    case ShardStrategy::kNoShard: return "no_shard";
+    case ShardStrategy::kHybridShard: return "hybrid_shard";
+  }
+  return "?";
+}
+
+MeshShape mesh_for(ShardStrategy s, int world_size, int world_rank, int shard_group_size) {
+  MeshShape m;
+  switch (s) {
+    case ShardStrategy::kFullShard:
+    case ShardStrategy::kShardGradOp:
+      m.shard_size = world_size;
+      break;
+    case ShardStrategy::kNoShard:
+      m.shard_size = 1;
+      break;
+    case ShardStrategy::kHybridShard: {
+      const int g = shard_group_size > 0 ? shard_group_size : world_size;
+      LLAMAFT_REQUIRE(world_size % g == 0, "fsdp.shard_group_size = ", g, " does not divide the ", world_size,
+                      " ranks; use a divisor of ", world_size, " (usually the ranks per node)");
+      m.shard_size = g;
+      break;
+    }
+  }
+  m.replica_size = world_size / m.shard_size;
+  m.shard_index = world_rank % m.shard_size;
+  m.replica_index = world_rank / m.shard_size;
+  return m;
+}
+
+struct Fsdp::Gathered {
+  float* buffer = nullptr;
+  RequestPtr request;  // null once complete
+};
+
+struct Fsdp::PendingReduce {
+  int unit = -1;
+  float* full = nullptr;   // (padded) gradient contribution, returned to the pool
+  float* shard = nullptr;  // (shard_size) reduced shard (== full when shard count is 1)
+  RequestPtr request;
+};
+
+Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
+           int shard_group_size)
+    : layout_(layout), be_(be), world_(world), strategy_(strategy) {
+  mesh_ = mesh_for(strategy, world.size(), world.rank(), shard_group_size);
+  // Collective: every rank makes both splits in the same order.
+  shard_comm_ = world.split(mesh_.replica_index, mesh_.shard_index);
+  replica_comm_ = world.split(mesh_.shard_index, mesh_.replica_index);
+  LLAMAFT_CHECK(shard_comm_->size() == mesh_.shard_size && replica_comm_->size() == mesh_.replica_size,
+                "mesh split mismatch");
+  const int s = mesh_.shard_size;
+  for (const auto& u : layout.units()) {
+    ShardGeometry g;
+    g.numel = u.numel;
+    g.padded = (u.numel + s - 1) / s * s;
+    g.shard_size = g.padded / s;
+    g.begin = static_cast<int64_t>(mesh_.shard_index) * g.shard_size;
+    geom_.push_back(g);
+    master_.emplace_back(be, g.shard_size);
+    grad_.emplace_back(be, g.shard_size);
+    m_.emplace_back(be, g.shard_size);
+    v_.emplace_back(be, g.shard_size);
+    be.fill(master_.back().data(), 0.f, g.shard_size);
+    be.fill(grad_.back().data(), 0.f, g.shard_size);
+    be.fill(m_.back().data(), 0.f, g.shard_size);
+    be.fill(v_.back().data(), 0.f, g.shard_size);
+  }
+}
+
+Fsdp::~Fsdp() {
+  // In-flight requests complete in their destructors before buffers go.
+  pending_.clear();
+  gathered_.clear();
+}
+
+float* Fsdp::take_buffer(int64_t n) {
+  auto best = free_buffers_.end();
+  for (auto it = free_buffers_.begin(); it != free_buffers_.end(); ++it)
+    if (it->first >= n && (best == free_buffers_.end() || it->first < best->first)) best = it;
+  std::unique_ptr<DeviceArray<float>> buf;
+  if (best != free_buffers_.end()) {
+    buf = std::move(best->second);
+    free_buffers_.erase(best);
+  } else {
+    buf = std::make_unique<DeviceArray<float>>(be_, static_cast<size_t>(n));
+  }
+  float* p = buf->data();
+  buffer_bytes_ += buf->bytes();
+  peak_buffer_bytes_ = std::max(peak_buffer_bytes_, buffer_bytes_);
+  used_buffers_[p] = std::move(buf);
+  return p;
+}
+
+void Fsdp::give_buffer(float* p) {
+  auto it = used_buffers_.find(p);
+  LLAMAFT_CHECK(it != used_buffers_.end(), "returning an unknown buffer");
+  buffer_bytes_ -= it->second->bytes();
+  const int64_t cap = static_cast<int64_t>(it->second->size());
+  free_buffers_.emplace_back(cap, std::move(it->second));
+  used_buffers_.erase(it);
+}
+
+Fsdp::Gathered& Fsdp::start_gather(int unit) {
+  auto g = std::make_unique<Gathered>();
+  const ShardGeometry& geo = geom_[unit];
+  g->buffer = take_buffer(geo.padded);
+  g->request = shard_comm_->all_gather(master_[unit].data(), g->buffer, geo.shard_size);
+  auto& ref = *g;
+  gathered_[unit] = std::move(g);
+  return ref;
+}
+
+const float* Fsdp::params(int unit) {
+  if (mesh_.shard_size == 1) return master_[unit].data();
+  auto it = gathered_.find(unit);
+  Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
+  if (g.request) {
+    g.request->wait();
+    g.request.reset();
+  }
+  return g.buffer;
+}
+
+void Fsdp::prefetch(int unit) {
+  if (mesh_.shard_size == 1 || gathered_.count(unit)) return;
+  start_gather(unit);
+}
+
+void Fsdp::release(int unit) {
+  if (mesh_.shard_size == 1) return;
+  // ZeRO-2 keeps what forward gathered until backward has used it.
+  if (strategy_ == ShardStrategy::kShardGradOp && !in_backward_)
+    return;
+  auto it = gathered_.find(unit);
+  if (it == gathered_.end()) return;
+  if (it->second->request) it->second->request->wait();
+  give_buffer(it->second->buffer);
+  gathered_.erase(it);
+}
+
+float* Fsdp::grads(int unit) {
+  in_backward_ = true;
+  auto it = grad_full_.find(unit);
+  if (it != grad_full_.end()) return it->second;
+  const ShardGeometry& geo = geom_[unit];
+  float* buf = take_buffer(geo.padded);
+  be_.fill(buf, 0.f, geo.padded);
+  grad_full_[unit] = buf;
+  return buf;
+}
+
+void Fsdp::finish_reduce(PendingReduce& p) {
+  const ShardGeometry& geo = geom_[p.unit];
+  if (p.request) {
+    p.request->wait();
+    p.request.reset();
+  }
+  if (mesh_.replica_size > 1) replica_comm_->all_reduce_sum(p.shard, geo.shard_size);
+  be_.axpy(1.f, p.shard, grad_[p.unit].data(), geo.shard_size);
+  if (p.shard != p.full) give_buffer(p.shard);
+  give_buffer(p.full);
+}
+
+void Fsdp::grads_done(int unit) {
+  auto it = grad_full_.find(unit);
+  if (it == grad_full_.end()) return;
+  auto p = std::make_unique<PendingReduce>();
+  p->unit = unit;
+  p->full = it->second;
+  grad_full_.erase(it);
+  const ShardGeometry& geo = geom_[unit];
+  if (mesh_.shard_size > 1) {
+    p->shard = take_buffer(geo.shard_size);
+    p->request = shard_comm_->reduce_scatter_sum(p->full, p->shard, geo.shard_size);
+  } else {
+    p->shard = p->full;
+  }
+  // Keep one reduction in flight behind the compute; finish older ones.
+  while (!pending_.empty()) {
+    finish_reduce(*pending_.front());
+    pending_.erase(pending_.begin());
+  }
+  pending_.push_back(std::move(p));
+}
+
+void Fsdp::wait_gradients() {
+  for (auto& p : pending_) finish_reduce(*p);
+  pending_.clear();
+}
+
+void Fsdp::end_backward() {
+  wait_gradients();
+  for (auto& [unit, g] : gathered_) {
+    if (g->request) g->request->wait();
+    give_buffer(g->buffer);
+  }
+  gathered_.clear();
+  in_backward_ = false;
+}
+
+void Fsdp::zero_grad_shards() {
+  for (int u = 0; u < num_units(); ++u) be_.fill(grad_[u].data(), 0.f, geom_[u].shard_size);
+}
+
+size_t Fsdp::param_bytes() const {
+  size_t b = 0;
+  for (const auto& a : master_) b += a.bytes();
+  return b;
+}
+size_t Fsdp::grad_bytes() const {
+  size_t b = 0;
+  for (const auto& a : grad_) b += a.bytes();
+  return b;
+}
+size_t Fsdp::optimizer_bytes() const {
+  size_t b = 0;
+  for (size_t i = 0; i < m_.size(); ++i) b += m_[i].bytes() + v_[i].bytes();
+  return b;
+}
+
+CommStats Fsdp::comm_totals() const {
+  CommStats t;
+  for (const Communicator* c : {shard_comm_.get(), replica_comm_.get(), &world_}) {
+    const CommStats& s = const_cast<Communicator*>(c)->stats();
+    t.all_gather_bytes += s.all_gather_bytes;
+    t.reduce_scatter_bytes += s.reduce_scatter_bytes;
+    t.all_reduce_bytes += s.all_reduce_bytes;
+    t.calls += s.calls;
+    t.wait_seconds += s.wait_seconds;
+  }
+  return t;
+}
+
+}  // namespace llamaft

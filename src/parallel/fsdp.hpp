@@ -1,0 +1,113 @@
+// FSDP (ZeRO-3 and friends) over any Communicator.
+//
+// Each unit's parameters are one flat buffer, padded to a multiple of the
+// shard count and split evenly; a rank permanently holds only its shard of
+// the fp32 master weights, the fp32 gradient and AdamW's two moments.
+// Strategies reduce to two communicators: `shard` (params are gathered and
+// gradients reduce-scattered over it) and `replica` (gradient shards are
+// all-reduced over it):
+//   full_shard     shard = world,           replica = self
+//   shard_grad_op  as full_shard, but gathered params live from forward to backward
+//   no_shard       shard = self,            replica = world   (DDP)
+//   hybrid_shard   shard = groups of G,     replica = ranks with the same index in their group
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/device_array.hpp"
+#include "comm/communicator.hpp"
+#include "model/llama.hpp"
+#include "model/param_layout.hpp"
+
+namespace llamaft {
+
+enum class ShardStrategy { kFullShard, kShardGradOp, kNoShard, kHybridShard };
+ShardStrategy parse_strategy(const std::string& name);
+const char* strategy_name(ShardStrategy s);
+
+struct ShardGeometry {
+  int64_t numel = 0;       // real elements in the unit
+  int64_t padded = 0;      // numel rounded up to a multiple of the shard count
+  int64_t shard_size = 0;  // padded / shard count
+  int64_t begin = 0;       // this rank's shard: [begin, begin + shard_size) of the flat unit
+};
+
+// How the world splits into shard groups and replicas for a strategy.
+struct MeshShape {
+  int shard_size = 1, replica_size = 1;
+  int shard_index = 0, replica_index = 0;  // this rank's position in each
+};
+MeshShape mesh_for(ShardStrategy s, int world_size, int world_rank, int shard_group_size);
+
+class Fsdp final : public UnitAccess {
+ public:
+  Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
+       int shard_group_size);
+  ~Fsdp() override;
+
+  // ---- UnitAccess (called by the model) -----------------------------------------
+  const float* params(int unit) override;
+  void prefetch(int unit) override;
+  void release(int unit) override;
+  float* grads(int unit) override;
+  void grads_done(int unit) override;
+
+  // ---- training-loop hooks --------------------------------------------------------
+  void zero_grad_shards();
+  void end_backward();  // frees params kept for backward (shard_grad_op)
+  void wait_gradients();  // completes every in-flight reduction
+
+  // ---- state ------------------------------------------------------------------------
+  const ParamLayout& layout() const { return layout_; }
+  const ShardGeometry& geometry(int unit) const { return geom_[unit]; }
+  int num_units() const { return static_cast<int>(geom_.size()); }
+  float* master(int unit) { return master_[unit].data(); }
+  float* grad_shard(int unit) { return grad_[unit].data(); }
+  float* exp_avg(int unit) { return m_[unit].data(); }
+  float* exp_avg_sq(int unit) { return v_[unit].data(); }
+  ShardStrategy strategy() const { return strategy_; }
+  const MeshShape& mesh() const { return mesh_; }
+  Communicator& shard_comm() { return *shard_comm_; }
+  Communicator& replica_comm() { return *replica_comm_; }
+  Communicator& world() { return world_; }
+  // Whether this rank writes its shard when exporting (replica 0 only).
+  bool writes_exports() const { return mesh_.replica_index == 0; }
+
+  // Bytes held on this rank.
+  size_t param_bytes() const;
+  size_t grad_bytes() const;
+  size_t optimizer_bytes() const;
+  size_t peak_buffer_bytes() const { return peak_buffer_bytes_; }
+  // Communication totals of both communicators.
+  CommStats comm_totals() const;
+
+ private:
+  struct Gathered;
+  struct PendingReduce;
+  Gathered& start_gather(int unit);
+  float* take_buffer(int64_t n);
+  void give_buffer(float* p);
+  void finish_reduce(PendingReduce& p);
+
+  const ParamLayout& layout_;
+  Backend& be_;
+  Communicator& world_;
+  ShardStrategy strategy_;
+  MeshShape mesh_;
+  std::unique_ptr<Communicator> shard_comm_, replica_comm_;
+  std::vector<ShardGeometry> geom_;
+  std::vector<DeviceArray<float>> master_, grad_, m_, v_;
+  std::map<int, std::unique_ptr<Gathered>> gathered_;         // unit -> gathered params
+  std::map<int, float*> grad_full_;                           // unit -> full gradient buffer
+  std::vector<std::unique_ptr<PendingReduce>> pending_;
+  std::vector<std::pair<int64_t, std::unique_ptr<DeviceArray<float>>>> free_buffers_;
+  std::map<float*, std::unique_ptr<DeviceArray<float>>> used_buffers_;
+  size_t buffer_bytes_ = 0, peak_buffer_bytes_ = 0;
+  bool in_backward_ = false;
+};
+
+}  // namespace llamaft

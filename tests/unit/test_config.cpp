@@ -1,0 +1,156 @@
+// The config system and the CLI's error messages: unknown keys with
+// suggestions and file:line, bad values, missing keys, precedence.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+#include "core/error.hpp"
+
+namespace llamaft {
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(Config, UnknownKeyNamesFileLineAndSuggests) {
+  const auto path = write_temp("typo.cfg", "[data]\nseq_len = 128\n\n[data]\nsequence_len = 64\n");
+  Config cfg;
+  const std::string msg = error_of([&] { cfg.load_file(path); });
+  EXPECT_NE(msg.find("typo.cfg:5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key 'data.sequence_len'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'data.seq_len'"), std::string::npos) << msg;
+}
+
+TEST(Config, KeyInWrongSectionSuggestsTheRightOne) {
+  const auto path = write_temp("section.cfg", "[eval]\nseq_len = 128\n");
+  Config cfg;
+  const std::string msg = error_of([&] { cfg.load_file(path); });
+  EXPECT_NE(msg.find("did you mean 'data.seq_len'"), std::string::npos) << msg;
+}
+
+TEST(Config, BadValuesAreRejectedWithTheReason) {
+  Config cfg;
+  EXPECT_NE(error_of([&] { cfg.set("data.seq_len", "12x", "cli"); }).find("expected an integer"), std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.set("data.seq_len", "1", "cli"); }).find("must be between 2"), std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.set("generate.temperature", "warm", "cli"); }).find("expected a number"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.set("generate.json", "maybe", "cli"); }).find("expected true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.set("runtime.backend", "tpu", "cli"); }).find("expected one of cpu|cuda"),
+            std::string::npos);
+}
+
+TEST(Config, MalformedLinesNameTheLine) {
+  Config cfg;
+  EXPECT_NE(error_of([&] { cfg.load_file(write_temp("m1.cfg", "[data\n")); }).find("m1.cfg:1: malformed section"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.load_file(write_temp("m2.cfg", "[data]\nseq_len 5\n")); })
+                .find("m2.cfg:2: expected 'key = value'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.load_file(write_temp("m3.cfg", "seq_len = 5\n")); }).find("outside any [section]"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cfg.load_file("/nonexistent/x.cfg"); }).find("cannot open config file"),
+            std::string::npos);
+}
+
+TEST(Config, MissingRequiredKeyExplainsHowToSetIt) {
+  Config cfg;
+  const std::string msg = error_of([&] { cfg.require("model.path", "eval"); });
+  EXPECT_NE(msg.find("missing required key 'model.path'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--model.path"), std::string::npos) << msg;
+}
+
+TEST(Config, ValuesCommentsAndSources) {
+  const auto path = write_temp("ok.cfg", "# comment\n[data]\nseq_len = 128   # inline\n[model]\npath = \"/m\"\n");
+  Config cfg;
+  cfg.load_file(path);
+  EXPECT_EQ(cfg.get_int("data.seq_len"), 128);
+  EXPECT_EQ(cfg.get_string("model.path"), "/m");
+  EXPECT_EQ(cfg.source("data.seq_len"), path + ":3");
+  cfg.set("data.seq_len", "64", "command line");  // the command line wins
+  EXPECT_EQ(cfg.get_int("data.seq_len"), 64);
+  EXPECT_EQ(cfg.get_int("eval.batch_size"), 8);  // default
+  const std::string dump = cfg.dump();
+  EXPECT_NE(dump.find("seq_len = 64"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("# command line"), std::string::npos) << dump;
+}
+
+// ---- the binary's behaviour on bad command lines ------------------------------------
+struct RunResult {
+  int code;
+  std::string output;
+};
+RunResult run(const std::string& args) {
+  const std::string cmd = std::string(LLAMAFT_BINARY) + " " + args + " 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
+  const int status = pclose(pipe.release());
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(Cli, UnknownOptionSuggestsTheFlag) {
+  const auto r = run("eval --modle /x --data /y");
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.output.find("unknown option '--modle'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean '--model'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, UnknownCommandSuggests) {
+  const auto r = run("generat --model /x");
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.output.find("did you mean 'generate'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, MissingModelDirIsAClearError) {
+  const auto r = run("eval --model /nonexistent/model --data /nonexistent/d.jsonl");
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.output.find("model directory '/nonexistent/model' does not exist"), std::string::npos) << r.output;
+}
+
+TEST(Cli, ConfigFileTypoFromTheBinary) {
+  const auto path = write_temp("cli_typo.cfg", "[model]\npath = /m\n[eval]\nbatchsize = 4\n");
+  const auto r = run("eval --config " + path + " --data /d");
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.output.find("cli_typo.cfg:4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'eval.batch_size'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, PrintConfigShowsOverrides) {
+  const auto r = run("eval --model /m --data /d --seq-len 77 --print-config");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("seq_len = 77"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[eval]"), std::string::npos) << r.output;
+}
+
+TEST(Cli, VersionAndHelp) {
+  EXPECT_NE(run("--version").output.find("llamaft 0."), std::string::npos);
+  const auto help = run("--help");
+  EXPECT_EQ(help.code, 0);
+  for (const char* cmd : {"init", "eval", "generate"}) EXPECT_NE(help.output.find(cmd), std::string::npos);
+  const auto eval_help = run("eval --help");
+  EXPECT_EQ(eval_help.code, 0);
+  EXPECT_NE(eval_help.output.find("--seq-len"), std::string::npos) << eval_help.output;
+}
+
+}  // namespace
+}  // namespace llamaft
