@@ -96,17 +96,24 @@ int run_plan(const Config& cfg) {
   if (group == 0) group = std::min(world, 8);
   while (world % group) --group;
 
-  std::printf("llamaft plan: %s, %lld parameters, np %d, micro batch %d x seq %d%s\n",
+  if (!cfg.get_bool("plan.json")) std::printf("llamaft plan: %s, %lld parameters, np %d, micro batch %d x seq %d%s\n",
               preset.empty() ? cfg.get_string("model.path").c_str() : preset.c_str(),
               static_cast<long long>(mc.num_parameters()), world, mb, seq,
               recompute ? ", activation checkpointing" : "");
-  std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
+  if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "total");
   const std::string only = cfg.get_string("fsdp.strategy");
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute);
+    if (cfg.get_bool("plan.json")) {
+      std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
+                  "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",
+                  strategy_name(s), world, p.params, p.grads, p.optimizer, p.activations, p.buffers, p.workspace,
+                  p.total);
+      continue;
+    }
     const double g = 1024.0 * 1024.0 * 1024.0;
     std::string label = strategy_name(s);
     if (s == ShardStrategy::kHybridShard) label += " (g=" + std::to_string(group) + ")";

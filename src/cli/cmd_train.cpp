@@ -88,6 +88,13 @@ int run_train(const Config& cfg) {
   const int rank = world->rank(), nranks = world->size();
   const bool lead = rank == 0;
 
+  // Fault injection for the tests (documented in tests/mpi/check_train_errors.py).
+  const char* fail_rank = std::getenv("LLAMAFT_INJECT_FAIL_RANK");
+  if (fail_rank && std::atoi(fail_rank) == rank)
+    LLAMAFT_FAIL("injected failure on this rank (LLAMAFT_INJECT_FAIL_RANK)");
+  const char* nan_step_env = std::getenv("LLAMAFT_INJECT_NAN_STEP");
+  const int64_t nan_step = nan_step_env ? std::atoll(nan_step_env) : -1;
+
   // ---- validate everything before touching a device --------------------------------
   const TrainSettings ts = settings_from(cfg, nranks);
   const ShardStrategy strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
@@ -160,6 +167,7 @@ int run_train(const Config& cfg) {
       loss_sum += model.forward_backward(dev.upload(hb), fsdp, loss_scale).loss_sum;
       fsdp.end_backward();
     }
+    if (nan_step >= 0 && step + 1 >= nan_step && rank == nranks - 1) loss_sum = std::nan("");
     world->all_reduce_sum(&loss_sum, 1);
     const double loss = loss_sum / counts[0];
     StepResult r;

@@ -19,7 +19,8 @@ const std::vector<Command>& all_commands() {
       {"plan", "per-rank memory estimate of a training config for each FSDP strategy",
        "--config FILE --np N | --preset NAME --np N [--seq-len N --micro-batch-size B]",
        {{"np", "plan.np"}, {"preset", "plan.preset"}, {"model", "model.path"}, {"seq-len", "data.seq_len"},
-        {"micro-batch-size", "train.micro_batch_size"}},
+        {"micro-batch-size", "train.micro_batch_size"},
+        {"json", "plan.json", true}},
        {},
        run_plan},
       {"init", "write a randomly initialised Llama in Hugging Face format",
@@ -82,7 +83,9 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
 
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(all).run(), vm);
+    // No prefix guessing: a truncated key is a typo, not an abbreviation.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(args).options(all).style(style).run(), vm);
   } catch (const po::unknown_option& e) {
     std::string name = e.get_option_name();
     while (!name.empty() && name[0] == '-') name.erase(0, 1);

@@ -92,6 +92,7 @@ ConfigSchema build() {
 
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
+  s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
 
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
   s.add(int_key("runtime.threads", "0", "CPU threads per process (0: OMP_NUM_THREADS or all cores)", 0, 4096));

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Errors under mpirun: bad input gets a clear message and the documented exit
+code, an error on one rank brings every rank down (no hang), and NaN losses are
+skipped then stop the run with exit 3.
+
+Fault injection (test hooks in cmd_train.cpp):
+  LLAMAFT_INJECT_FAIL_RANK=r   rank r raises a user error at start-up
+  LLAMAFT_INJECT_NAN_STEP=s    from step s on, the last rank's loss is NaN
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+BASE_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+FAILURES = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        FAILURES.append(what)
+
+
+def mpirun(args, np_, extra, env=None, timeout=120):
+    cmd = ["mpirun", "--oversubscribe", "-np", str(np_), args.llamaft, "train", "--config", args.cfg] + extra
+    t0 = time.time()
+    r = subprocess.run(cmd, env=env or BASE_ENV, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout + r.stderr, time.time() - t0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--llamaft", required=True)
+    p.add_argument("--workdir", required=True)
+    args = p.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    model = os.path.join(args.workdir, "base")
+    subprocess.run([args.llamaft, "init", "--preset", "tiny", "--output", model], check=True, capture_output=True)
+    data = os.path.join(args.workdir, "data.jsonl")
+    with open(data, "w") as f:
+        for i in range(16):
+            f.write(json.dumps({"input_ids": [(i * 7 + t) % 1000 + 3 for t in range(12)]}) + "\n")
+    args.cfg = os.path.join(args.workdir, "train.cfg")
+    out = os.path.join(args.workdir, "out")
+    with open(args.cfg, "w") as f:
+        f.write(f"[model]\npath = {model}\n[data]\npath = {data}\nseq_len = 16\n"
+                f"[train]\nglobal_batch_size = 4\nsteps = 3\n[output]\ndir = {out}\nprogress = false\n")
+
+    code, text, _ = mpirun(args, 3, [])
+    check(code == 2 and "global_batch_size = 4 is not a multiple" in text and "use global_batch_size in {3, 6" in text,
+          f"indivisible global batch at np 3: exit {code}, message lists valid values")
+
+    code, text, _ = mpirun(args, 2, ["--train.lr_schedul", "cosine"])
+    check(code == 2 and "did you mean '--train.lr_schedule'" in text, f"option typo under mpirun: exit {code}")
+
+    env = dict(BASE_ENV, LLAMAFT_INJECT_FAIL_RANK="1")
+    code, text, secs = mpirun(args, 2, [], env=env, timeout=60)
+    check(code == 2 and "[rank 1/2" in text and "injected failure" in text and secs < 30,
+          f"error on rank 1 of 2 brings all ranks down: exit {code} in {secs:.1f}s")
+
+    env = dict(BASE_ENV, LLAMAFT_INJECT_NAN_STEP="2")
+    code, text, _ = mpirun(args, 2, ["--train.steps", "10", "--train.max_nonfinite_skips", "2"], env=env)
+    skipped = text.count("update skipped")
+    check(code == 3 and "training diverged" in text and skipped == 3,
+          f"NaN loss: {skipped} skipped updates then exit {code} (expect 3 skips, exit 3)")
+
+    code, text, _ = mpirun(args, 2, ["--model.path", "/nonexistent/model"])
+    check(code == 2 and "does not exist" in text, f"missing model directory: exit {code}")
+
+    print("train errors:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)})")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
