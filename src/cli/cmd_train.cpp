@@ -190,7 +190,7 @@ int run_train(const Config& cfg) {
     const double step_s = seconds_since(t0);
     const CommStats comm1 = fsdp.comm_totals();
     if (lead && ((step + 1) % log_every == 0 || step + 1 == ts.steps)) {
-      nlohmann::json m = {
+      nlohmann::ordered_json m = {
           {"step", step + 1},
           {"loss", loss},
           {"lr", r.lr},
