@@ -4,7 +4,8 @@
 same thread count, written the way HF's LlamaForCausalLM computes it (eager
 attention, rotate_half RoPE). Prints one JSON line like bench_model.
 
-Usage: torch_model.py [batch=4] [seq=256] [steps=5] [threads=$OMP_NUM_THREADS]
+Usage: torch_model.py [batch=4] [seq=256] [steps=5] [threads=$OMP_NUM_THREADS] [fwdbwd|train]
+"train" adds torch.optim.AdamW, clip_grad_norm_ and zero_grad to every step.
 """
 import json
 import math
@@ -92,17 +93,26 @@ def main():
     seq = int(sys.argv[2]) if len(sys.argv) > 2 else 256
     steps = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     threads = int(sys.argv[4]) if len(sys.argv) > 4 else int(os.environ.get("OMP_NUM_THREADS", os.cpu_count()))
+    mode = sys.argv[5] if len(sys.argv) > 5 else "fwdbwd"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = Llama()
     ids = torch.randint(0, 32000, (batch, seq))
-    model(ids, ids).backward()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if mode == "train" else None
+
+    def step():
         model.zero_grad(set_to_none=True)
         model(ids, ids).backward()
+        if opt is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
     secs = (time.perf_counter() - t0) / steps
-    print(json.dumps({"impl": f"pytorch-{torch.__version__}", "threads": torch.get_num_threads(),
+    print(json.dumps({"impl": f"pytorch-{torch.__version__}", "mode": mode, "threads": torch.get_num_threads(),
                       "batch": batch, "seq": seq, "step_s": round(secs, 4),
                       "tokens_per_s": round(batch * seq / secs, 1)}))
 

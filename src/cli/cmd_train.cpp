@@ -2,6 +2,7 @@
 // same code; rank 0 alone prints and writes metrics. The loss of a step is the
 // mean cross-entropy over every non-ignored target of the global batch, so
 // results do not depend on np or on how the batch is split.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,6 +136,7 @@ int run_train(const Config& cfg) {
 
   Progress progress(lead && cfg.get_bool("output.progress"), ts.steps);
   DeviceBatch dev(*be);
+  const auto train_start = Clock::now();
   const int64_t max_skips = cfg.get_int("train.max_nonfinite_skips");
   int64_t skips_in_row = 0;
   const int log_every = static_cast<int>(cfg.get_int("train.log_every"));
@@ -221,6 +223,25 @@ int run_train(const Config& cfg) {
     progress.update(step + 1, loss, counts[1] / step_s);
   }
   progress.finish();
+  const double train_s = seconds_since(train_start);
+
+  // Peak resident memory of every rank (ru_maxrss is KiB on Linux).
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  int64_t rss[2] = {static_cast<int64_t>(ru.ru_maxrss) * 1024, -static_cast<int64_t>(ru.ru_maxrss) * 1024};
+  world->all_reduce_max(rss, 2);
+  if (lead) {
+    nlohmann::ordered_json summary = {
+        {"world_size", nranks},
+        {"strategy", strategy_name(strategy)},
+        {"steps", ts.steps},
+        {"train_s", train_s},
+        {"peak_rss_bytes_max_rank", rss[0]},
+        {"peak_rss_bytes_min_rank", -rss[1]},
+        {"peak_backend_bytes_rank0", be->peak_bytes()},
+    };
+    std::ofstream(out_dir + "/summary.json") << summary.dump(2) << "\n";
+  }
 
   if (cfg.get_bool("output.export")) {
     const std::string export_dir = out_dir + "/model";
