@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
     io::SafetensorsWriter w;
     w.add("logits", io::DType::F32, {hb.batch, seq_len, cfg.vocab_size});
     w.add("loss", io::DType::F32, {1});
+    const std::vector<float> inv_freq = cfg.rope_inv_freq();
+    w.add("rope_inv_freq", io::DType::F32, {static_cast<int64_t>(inv_freq.size())});
     const auto& layout = model.layout();
     for (const auto& u : layout.units())
       for (const auto& t : u.tensors) w.add("grad." + t.hf_name, io::DType::F32, t.shape);
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
     io::SafetensorsOutput out(output);
     w.write_f32(out, "logits", 0, static_cast<int64_t>(logits.size()), logits.data());
     w.write_f32(out, "loss", 0, 1, &mean_loss);
+    w.write_f32(out, "rope_inv_freq", 0, static_cast<int64_t>(inv_freq.size()), inv_freq.data());
     for (int u = 0; u < layout.num_units(); ++u)
       for (const auto& t : layout.units()[u].tensors)
         w.write_f32(out, "grad." + t.hf_name, 0, t.numel(), params.grad_data(u) + t.offset);
