@@ -12,12 +12,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
 std::vector<uint8_t> file_with(const std::string& header, size_t data_bytes) {
-  std::vector<uint8_t> out(8);
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(n >> (8 * i));
-  out.insert(out.end(), header.begin(), header.end());
-  out.resize(out.size() + data_bytes, 0x3f);
-  return out;
+  std::string s(8, '\0');
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(n >> (8 * i));
+  s += header;
+  s.append(data_bytes, '?');
+  return std::vector<uint8_t>(s.begin(), s.end());
 }
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9E3779B97F4A7C15ull);

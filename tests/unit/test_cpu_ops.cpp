@@ -247,7 +247,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttention,
                          ::testing::Values(AttnCase{2, 9, 9, 4, 2, 8, 0, false},     // GQA 2
                                            AttnCase{1, 70, 70, 2, 2, 4, 0, false},   // > one query block
                                            AttnCase{1, 12, 12, 4, 1, 6, 0, true},    // MQA, packed docs
-                                           AttnCase{1, 3, 8, 2, 1, 4, 5, false}));   // KV-cache decode
+                                           AttnCase{1, 3, 8, 2, 1, 4, 5, false}),
+                         [](const ::testing::TestParamInfo<AttnCase>& info) {
+                           const AttnCase& c = info.param;
+                           return "b" + std::to_string(c.batch) + "_tq" + std::to_string(c.tq) + "_tk" +
+                                  std::to_string(c.tk) + "_h" + std::to_string(c.hq) + "kv" + std::to_string(c.hkv) +
+                                  "_hd" + std::to_string(c.hd) + (c.docs ? "_docs" : "");
+                         });   // KV-cache decode
 
 // ---- Cross-entropy -----------------------------------------------------------------------
 TEST_F(CpuOps, CrossEntropyRows) {

@@ -76,7 +76,9 @@ TEST(Dtype, Fp16BitPatterns) {
   EXPECT_TRUE(std::isnan(f16_to_f32(0x7E00)));
   for (uint32_t h = 0; h < 0x10000; ++h) {  // every finite half round-trips exactly
     const float f = f16_to_f32(static_cast<uint16_t>(h));
-    if (std::isfinite(f)) ASSERT_EQ(f32_to_f16(f), static_cast<uint16_t>(h)) << h;
+    if (std::isfinite(f)) {
+      ASSERT_EQ(f32_to_f16(f), static_cast<uint16_t>(h)) << h;
+    }
   }
 }
 
