@@ -11,9 +11,12 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/preemption.hpp"
 #include "cli/runtime.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
@@ -115,9 +118,70 @@ int run_train(const Config& cfg) {
   auto be = make_backend(cfg);
   LlamaModel model(mc, *be, ModelOptions{cfg.get_bool("fsdp.activation_checkpointing")});
   Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group);
-  load_sharded(model_dir, fsdp, *be);
+  if (cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);
   DataOrder order(static_cast<int64_t>(ds.rows.size()), ts.global_batch, cfg.get_bool("data.shuffle"),
                   static_cast<uint64_t>(cfg.get_int("train.seed")));
+
+  // ---- checkpoints: stale temporaries, resume, signals ------------------------------------
+  const std::string ckpt_dir =
+      cfg.get_string("checkpoint.dir").empty() ? out_dir + "/checkpoints" : cfg.get_string("checkpoint.dir");
+  CheckpointManager ckpt(ckpt_dir, static_cast<int>(cfg.get_int("checkpoint.keep_last")));
+  RunIdentity identity;
+  identity.model_config_json = mc.to_json();
+  identity.base_fingerprint = model_fingerprint(model_dir);
+  identity.global_batch = ts.global_batch;
+  identity.seed = cfg.get_int("train.seed");
+  identity.shuffle = cfg.get_bool("data.shuffle");
+  identity.data_path = cfg.get_string("data.path");
+  identity.strategy = strategy_name(strategy);
+  identity.effective_config = cfg.dump();
+  ckpt.remove_stale();
+  TrainState state;
+  const std::string resume = cfg.get_string("checkpoint.resume");
+  if (resume != "none") {
+    std::vector<std::string> candidates;
+    if (resume == "auto") {
+      // Rank 0 lists; everyone tries the same folders in the same order.
+      std::string joined;
+      if (lead)
+        for (const auto& c : ckpt.auto_candidates()) joined += c + "\n";
+      int64_t n = static_cast<int64_t>(joined.size());
+      world->broadcast(&n, sizeof(n), 0);
+      joined.resize(static_cast<size_t>(n));
+      world->broadcast(joined.data(), joined.size(), 0);
+      std::stringstream ss(joined);
+      for (std::string line; std::getline(ss, line);) candidates.push_back(line);
+    } else {
+      candidates.push_back(resume);
+    }
+    bool loaded = false;
+    for (size_t i = 0; i < candidates.size() && !loaded; ++i) {
+      try {
+        const auto t_load = Clock::now();
+        state = ckpt.load(candidates[i], fsdp, *be, identity);
+        loaded = true;
+        if (lead)
+          std::cerr << "llamaft train: resumed from " << candidates[i] << " at step " << state.step << " in "
+                    << seconds_since(t_load) << " s\n";
+      } catch (const CheckpointError& e) {
+        if (resume != "auto") throw;  // an explicit path must be usable
+        if (lead)
+          std::cerr << "llamaft train: skipping unusable checkpoint: " << e.what()
+                    << (i + 1 < candidates.size() ? "; falling back to the previous one\n" : "\n");
+      }
+    }
+    if (!loaded && !candidates.empty())
+      throw CheckpointError(str_cat("none of the ", candidates.size(), " checkpoints in '", ckpt_dir,
+                                    "' is usable; fix or remove them, or set checkpoint.resume = none"));
+    if (!loaded) load_sharded(model_dir, fsdp, *be);  // nothing to resume: the base model stays loaded
+  }
+  install_preemption_handlers(parse_signal_list(cfg.get_string("checkpoint.signals")));
+  const int64_t every_steps = cfg.get_int("checkpoint.every_steps");
+  const int64_t exit_after = cfg.get_int("train.exit_after_steps");
+  const double every_minutes = cfg.get_float("checkpoint.every_minutes");
+  auto last_save = Clock::now();
+  const char* restarts_env = std::getenv("SLURM_RESTART_COUNT");
+  const int64_t restarts = restarts_env ? std::atoll(restarts_env) : 0;
 
   std::ofstream metrics;
   if (lead) {
@@ -138,9 +202,10 @@ int run_train(const Config& cfg) {
   DeviceBatch dev(*be);
   const auto train_start = Clock::now();
   const int64_t max_skips = cfg.get_int("train.max_nonfinite_skips");
-  int64_t skips_in_row = 0;
+  int64_t skips_in_row = state.skips_in_row;
+  int64_t saved_step = -1;
   const int log_every = static_cast<int>(cfg.get_int("train.log_every"));
-  for (int64_t step = 0; step < ts.steps; ++step) {
+  for (int64_t step = state.step; step < ts.steps; ++step) {
     const auto t0 = Clock::now();
     const CommStats comm0 = fsdp.comm_totals();
     const std::vector<int64_t> my_rows = order.rows_for(step, rank, nranks);
@@ -217,12 +282,51 @@ int run_train(const Config& cfg) {
           {"mem_peak_bytes", be->peak_bytes()},
           {"world_size", nranks},
           {"strategy", strategy_name(strategy)},
+          {"restarts", restarts},
       };
       metrics << m.dump() << std::endl;
     }
     progress.update(step + 1, loss, counts[1] / step_s);
+    state.step = step + 1;
+    state.consumed_rows = state.step * ts.global_batch;
+    state.consumed_tokens += static_cast<int64_t>(counts[1]);
+    state.skips_in_row = skips_in_row;
+
+    // ---- step boundary: every rank agrees on signals and timers ---------------------------
+    int64_t flags[2] = {preemption_signal(), 0};
+    if (lead && every_minutes > 0 && seconds_since(last_save) >= every_minutes * 60) flags[1] = 1;
+    world->all_reduce_max(flags, 2);
+    const bool exit_now = exit_after > 0 && state.step >= exit_after && state.step < ts.steps;
+    const bool periodic = (every_steps > 0 && state.step % every_steps == 0) || flags[1] || exit_now;
+    if (flags[0] || periodic) {
+      if (flags[0]) arm_grace_timer(static_cast<int>(cfg.get_int("checkpoint.grace_seconds")));
+      const std::string path = ckpt.save(fsdp, *be, state, identity);
+      saved_step = state.step;
+      last_save = Clock::now();
+      if (lead)
+        std::cerr << "llamaft train: checkpoint " << path << " (" << ckpt.last_save_bytes() / 1e6 << " MB in "
+                  << ckpt.last_save_seconds() << " s)\n";
+      if (flags[0]) {
+        if (lead)
+          std::cerr << "llamaft train: signal " << flags[0] << " received; checkpointed at step " << state.step
+                    << ", exiting " << kExitRequeue << " (requeue me)\n";
+        progress.finish();
+        return kExitRequeue;
+      }
+      if (exit_now) {
+        if (lead) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state.step << "\n";
+        progress.finish();
+        return 0;
+      }
+    }
   }
   progress.finish();
+  if (cfg.get_bool("checkpoint.at_end") && saved_step != state.step && state.step > 0) {
+    const std::string path = ckpt.save(fsdp, *be, state, identity);
+    if (lead)
+      std::cerr << "llamaft train: checkpoint " << path << " (" << ckpt.last_save_bytes() / 1e6 << " MB in "
+                << ckpt.last_save_seconds() << " s)\n";
+  }
   const double train_s = seconds_since(train_start);
 
   // Peak resident memory of every rank (ru_maxrss is KiB on Linux).

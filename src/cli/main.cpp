@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
     std::cerr << llamaft::where_prefix() << "llamaft: internal error: " << e.what() << std::endl;
     code = llamaft::kExitInternal;
   }
-  if (code != 0) llamaft::abort_all(code);  // brings every rank down with this code
+  // kExitRequeue is agreed by every rank (all checkpointed): a clean exit.
+  if (code != 0 && code != llamaft::kExitRequeue) llamaft::abort_all(code);  // brings every rank down
   llamaft::finalize_mpi();
-  return 0;
+  return code;
 }

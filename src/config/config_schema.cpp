@@ -78,6 +78,8 @@ ConfigSchema build() {
                    {"fp32", "bf16"}));
   s.add(int_key("train.max_nonfinite_skips", "3",
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));
+  s.add(int_key("train.exit_after_steps", "0",
+                "stop this run once the global step reaches N, after a checkpoint (0: off); resume continues", 0));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
 
   s.add(choice_key("fsdp.strategy", "full_shard", "sharding strategy",
@@ -89,6 +91,17 @@ ConfigSchema build() {
   s.add(key("output.export", KeyType::kBool, "true", "write the trained model to output.dir/model at the end"));
   s.add(choice_key("output.export_dtype", "float32", "dtype of the exported safetensors", {"float32", "bfloat16"}));
   s.add(key("output.progress", KeyType::kBool, "true", "live progress line when stderr is a terminal"));
+
+  s.add(key("checkpoint.dir", KeyType::kString, "", "checkpoint folder (default: output.dir/checkpoints)"));
+  s.add(int_key("checkpoint.every_steps", "0", "save every N steps (0: only at the end and on signals)", 0));
+  s.add(float_key("checkpoint.every_minutes", "0", "save when this many minutes passed since the last save (0: off)", 0));
+  s.add(int_key("checkpoint.keep_last", "2", "committed checkpoints to keep (at least 2)", 2));
+  s.add(key("checkpoint.resume", KeyType::kString, "auto",
+            "auto (newest valid checkpoint in checkpoint.dir, if any), none, or a step folder"));
+  s.add(key("checkpoint.signals", KeyType::kString, "SIGTERM,SIGUSR1,SIGUSR2",
+            "signals that mean: checkpoint at the next step boundary and exit 85"));
+  s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
+  s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
 
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));

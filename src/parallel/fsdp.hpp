@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <algorithm>
 #include <vector>
 
 #include "backend/device_array.hpp"
@@ -42,6 +43,17 @@ struct MeshShape {
   int shard_index = 0, replica_index = 0;  // this rank's position in each
 };
 MeshShape mesh_for(ShardStrategy s, int world_size, int world_rank, int shard_group_size);
+
+// Calls fn(slot, elem_in_tensor, count, offset_in_shard) for every piece of a
+// tensor that falls inside this rank's shard of `unit`.
+template <typename Fn>
+inline void for_each_piece(const Unit& unit, const ShardGeometry& g, Fn&& fn) {
+  const int64_t lo = g.begin, hi = g.begin + g.shard_size;
+  for (const auto& slot : unit.tensors) {
+    const int64_t a = std::max(lo, slot.offset), b = std::min(hi, slot.offset + slot.numel());
+    if (a < b) fn(slot, a - slot.offset, b - a, a - lo);
+  }
+}
 
 class Fsdp final : public UnitAccess {
  public:

@@ -14,17 +14,6 @@ namespace llamaft {
 
 namespace {
 
-// Calls fn(slot, elem_in_tensor, count, offset_in_shard) for every piece of a
-// tensor that falls inside this rank's shard of `unit`.
-template <typename Fn>
-void for_each_piece(const Unit& unit, const ShardGeometry& g, Fn&& fn) {
-  const int64_t lo = g.begin, hi = g.begin + g.shard_size;
-  for (const auto& slot : unit.tensors) {
-    const int64_t a = std::max(lo, slot.offset), b = std::min(hi, slot.offset + slot.numel());
-    if (a < b) fn(slot, a - slot.offset, b - a, a - lo);
-  }
-}
-
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
