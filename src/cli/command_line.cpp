@@ -73,11 +73,11 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
     LLAMAFT_CHECK(spec, "flag --", f.flag, " maps to unknown key ", f.key);
     const std::string help = spec->help + " (= " + f.key + ")";
     if (f.is_switch) visible.add_options()(f.flag.c_str(), help.c_str());
-    else visible.add_options()(f.flag.c_str(), po::value<std::string>()->value_name("V"), help.c_str());
+    else visible.add_options()(f.flag.c_str(), po::value<std::vector<std::string>>()->composing()->value_name("V"), help.c_str());
   }
   po::options_description keys("Any config key, as --section.key VALUE");
   for (const auto& k : global_schema().keys())
-    keys.add_options()(k.key.c_str(), po::value<std::string>(), k.help.c_str());
+    keys.add_options()(k.key.c_str(), po::value<std::vector<std::string>>()->composing(), k.help.c_str());
   po::options_description all;
   all.add(visible).add(keys);
 
@@ -106,11 +106,12 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
   }
   // Precedence: defaults < config file < command line.
   if (vm.count("config")) cfg.load_file(vm["config"].as<std::string>());
+  // A key given twice takes its last value (scripts append overrides).
   for (const auto& k : global_schema().keys())
-    if (vm.count(k.key)) cfg.set(k.key, vm[k.key].as<std::string>(), "command line --" + k.key);
+    if (vm.count(k.key)) cfg.set(k.key, vm[k.key].as<std::vector<std::string>>().back(), "command line --" + k.key);
   for (const auto& f : cmd.flags) {
     if (!vm.count(f.flag)) continue;
-    cfg.set(f.key, f.is_switch ? "true" : vm[f.flag].as<std::string>(), "command line --" + f.flag);
+    cfg.set(f.key, f.is_switch ? "true" : vm[f.flag].as<std::vector<std::string>>().back(), "command line --" + f.flag);
   }
   if (vm.count("print-config")) {
     std::cout << cfg.dump();
