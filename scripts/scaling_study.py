@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Scaling studies in one command.
+
+  scaling_study.py local --np 1 2 4 --strategies full_shard hybrid_shard [--preset small --seq 256 ...]
+      runs the sweep here with mpirun (oversubscribed when np > cores), then collects it;
+  scaling_study.py collect DIR
+      collects a finished sweep (e.g. from jobs/slurm/scaling_sweep.sh).
+
+Every run folder's metrics.jsonl (and summary.json) is read; the first step of
+each run is dropped as warm-up. Writes DIR/scaling.csv (ranks, strategy,
+tokens/s, tokens/s per rank, efficiency, compute and communication seconds
+per step, bytes communicated per step, memory per rank) and DIR/throughput.png,
+DIR/efficiency.png, DIR/memory.png. Efficiency is tokens/s per rank relative to
+the smallest rank count of the same strategy.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def run_local(a):
+    bin_ = a.llamaft or os.path.join(REPO, "build", "llamaft")
+    os.makedirs(a.dir, exist_ok=True)
+    model = os.path.join(a.dir, "model")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        subprocess.run([bin_, "init", "--preset", a.preset, "--output", model], check=True, capture_output=True)
+    data = os.path.join(a.dir, "data.jsonl")
+    import random
+    rng = random.Random(0)
+    vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    with open(data, "w") as f:
+        for _ in range(256):
+            f.write(json.dumps({"input_ids": [rng.randrange(3, vocab) for _ in range(a.seq)]}) + "\n")
+    cores = os.cpu_count() or 1
+    for strategy in a.strategies:
+        for np_ in a.np:
+            name = f"np{np_}_{strategy}"
+            out = os.path.join(a.dir, name)
+            threads = max(1, cores // np_)
+            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(np_), bin_, "train",
+                   "--model.path", model, "--data.path", data, "--data.seq_len", str(a.seq),
+                   "--train.global_batch_size", str(a.global_batch), "--train.micro_batch_size", str(a.micro_batch),
+                   "--train.steps", str(a.steps), "--fsdp.strategy", strategy, "--output.dir", out,
+                   "--output.export", "false", "--output.progress", "false", "--checkpoint.at_end", "false",
+                   "--checkpoint.resume", "none", "--runtime.threads", str(threads)]
+            if strategy == "hybrid_shard":
+                cmd += ["--fsdp.shard_group_size", str(min(np_, a.group))]
+            print(f"scaling_study: {name} ({threads} threads per rank)", flush=True)
+            if os.path.exists(os.path.join(out, "metrics.jsonl")):
+                os.remove(os.path.join(out, "metrics.jsonl"))
+            subprocess.run(cmd, env=ENV, check=True, capture_output=True)
+    collect(a.dir)
+
+
+def collect(sweep):
+    rows = []
+    for name in sorted(os.listdir(sweep)):
+        path = os.path.join(sweep, name, "metrics.jsonl")
+        if not os.path.exists(path):
+            continue
+        lines = [json.loads(l) for l in open(path)]
+        steady = lines[1:] or lines
+        n = len(steady)
+        mean = lambda k: sum(m[k] for m in steady) / n  # noqa: E731
+        summary_path = os.path.join(sweep, name, "summary.json")
+        summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+        ranks = lines[0]["world_size"]
+        rows.append({
+            "run": name, "ranks": ranks, "strategy": lines[0]["strategy"],
+            "tokens_per_s": mean("tokens_per_s"), "tokens_per_s_per_rank": mean("tokens_per_s") / ranks,
+            "step_s": mean("step_s"), "comm_s": mean("comm_s"), "compute_s": mean("step_s") - mean("comm_s"),
+            "comm_bytes_per_step": mean("comm_bytes"),
+            "mem_per_rank_bytes": steady[-1].get("mem_peak_bytes", 0),
+            "peak_rss_bytes": summary.get("peak_rss_bytes_max_rank", 0),
+        })
+    if not rows:
+        sys.exit(f"scaling_study: no run folders with metrics.jsonl under {sweep}")
+    base = {}
+    for r in sorted(rows, key=lambda r: r["ranks"]):
+        base.setdefault(r["strategy"], r["tokens_per_s_per_rank"])
+        r["efficiency"] = r["tokens_per_s_per_rank"] / base[r["strategy"]]
+    rows.sort(key=lambda r: (r["strategy"], r["ranks"]))
+    csv_path = os.path.join(sweep, "scaling.csv")
+    cols = ["ranks", "strategy", "tokens_per_s", "tokens_per_s_per_rank", "efficiency", "compute_s", "comm_s",
+            "step_s", "comm_bytes_per_step", "mem_per_rank_bytes", "peak_rss_bytes", "run"]
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in cols})
+    print(f"{'strategy':<14} {'ranks':>5} {'tok/s':>9} {'tok/s/rank':>10} {'eff':>5} {'comp s':>7} {'comm s':>7} "
+          f"{'comm MB':>8} {'mem MiB':>8}")
+    for r in rows:
+        print(f"{r['strategy']:<14} {r['ranks']:>5} {r['tokens_per_s']:9.0f} {r['tokens_per_s_per_rank']:10.0f} "
+              f"{r['efficiency']:5.2f} {r['compute_s']:7.3f} {r['comm_s']:7.3f} {r['comm_bytes_per_step'] / 1e6:8.2f} "
+              f"{r['mem_per_rank_bytes'] / 2**20:8.1f}")
+    plot(rows, sweep)
+    print(f"wrote {csv_path} and throughput.png, efficiency.png, memory.png")
+
+
+def plot(rows, sweep):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("scaling_study: matplotlib missing (Debian python3-matplotlib); CSV only")
+        return
+    strategies = sorted({r["strategy"] for r in rows})
+    for key, label, fname, scale in [("tokens_per_s", "tokens/s (all ranks)", "throughput.png", 1),
+                                     ("efficiency", "scaling efficiency (tokens/s per rank vs smallest run)",
+                                      "efficiency.png", 1),
+                                     ("mem_per_rank_bytes", "backend memory per rank (MiB)", "memory.png", 2**20)]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for s in strategies:
+            pts = sorted((r["ranks"], r[key] / scale) for r in rows if r["strategy"] == s)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
+        ax.set_xlabel("ranks")
+        ax.set_ylabel(label)
+        ax.set_xscale("log", base=2)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(sweep, fname), dpi=110)
+        plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lo = sub.add_parser("local")
+    lo.add_argument("--dir", default="runs/scaling-local")
+    lo.add_argument("--llamaft")
+    lo.add_argument("--np", type=int, nargs="+", default=[1, 2, 4])
+    lo.add_argument("--strategies", nargs="+", default=["full_shard", "hybrid_shard", "no_shard"])
+    lo.add_argument("--preset", default="small")
+    lo.add_argument("--seq", type=int, default=128)
+    lo.add_argument("--global-batch", type=int, default=8)
+    lo.add_argument("--micro-batch", type=int, default=1)
+    lo.add_argument("--steps", type=int, default=4)
+    lo.add_argument("--group", type=int, default=2, help="hybrid_shard group size")
+    co = sub.add_parser("collect")
+    co.add_argument("dir")
+    a = p.parse_args()
+    if a.cmd == "local":
+        run_local(a)
+    else:
+        collect(a.dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Communication volume per step, from the communicators' own counters
+(metrics.jsonl), against the analytic FSDP volume of each strategy at np = 4.
+
+Per micro-batch, with S ranks per shard group and R replicas, P_u the unit's
+parameters padded to a multiple of S, and L blocks:
+  all-gather (S > 1), bytes this rank contributes = 4 P_u / S per gather:
+    full_shard / hybrid_shard: embed, each block twice (forward and backward),
+      the head, and the embed again for a tied head;
+    shard_grad_op: every unit once (kept from forward to backward);
+  reduce-scatter (S > 1), bytes fed = 4 P_u per unit (tied embed: twice);
+  all-reduce across replicas (R > 1) = 4 P_u / S per unit contribution;
+plus per step: 24 bytes of loss/token counts over the world and 8 bytes of
+gradient norm over the shard group.
+
+Usage: check_comm_volume.py --llamaft BIN --workdir DIR
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+
+
+def units(cfg):
+    d, f, v, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    hd = cfg["head_dim"]
+    qd, kvd = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    block = 2 * d + 2 * d * qd + 2 * d * kvd + 3 * d * f
+    head = d + (0 if cfg["tie_word_embeddings"] else v * d)
+    return v * d, block, head, L
+
+
+def expected(cfg, strategy, world, group, micro):
+    S = {"full_shard": world, "shard_grad_op": world, "no_shard": 1, "hybrid_shard": group}[strategy]
+    R = world // S
+    tied = cfg["tie_word_embeddings"]
+    pad = lambda n: (n + S - 1) // S * S  # noqa: E731
+    embed, block, head, L = (pad(x) if i < 3 else x for i, x in enumerate(units(cfg)))
+    ag = rs = ar = 0
+    if S > 1:
+        gathers = [embed, head] + [block] * L * (1 if strategy == "shard_grad_op" else 2)
+        if tied and strategy != "shard_grad_op":
+            gathers.append(embed)
+        ag = sum(4 * p // S for p in gathers)
+        reduces = [embed, head] + [block] * L + ([embed] if tied else [])
+        rs = sum(4 * p for p in reduces)
+    if R > 1:
+        reduces = [embed, head] + [block] * L + ([embed] if tied else [])
+        ar = sum(4 * p // S for p in reduces)
+    return {"all_gather_bytes": micro * ag, "reduce_scatter_bytes": micro * rs,
+            "all_reduce_bytes": micro * ar + 24 + 8}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--llamaft", required=True)
+    p.add_argument("--workdir", required=True)
+    a = p.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
+    ok = True
+    with open(f"{a.workdir}/data.jsonl", "w") as f:
+        for i in range(16):
+            f.write(json.dumps({"input_ids": [(i * 31 + t) % 1000 + 3 for t in range(16)]}) + "\n")
+    world, group, gbatch = 4, 2, 8
+    micro = gbatch // world
+    for preset in ("tiny", "tiny-tied"):
+        model = f"{a.workdir}/{preset}"
+        subprocess.run([a.llamaft, "init", "--preset", preset, "--output", model], check=True, capture_output=True)
+        cfg = json.load(open(f"{model}/config.json"))
+        for strategy in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard"):
+            out = f"{a.workdir}/{preset}_{strategy}"
+            subprocess.run(["mpirun", "--oversubscribe", "-np", str(world), a.llamaft, "train", "--model.path", model,
+                            "--data.path", f"{a.workdir}/data.jsonl", "--data.seq_len", "16",
+                            "--train.global_batch_size", str(gbatch), "--train.steps", "2",
+                            "--fsdp.strategy", strategy, "--fsdp.shard_group_size", str(group),
+                            "--output.dir", out, "--output.export", "false", "--output.progress", "false",
+                            "--checkpoint.at_end", "false"], env=ENV, check=True, capture_output=True)
+            want = expected(cfg, strategy, world, group, micro)
+            for m in (json.loads(l) for l in open(f"{out}/metrics.jsonl")):
+                got = {k: m[k] for k in want}
+                good = got == want
+                ok &= good
+                print(f"{'ok  ' if good else 'FAIL'} {preset:9s} {strategy:13s} step {m['step']}: measured {got}"
+                      + ("" if good else f" expected {want}"))
+    print("communication volume:", "PASSED" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
