@@ -8,7 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${LLAMAFT_VENV:-$root/.venv-ref}
-pins=("safetensors==0.4.5" "transformers==4.44.2" "tokenizers==0.19.1" "huggingface_hub==0.24.7")
+pins=("safetensors==0.4.5" "transformers==4.44.2" "tokenizers==0.19.1" "huggingface_hub==0.24.7" "tiktoken==0.7.0")
 stamp="$venv/.llamaft-pins"
 want="${pins[*]}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then

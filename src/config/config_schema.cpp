@@ -103,6 +103,11 @@ ConfigSchema build() {
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
 
+  s.add(key("tokenize.input", KeyType::kString, "", "text file to encode, one document per line"));
+  s.add(key("tokenize.json_lines", KeyType::kBool, "false", "each input line is a JSON string"));
+  s.add(key("tokenize.bos", KeyType::kBool, "false", "prepend the BOS id"));
+  s.add(key("tokenize.decode", KeyType::kBool, "false", "also print the decoded text"));
+
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
