@@ -64,7 +64,7 @@ def collect(sweep):
         path = os.path.join(sweep, name, "metrics.jsonl")
         if not os.path.exists(path):
             continue
-        lines = [json.loads(l) for l in open(path)]
+        lines = [m for m in (json.loads(l) for l in open(path)) if "tokens_per_s" in m]  # skip validation lines
         steady = lines[1:] or lines
         n = len(steady)
         mean = lambda k: sum(m[k] for m in steady) / n  # noqa: E731

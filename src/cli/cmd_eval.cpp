@@ -27,7 +27,7 @@ int run_eval(const Config& cfg) {
 
   const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));
-  const TokenDataset ds = load_token_jsonl(cfg.get_string("data.path"), seq_len, mc.vocab_size);
+  const TokenDataset ds = load_dataset(cfg.get_string("data.path"), cfg.get_string("data.format"), seq_len, mc.vocab_size);
   if (ds.truncated_rows)
     std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
               << " tokens) to seq_len " << seq_len << "\n";

@@ -20,6 +20,7 @@
 #include "cli/runtime.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "data/prepared_dataset.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
@@ -108,7 +109,21 @@ int run_train(const Config& cfg) {
   const std::string model_dir = cfg.get_string("model.path");
   const std::string out_dir = cfg.get_string("output.dir");
   const LlamaConfig mc = read_model_config(model_dir);
-  const TokenDataset ds = load_token_jsonl(cfg.get_string("data.path"), ts.seq_len, mc.vocab_size);
+  const TokenDataset ds = load_dataset(cfg.get_string("data.path"), cfg.get_string("data.format"), ts.seq_len, mc.vocab_size);
+  // Validation split: data.val_path, or DIR/val next to a prepared DIR/train.
+  std::string val_path = cfg.get_string("data.val_path");
+  const std::string data_path = cfg.get_string("data.path");
+  if (val_path.empty() && is_prepared_dataset(data_path) && data_path.size() > 6 &&
+      data_path.compare(data_path.size() - 6, 6, "/train") == 0 &&
+      is_prepared_dataset(data_path.substr(0, data_path.size() - 6) + "/val"))
+    val_path = data_path.substr(0, data_path.size() - 6) + "/val";
+  const int64_t eval_every = cfg.get_int("train.eval_every");
+  TokenDataset val_ds;
+  if (eval_every > 0) {
+    LLAMAFT_REQUIRE(!val_path.empty(), "train.eval_every needs a validation split: set data.val_path, or prepare "
+                    "with --val-fraction and point data.path at DIR/train");
+    val_ds = load_dataset(val_path, cfg.get_string("data.format"), ts.seq_len, mc.vocab_size);
+  }
   int shard_group = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
   if (strategy == ShardStrategy::kHybridShard && shard_group == 0) {
     const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
@@ -287,6 +302,45 @@ int run_train(const Config& cfg) {
       metrics << m.dump() << std::endl;
     }
     progress.update(step + 1, loss, counts[1] / step_s);
+    if (eval_every > 0 && ((step + 1) % eval_every == 0 || step + 1 == ts.steps)) {
+      // Rows r, r + W, ... on rank r; sums over every rank.
+      const int64_t limit = cfg.get_int("train.eval_rows") > 0
+                                ? std::min<int64_t>(cfg.get_int("train.eval_rows"), val_ds.rows.size())
+                                : static_cast<int64_t>(val_ds.rows.size());
+      double sums[3] = {0, 0, 0};  // loss, tokens, correct
+      for (int64_t first = rank * ts.micro_batch; first < limit; first += ts.micro_batch * nranks) {
+        std::vector<const TokenRow*> rows;
+        int longest = 2;
+        for (int64_t r = first; r < std::min(limit, first + ts.micro_batch); ++r) {
+          rows.push_back(&val_ds.rows[r]);
+          longest = std::max<int>(longest, static_cast<int>(val_ds.rows[r].input_ids.size()));
+        }
+        const LossSum v = model.forward_loss(dev.upload(make_batch(rows, longest)), fsdp, true);
+        sums[0] += v.loss_sum;
+        sums[1] += static_cast<double>(v.tokens);
+        sums[2] += static_cast<double>(v.correct);
+      }
+      // Ranks with fewer rows still join the gathers the others need.
+      int64_t my_batches = 0, max_batches = 0;
+      for (int64_t first = rank * ts.micro_batch; first < limit; first += ts.micro_batch * nranks) ++my_batches;
+      max_batches = my_batches;
+      world->all_reduce_max(&max_batches, 1);
+      for (int64_t k = my_batches; k < max_batches; ++k) {
+        TokenRow dummy{{0, 0}, {-100, -100}, {}};
+        model.forward_loss(dev.upload(make_batch({&dummy}, 2)), fsdp, false);
+      }
+      fsdp.end_backward();
+      world->all_reduce_sum(sums, 3);
+      if (lead && sums[1] > 0) {
+        nlohmann::ordered_json m = {{"step", step + 1},
+                                    {"val_loss", sums[0] / sums[1]},
+                                    {"val_ppl", std::exp(sums[0] / sums[1])},
+                                    {"val_accuracy", sums[2] / sums[1]},
+                                    {"val_tokens", static_cast<int64_t>(sums[1])}};
+        metrics << m.dump() << std::endl;
+        std::cerr << "llamaft train: step " << step + 1 << " validation loss " << sums[0] / sums[1] << "\n";
+      }
+    }
     state.step = step + 1;
     state.consumed_rows = state.step * ts.global_batch;
     state.consumed_tokens += static_cast<int64_t>(counts[1]);

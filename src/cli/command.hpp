@@ -34,6 +34,7 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
 int run_train(const Config& cfg);
 int run_plan(const Config& cfg);
 int run_tokenize(const Config& cfg);
+int run_prepare(const Config& cfg);
 int run_init(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_generate(const Config& cfg);

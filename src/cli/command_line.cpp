@@ -23,6 +23,15 @@ const std::vector<Command>& all_commands() {
         {"json", "plan.json", true}},
        {},
        run_plan},
+      {"prepare", "tokenize, template, mask and pack instruction/chat/text data into a training dataset",
+       "--tokenizer PATH --input FILE... --format alpaca|chat|text|tokens --template llama2|llama3|none --output DIR "
+       "[--seq-len N --pack true --val-fraction F --train-on-prompt]",
+       {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "prepare.input"},
+        {"format", "prepare.format"}, {"template", "prepare.template"}, {"output", "prepare.output"},
+        {"seq-len", "prepare.seq_len"}, {"pack", "prepare.pack"}, {"val-fraction", "prepare.val_fraction"},
+        {"train-on-prompt", "prepare.train_on_prompt", true}},
+       {"prepare.input", "prepare.output"},
+       run_prepare},
       {"tokenize", "encode text with a Llama 2 (SentencePiece) or Llama 3 (BPE) tokenizer, one JSON line per input line",
        "--tokenizer PATH --input FILE [--json-lines] [--bos] [--decode]",
        {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "tokenize.input"},
@@ -36,7 +45,7 @@ const std::vector<Command>& all_commands() {
        run_init},
       {"eval", "loss and perplexity of a model on a JSONL token dataset",
        "--model DIR --data FILE [--seq-len N] [--batch-size B]",
-       {{"model", "model.path"}, {"data", "data.path"}, {"seq-len", "data.seq_len"},
+       {{"model", "model.path"}, {"data", "data.path"}, {"format", "data.format"}, {"seq-len", "data.seq_len"},
         {"batch-size", "eval.batch_size"}, {"threads", "runtime.threads"}},
        {"model.path", "data.path"},
        run_eval},
@@ -79,6 +88,8 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
     LLAMAFT_CHECK(spec, "flag --", f.flag, " maps to unknown key ", f.key);
     const std::string help = spec->help + " (= " + f.key + ")";
     if (f.is_switch) visible.add_options()(f.flag.c_str(), help.c_str());
+    else if (spec->list)
+      visible.add_options()(f.flag.c_str(), po::value<std::vector<std::string>>()->multitoken()->composing(), help.c_str());
     else visible.add_options()(f.flag.c_str(), po::value<std::vector<std::string>>()->composing()->value_name("V"), help.c_str());
   }
   po::options_description keys("Any config key, as --section.key VALUE");
@@ -117,7 +128,16 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
     if (vm.count(k.key)) cfg.set(k.key, vm[k.key].as<std::vector<std::string>>().back(), "command line --" + k.key);
   for (const auto& f : cmd.flags) {
     if (!vm.count(f.flag)) continue;
-    cfg.set(f.key, f.is_switch ? "true" : vm[f.flag].as<std::vector<std::string>>().back(), "command line --" + f.flag);
+    std::string value = "true";
+    if (!f.is_switch) {
+      const auto& all = vm[f.flag].as<std::vector<std::string>>();
+      value = all.back();
+      if (global_schema().find(f.key)->list) {  // list keys collect every occurrence
+        value.clear();
+        for (const auto& v : all) value += (value.empty() ? "" : ",") + v;
+      }
+    }
+    cfg.set(f.key, value, "command line --" + f.flag);
   }
   if (vm.count("print-config")) {
     std::cout << cfg.dump();

@@ -21,6 +21,7 @@ struct KeySpec {
   std::string help;
   std::vector<std::string> choices;  // kChoice
   double min = -1e300, max = 1e300;  // kInt / kFloat inclusive range
+  bool list = false;  // a comma-separated list; repeated flags append
 };
 
 class ConfigSchema {

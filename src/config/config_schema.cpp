@@ -38,7 +38,9 @@ ConfigSchema build() {
             "tokenizer.model path (default: tokenizer.model next to the model)"));
 
   s.add(key("data.path", KeyType::kString, "", "dataset file (JSONL with input_ids and optional labels)"));
-  s.add(choice_key("data.format", "tokens", "dataset format", {"tokens"}));
+  s.add(choice_key("data.format", "auto", "dataset format: tokens (JSONL), prepared (a `llamaft prepare` split "
+                   "folder), auto (prepared when data.path is a folder)", {"auto", "tokens", "prepared"}));
+  s.add(key("data.val_path", KeyType::kString, "", "validation split (default: DIR/val next to a prepared DIR/train)"));
   s.add(int_key("data.seq_len", "256", "sequence length; longer rows are truncated (and counted)", 2, 1 << 20));
 
   s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
@@ -80,6 +82,8 @@ ConfigSchema build() {
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));
   s.add(int_key("train.exit_after_steps", "0",
                 "stop this run once the global step reaches N, after a checkpoint (0: off); resume continues", 0));
+  s.add(int_key("train.eval_every", "0", "validation loss every N steps into metrics.jsonl (0: off)", 0));
+  s.add(int_key("train.eval_rows", "0", "validation rows per evaluation (0: the whole split)", 0));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
 
   s.add(choice_key("fsdp.strategy", "full_shard", "sharding strategy",
@@ -103,6 +107,17 @@ ConfigSchema build() {
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
 
+  KeySpec inputs = key("prepare.input", KeyType::kString, "", "input files (JSONL, a JSON array, or .txt for text)");
+  inputs.list = true;
+  s.add(inputs);
+  s.add(choice_key("prepare.format", "alpaca", "input format", {"alpaca", "chat", "text", "tokens"}));
+  s.add(choice_key("prepare.template", "none", "prompt template", {"llama2", "llama3", "none"}));
+  s.add(key("prepare.output", KeyType::kString, "", "output folder (train/ and val/ splits)"));
+  s.add(int_key("prepare.seq_len", "2048", "row length; longer documents are truncated (counted)", 2, 1 << 20));
+  s.add(key("prepare.pack", KeyType::kBool, "false", "pack documents into seq_len rows (attention stays per document)"));
+  s.add(float_key("prepare.val_fraction", "0", "fraction of documents held out in DIR/val", 0, 0.9));
+  s.add(key("prepare.train_on_prompt", KeyType::kBool, "false", "also train on prompt/system/user tokens"));
+  s.add(float_key("prepare.max_bad_fraction", "0.01", "fail when more than this fraction of rows is bad", 0, 1));
   s.add(key("tokenize.input", KeyType::kString, "", "text file to encode, one document per line"));
   s.add(key("tokenize.json_lines", KeyType::kBool, "false", "each input line is a JSON string"));
   s.add(key("tokenize.bos", KeyType::kBool, "false", "prepend the BOS id"));

@@ -5,6 +5,7 @@
 
 #include "backend/row_math.hpp"
 #include "core/error.hpp"
+#include "data/prepared_dataset.hpp"
 
 namespace llamaft {
 
@@ -77,21 +78,38 @@ HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
   b.ids.assign(n, 0);
   b.positions.assign(n, 0);
   b.targets.assign(n, rowmath::kIgnoreIndex);
+  bool packed = false;
+  for (const TokenRow* row : rows) packed |= !row->doc_start.empty();
+  if (packed) b.doc_start.assign(n, 0);
   for (int r = 0; r < b.batch; ++r) {
     const TokenRow& row = *rows[r];
     const int len = static_cast<int>(row.input_ids.size());
     LLAMAFT_CHECK(len <= seq_len, "row longer than seq_len");
+    const bool docs = !row.doc_start.empty();
     for (int t = 0; t < seq_len; ++t) {
       const size_t i = static_cast<size_t>(r) * seq_len + t;
-      b.positions[i] = t;
+      const int32_t start = docs && t < len ? row.doc_start[t] : (t < len ? 0 : t);
+      b.positions[i] = t < len ? t - start : t;
+      if (packed) b.doc_start[i] = start;
       if (t < len) b.ids[i] = row.input_ids[t];
-      if (t + 1 < len) {
+      const bool same_doc = t + 1 < len && (!docs || row.doc_start[t + 1] == row.doc_start[t]);
+      if (same_doc) {
         b.targets[i] = row.labels[t + 1];
         b.target_tokens += row.labels[t + 1] != rowmath::kIgnoreIndex;
       }
     }
   }
   return b;
+}
+
+}  // namespace llamaft
+
+namespace llamaft {
+
+TokenDataset load_dataset(const std::string& path, const std::string& format, int seq_len, int64_t vocab_size) {
+  if (format == "prepared" || (format == "auto" && is_prepared_dataset(path)))
+    return load_prepared(path, seq_len, vocab_size);
+  return load_token_jsonl(path, seq_len, vocab_size);
 }
 
 }  // namespace llamaft

@@ -12,7 +12,8 @@ namespace llamaft {
 
 struct TokenRow {
   std::vector<int32_t> input_ids;
-  std::vector<int32_t> labels;  // same length as input_ids
+  std::vector<int32_t> labels;     // same length as input_ids
+  std::vector<int32_t> doc_start;  // packed rows: start of each token's document (empty: one document)
 };
 
 struct TokenDataset {
@@ -26,15 +27,21 @@ struct TokenDataset {
 // different length) are errors that name file:line.
 TokenDataset load_token_jsonl(const std::string& path, int seq_len, int64_t vocab_size);
 
+// data.format: "tokens" (JSONL) or "prepared" (a `llamaft prepare` split
+// folder, e.g. DIR/train); "auto" picks prepared for a folder.
+TokenDataset load_dataset(const std::string& path, const std::string& format, int seq_len, int64_t vocab_size);
+
 // A host-side batch: B rows padded to seq_len, with shifted targets.
 struct HostBatch {
   int batch = 0, seq = 0;
   std::vector<int32_t> ids, positions, targets;  // (B*T)
+  std::vector<int32_t> doc_start;                // (B*T), empty unless a row is packed
   int64_t target_tokens = 0;                      // non-ignored targets
 };
 
-// Packs rows[first .. first+count) (each at most seq_len) into a padded batch.
-// targets[t] = labels[t+1] (or -100 past the row end); padding uses id 0.
+// Packs rows (each at most seq_len) into a padded batch. targets[t] =
+// labels[t+1] within the same document, -100 at a document's last token and
+// past the row end; positions restart at each document; padding uses id 0.
 HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len);
 
 }  // namespace llamaft

@@ -19,6 +19,11 @@ class DeviceBatch {
     be_.to_device(pos_.data(), hb.positions.data(), n * sizeof(int32_t));
     be_.to_device(tgt_.data(), hb.targets.data(), n * sizeof(int32_t));
     Batch b;
+    if (!hb.doc_start.empty()) {
+      doc_.resize(be_, n);
+      be_.to_device(doc_.data(), hb.doc_start.data(), n * sizeof(int32_t));
+      b.doc_start = doc_.data();
+    }
     b.batch = hb.batch;
     b.seq = hb.seq;
     b.ids = ids_.data();
@@ -29,7 +34,7 @@ class DeviceBatch {
 
  private:
   Backend& be_;
-  DeviceArray<int32_t> ids_, pos_, tgt_;
+  DeviceArray<int32_t> ids_, pos_, tgt_, doc_;
 };
 
 }  // namespace llamaft

@@ -1,0 +1,248 @@
+// `llamaft prepare`: JSONL/JSON instruction, chat, text or token data ->
+// tokenized, templated, loss-masked, optionally packed binary splits that
+// train and eval memory-map. Every bad row is reported with file:line and
+// counted; past prepare.max_bad_fraction the command fails.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "backend/row_math.hpp"
+#include "cli/command.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "data/prepared_dataset.hpp"
+#include "data/templates.hpp"
+#include "data/tokenizer.hpp"
+
+namespace llamaft {
+
+namespace {
+
+using nlohmann::json;
+
+struct Stats {
+  int64_t documents = 0, bad_rows = 0, truncated_documents = 0, truncated_tokens = 0, dropped_documents = 0;
+  int64_t target_tokens = 0, input_bytes = 0;
+};
+
+// Records of one input file with their line (JSONL) or element (JSON array) numbers.
+std::vector<std::pair<std::string, json>> read_records(const std::string& path, const std::string& format,
+                                                       Stats& st, std::vector<std::string>& errors) {
+  std::ifstream in(path, std::ios::binary);
+  LLAMAFT_REQUIRE(in.good(), "prepare: cannot open input '", path, "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  st.input_bytes += static_cast<int64_t>(text.size());
+  std::vector<std::pair<std::string, json>> out;
+  const bool is_txt = path.size() > 4 && path.compare(path.size() - 4, 4, ".txt") == 0;
+  if (format == "text" && is_txt) {  // a plain text file is one document
+    out.emplace_back(path, json{{"text", text}});
+    return out;
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {  // a JSON array (alpaca_data.json style)
+    json arr = json::parse(text, nullptr, false);
+    LLAMAFT_REQUIRE(!arr.is_discarded() && arr.is_array(), "prepare: '", path, "' starts with [ but is not a JSON array");
+    for (size_t i = 0; i < arr.size(); ++i) out.emplace_back(path + ":[" + std::to_string(i) + "]", arr[i]);
+    return out;
+  }
+  std::istringstream lines(text);
+  std::string line;
+  int64_t lineno = 0;
+  while (std::getline(lines, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j = json::parse(line, nullptr, false);
+    const std::string where = path + ":" + std::to_string(lineno);
+    if (j.is_discarded() || !j.is_object()) {
+      errors.push_back(where + ": not a JSON object");
+      st.bad_rows++;
+      continue;
+    }
+    out.emplace_back(where, std::move(j));
+  }
+  return out;
+}
+
+std::string field(const json& j, const char* key, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) throw Error(str_cat("missing '", key, "'"));
+    return "";
+  }
+  if (!j[key].is_string()) throw Error(str_cat("'", key, "' is not a string"));
+  return j[key].get<std::string>();
+}
+
+Rendered render_record(const json& j, const std::string& format, const Tokenizer& tok, Template t, bool train_on_prompt,
+                       int64_t vocab) {
+  if (format == "alpaca") {
+    const std::string out = field(j, "output", true);
+    if (out.empty()) throw Error("empty 'output'");
+    return render_alpaca(tok, t, field(j, "instruction", true), field(j, "input", false), out, train_on_prompt);
+  }
+  if (format == "chat") {
+    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+      throw Error("missing or empty 'messages' list");
+    std::vector<Message> msgs;
+    bool has_assistant = false;
+    for (const auto& m : j["messages"]) {
+      if (!m.is_object()) throw Error("a message is not an object");
+      msgs.push_back({field(m, "role", true), field(m, "content", true)});
+      has_assistant |= msgs.back().role == "assistant";
+    }
+    if (!has_assistant && !train_on_prompt) throw Error("no assistant turn to train on");
+    return render_chat(tok, t, msgs, train_on_prompt);
+  }
+  if (format == "text") {
+    const std::string text = field(j, "text", true);
+    if (text.empty()) throw Error("empty 'text'");
+    return render_text(tok, text);
+  }
+  // tokens
+  if (!j.contains("input_ids") || !j["input_ids"].is_array() || j["input_ids"].empty())
+    throw Error("missing or empty 'input_ids'");
+  Rendered r;
+  for (const auto& v : j["input_ids"]) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab)
+      throw Error(str_cat("input id ", v.dump(), " is not in [0, ", vocab, ")"));
+    r.ids.push_back(v.get<int32_t>());
+  }
+  if (j.contains("labels")) {
+    if (!j["labels"].is_array() || j["labels"].size() != r.ids.size()) throw Error("'labels' must match 'input_ids'");
+    for (const auto& v : j["labels"]) r.labels.push_back(v.get<int32_t>());
+  } else {
+    r.labels = r.ids;
+  }
+  return r;
+}
+
+}  // namespace
+
+int run_prepare(const Config& cfg) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string tok_path = cfg.get_string("model.tokenizer");
+  LLAMAFT_REQUIRE(!tok_path.empty() || !cfg.get_string("model.path").empty(),
+                  "prepare: pass --tokenizer PATH (tokenizer.model or tokenizer.json)");
+  auto tok = load_tokenizer(tok_path, cfg.get_string("model.path"));
+  LLAMAFT_REQUIRE(tok, "prepare: no tokenizer found next to the model; pass --tokenizer PATH");
+  const std::string format = cfg.get_string("prepare.format");
+  const Template tmpl = parse_template(cfg.get_string("prepare.template"));
+  const int seq_len = static_cast<int>(cfg.get_int("prepare.seq_len"));
+  const bool pack = cfg.get_bool("prepare.pack");
+  const bool train_on_prompt = cfg.get_bool("prepare.train_on_prompt");
+  const double val_fraction = cfg.get_float("prepare.val_fraction");
+  const std::string out_dir = cfg.get_string("prepare.output");
+  const bool tty = isatty(STDERR_FILENO);
+  std::string inputs_list = cfg.get_string("prepare.input");
+
+  std::vector<std::string> inputs;
+  std::stringstream ss(inputs_list);
+  for (std::string s; std::getline(ss, s, ',');)
+    if (!s.empty()) inputs.push_back(s);
+  LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
+
+  mkdir(out_dir.c_str(), 0755);
+  PreparedWriter train(out_dir + "/train");
+  std::unique_ptr<PreparedWriter> val;
+  if (val_fraction > 0) val = std::make_unique<PreparedWriter>(out_dir + "/val");
+
+  Stats st;
+  std::vector<std::string> errors;
+  // Packing buffers, one per split.
+  struct Pack {
+    std::vector<int32_t> ids, labels, docs;
+  } packs[2];
+  auto flush = [&](int split) {
+    Pack& p = packs[split];
+    if (p.ids.empty()) return;
+    (split ? *val : train).add_row(p.ids, p.labels, p.docs);
+    p = Pack{};
+  };
+  int64_t doc_index = 0;
+  for (const auto& path : inputs) {
+    for (auto& [where, rec] : read_records(path, format, st, errors)) {
+      Rendered r;
+      try {
+        r = render_record(rec, format, *tok, tmpl, train_on_prompt, tok->vocab_size());
+      } catch (const Error& e) {
+        errors.push_back(where + ": " + e.what());
+        st.bad_rows++;
+        continue;
+      }
+      if (static_cast<int>(r.ids.size()) > seq_len) {
+        st.truncated_documents++;
+        st.truncated_tokens += static_cast<int64_t>(r.ids.size()) - seq_len;
+        r.ids.resize(seq_len);
+        r.labels.resize(seq_len);
+      }
+      int64_t trained = 0;
+      for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != rowmath::kIgnoreIndex;
+      if (trained == 0) {  // e.g. a prompt longer than seq_len: nothing left to learn
+        st.dropped_documents++;
+        errors.push_back(where + ": dropped, no trained token within seq_len " + std::to_string(seq_len));
+        continue;
+      }
+      st.documents++;
+      st.target_tokens += trained;
+      Rng split_rng(0x5917, static_cast<uint64_t>(doc_index++));
+      const int split = val && split_rng.uniform() < val_fraction ? 1 : 0;
+      if (!pack) {
+        (split ? *val : train).add_row(r.ids, r.labels, {});
+      } else {
+        Pack& p = packs[split];
+        if (p.ids.size() + r.ids.size() > static_cast<size_t>(seq_len)) flush(split);
+        const int32_t start = static_cast<int32_t>(p.ids.size());
+        p.ids.insert(p.ids.end(), r.ids.begin(), r.ids.end());
+        p.labels.insert(p.labels.end(), r.labels.begin(), r.labels.end());
+        p.docs.insert(p.docs.end(), r.ids.size(), start);
+      }
+      if (tty && st.documents % 1000 == 0)
+        std::fprintf(stderr, "\rprepare: %lld documents, %lld tokens", static_cast<long long>(st.documents),
+                     static_cast<long long>(train.tokens()));
+    }
+  }
+  flush(0);
+  if (val) flush(1);
+  if (tty) std::fprintf(stderr, "\n");
+  for (size_t i = 0; i < errors.size() && i < 20; ++i) std::cerr << "prepare: " << errors[i] << "\n";
+  if (errors.size() > 20) std::cerr << "prepare: ... and " << errors.size() - 20 << " more\n";
+  const int64_t total = st.documents + st.bad_rows + st.dropped_documents;
+  const double bad_fraction = total ? static_cast<double>(st.bad_rows) / static_cast<double>(total) : 1.0;
+  LLAMAFT_REQUIRE(st.documents > 0, "prepare: no usable rows in ", inputs_list);
+  LLAMAFT_REQUIRE(bad_fraction <= cfg.get_float("prepare.max_bad_fraction"), "prepare: ", st.bad_rows, " of ", total,
+                  " rows are bad (", 100 * bad_fraction, "%), over prepare.max_bad_fraction = ",
+                  cfg.get_float("prepare.max_bad_fraction"), "; fix the input or raise the limit");
+
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string tok_file = tok_path.empty() ? cfg.get_string("model.path") + "/tokenizer.model" : tok_path;
+  auto manifest = [&](const PreparedWriter& w, const char* split) {
+    nlohmann::ordered_json m = {
+        {"format", kPreparedFormat}, {"split", split}, {"rows", w.rows()}, {"tokens", w.tokens()},
+        {"tokenizer", tok_file}, {"tokenizer_hash", tokenizer_file_hash(tok_file)}, {"tokenizer_kind", tok->kind()},
+        {"input_format", format}, {"template", cfg.get_string("prepare.template")}, {"seq_len", seq_len},
+        {"packed", pack}, {"train_on_prompt", train_on_prompt}, {"val_fraction", val_fraction},
+        {"inputs", inputs}, {"documents_total", st.documents}, {"target_tokens_total", st.target_tokens},
+        {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
+        {"truncated_tokens", st.truncated_tokens}, {"dropped_documents", st.dropped_documents}};
+    return m.dump(2);
+  };
+  train.finish(manifest(train, "train"));
+  if (val) val->finish(manifest(*val, "val"));
+  nlohmann::ordered_json summary = {
+      {"documents", st.documents}, {"train_rows", train.rows()}, {"train_tokens", train.tokens()},
+      {"val_rows", val ? val->rows() : 0}, {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
+      {"dropped_documents", st.dropped_documents}, {"seconds", secs},
+      {"tokens_per_s", static_cast<double>(train.tokens() + (val ? val->tokens() : 0)) / secs},
+      {"input_mb_per_s", static_cast<double>(st.input_bytes) / 1e6 / secs}, {"output", out_dir}};
+  std::cout << summary.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace llamaft
