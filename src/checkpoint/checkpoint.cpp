@@ -274,7 +274,8 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   // Never save a state that holds non-finite values.
   double sq = 0;
-  for (int u = 0; u < fsdp.num_units(); ++u) sq += be.sum_squares(fsdp.master(u), fsdp.geometry(u).shard_size);
+  for (int u = 0; u < fsdp.num_units(); ++u)
+    if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.master(u), fsdp.geometry(u).shard_size);
   agree_or_throw(!std::isfinite(sq), str_cat("refusing to checkpoint step ", state.step,
                                              ": the weights hold NaN/inf values"), false);
 
@@ -312,6 +313,7 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     uint64_t bytes = 0;
     int written = 0;
     for (int u = 0; u < layout.num_units(); ++u) {
+      if (!fsdp.trainable(u)) continue;  // LoRA: the frozen base is identified by its fingerprint
       const ShardGeometry& g = fsdp.geometry(u);
       float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
       for (int k = 0; k < 3; ++k) {
@@ -455,6 +457,7 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
   std::string first_error;
   std::vector<float> host[3];
   for (int u = 0; u < layout.num_units(); ++u) {
+    if (!fsdp.trainable(u)) continue;
     const ShardGeometry& g = fsdp.geometry(u);
     for (auto& h : host) h.assign(g.shard_size, 0.f);
     for (const auto& slot : layout.units()[u].tensors) {

@@ -13,6 +13,7 @@
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
+#include "model/lora.hpp"
 
 namespace llamaft {
 
@@ -21,9 +22,13 @@ int run_eval(const Config& cfg) {
   auto be = make_backend(cfg);
   const std::string dir = cfg.get_string("model.path");
   const LlamaConfig mc = read_model_config(dir);
-  LlamaModel model(mc, *be);
+  ModelOptions mopts;
+  const std::string adapter = cfg.get_string("model.adapter");
+  if (!adapter.empty()) mopts.lora = read_adapter_config(adapter);
+  LlamaModel model(mc, *be, mopts);
   ResidentParams params(*be, model.layout());
   load_hf_weights(dir, model.layout(), *be, params);
+  if (!adapter.empty()) load_adapter(adapter, model.layout(), *be, params);  // base + adapter, unmerged
 
   const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));

@@ -24,6 +24,7 @@
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
+#include "model/lora.hpp"
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
 #include "train/data_order.hpp"
@@ -131,9 +132,19 @@ int run_train(const Config& cfg) {
   }
 
   auto be = make_backend(cfg);
-  LlamaModel model(mc, *be, ModelOptions{cfg.get_bool("fsdp.activation_checkpointing")});
+  ModelOptions mopts;
+  mopts.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
+  mopts.lora = lora_spec_from_config(cfg);
+  const bool lora = mopts.lora.enabled();
+  LlamaModel model(mc, *be, mopts);
   Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group);
-  if (cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);
+  // The base always comes from the HF files under LoRA (checkpoints hold only
+  // the adapters); a full fine-tune resumes everything from the checkpoint.
+  if (lora || cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);
+  if (lora) {
+    if (!cfg.get_string("lora.init_from").empty()) load_adapter_sharded(cfg.get_string("lora.init_from"), fsdp, *be);
+    else init_lora_sharded(fsdp, *be, static_cast<uint64_t>(cfg.get_int("train.seed")));
+  }
   DataOrder order(static_cast<int64_t>(ds.rows.size()), ts.global_batch, cfg.get_bool("data.shuffle"),
                   static_cast<uint64_t>(cfg.get_int("train.seed")));
 
@@ -143,6 +154,7 @@ int run_train(const Config& cfg) {
   CheckpointManager ckpt(ckpt_dir, static_cast<int>(cfg.get_int("checkpoint.keep_last")));
   RunIdentity identity;
   identity.model_config_json = mc.to_json();
+  identity.method = cfg.get_string("finetune.method");
   identity.base_fingerprint = model_fingerprint(model_dir);
   identity.global_batch = ts.global_batch;
   identity.seed = cfg.get_int("train.seed");
@@ -188,7 +200,7 @@ int run_train(const Config& cfg) {
     if (!loaded && !candidates.empty())
       throw CheckpointError(str_cat("none of the ", candidates.size(), " checkpoints in '", ckpt_dir,
                                     "' is usable; fix or remove them, or set checkpoint.resume = none"));
-    if (!loaded) load_sharded(model_dir, fsdp, *be);  // nothing to resume: the base model stays loaded
+    if (!loaded && !lora) load_sharded(model_dir, fsdp, *be);  // nothing to resume: start from the base model
   }
   install_preemption_handlers(parse_signal_list(cfg.get_string("checkpoint.signals")));
   const int64_t every_steps = cfg.get_int("checkpoint.every_steps");
@@ -204,7 +216,9 @@ int run_train(const Config& cfg) {
     metrics.open(out_dir + "/metrics.jsonl", std::ios::app);
     LLAMAFT_REQUIRE(metrics.good(), "cannot write '", out_dir, "/metrics.jsonl'");
     std::ofstream(out_dir + "/config.cfg") << cfg.dump();
-    std::cerr << "llamaft train: " << mc.num_parameters() << " parameters, " << nranks << " ranks, fsdp "
+    std::cerr << "llamaft train: " << mc.num_parameters() << " parameters"
+              << (lora ? str_cat(" (LoRA r=", mopts.lora.rank, ", base frozen)") : std::string(" (full fine-tuning)"))
+              << ", " << nranks << " ranks, fsdp "
               << strategy_name(strategy) << " (shard " << fsdp.mesh().shard_size << " x replica "
               << fsdp.mesh().replica_size << "), global batch " << ts.global_batch << " = " << ts.micro_batch
               << " micro x " << nranks << " ranks x " << ts.accumulation << " accumulation, seq " << ts.seq_len
@@ -402,9 +416,15 @@ int run_train(const Config& cfg) {
   }
 
   if (cfg.get_bool("output.export")) {
-    const std::string export_dir = out_dir + "/model";
-    export_sharded(export_dir, mc, fsdp, *be, cfg.get_string("output.export_dtype") == "bfloat16");
-    if (lead) std::cerr << "llamaft train: exported the model to " << export_dir << "\n";
+    if (lora) {
+      const std::string adapter_dir = out_dir + "/adapter";
+      export_adapter_sharded(adapter_dir, model_dir, fsdp, *be);
+      if (lead) std::cerr << "llamaft train: exported the PEFT adapter to " << adapter_dir << "\n";
+    } else {
+      const std::string export_dir = out_dir + "/model";
+      export_sharded(export_dir, mc, fsdp, *be, cfg.get_string("output.export_dtype") == "bfloat16");
+      if (lead) std::cerr << "llamaft train: exported the model to " << export_dir << "\n";
+    }
   }
   return 0;
 }

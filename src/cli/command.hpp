@@ -35,6 +35,7 @@ int run_train(const Config& cfg);
 int run_plan(const Config& cfg);
 int run_tokenize(const Config& cfg);
 int run_prepare(const Config& cfg);
+int run_merge(const Config& cfg);
 int run_init(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_generate(const Config& cfg);

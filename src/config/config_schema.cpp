@@ -34,6 +34,7 @@ KeySpec choice_key(std::string k, std::string def, std::string help, std::vector
 ConfigSchema build() {
   ConfigSchema s;
   s.add(key("model.path", KeyType::kString, "", "Hugging Face model directory (config.json + safetensors)"));
+  s.add(key("model.adapter", KeyType::kString, "", "a PEFT LoRA adapter folder applied on top (eval, generate, merge)"));
   s.add(key("model.tokenizer", KeyType::kString, "",
             "tokenizer.model path (default: tokenizer.model next to the model)"));
 
@@ -85,6 +86,16 @@ ConfigSchema build() {
   s.add(int_key("train.eval_every", "0", "validation loss every N steps into metrics.jsonl (0: off)", 0));
   s.add(int_key("train.eval_rows", "0", "validation rows per evaluation (0: the whole split)", 0));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
+
+  s.add(choice_key("finetune.method", "full", "full: every weight trains; lora: low-rank adapters on a frozen base",
+                   {"full", "lora"}));
+  s.add(int_key("lora.r", "8", "LoRA rank", 1, 4096));
+  s.add(float_key("lora.alpha", "16", "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with rslora)", 0));
+  s.add(float_key("lora.dropout", "0", "dropout on the LoRA input (only 0 is supported for now)", 0, 1));
+  s.add(key("lora.targets", KeyType::kString, "all",
+            "comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (or all)"));
+  s.add(key("lora.rslora", KeyType::kBool, "false", "rank-stabilised scaling alpha/sqrt(r)"));
+  s.add(key("lora.init_from", KeyType::kString, "", "start from this PEFT adapter folder instead of fresh adapters"));
 
   s.add(choice_key("fsdp.strategy", "full_shard", "sharding strategy",
                    {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard"}));

@@ -55,6 +55,7 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
   std::vector<float> staging;
   for (int u = 0; u < layout.num_units(); ++u) {
     const Unit& unit = layout.units()[u];
+    if (unit.kind == UnitKind::kLora) continue;  // adapters come from load_adapter
     staging.assign(unit.numel, 0.f);
     for (const auto& slot : unit.tensors) {
       expected.insert(slot.hf_name);
@@ -93,7 +94,8 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
   io::SafetensorsWriter writer;
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
   for (const auto& u : layout.units())
-    for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
+    if (u.kind != UnitKind::kLora)
+      for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
   writer.set_metadata("format", "pt");
   const std::string path = model_dir + "/model.safetensors";
   writer.create(path);
@@ -101,6 +103,7 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
   std::vector<float> buf;
   for (const auto& u : layout.units())
     for (const auto& t : u.tensors) {
+      if (u.kind == UnitKind::kLora) break;
       buf.resize(t.numel());
       fill(t, buf.data());
       writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
@@ -117,6 +120,24 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
     LLAMAFT_CHECK(layout.find(slot.hf_name, &unit, &s), "unknown tensor ", slot.hf_name);
     be.to_host(dst, params.params(unit) + s->offset, sizeof(float) * s->numel());
   });
+}
+
+void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params) {
+  io::SafetensorsFile file(adapter_dir + "/adapter_model.safetensors");
+  std::vector<float> staging;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    const Unit& unit = layout.units()[u];
+    if (unit.kind != UnitKind::kLora) continue;
+    staging.assign(unit.numel, 0.f);
+    for (const auto& slot : unit.tensors) {
+      const io::TensorInfo* t = file.header().find(slot.hf_name);
+      LLAMAFT_REQUIRE(t, adapter_dir, ": adapter has no tensor '", slot.hf_name, "'");
+      LLAMAFT_REQUIRE(t->shape == slot.shape, adapter_dir, ": '", slot.hf_name, "' has shape ", shape_str(t->shape),
+                      " but the base model needs ", shape_str(slot.shape));
+      file.read_f32(*t, 0, slot.numel(), staging.data() + slot.offset);
+    }
+    be.to_device(params.mutable_params(u), staging.data(), staging.size() * sizeof(float));
+  }
 }
 
 }  // namespace llamaft

@@ -19,6 +19,10 @@ LlamaConfig read_model_config(const std::string& model_dir);
 void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Backend& be,
                      ResidentParams& params);
 
+// Loads a PEFT LoRA adapter folder into the LoRA units of resident params
+// (the layout must have been built with the adapter's LoraSpec).
+void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params);
+
 // Creates model_dir (and parents) and writes config.json.
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);
 

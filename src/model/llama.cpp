@@ -47,7 +47,7 @@ struct LlamaModel::KvLayer {
 };
 
 LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
-    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg) {
+    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg, opts.lora) {
   cfg_.validate("model config");
   const auto inv = cfg_.rope_inv_freq();
   inv_freq_.resize(be_, inv.size());
@@ -67,6 +67,40 @@ void LlamaModel::ensure_workspace(int rows) {
   head_norm_.resize(be_, rows * d);
   head_rstd_.resize(be_, rows);
   row_loss_.resize(be_, rows);
+  if (layout_.has_lora()) {
+    lora_t_.resize(be_, static_cast<size_t>(rows) * layout_.lora().rank);
+    lora_dt_.resize(be_, static_cast<size_t>(rows) * layout_.lora().rank);
+  }
+}
+
+const float* LlamaModel::lora_params(UnitAccess& access, int layer) {
+  return layout_.has_lora() ? access.params(layout_.lora_unit(layer)) : nullptr;
+}
+
+void LlamaModel::lora_forward(int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy) {
+  if (!lw) return;
+  const LoraOffsets& o = layout_.lora_offsets(target);
+  if (o.a < 0) return;
+  const int r = layout_.lora().rank, in = static_cast<int>(o.in), out = static_cast<int>(o.out);
+  // t(N, r) = x @ A^T ; y += scale * t @ B^T
+  be_.gemm(false, true, rows, r, in, 1.f, x, ldx, lw + o.a, in, 0.f, lora_t_.data(), r);
+  be_.gemm(false, true, rows, out, r, layout_.lora().scale(), lora_t_.data(), r, lw + o.b, r, 1.f, y, ldy);
+}
+
+void LlamaModel::lora_backward(int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy,
+                               int ldy, int rows, float* dx) {
+  if (!lw) return;
+  const LoraOffsets& o = layout_.lora_offsets(target);
+  if (o.a < 0) return;
+  const int r = layout_.lora().rank, in = static_cast<int>(o.in), out = static_cast<int>(o.out);
+  const float scale = layout_.lora().scale();
+  float* t = lora_t_.data();
+  float* dt = lora_dt_.data();
+  be_.gemm(false, true, rows, r, in, 1.f, x, ldx, lw + o.a, in, 0.f, t, r);              // t = x A^T
+  be_.gemm(true, false, out, r, rows, scale, dy, ldy, t, r, 1.f, dlw + o.b, r);           // dB += s dy^T t
+  be_.gemm(false, false, rows, r, out, scale, dy, ldy, lw + o.b, r, 0.f, dt, r);          // dt = s dy B
+  be_.gemm(true, false, r, in, rows, 1.f, dt, r, x, ldx, 1.f, dlw + o.a, in);             // dA += dt^T x
+  be_.gemm(false, false, rows, in, r, 1.f, dt, r, lw + o.a, in, 1.f, dx, ldx);            // dx += dt A
 }
 
 const float* LlamaModel::lm_head_weight(UnitAccess& access) {
@@ -89,7 +123,7 @@ void LlamaModel::embed_forward(const Batch& b, UnitAccess& access, float* x) {
   access.release(layout_.embed_unit());  // a tied head gathers it again
 }
 
-void LlamaModel::block_forward(int layer, const float* w, int batch, int seq,
+void LlamaModel::block_forward(int layer, const float* w, const float* lw, int batch, int seq,
                                const int32_t* positions, const int32_t* doc_start, float* x,
                                BlockActs& a, KvLayer* cache, int q_offset) {
   const auto& off = layout_.block_offsets();
@@ -107,6 +141,9 @@ void LlamaModel::block_forward(int layer, const float* w, int batch, int seq,
   float* q = a.qkv.data();
   float* k = q + qd;
   float* v = k + kvd;
+  lora_forward(kQ, lw, a.h1.data(), d, rows, q, ldqkv);  // adapters act before RoPE, as in PEFT
+  lora_forward(kK, lw, a.h1.data(), d, rows, k, ldqkv);
+  lora_forward(kV, lw, a.h1.data(), d, rows, v, ldqkv);
   be_.rope(q, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_attention_heads), hd, false);
   be_.rope(k, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_key_value_heads), hd, false);
 
@@ -142,17 +179,21 @@ void LlamaModel::block_forward(int layer, const float* w, int batch, int seq,
   be_.attention_fwd(s, q, kk, vv, a.att.data(), a.lse.data());
   // x += att @ Wo^T
   be_.gemm(false, true, rows, d, qd, 1.f, a.att.data(), qd, w + off.o, qd, 1.f, x, d);
+  lora_forward(kO, lw, a.att.data(), qd, rows, x, d);
 
   be_.copy(a.x_mid.data(), x, sizeof(float) * rows * d);
   be_.rmsnorm_fwd(x, w + off.post_norm, a.h2.data(), a.rstd2.data(), rows, d, eps);
   // gu(N, 2F) = h2 @ [Wgate; Wup]^T
   be_.gemm(false, true, rows, 2 * f, d, 1.f, a.h2.data(), d, w + off.gate_up, d, 0.f, a.gu.data(), 2 * f);
+  lora_forward(kGate, lw, a.h2.data(), d, rows, a.gu.data(), 2 * f);
+  lora_forward(kUp, lw, a.h2.data(), d, rows, a.gu.data() + f, 2 * f);
   be_.swiglu_fwd(a.gu.data(), a.gu.data() + f, 2 * f, a.act.data(), rows, f);
   // x += act @ Wdown^T
   be_.gemm(false, true, rows, d, f, 1.f, a.act.data(), f, w + off.down, f, 1.f, x, d);
+  lora_forward(kDown, lw, a.act.data(), f, rows, x, d);
 }
 
-void LlamaModel::block_backward(int layer, const float* w, float* dw, int batch, int seq,
+void LlamaModel::block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
                                 const int32_t* positions, const int32_t* doc_start, BlockActs& a,
                                 float* dx) {
   const auto& off = layout_.block_offsets();
@@ -167,25 +208,30 @@ void LlamaModel::block_backward(int layer, const float* w, float* dw, int batch,
   float* small = tmp_.data() + tmp_.size() / 2;                  // (N, max(D, F, qd))
 
   // ---- MLP: x_out = x_mid + act @ Wd^T -------------------------------------------
-  // dWd(D, F) += dx^T @ act
-  be_.gemm(true, false, d, f, rows, 1.f, dx, d, a.act.data(), f, 1.f, dw + off.down, f);
+  // dWd(D, F) += dx^T @ act   (only when the base trains)
+  if (dw) be_.gemm(true, false, d, f, rows, 1.f, dx, d, a.act.data(), f, 1.f, dw + off.down, f);
   // dact(N, F) = dx @ Wd
   be_.gemm(false, false, rows, f, d, 1.f, dx, d, w + off.down, f, 0.f, small, f);
+  lora_backward(kDown, lw, dlw, a.act.data(), f, dx, d, rows, small);
   // dgu(N, 2F)
   be_.swiglu_bwd(small, a.gu.data(), a.gu.data() + f, 2 * f, big, big + f, 2 * f, rows, f);
   // dWgu(2F, D) += dgu^T @ h2
-  be_.gemm(true, false, 2 * f, d, rows, 1.f, big, 2 * f, a.h2.data(), d, 1.f, dw + off.gate_up, d);
+  if (dw) be_.gemm(true, false, 2 * f, d, rows, 1.f, big, 2 * f, a.h2.data(), d, 1.f, dw + off.gate_up, d);
   // dh2(N, D) = dgu @ Wgu
   be_.gemm(false, false, rows, d, 2 * f, 1.f, big, 2 * f, w + off.gate_up, d, 0.f, small, d);
+  lora_backward(kGate, lw, dlw, a.h2.data(), d, big, 2 * f, rows, small);
+  lora_backward(kUp, lw, dlw, a.h2.data(), d, big + f, 2 * f, rows, small);
   // dx += rmsnorm_bwd(dh2)
-  be_.rmsnorm_bwd(small, a.x_mid.data(), w + off.post_norm, a.rstd2.data(), big, dw + off.post_norm, rows, d);
+  be_.rmsnorm_bwd(small, a.x_mid.data(), w + off.post_norm, a.rstd2.data(), big, dw ? dw + off.post_norm : nullptr,
+                  rows, d);
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
 
   // ---- attention: x_mid = x_in + att @ Wo^T ------------------------------------------
   // dWo(D, qd) += dx^T @ att
-  be_.gemm(true, false, d, qd, rows, 1.f, dx, d, a.att.data(), qd, 1.f, dw + off.o, qd);
+  if (dw) be_.gemm(true, false, d, qd, rows, 1.f, dx, d, a.att.data(), qd, 1.f, dw + off.o, qd);
   // datt(N, qd) = dx @ Wo
   be_.gemm(false, false, rows, qd, d, 1.f, dx, d, w + off.o, qd, 0.f, small, qd);
+  lora_backward(kO, lw, dlw, a.att.data(), qd, dx, d, rows, small);
   AttnShape s;
   s.batch = batch;
   s.tq = s.tk = seq;
@@ -203,10 +249,14 @@ void LlamaModel::block_backward(int layer, const float* w, float* dw, int batch,
   be_.rope(dqkv, ldqkv, positions, inv_freq_.data(), rows, hq, hd, true);
   be_.rope(dqkv + qd, ldqkv, positions, inv_freq_.data(), rows, hkv, hd, true);
   // dWqkv(ldqkv, D) += dqkv^T @ h1
-  be_.gemm(true, false, ldqkv, d, rows, 1.f, dqkv, ldqkv, a.h1.data(), d, 1.f, dw + off.qkv, d);
+  if (dw) be_.gemm(true, false, ldqkv, d, rows, 1.f, dqkv, ldqkv, a.h1.data(), d, 1.f, dw + off.qkv, d);
   // dh1(N, D) = dqkv @ Wqkv
   be_.gemm(false, false, rows, d, ldqkv, 1.f, dqkv, ldqkv, w + off.qkv, d, 0.f, small, d);
-  be_.rmsnorm_bwd(small, a.x_in.data(), w + off.input_norm, a.rstd1.data(), big, dw + off.input_norm, rows, d);
+  lora_backward(kQ, lw, dlw, a.h1.data(), d, dqkv, ldqkv, rows, small);
+  lora_backward(kK, lw, dlw, a.h1.data(), d, dqkv + qd, ldqkv, rows, small);
+  lora_backward(kV, lw, dlw, a.h1.data(), d, dqkv + qd + kvd, ldqkv, rows, small);
+  be_.rmsnorm_bwd(small, a.x_in.data(), w + off.input_norm, a.rstd1.data(), big, dw ? dw + off.input_norm : nullptr,
+                  rows, d);
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
 }
 
@@ -235,7 +285,8 @@ LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, floa
   be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
   for (int t : host_targets) result.tokens += (t != rowmath::kIgnoreIndex);
   float* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
-  float* dwlm = mode == HeadMode::kLossBackward ? lm_head_grad(access) : nullptr;
+  const bool base_trains = !layout_.has_lora();
+  float* dwlm = mode == HeadMode::kLossBackward && base_trains ? lm_head_grad(access) : nullptr;
   std::vector<float> host_loss(chunk);
   std::vector<float> host_logits;
   for (int r0 = 0; r0 < rows; r0 += chunk) {
@@ -256,16 +307,15 @@ LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, floa
     result.loss_sum += be_.sum(row_loss_.data(), n);
     if (mode == HeadMode::kLossBackward) {
       // dWlm(V, D) += dlogits^T @ hN ; dhN(n, D) = dlogits @ Wlm
-      be_.gemm(true, false, vocab, d, n, 1.f, logits_.data(), vocab, hn, d, 1.f, dwlm, d);
+      if (dwlm) be_.gemm(true, false, vocab, d, n, 1.f, logits_.data(), vocab, hn, d, 1.f, dwlm, d);
       be_.gemm(false, false, n, d, vocab, 1.f, logits_.data(), vocab, wlm, d, 0.f,
                dnorm + static_cast<size_t>(r0) * d, d);
     }
   }
   if (mode == HeadMode::kLossBackward) {
-    float* dhw = access.grads(hu);
+    float* dnorm_w = base_trains ? access.grads(hu) + head_unit.slot("model.norm.weight").offset : nullptr;
     // dx(N, D) = rmsnorm_bwd(dhN)
-    be_.rmsnorm_bwd(dnorm, x, norm_w, head_rstd_.data(), tmp_.data(), dhw + head_unit.slot("model.norm.weight").offset,
-                    rows, d);
+    be_.rmsnorm_bwd(dnorm, x, norm_w, head_rstd_.data(), tmp_.data(), dnorm_w, rows, d);
     be_.copy(dx_.data(), tmp_.data(), sizeof(float) * rows * d);
   }
   return result;
@@ -302,19 +352,22 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
     BlockActs& a = recompute ? *scratch_ : *acts_[l];
     const float* w = access.params(u);
     access.prefetch(l + 1 < layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, a, nullptr, 0);
+    const float* lw = lora_params(access, l);
+    block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, a, nullptr, 0);
     if (!recompute) activation_bytes_ += a.bytes();
     access.release(u);
+    if (lw) access.release(layout_.lora_unit(l));
   }
   if (recompute) activation_bytes_ += scratch_->bytes();
 
   if (layers > 0) access.prefetch(layout_.block_unit(layers - 1));  // first unit of backward
   LossSum loss = head(HeadMode::kLossBackward, b, access, x, loss_scale, nullptr, false);
   access.release(layout_.head_unit());
-  access.grads_done(layout_.head_unit());
+  const bool base_trains = !layout_.has_lora();
+  if (base_trains) access.grads_done(layout_.head_unit());
   if (cfg_.tie_word_embeddings) {
     access.release(layout_.embed_unit());
-    access.grads_done(layout_.embed_unit());  // the lm_head share of the tied gradient
+    if (base_trains) access.grads_done(layout_.embed_unit());  // the lm_head share of the tied gradient
   }
 
   float* dx = dx_.data();
@@ -323,19 +376,28 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
     const float* w = access.params(u);
     if (l > 0) access.prefetch(layout_.block_unit(l - 1));
     BlockActs* a = recompute ? scratch_.get() : acts_[l].get();
+    const float* lw = lora_params(access, l);
     if (recompute) {
       // Re-run the block from its saved input to rebuild every activation.
       float* xr = head_norm_.data();
       be_.copy(xr, block_inputs_[l].data(), sizeof(float) * rows * d);
-      block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, xr, *a, nullptr, 0);
+      block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, xr, *a, nullptr, 0);
     }
-    block_backward(l, w, access.grads(u), b.batch, b.seq, b.positions, b.doc_start, *a, dx);
+    float* dlw = lw ? access.grads(layout_.lora_unit(l)) : nullptr;
+    block_backward(l, w, lw, base_trains ? access.grads(u) : nullptr, dlw, b.batch, b.seq, b.positions, b.doc_start,
+                   *a, dx);
     access.release(u);
-    access.grads_done(u);
+    if (base_trains) access.grads_done(u);
+    if (lw) {
+      access.release(layout_.lora_unit(l));
+      access.grads_done(layout_.lora_unit(l));
+    }
   }
-  const int eu = layout_.embed_unit();
-  be_.embedding_bwd(b.ids, dx, access.grads(eu), rows, static_cast<int>(d));
-  access.grads_done(eu);
+  if (base_trains) {  // a frozen embedding needs no backward at all
+    const int eu = layout_.embed_unit();
+    be_.embedding_bwd(b.ids, dx, access.grads(eu), rows, static_cast<int>(d));
+    access.grads_done(eu);
+  }
   return loss;
 }
 
@@ -350,8 +412,10 @@ LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_
     const int u = layout_.block_unit(l);
     const float* w = access.params(u);
     access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
+    const float* lw = lora_params(access, l);
+    block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
     access.release(u);
+    if (lw) access.release(layout_.lora_unit(l));
   }
   LossSum loss = head(HeadMode::kLoss, b, access, x, 1.f, nullptr, count_correct);
   access.release(layout_.head_unit());
@@ -370,8 +434,10 @@ void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) 
     const int u = layout_.block_unit(l);
     const float* w = access.params(u);
     access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    block_forward(l, w, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
+    const float* lw = lora_params(access, l);
+    block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
     access.release(u);
+    if (lw) access.release(layout_.lora_unit(l));
   }
   head(HeadMode::kLogits, b, access, x, 1.f, out, false);
   access.release(layout_.head_unit());
@@ -411,8 +477,11 @@ std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess
   embed_forward(b, access, x);
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     const int u = layout_.block_unit(l);
-    block_forward(l, access.params(u), 1, n, b.positions, nullptr, x, *scratch_, cache_[l].get(), cache_len_);
+    const float* w = access.params(u);
+    const float* lw = lora_params(access, l);
+    block_forward(l, w, lw, 1, n, b.positions, nullptr, x, *scratch_, cache_[l].get(), cache_len_);
     access.release(u);
+    if (lw) access.release(layout_.lora_unit(l));
   }
   // Only the last position's logits are needed.
   const size_t d = cfg_.hidden_size;

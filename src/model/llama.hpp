@@ -44,6 +44,7 @@ struct Batch {
 
 struct ModelOptions {
   bool activation_checkpointing = false;  // recompute each block in backward
+  LoraSpec lora;                          // rank 0: full fine-tuning; else the base is frozen
 };
 
 struct LossSum {
@@ -88,11 +89,19 @@ class LlamaModel {
 
   void ensure_workspace(int rows);
   void embed_forward(const Batch& b, UnitAccess& access, float* x);
-  void block_forward(int layer, const float* w, int batch, int seq, const int32_t* positions,
+  // w: the block's base weights; lw: its LoRA unit (null without LoRA).
+  void block_forward(int layer, const float* w, const float* lw, int batch, int seq, const int32_t* positions,
                      const int32_t* doc_start, float* x, BlockActs& a, KvLayer* cache,
                      int q_offset);
-  void block_backward(int layer, const float* w, float* dw, int batch, int seq,
+  // dw: base weight gradients (null when the base is frozen); dlw: LoRA gradients.
+  void block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
                       const int32_t* positions, const int32_t* doc_start, BlockActs& a, float* dx);
+  // y(rows, out) += scale * (x A^T) B^T for one adapted target.
+  void lora_forward(int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy);
+  // Gradients of lora_forward: dA, dB accumulate; dx += the input gradient.
+  void lora_backward(int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy, int ldy,
+                     int rows, float* dx);
+  const float* lora_params(UnitAccess& access, int layer);
   LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, float* x, float loss_scale,
                float* logits_out, bool count_correct);
   const float* lm_head_weight(UnitAccess& access);
@@ -107,7 +116,7 @@ class LlamaModel {
   std::vector<std::unique_ptr<BlockActs>> acts_;  // per layer (or one scratch)
   std::unique_ptr<BlockActs> scratch_;
   std::vector<DeviceArray<float>> block_inputs_;  // per layer x_in when recomputing
-  DeviceArray<float> x_, dx_, tmp_, head_norm_, head_rstd_, logits_, row_loss_;
+  DeviceArray<float> x_, dx_, tmp_, head_norm_, head_rstd_, logits_, row_loss_, lora_t_, lora_dt_;
   std::vector<std::unique_ptr<KvLayer>> cache_;
   int cache_len_ = 0, cache_cap_ = 0;
   size_t activation_bytes_ = 0;

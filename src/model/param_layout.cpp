@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <cmath>
+
 namespace llamaft {
 
 const TensorSlot& Unit::slot(const std::string& suffix) const {
@@ -20,7 +22,17 @@ void add(Unit& u, std::string name, std::vector<int64_t> shape) {
 }
 }  // namespace
 
-ParamLayout::ParamLayout(const LlamaConfig& c) {
+const char* lora_target_name(int target) {
+  static const char* names[kNumLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                               "down_proj"};
+  return names[target];
+}
+
+float LoraSpec::scale() const {
+  return static_cast<float>(rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / rank);
+}
+
+ParamLayout::ParamLayout(const LlamaConfig& c, const LoraSpec& lora) : num_layers_(static_cast<int>(c.num_hidden_layers)), lora_(lora) {
   const int64_t d = c.hidden_size, f = c.intermediate_size, qd = c.q_dim(), kvd = c.kv_dim();
   Unit embed{UnitKind::kEmbedding, -1, "embed", {}, 0};
   add(embed, "model.embed_tokens.weight", {c.vocab_size, d});
@@ -49,6 +61,26 @@ ParamLayout::ParamLayout(const LlamaConfig& c) {
   add(head, "model.norm.weight", {d});
   if (!c.tie_word_embeddings) add(head, "lm_head.weight", {c.vocab_size, d});
   units_.push_back(std::move(head));
+
+  if (!lora_.enabled()) return;
+  // LoRA: the base is frozen; one trainable unit of adapters per layer, named
+  // as PEFT saves them.
+  for (auto& u : units_) u.trainable = false;
+  const int64_t r = lora_.rank;
+  const int64_t in_out[kNumLoraTargets][2] = {{d, qd}, {d, kvd}, {d, kvd}, {qd, d}, {d, f}, {d, f}, {f, d}};
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    Unit u{UnitKind::kLora, l, "lora." + std::to_string(l), {}, 0};
+    for (int t = 0; t < kNumLoraTargets; ++t) {
+      if (!lora_.targets[t]) continue;
+      const std::string module = t <= kO ? "self_attn." : "mlp.";
+      const std::string p = "base_model.model.model.layers." + std::to_string(l) + "." + module + lora_target_name(t);
+      const int64_t in = in_out[t][0], out = in_out[t][1];
+      if (l == 0) lora_offsets_[t] = {u.numel, u.numel + r * in, in, out};
+      add(u, p + ".lora_A.weight", {r, in});
+      add(u, p + ".lora_B.weight", {out, r});
+    }
+    units_.push_back(std::move(u));
+  }
 }
 
 int64_t ParamLayout::total_numel() const {

@@ -27,15 +27,37 @@ struct TensorSlot {
   }
 };
 
-enum class UnitKind { kEmbedding, kBlock, kHead };
+enum class UnitKind { kEmbedding, kBlock, kHead, kLora };
 
 struct Unit {
   UnitKind kind;
-  int layer = -1;                // block index for kBlock
-  std::string name;              // "embed", "layers.3", "head"
+  int layer = -1;                // block index for kBlock and kLora
+  std::string name;              // "embed", "layers.3", "head", "lora.3"
   std::vector<TensorSlot> tensors;
   int64_t numel = 0;
+  bool trainable = true;         // false: frozen base under LoRA (no grads, no optimizer state)
   const TensorSlot& slot(const std::string& suffix) const;  // by name suffix
+};
+
+// The seven linear layers LoRA can adapt, in the order their adapters sit
+// in a LoRA unit.
+enum LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown, kNumLoraTargets };
+const char* lora_target_name(int target);  // "q_proj", ...
+
+struct LoraSpec {
+  int rank = 0;                  // 0: no LoRA (full fine-tuning)
+  double alpha = 16;
+  bool rslora = false;
+  bool targets[kNumLoraTargets] = {};
+  float scale() const;           // alpha / r, or alpha / sqrt(r) with rslora
+  bool enabled() const { return rank > 0; }
+};
+
+// Offsets (elements, within the layer's LoRA unit) of one target's A (r, in)
+// and B (out, r), or -1 when the target is not adapted.
+struct LoraOffsets {
+  int64_t a = -1, b = -1;
+  int64_t in = 0, out = 0;
 };
 
 // Offsets of the tensors in a block unit (elements).
@@ -45,12 +67,16 @@ struct BlockOffsets {
 
 class ParamLayout {
  public:
-  explicit ParamLayout(const LlamaConfig& cfg);
+  explicit ParamLayout(const LlamaConfig& cfg, const LoraSpec& lora = {});
   const std::vector<Unit>& units() const { return units_; }
   int num_units() const { return static_cast<int>(units_.size()); }
   int embed_unit() const { return 0; }
   int block_unit(int layer) const { return 1 + layer; }
-  int head_unit() const { return num_units() - 1; }
+  int head_unit() const { return 1 + num_layers_; }
+  bool has_lora() const { return lora_.enabled(); }
+  int lora_unit(int layer) const { return 2 + num_layers_ + layer; }
+  const LoraSpec& lora() const { return lora_; }
+  const LoraOffsets& lora_offsets(int target) const { return lora_offsets_[target]; }
   const BlockOffsets& block_offsets() const { return block_offsets_; }
   int64_t total_numel() const;
   // Locate a tensor by HF name: returns false if absent.
@@ -59,6 +85,9 @@ class ParamLayout {
  private:
   std::vector<Unit> units_;
   BlockOffsets block_offsets_{};
+  int num_layers_ = 0;
+  LoraSpec lora_;
+  LoraOffsets lora_offsets_[kNumLoraTargets];
 };
 
 }  // namespace llamaft

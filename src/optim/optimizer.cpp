@@ -22,7 +22,8 @@ double learning_rate(const OptimizerConfig& c, int64_t step) {
 StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t step) {
   StepResult r;
   double sq = 0;
-  for (int u = 0; u < fsdp.num_units(); ++u) sq += be.sum_squares(fsdp.grad_shard(u), fsdp.geometry(u).shard_size);
+  for (int u = 0; u < fsdp.num_units(); ++u)
+    if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.grad_shard(u), fsdp.geometry(u).shard_size);
   // Shards are disjoint within a shard group and identical across replicas.
   fsdp.shard_comm().all_reduce_sum(&sq, 1);
   r.grad_norm = std::sqrt(sq);
@@ -44,6 +45,7 @@ StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t
   a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   a.grad_scale = clip;
   for (int u = 0; u < fsdp.num_units(); ++u) {
+    if (!fsdp.trainable(u)) continue;  // a frozen base has no optimizer state
     be.adamw(fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u), fsdp.grad_shard(u),
              static_cast<size_t>(fsdp.geometry(u).shard_size), a);
   }

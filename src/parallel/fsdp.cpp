@@ -77,14 +77,15 @@ Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStr
     g.shard_size = g.padded / s;
     g.begin = static_cast<int64_t>(mesh_.shard_index) * g.shard_size;
     geom_.push_back(g);
+    // Frozen units (the base under LoRA) keep only their weights.
+    const size_t train_size = u.trainable ? static_cast<size_t>(g.shard_size) : 0;
     master_.emplace_back(be, g.shard_size);
-    grad_.emplace_back(be, g.shard_size);
-    m_.emplace_back(be, g.shard_size);
-    v_.emplace_back(be, g.shard_size);
+    grad_.emplace_back(be, train_size);
+    m_.emplace_back(be, train_size);
+    v_.emplace_back(be, train_size);
     be.fill(master_.back().data(), 0.f, g.shard_size);
-    be.fill(grad_.back().data(), 0.f, g.shard_size);
-    be.fill(m_.back().data(), 0.f, g.shard_size);
-    be.fill(v_.back().data(), 0.f, g.shard_size);
+    for (auto* a : {&grad_.back(), &m_.back(), &v_.back()})
+      if (train_size) be.fill(a->data(), 0.f, train_size);
   }
 }
 
@@ -160,6 +161,7 @@ void Fsdp::release(int unit) {
 }
 
 float* Fsdp::grads(int unit) {
+  LLAMAFT_CHECK(layout_.units()[unit].trainable, "gradient requested for frozen unit ", layout_.units()[unit].name);
   in_backward_ = true;
   auto it = grad_full_.find(unit);
   if (it != grad_full_.end()) return it->second;
@@ -220,7 +222,8 @@ void Fsdp::end_backward() {
 }
 
 void Fsdp::zero_grad_shards() {
-  for (int u = 0; u < num_units(); ++u) be_.fill(grad_[u].data(), 0.f, geom_[u].shard_size);
+  for (int u = 0; u < num_units(); ++u)
+    if (trainable(u)) be_.fill(grad_[u].data(), 0.f, geom_[u].shard_size);
 }
 
 size_t Fsdp::param_bytes() const {

@@ -77,6 +77,7 @@ class Fsdp final : public UnitAccess {
   const ParamLayout& layout() const { return layout_; }
   const ShardGeometry& geometry(int unit) const { return geom_[unit]; }
   int num_units() const { return static_cast<int>(geom_.size()); }
+  bool trainable(int unit) const { return layout_.units()[unit].trainable; }
   float* master(int unit) { return master_[unit].data(); }
   float* grad_shard(int unit) { return grad_[unit].data(); }
   float* exp_avg(int unit) { return m_[unit].data(); }

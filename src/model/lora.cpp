@@ -1,0 +1,78 @@
+#include "model/lora.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace llamaft {
+
+LoraSpec lora_spec_from_config(const Config& cfg) {
+  LoraSpec s;
+  const std::string method = cfg.get_string("finetune.method");
+  if (method == "full") return s;
+  LLAMAFT_REQUIRE(method == "lora", "finetune.method = ", method, " is not available in this build (full|lora)");
+  s.rank = static_cast<int>(cfg.get_int("lora.r"));
+  s.alpha = cfg.get_float("lora.alpha");
+  s.rslora = cfg.get_bool("lora.rslora");
+  LLAMAFT_REQUIRE(cfg.get_float("lora.dropout") == 0.0, "lora.dropout = ", cfg.get_float("lora.dropout"),
+                  " is not supported yet; use 0");
+  std::stringstream ss(cfg.get_string("lora.targets"));
+  for (std::string t; std::getline(ss, t, ',');) {
+    t.erase(0, t.find_first_not_of(" \t"));
+    t.erase(t.find_last_not_of(" \t") + 1);
+    if (t.empty()) continue;
+    if (t == "all") {
+      for (bool& b : s.targets) b = true;
+      continue;
+    }
+    bool found = false;
+    for (int i = 0; i < kNumLoraTargets; ++i)
+      if (t == lora_target_name(i)) s.targets[i] = found = true;
+    LLAMAFT_REQUIRE(found, "lora.targets: unknown module '", t,
+                    "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all)");
+  }
+  bool any = false;
+  for (bool b : s.targets) any |= b;
+  LLAMAFT_REQUIRE(any, "lora.targets selects no module");
+  return s;
+}
+
+std::string adapter_config_json(const LoraSpec& spec, const std::string& base_model_path) {
+  nlohmann::ordered_json targets = nlohmann::json::array();
+  for (int i = 0; i < kNumLoraTargets; ++i)
+    if (spec.targets[i]) targets.push_back(lora_target_name(i));
+  nlohmann::ordered_json j = {
+      {"peft_type", "LORA"},          {"task_type", "CAUSAL_LM"},      {"base_model_name_or_path", base_model_path},
+      {"r", spec.rank},               {"lora_alpha", spec.alpha},      {"lora_dropout", 0.0},
+      {"target_modules", targets},    {"bias", "none"},                {"use_rslora", spec.rslora},
+      {"fan_in_fan_out", false},      {"inference_mode", true},        {"init_lora_weights", true},
+      {"modules_to_save", nullptr},   {"revision", nullptr},           {"layers_to_transform", nullptr},
+      {"use_dora", false},            {"library", "llamaft " LLAMAFT_VERSION}};
+  return j.dump(2) + "\n";
+}
+
+LoraSpec read_adapter_config(const std::string& adapter_dir) {
+  const std::string path = adapter_dir + "/adapter_config.json";
+  std::ifstream in(path);
+  LLAMAFT_REQUIRE(in.good(), "adapter: cannot open '", path, "' (expected a PEFT adapter folder)");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  LLAMAFT_REQUIRE(!j.is_discarded() && j.value("peft_type", "") == "LORA", path, ": not a PEFT LoRA adapter config");
+  LoraSpec s;
+  s.rank = j.value("r", 0);
+  s.alpha = j.value("lora_alpha", 16.0);
+  s.rslora = j.value("use_rslora", false);
+  LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be positive");
+  LLAMAFT_REQUIRE(j.contains("target_modules") && j["target_modules"].is_array(), path,
+                  ": target_modules must be a list of module names");
+  for (const auto& t : j["target_modules"]) {
+    bool found = false;
+    for (int i = 0; i < kNumLoraTargets; ++i)
+      if (t.get<std::string>() == lora_target_name(i)) s.targets[i] = found = true;
+    LLAMAFT_REQUIRE(found, path, ": unsupported target module ", t.dump());
+  }
+  return s;
+}
+
+}  // namespace llamaft
