@@ -1,5 +1,8 @@
 // bf16 / fp16 <-> fp32 conversions usable on host and device.
-// Round-to-nearest-even; NaN stays NaN (quieted); fp16 handles subnormals.
+// Round-to-nearest-even; NaN stays NaN (quieted); fp16 handles subnormals,
+// overflow to inf and the 2^-25 tie. Bit casts use __float_as_uint on the
+// device; on the host std::memcpy (the only well-defined C++17 cast, folded
+// to a register move by the compiler) rather than union punning, which is UB.
 #pragma once
 
 #include <cstdint>

@@ -1,3 +1,8 @@
+// safetensors reading: dtype table, the validating header parser and the
+// mmap reader. The parser is the fuzzed surface (tests/fuzz): it never reads
+// past `available`, never recurses over attacker-controlled depth (values
+// are described by type, not dumped, in messages) and reports every rule
+// violation as one llamaft::Error sentence naming the file and the tensor.
 #include "io/safetensors.hpp"
 
 #include <fcntl.h>
@@ -9,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -33,7 +39,125 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
+// Offset of the first byte that is not well-formed UTF-8 (no overlongs, no
+// surrogates, nothing above U+10FFFF), or n if all are.
+size_t first_invalid_utf8(const uint8_t* s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k)
+      if ((s[i + k] & 0xC0) != 0x80) return i;
+    i += len;
+  }
+  return n;
+}
+
+bool is_nonneg_int(const nlohmann::json& v) {
+  return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+}
+
+std::string describe(const nlohmann::json& v) {
+  if (v.is_number() || v.is_boolean() || v.is_null()) return v.dump();
+  return std::string("a JSON ") + v.type_name();
+}
+
+// Parses JSON, recording the first key repeated within one object (nlohmann
+// would silently keep the last). Returns false and fills `error` on bad JSON.
+struct DuplicateKey {
+  std::string tensor;  // top-level key it was found under (or the key itself)
+  std::string key;
+  int depth = 0;
+};
+bool parse_json(const uint8_t* p, size_t n, nlohmann::json* out, DuplicateKey* dup, std::string* error) {
+  std::vector<std::set<std::string>> open_objects;
+  std::string top_key;
+  auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) {
+      open_objects.emplace_back();
+    } else if (event == E::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (event == E::key && !open_objects.empty()) {
+      const std::string& k = parsed.get_ref<const std::string&>();
+      if (depth == 1) top_key = k;
+      if (!open_objects.back().insert(k).second && dup->depth == 0) *dup = {top_key, k, depth};
+    }
+    return true;
+  };
+  try {
+    *out = nlohmann::json::parse(p, p + n, on_event);
+    return true;
+  } catch (const nlohmann::json::exception& e) {
+    *error = e.what();
+    if (error->size() > 200) *error = error->substr(0, 200) + "...";
+    return false;
+  }
+}
+
+void validate_entry_fields(const nlohmann::json& v, const std::string& where) {
+  LLAMAFT_REQUIRE(v.is_object(), where, " must be an object with dtype, shape and data_offsets, got ",
+                  describe(v));
+  for (auto f = v.begin(); f != v.end(); ++f)
+    LLAMAFT_REQUIRE(f.key() == "dtype" || f.key() == "shape" || f.key() == "data_offsets", where,
+                    " has an unknown field '", f.key(), "' (allowed: dtype, shape, data_offsets)");
+  LLAMAFT_REQUIRE(v.contains("dtype") && v["dtype"].is_string(), where, ": missing or non-string 'dtype'");
+  LLAMAFT_REQUIRE(v.contains("shape") && v["shape"].is_array(), where, ": missing or non-array 'shape'");
+  LLAMAFT_REQUIRE(v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2,
+                  where, ": 'data_offsets' must be [begin, end]");
+}
+
+TensorInfo parse_entry(const std::string& name, const nlohmann::json& v, uint64_t data_size,
+                       const std::string& what) {
+  const std::string where = what + ": tensor '" + name + "'";
+  validate_entry_fields(v, where);
+  TensorInfo t;
+  t.name = name;
+  t.dtype = parse_dtype(v["dtype"].get<std::string>(), where);
+  // numel with checked multiplication (int64, so numel() can never overflow),
+  // then bytes = numel * dtype size, also checked.
+  int64_t numel = 1;
+  for (const auto& d : v["shape"]) {
+    LLAMAFT_REQUIRE(is_nonneg_int(d), where, ": shape entries must be non-negative integers, got ", describe(d));
+    const uint64_t dim = d.get<uint64_t>();
+    LLAMAFT_REQUIRE(dim <= static_cast<uint64_t>(INT64_MAX) &&
+                        !__builtin_mul_overflow(numel, static_cast<int64_t>(dim), &numel),
+                    where, ": shape ", shape_str(t.shape), " x ", dim, "... overflows 64 bits");
+    t.shape.push_back(static_cast<int64_t>(dim));
+  }
+  uint64_t bytes_needed = 0;
+  LLAMAFT_REQUIRE(!__builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(t.dtype), &bytes_needed), where,
+                  ": shape ", shape_str(t.shape), " of ", dtype_name(t.dtype), " overflows 64 bits");
+  for (const auto& o : v["data_offsets"])
+    LLAMAFT_REQUIRE(is_nonneg_int(o), where, ": data_offsets must be non-negative integers, got ", describe(o));
+  t.begin = v["data_offsets"][0].get<uint64_t>();
+  t.end = v["data_offsets"][1].get<uint64_t>();
+  LLAMAFT_REQUIRE(t.end >= t.begin, where, ": data_offsets end ", t.end, " < begin ", t.begin);
+  LLAMAFT_REQUIRE(t.end <= data_size, where, ": data_offsets [", t.begin, ", ", t.end,
+                  ") run past the data section (", data_size, " bytes; truncated file?)");
+  LLAMAFT_REQUIRE(bytes_needed == t.end - t.begin, where, ": shape ", shape_str(t.shape), " of ",
+                  dtype_name(t.dtype), " needs ", bytes_needed, " bytes but data_offsets span ", t.end - t.begin);
+  return t;
+}
 }  // namespace
 
 size_t dtype_size(DType t) {
@@ -49,19 +173,19 @@ const char* dtype_name(DType t) {
 DType parse_dtype(const std::string& name, const std::string& what) {
   for (const auto& e : kDTypes)
     if (name == e.name) return e.type;
-  LLAMAFT_FAIL(what, ": unknown dtype '", name, "'");
+  LLAMAFT_FAIL(what, what.empty() ? "" : ": ", "unknown dtype '", name,
+               "' (known: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
 }
 
 int64_t TensorInfo::numel() const {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  return n;
+  uint64_t n = 1;  // unsigned: wraps instead of UB on a hand-built bad shape
+  for (auto d : shape) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 const TensorInfo* SafetensorsHeader::find(const std::string& name) const {
-  for (const auto& t : tensors)
-    if (t.name == name) return &t;
-  return nullptr;
+  auto it = by_name.find(name);
+  return it == by_name.end() ? nullptr : &tensors[it->second];
 }
 
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available, uint64_t file_size,
@@ -70,112 +194,97 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
                   " bytes, too short for a safetensors header (8-byte length + JSON)");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];  // little-endian
-  LLAMAFT_REQUIRE(n <= kMaxHeaderBytes, what, ": header length ", n, " exceeds the 100 MB limit (corrupt file?)");
+  LLAMAFT_REQUIRE(n <= kMaxHeaderBytes, what, ": header length ", n,
+                  " exceeds the 100 MB limit (corrupt file, or not a safetensors file?)");
   LLAMAFT_REQUIRE(n <= file_size - 8 && n <= available - 8, what, ": header length ", n,
                   " runs past the end of the ", file_size, "-byte file (truncated?)");
-  LLAMAFT_REQUIRE(n >= 2 && bytes[8] == '{', what, ": header does not start with a JSON object");
+  const uint8_t* json_bytes = bytes + 8;
+  LLAMAFT_REQUIRE(n >= 2 && json_bytes[0] == '{', what, ": header does not start with a JSON object ('{')");
+  const size_t bad = first_invalid_utf8(json_bytes, n);
+  LLAMAFT_REQUIRE(bad == n, what, ": header is not valid UTF-8 (byte ", 8 + bad, " of the file)");
+
   nlohmann::json j;
-  std::string duplicate;
-  try {
-    std::map<std::string, int> seen;
-    auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-      if (depth == 1 && event == nlohmann::json::parse_event_t::key && seen[parsed.get<std::string>()]++)
-        duplicate = parsed.get<std::string>();
-      return true;
-    };
-    j = nlohmann::json::parse(bytes + 8, bytes + 8 + n, on_event);
-  } catch (const std::exception& e) {
-    LLAMAFT_FAIL(what, ": header is not valid UTF-8 JSON (", e.what(), ")");
-  }
+  DuplicateKey dup;
+  std::string json_error;
+  LLAMAFT_REQUIRE(parse_json(json_bytes, n, &j, &dup, &json_error), what, ": header is not valid JSON (",
+                  json_error, ")");
   LLAMAFT_REQUIRE(j.is_object(), what, ": header is not a JSON object");
-  LLAMAFT_REQUIRE(duplicate.empty(), what, ": tensor '", duplicate, "' appears twice in the header");
+  LLAMAFT_REQUIRE(dup.depth != 1, what, ": tensor '", dup.key, "' appears twice in the header");
+  LLAMAFT_REQUIRE(dup.depth == 0, what, ": entry '", dup.tensor, "' has the key '", dup.key, "' twice");
 
   SafetensorsHeader h;
   h.data_offset = 8 + n;
   const uint64_t data_size = file_size - h.data_offset;
   for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& name = it.key();
     const auto& v = it.value();
-    if (name == "__metadata__") {
-      LLAMAFT_REQUIRE(v.is_object(), what, ": __metadata__ must be an object of strings");
+    if (it.key() == "__metadata__") {
+      LLAMAFT_REQUIRE(v.is_object(), what, ": __metadata__ must be an object of strings, got ", describe(v));
       for (auto m = v.begin(); m != v.end(); ++m) {
-        LLAMAFT_REQUIRE(m.value().is_string(), what, ": __metadata__ value for '", m.key(), "' is not a string");
+        LLAMAFT_REQUIRE(m.value().is_string(), what, ": __metadata__ value for '", m.key(),
+                        "' is not a string (got ", describe(m.value()), ")");
         h.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
-    const std::string where = what + ": tensor '" + name + "'";
-    LLAMAFT_REQUIRE(v.is_object(), where, " must be an object with dtype, shape and data_offsets");
-    for (auto f = v.begin(); f != v.end(); ++f)
-      LLAMAFT_REQUIRE(f.key() == "dtype" || f.key() == "shape" || f.key() == "data_offsets", where,
-                      " has an unknown field '", f.key(), "'");
-    LLAMAFT_REQUIRE(v.contains("dtype") && v["dtype"].is_string(), where, ": missing or non-string 'dtype'");
-    LLAMAFT_REQUIRE(v.contains("shape") && v["shape"].is_array(), where, ": missing or non-array 'shape'");
-    LLAMAFT_REQUIRE(v.contains("data_offsets") && v["data_offsets"].is_array() && v["data_offsets"].size() == 2,
-                    where, ": 'data_offsets' must be [begin, end]");
-    TensorInfo t;
-    t.name = name;
-    t.dtype = parse_dtype(v["dtype"].get<std::string>(), where);
-    uint64_t bytes_needed = dtype_size(t.dtype);
-    for (const auto& d : v["shape"]) {
-      LLAMAFT_REQUIRE(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0), where,
-                      ": shape entries must be non-negative integers, got ", d.dump());
-      const uint64_t dim = d.get<uint64_t>();
-      LLAMAFT_REQUIRE(dim <= static_cast<uint64_t>(INT64_MAX) && !mul_overflows(bytes_needed, dim, &bytes_needed),
-                      where, ": shape ", v["shape"].dump(), " overflows 64 bits");
-      t.shape.push_back(static_cast<int64_t>(dim));
-    }
-    for (const auto& o : v["data_offsets"])
-      LLAMAFT_REQUIRE(o.is_number_unsigned() || (o.is_number_integer() && o.get<int64_t>() >= 0), where,
-                      ": data_offsets must be non-negative integers, got ", o.dump());
-    t.begin = v["data_offsets"][0].get<uint64_t>();
-    t.end = v["data_offsets"][1].get<uint64_t>();
-    LLAMAFT_REQUIRE(t.end >= t.begin, where, ": data_offsets end ", t.end, " < begin ", t.begin);
-    LLAMAFT_REQUIRE(t.end <= data_size, where, ": data_offsets [", t.begin, ", ", t.end,
-                    ") run past the data section (", data_size, " bytes; truncated file?)");
-    LLAMAFT_REQUIRE(bytes_needed == t.end - t.begin, where, ": shape ", shape_str(t.shape), " of ",
-                    dtype_name(t.dtype), " needs ", bytes_needed, " bytes but data_offsets span ", t.end - t.begin);
-    h.tensors.push_back(std::move(t));
+    h.tensors.push_back(parse_entry(it.key(), v, data_size, what));
   }
   std::sort(h.tensors.begin(), h.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   uint64_t expect = 0;
-  for (const auto& t : h.tensors) {
+  for (size_t i = 0; i < h.tensors.size(); ++i) {
+    const TensorInfo& t = h.tensors[i];
     LLAMAFT_REQUIRE(t.begin == expect, what, ": tensor '", t.name, "' starts at byte ", t.begin, " but ",
                     t.begin < expect ? "overlaps the previous tensor" : "leaves a gap after the previous tensor",
                     " (expected ", expect, "); data_offsets must be contiguous from 0");
     expect = t.end;
+    h.by_name[t.name] = i;
   }
   LLAMAFT_REQUIRE(expect == data_size, what, ": tensors cover ", expect, " bytes but the data section has ",
-                  data_size, " (", expect < data_size ? "trailing bytes" : "truncated", ")");
+                  data_size, " (", expect < data_size ? "trailing bytes" : "truncated",
+                  "); the data must exactly fill the file");
   return h;
 }
 
 // ---- reading ----------------------------------------------------------------------
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  struct stat st;
-  LLAMAFT_REQUIRE(stat(path.c_str(), &st) == 0, "cannot open '", path, "': ", std::strerror(errno));
-  LLAMAFT_REQUIRE(S_ISREG(st.st_mode), "'", path, "' is not a regular file");
-  const int fd = open(path.c_str(), O_RDONLY);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   LLAMAFT_REQUIRE(fd >= 0, "cannot open '", path, "': ", std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int stat_errno = errno;
+    ::close(fd);
+    LLAMAFT_FAIL("cannot stat '", path, "': ", std::strerror(stat_errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    const bool is_dir = S_ISDIR(st.st_mode);
+    ::close(fd);
+    LLAMAFT_FAIL("'", path, "' is not a regular file", is_dir ? " (it is a directory)" : "",
+                 "; expected a .safetensors file");
+  }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
     void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    LLAMAFT_REQUIRE(p != MAP_FAILED, "cannot mmap '", path, "': ", std::strerror(errno));
+    const int mmap_errno = errno;
+    ::close(fd);
+    LLAMAFT_REQUIRE(p != MAP_FAILED, "cannot mmap '", path, "': ", std::strerror(mmap_errno));
     base_ = static_cast<const uint8_t*>(p);
   } else {
-    close(fd);
+    ::close(fd);
   }
   try {
     header_ = parse_safetensors_header(base_, size_, size_, path);
   } catch (...) {
-    if (base_) munmap(const_cast<uint8_t*>(base_), size_);
-    base_ = nullptr;
+    unmap();
     throw;
   }
+}
+
+void SafetensorsFile::unmap() noexcept {
+  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
+  base_ = nullptr;
+  size_ = 0;
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
@@ -184,18 +293,42 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
   o.size_ = 0;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
+  if (this != &o) {
+    unmap();
+    path_ = std::move(o.path_);
+    header_ = std::move(o.header_);
+    base_ = o.base_;
+    size_ = o.size_;
+    o.base_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+SafetensorsFile::~SafetensorsFile() { unmap(); }
+
+const uint8_t* SafetensorsFile::data(const TensorInfo& t) const {
+  // Guards against a TensorInfo from another file or built by hand.
+  const uint64_t data_size = size_ >= header_.data_offset ? size_ - header_.data_offset : 0;
+  LLAMAFT_REQUIRE(base_ && t.begin <= t.end && t.end <= data_size, path_, ": tensor '", t.name, "' bytes [",
+                  t.begin, ", ", t.end, ") are outside this file's ", data_size, "-byte data section");
+  return base_ + header_.data_offset + t.begin;
 }
 
 void SafetensorsFile::read_f32(const TensorInfo& t, int64_t elem_begin, int64_t count, float* out) const {
-  LLAMAFT_REQUIRE(elem_begin >= 0 && count >= 0 && elem_begin + count <= t.numel(), path_, ": read of elements [",
-                  elem_begin, ", ", elem_begin + count, ") is outside tensor '", t.name, "' (", t.numel(),
+  const int64_t numel = t.numel();
+  LLAMAFT_REQUIRE(elem_begin >= 0 && count >= 0 && elem_begin <= numel && count <= numel - elem_begin, path_,
+                  ": read of ", count, " elements at ", elem_begin, " is outside tensor '", t.name, "' (", numel,
                   " elements)");
-  const uint8_t* p = data(t) + static_cast<uint64_t>(elem_begin) * dtype_size(t.dtype);
+  const uint8_t* p = data(t);
+  const uint64_t es = dtype_size(t.dtype);
+  LLAMAFT_REQUIRE(static_cast<uint64_t>(numel) * es == t.end - t.begin, path_, ": tensor '", t.name,
+                  "' metadata is inconsistent with its byte range");
+  p += static_cast<uint64_t>(elem_begin) * es;
   switch (t.dtype) {
     case DType::F32:
-      std::memcpy(out, p, static_cast<size_t>(count) * 4);
+      if (count > 0) std::memcpy(out, p, static_cast<size_t>(count) * 4);
       break;
     case DType::BF16:
       for (int64_t i = 0; i < count; ++i) {
@@ -213,102 +346,8 @@ void SafetensorsFile::read_f32(const TensorInfo& t, int64_t elem_begin, int64_t 
       break;
     default:
       LLAMAFT_FAIL(path_, ": tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
-                   "; only F32, BF16 and F16 weights can be loaded");
+                   "; only F32, BF16 and F16 tensors can be loaded as weights");
   }
-}
-
-// ---- writing ------------------------------------------------------------------------
-
-SafetensorsOutput::SafetensorsOutput(const std::string& path) : path_(path) {
-  fd_ = open(path.c_str(), O_WRONLY);
-  LLAMAFT_REQUIRE(fd_ >= 0, "cannot open '", path, "' for writing: ", std::strerror(errno));
-}
-SafetensorsOutput::~SafetensorsOutput() {
-  if (fd_ >= 0) close(fd_);
-}
-void SafetensorsOutput::pwrite_all(const void* data, size_t bytes, uint64_t offset) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = pwrite(fd_, p, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    LLAMAFT_REQUIRE(n > 0, "write to '", path_, "' failed: ", std::strerror(errno));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-}
-void SafetensorsOutput::sync() {
-  LLAMAFT_REQUIRE(fsync(fd_) == 0, "fsync of '", path_, "' failed: ", std::strerror(errno));
-}
-
-void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape) {
-  LLAMAFT_CHECK(!index_.count(name), "duplicate tensor ", name);
-  TensorInfo t;
-  t.name = name;
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.begin = data_bytes_;
-  t.end = data_bytes_ + static_cast<uint64_t>(t.numel()) * dtype_size(dtype);
-  data_bytes_ = t.end;
-  index_[name] = tensors_.size();
-  tensors_.push_back(std::move(t));
-  cached_header_.clear();
-}
-
-void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {
-  metadata_[key] = value;
-  cached_header_.clear();
-}
-
-std::string SafetensorsWriter::header_json() const {
-  if (!cached_header_.empty()) return cached_header_;
-  nlohmann::ordered_json j;
-  if (!metadata_.empty()) j["__metadata__"] = metadata_;
-  for (const auto& t : tensors_)
-    j[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {t.begin, t.end}}};
-  std::string s = j.dump();
-  s.append((8 - s.size() % 8) % 8, ' ');  // data section 8-byte aligned, as safetensors pads
-  cached_header_ = s;
-  return s;
-}
-
-uint64_t SafetensorsWriter::data_offset() const { return 8 + header_json().size(); }
-uint64_t SafetensorsWriter::file_size() const { return data_offset() + data_bytes_; }
-
-void SafetensorsWriter::create(const std::string& path) const {
-  const std::string header = header_json();
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  LLAMAFT_REQUIRE(fd >= 0, "cannot create '", path, "': ", std::strerror(errno));
-  const uint64_t total = 8 + header.size() + data_bytes_;
-  if (ftruncate(fd, static_cast<off_t>(total)) != 0) {
-    close(fd);
-    LLAMAFT_FAIL("cannot size '", path, "' to ", total, " bytes: ", std::strerror(errno));
-  }
-  close(fd);
-  SafetensorsOutput out(path);
-  uint8_t len[8];
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  out.pwrite_all(len, 8, 0);
-  out.pwrite_all(header.data(), header.size(), 8);
-}
-
-void SafetensorsWriter::write_f32(SafetensorsOutput& out, const std::string& name, int64_t elem_begin,
-                                  int64_t count, const float* src) const {
-  auto it = index_.find(name);
-  LLAMAFT_CHECK(it != index_.end(), "writer has no tensor ", name);
-  const TensorInfo& t = tensors_[it->second];
-  LLAMAFT_CHECK(elem_begin >= 0 && count >= 0 && elem_begin + count <= t.numel(), "slice outside ", name);
-  const size_t es = dtype_size(t.dtype);
-  const uint64_t offset = data_offset() + t.begin + static_cast<uint64_t>(elem_begin) * es;
-  if (t.dtype == DType::F32) {
-    out.pwrite_all(src, static_cast<size_t>(count) * 4, offset);
-    return;
-  }
-  std::vector<uint16_t> buf(static_cast<size_t>(count));
-  LLAMAFT_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16, "writer supports F32, BF16, F16");
-  for (int64_t i = 0; i < count; ++i) buf[i] = t.dtype == DType::BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
-  out.pwrite_all(buf.data(), buf.size() * 2, offset);
 }
 
 }  // namespace llamaft::io
