@@ -1,114 +1,173 @@
 #!/usr/bin/env python3
-"""A real trained tiny Llama (karpathy's stories260K, GQA, tied embeddings)
-through llamaft: converted from llama2.c format to HF (with the q/k RoPE
-permutation), then
-  (a) greedy `llamaft generate` from BOS reproduces the documented text and
-      the reference ids (and the chain's next argmax is BOS after 345 ids);
-  (b) `llamaft eval` on the first 200,000 characters of TinyStories, in
-      windows of BOS + 511 tokens, equals the PyTorch oracle's loss (1e-4
-      relative), and is in-distribution (SOURCE.md's indicative 1.50 nats used
-      an unspecified windowing; whole-text encoding gives 1.91).
-Exits 77 (skip) when ../shared/assets is absent.
+"""A real trained tiny Llama through llamaft: karpathy's stories260K (GQA,
+tied embeddings, 512-token SentencePiece vocabulary), converted from llama2.c
+format to HF with convert_llama2c.py.
+
+0. The oracle first: llama_ref (and transformers, when available) must
+   reproduce reference.json's greedy chain from BOS on the converted model,
+   so a wrong conversion is never blamed on llamaft.
+1. `llamaft generate --prompt-ids 1 --temperature 0 --json` must produce
+   reference.json's 345 greedy ids (none is EOS 2, so generate cannot stop
+   early) and then BOS 1, where llama2.c's run.c stops; reference.json's ids
+   exclude the BOS prompt. Its "text" must be SentencePiece's decode of its
+   ids and begin with llama2.c's documented 256-token text. `--prompt TEXT`
+   must tokenize like SentencePiece with BOS.
+2. `llamaft eval` on the first 200,000 characters of TinyStories, encoded
+   with tok512.model as one text and cut into windows of BOS + 511 tokens,
+   must equal the PyTorch oracle's mean next-token loss to 1e-4 relative,
+   with the same token count.
+Exits 77 (skip) when the assets or python sentencepiece are absent.
 
 Usage: check_stories260k.py --llamaft BIN --workdir DIR [--assets DIR]
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import convert_llama2c  # noqa: E402
 import llama_ref  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+SKIP = 77
+EVAL_CHARS = 200_000
+WINDOW = 511  # tokens after the BOS of each eval window
+LOSS_RTOL = 1e-4
+# SOURCE.md's indicative 1.50 nats (an unpublished NumPy forward, "windows of
+# 511 tokens + BOS") is not reproducible: this windowing gives 1.907 in both
+# llama_ref and llamaft, llama2.c-style per-story BOS streams 1.82, per-line
+# 1.86-1.93, and its Shakespeare figure (4.26) comes out as 4.76 the same way,
+# while greedy decoding reproduces the documented text exactly. So the
+# absolute value is only held to an in-distribution band: far below uniform
+# (ln 512 = 6.24) and the out-of-distribution Shakespeare figure.
+IN_DISTRIBUTION = (1.2, 2.2)
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--llamaft", required=True)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--assets", default=os.path.join(HERE, "..", "..", "..", "shared", "assets"))
-    a = p.parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--llamaft", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--assets", default=os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "assets")))
+    a = ap.parse_args()
     st = os.path.join(a.assets, "stories260K")
-    if not os.path.exists(os.path.join(st, "stories260K.bin")):
-        print(f"SKIP: {st}/stories260K.bin not found (../shared/assets absent)")
-        return 77
+    needed = [os.path.join(st, f) for f in ("stories260K.bin", "tok512.model", "reference.json")]
+    needed.append(os.path.join(a.assets, "tinystories", "tiny_stories.txt"))
+    absent = [p for p in needed if not os.path.exists(p)]
+    if absent:
+        print(f"SKIP: assets absent: {', '.join(absent)}")
+        return SKIP
     try:
         import sentencepiece as spm
     except ImportError:
-        print("SKIP: python sentencepiece not installed (Debian python3-sentencepiece)")
-        return 77
-    os.makedirs(a.workdir, exist_ok=True)
-    model = os.path.join(a.workdir, "stories260K_hf")
-    convert_llama2c.convert(os.path.join(st, "stories260K.bin"), model, os.path.join(st, "tok512.model"))
-    ref = json.load(open(os.path.join(st, "reference.json")))
+        print("SKIP: python sentencepiece is not installed (Debian python3-sentencepiece)")
+        return SKIP
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     failures = []
 
     def check(ok, what):
-        print(("ok   " if ok else "FAIL ") + what)
+        print(("ok   " if ok else "FAIL ") + what, flush=True)
         if not ok:
             failures.append(what)
+        return ok
 
-    # (a) greedy generation from BOS
-    want_ids = ref["greedy_from_bos"]["ids"]
-    r = subprocess.run([a.llamaft, "generate", "--model", model, "--prompt-ids", "1", "--max-new-tokens",
-                        str(len(want_ids) + 1), "--temperature", "0", "--json"], capture_output=True, text=True)
-    check(r.returncode == 0, f"generate exits 0 ({r.stderr.strip()[-200:]})")
-    if r.returncode == 0:
+    os.makedirs(a.workdir, exist_ok=True)
+    model = os.path.join(a.workdir, "stories260K_hf")
+    if os.path.isdir(model):
+        shutil.rmtree(model)
+    convert_llama2c.convert(os.path.join(st, "stories260K.bin"), model, os.path.join(st, "tok512.model"))
+    with open(os.path.join(st, "reference.json")) as f:
+        ref = json.load(f)
+    greedy = ref["greedy_from_bos"]
+    want_ids = greedy["ids"]
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(st, "tok512.model"))
+
+    # 0. The oracle on the converted model.
+    problems = convert_llama2c.verify_greedy(model, os.path.join(st, "reference.json"))
+    check(not problems, "llama_ref reproduces reference.json's greedy chain from BOS (conversion and oracle)"
+          + (": " + "; ".join(problems) if problems else ""))
+    check(sp.decode(want_ids[:256]) == greedy["expected_text_256_tokens"],
+          "sentencepiece decode(reference ids[:256]) is llama2.c's documented text")
+    hf = llama_ref.transformers_model(model, dtype=torch.float64)
+    if hf is not None:
+        with torch.no_grad():
+            logits = hf(input_ids=torch.tensor([greedy["prompt_ids"] + want_ids]), use_cache=False).logits[0]
+        pred = logits.argmax(-1).tolist()
+        check(pred[:-1] == want_ids and pred[-1] == 1,
+              "transformers' LlamaForCausalLM reproduces the greedy chain (and then BOS) on the converted model")
+    if failures:
+        print("stories260K: FAILED before running llamaft: the conversion or the oracle is wrong")
+        return 1
+
+    # 1. Greedy generation.
+    cmd = [a.llamaft, "generate", "--model", model, "--prompt-ids", "1", "--max-new-tokens", str(len(want_ids) + 1),
+           "--temperature", "0", "--json"]
+    print("+ " + " ".join(cmd), flush=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check(r.returncode == 0, f"llamaft generate exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
         got = json.loads(r.stdout.strip().splitlines()[-1])
         ids = got["ids"]
+        check(got["prompt_ids"] == [1], f"prompt_ids is [1] (got {got['prompt_ids']})")
         first_diff = next((i for i, (x, y) in enumerate(zip(ids, want_ids)) if x != y), None)
-        check(ids[:len(want_ids)] == want_ids, f"greedy ids equal the reference's {len(want_ids)} "
-              f"(first difference at {first_diff})")
-        check(len(ids) > len(want_ids) and ids[len(want_ids)] == 1, "the chain's next argmax is BOS (1)")
-        sp = spm.SentencePieceProcessor(model_file=os.path.join(st, "tok512.model"))
-        text = sp.decode(ids[:256])
-        check(text == ref["greedy_from_bos"]["expected_text_256_tokens"],
-              "decode(ids[:256]) is the text documented in llama2.c doc/stories260K.md")
-        r2 = subprocess.run([a.llamaft, "generate", "--model", model, "--prompt", "Once upon a time",
-                             "--max-new-tokens", "8", "--temperature", "0", "--json"], capture_output=True, text=True)
-        g2 = json.loads(r2.stdout.strip().splitlines()[-1])
-        check(g2["prompt_ids"] == ref["tok512_encode"]["ids_with_bos"][:len(g2["prompt_ids"])] and
-              g2["prompt_ids"][0] == 1, f"--prompt is tokenized like sentencepiece with BOS: {g2['prompt_ids']}")
+        check(len(ids) >= len(want_ids) and first_diff is None,
+              f"the generated ids are reference.json's {len(want_ids)} greedy ids "
+              f"(got {len(ids)} ids, first difference at {first_diff})")
+        if len(ids) > len(want_ids):
+            check(ids[len(want_ids)] == 1, f"then the chain picks BOS 1, where run.c stops (got {ids[len(want_ids)]})")
+        check(got["text"] == sp.decode(ids), "llamaft's text is sentencepiece's decode of its ids")
+        check(got["text"].startswith(greedy["expected_text_256_tokens"]),
+              "llamaft's text begins with llama2.c's documented 256-token greedy text")
+    enc = ref["tok512_encode"]
+    cmd = [a.llamaft, "generate", "--model", model, "--prompt", enc["text"], "--max-new-tokens", "1",
+           "--temperature", "0", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check(r.returncode == 0, f"llamaft generate --prompt exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        check(got["prompt_ids"] == enc["ids_with_bos"],
+              f"--prompt is tokenized as sentencepiece with BOS (got {got['prompt_ids']})")
 
-    # (b) eval on real text vs the torch oracle
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(st, "tok512.model"))
-    text = open(os.path.join(a.assets, "tinystories", "tiny_stories.txt"), encoding="utf-8").read()[:200000]
-    toks = sp.encode(text)
-    windows = [[1] + toks[i:i + 511] for i in range(0, len(toks), 511)]
-    windows = [w for w in windows if len(w) > 1]
+    # 2. Eval on real text against the oracle.
+    with open(os.path.join(a.assets, "tinystories", "tiny_stories.txt"), encoding="utf-8") as f:
+        text = f.read()[:EVAL_CHARS]
+    tokens = sp.encode(text)
+    windows = [[1] + tokens[i:i + WINDOW] for i in range(0, len(tokens), WINDOW)]
     data = os.path.join(a.workdir, "tinystories_windows.jsonl")
     with open(data, "w") as f:
         for w in windows:
             f.write(json.dumps({"input_ids": w}) + "\n")
-    r = subprocess.run([a.llamaft, "eval", "--model", model, "--data", data, "--seq-len", "512", "--batch-size", "8"],
-                       capture_output=True, text=True)
-    check(r.returncode == 0, f"eval exits 0 ({r.stderr.strip()[-200:]})")
+    cmd = [a.llamaft, "eval", "--model", model, "--data", data, "--seq-len", str(WINDOW + 1), "--batch-size", "8"]
+    print("+ " + " ".join(cmd), flush=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if not check(r.returncode == 0, f"llamaft eval exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
+        print(f"stories260K: FAILED ({len(failures)})")
+        return 1
     ours = json.loads(r.stdout.strip().splitlines()[-1])
+
     cfg, params = llama_ref.load_hf(model, dtype=torch.float32)
     total, count = 0.0, 0
     with torch.no_grad():
-        for w in windows:
-            ids = torch.tensor([w])
-            logits = llama_ref.forward(cfg, params, ids, dtype=torch.float32)
-            n = ids.shape[1] - 1
-            total += llama_ref.hf_loss(logits.double(), ids).item() * n
+        full = [w for w in windows if len(w) == WINDOW + 1]
+        rest = [w for w in windows if len(w) != WINDOW + 1]
+        batches = [full[i:i + 8] for i in range(0, len(full), 8)] + [[w] for w in rest]
+        for batch in batches:
+            ids = torch.tensor(batch)
+            logits = llama_ref.forward(cfg, params, ids).double()  # (B, T, V)
+            n = ids.shape[0] * (ids.shape[1] - 1)
+            total += llama_ref.hf_loss(logits, ids).item() * n
             count += n
     want = total / count
     rel = abs(ours["loss"] - want) / want
-    check(ours["tokens"] == count, f"eval counts {ours['tokens']} target tokens, the oracle {count}")
-    check(rel < 1e-4, f"eval loss {ours['loss']:.6f} vs PyTorch {want:.6f} (rel {rel:.1e})")
-    # SOURCE.md's 1.50 nats is "indicative only" and its windowing is not
-    # specified; whole-text sentencepiece encoding gives 1.91 here (and the
-    # oracle agrees to 1e-7). What must hold: in-distribution text scores far
-    # below uniform (ln 512 = 6.24) and below the out-of-distribution 4.26.
-    check(1.3 < ours["loss"] < 2.2, f"eval loss {ours['loss']:.4f} is in-distribution for TinyStories "
-          "(documented indicative value 1.50 with unspecified windowing)")
-    print("stories260K:", "PASSED" if not failures else f"FAILED ({len(failures)})")
+    print(f"eval: {len(windows)} windows of BOS + up to {WINDOW} tokens from {len(text)} characters")
+    check(ours["tokens"] == count, f"llamaft eval counts {ours['tokens']} target tokens, the oracle {count}")
+    check(rel <= LOSS_RTOL, f"llamaft eval loss {ours['loss']:.6f} vs PyTorch {want:.6f} (rel {rel:.1e} <= {LOSS_RTOL:g})")
+    lo, hi = IN_DISTRIBUTION
+    check(lo < ours["loss"] < hi, f"the loss is in-distribution for TinyStories ({lo} < {ours['loss']:.4f} < {hi}; "
+          "SOURCE.md's indicative 1.50 is not reproducible, see the comment in this script)")
+    print("stories260K:", "PASSED" if not failures else f"FAILED ({len(failures)}): " + "; ".join(failures))
     return 1 if failures else 0
 
 
