@@ -9,6 +9,7 @@
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "model/hf_model.hpp"
+#include "model/lora.hpp"
 #include "parallel/fsdp.hpp"
 #include "train/memory_plan.hpp"
 
@@ -50,11 +51,14 @@ class PlanComm final : public Communicator {
 }  // namespace
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute) {
+                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora) {
   auto be = make_counting_backend();
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
-  LlamaModel model(mc, *be, ModelOptions{recompute});
+  ModelOptions opts;
+  opts.activation_checkpointing = recompute;
+  opts.lora = lora;
+  LlamaModel model(mc, *be, opts);
   Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group);
   MemoryPlan p;
   p.params = fsdp.param_bytes();
@@ -96,9 +100,9 @@ int run_plan(const Config& cfg) {
   if (group == 0) group = std::min(world, 8);
   while (world % group) --group;
 
-  if (!cfg.get_bool("plan.json")) std::printf("llamaft plan: %s, %lld parameters, np %d, micro batch %d x seq %d%s\n",
+  if (!cfg.get_bool("plan.json")) std::printf("llamaft plan: %s, %lld parameters, %s, np %d, micro batch %d x seq %d%s\n",
               preset.empty() ? cfg.get_string("model.path").c_str() : preset.c_str(),
-              static_cast<long long>(mc.num_parameters()), world, mb, seq,
+              static_cast<long long>(mc.num_parameters()), cfg.get_string("finetune.method").c_str(), world, mb, seq,
               recompute ? ", activation checkpointing" : "");
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "total");
@@ -106,7 +110,7 @@ int run_plan(const Config& cfg) {
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
-    const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute);
+    const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg));
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",

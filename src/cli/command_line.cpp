@@ -19,7 +19,7 @@ const std::vector<Command>& all_commands() {
       {"plan", "per-rank memory estimate of a training config for each FSDP strategy",
        "--config FILE --np N | --preset NAME --np N [--seq-len N --micro-batch-size B]",
        {{"np", "plan.np"}, {"preset", "plan.preset"}, {"model", "model.path"}, {"seq-len", "data.seq_len"},
-        {"micro-batch-size", "train.micro_batch_size"},
+        {"micro-batch-size", "train.micro_batch_size"}, {"method", "finetune.method"},
         {"json", "plan.json", true}},
        {},
        run_plan},

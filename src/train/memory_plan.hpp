@@ -13,6 +13,6 @@ struct MemoryPlan {
 };
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute);
+                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {});
 
 }  // namespace llamaft

@@ -57,7 +57,7 @@ TEST(Model, KvCacheDecodeMatchesFullForward) {
   ResidentParams params(*be, model.layout());
   random_init(params, model.layout(), 1);
   std::vector<int32_t> ids = {5, 17, 3, 88, 42, 42, 7, 1, 60, 33};
-  TokenRow row{ids, ids};
+  TokenRow row{ids, ids, {}};
   const HostBatch hb = make_batch({&row}, static_cast<int>(ids.size()));
   DeviceBatch dev(*be);
   std::vector<float> full(ids.size() * cfg.vocab_size);
@@ -80,7 +80,9 @@ TEST(Model, ActivationCheckpointingGivesIdenticalGradients) {
   std::vector<std::vector<float>> grads[2];
   double losses[2];
   for (int recompute = 0; recompute < 2; ++recompute) {
-    LlamaModel model(cfg, *be, ModelOptions{recompute == 1});
+    ModelOptions opts;
+    opts.activation_checkpointing = recompute == 1;
+    LlamaModel model(cfg, *be, opts);
     ResidentParams params(*be, model.layout());
     random_init(params, model.layout(), 2);
     const HostBatch hb = sample_batch(int(cfg.vocab_size));
