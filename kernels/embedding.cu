@@ -1,36 +1,43 @@
-#include "embedding.cuh"
 #include "cuda_common.cuh"
+#include "embedding.cuh"
 
 namespace llamaft::cuda {
 
 namespace {
-constexpr unsigned kRowThreads = 256;
+constexpr unsigned kThreads = 256;
 
-__global__ void embedding_fwd_kernel(const int32_t* ids, const float* table, float* out, int n, int dim) {
+template <typename T>
+__global__ void embedding_fwd_kernel(const int32_t* ids, const T* table, T* out, int n, int dim) {
   const size_t total = size_t(n) * dim;
   for (size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x)
     out[idx] = table[size_t(ids[idx / dim]) * dim + idx % dim];
 }
 
-__global__ void embedding_bwd_kernel(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
+template <typename T>
+__global__ void embedding_bwd_kernel(const int32_t* ids, const T* dout, T* dtable, int n, int dim) {
   const size_t total = size_t(n) * dim;
   for (size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x)
     atomicAdd(dtable + size_t(ids[idx / dim]) * dim + idx % dim, dout[idx]);
 }
-
 }  // namespace
 
-void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim, cudaStream_t stream) {
-  const size_t total = size_t(n) * dim;
+template <typename T>
+void embedding_fwd(const int32_t* ids, const T* table, T* out, int n, int dim, cudaStream_t stream) {
+  const size_t total = size_t(n > 0 ? n : 0) * (dim > 0 ? dim : 0);
   if (total == 0) return;
-  embedding_fwd_kernel<<<grid_1d(total, kRowThreads), kRowThreads, 0, stream>>>(ids, table, out, n, dim);
+  embedding_fwd_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(ids, table, out, n, dim);
   LLAMAFT_LAUNCH_CHECK();
 }
-void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim, cudaStream_t stream) {
-  const size_t total = size_t(n) * dim;
+
+template <typename T>
+void embedding_bwd(const int32_t* ids, const T* dout, T* dtable, int n, int dim, cudaStream_t stream) {
+  const size_t total = size_t(n > 0 ? n : 0) * (dim > 0 ? dim : 0);
   if (total == 0) return;
-  embedding_bwd_kernel<<<grid_1d(total, kRowThreads), kRowThreads, 0, stream>>>(ids, dout, dtable, n, dim);
+  embedding_bwd_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(ids, dout, dtable, n, dim);
   LLAMAFT_LAUNCH_CHECK();
 }
+
+template void embedding_fwd<float>(const int32_t*, const float*, float*, int, int, cudaStream_t);
+template void embedding_bwd<float>(const int32_t*, const float*, float*, int, int, cudaStream_t);
 
 }  // namespace llamaft::cuda

@@ -1,5 +1,5 @@
-// Embedding lookup and its scatter-add backward.
-// The arithmetic is rowmath's (backend/row_math.hpp), shared with the CPU backend.
+// Embedding lookup and its scatter-add backward (atomicAdd: repeated ids in a
+// batch add into the same table row, so the sum order is not fixed).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -8,7 +8,11 @@
 
 namespace llamaft::cuda {
 
-void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim, cudaStream_t stream);
-void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim, cudaStream_t stream);
+// out(n, dim) = table[ids[i]]; ids(n), table(vocab, dim)
+template <typename T>
+void embedding_fwd(const int32_t* ids, const T* table, T* out, int n, int dim, cudaStream_t stream);
+// dtable[ids[i]] += dout[i]; dout(n, dim)
+template <typename T>
+void embedding_bwd(const int32_t* ids, const T* dout, T* dtable, int n, int dim, cudaStream_t stream);
 
 }  // namespace llamaft::cuda

@@ -1,35 +1,59 @@
-#include "rope.cuh"
 #include "cuda_common.cuh"
+#include "rope.cuh"
 
 namespace llamaft::cuda {
 
 namespace {
-constexpr unsigned kRowThreads = 256;
+constexpr unsigned kThreads = 256;
 
-// One thread per (row, head, i < half).
-__global__ void rope_kernel(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
-                            int n_heads, int head_dim, bool inverse) {
+template <typename T, bool kInverse>
+__device__ __forceinline__ void rope_apply(T* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
+                                           int n_heads, int head_dim) {
   const int half = head_dim / 2;
-  const size_t total = size_t(rows) * n_heads * half;
+  const size_t total = size_t(rows) * half;
   for (size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
     const int i = int(idx % half);
-    const int h = int((idx / half) % n_heads);
-    const size_t r = idx / (size_t(half) * n_heads);
-    const float angle = float(positions[r]) * inv_freq[i];
-    const float c = cosf(angle), s = inverse ? -sinf(angle) : sinf(angle);
-    float* v = x + r * ld + size_t(h) * head_dim;
-    rowmath::rope_rotate(v[i], v[i + half], c, s);
+    const size_t r = idx / half;
+    const float angle = static_cast<float>(positions[r]) * inv_freq[i];  // fp32, as HF and the CPU backend
+    const float c = cosf(angle), s = kInverse ? -sinf(angle) : sinf(angle);
+    T* row = x + r * ld;  // (ld)
+    for (int h = 0; h < n_heads; ++h) {
+      T* head = row + size_t(h) * head_dim;  // (head_dim)
+      float a = static_cast<float>(head[i]), b = static_cast<float>(head[i + half]);
+      rowmath::rope_rotate(a, b, c, s);
+      head[i] = static_cast<T>(a);
+      head[i + half] = static_cast<T>(b);
+    }
   }
 }
 
+template <typename T>
+__global__ void rope_fwd_kernel(T* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                                int head_dim) {
+  rope_apply<T, false>(x, ld, positions, inv_freq, rows, n_heads, head_dim);
+}
+
+template <typename T>
+__global__ void rope_bwd_kernel(T* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                                int head_dim) {
+  rope_apply<T, true>(x, ld, positions, inv_freq, rows, n_heads, head_dim);
+}
 }  // namespace
 
-void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
+template <typename T>
+void rope(T* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
           bool inverse, cudaStream_t stream) {
-  const size_t total = size_t(rows) * n_heads * (head_dim / 2);
-  if (total == 0) return;
-  rope_kernel<<<grid_1d(total, kRowThreads), kRowThreads, 0, stream>>>(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse);
+  const size_t total = size_t(rows > 0 ? rows : 0) * (head_dim / 2);
+  if (total == 0 || n_heads <= 0) return;
+  if (inverse)
+    rope_bwd_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(x, ld, positions, inv_freq, rows, n_heads,
+                                                                      head_dim);
+  else
+    rope_fwd_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(x, ld, positions, inv_freq, rows, n_heads,
+                                                                      head_dim);
   LLAMAFT_LAUNCH_CHECK();
 }
+
+template void rope<float>(float*, int, const int32_t*, const float*, int, int, int, bool, cudaStream_t);
 
 }  // namespace llamaft::cuda

@@ -3,162 +3,234 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <map>
-#include <vector>
+#include <algorithm>
+#include <cstdio>
 
+#include "adamw.cuh"
 #include "attention.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "cross_entropy.cuh"
 #include "elementwise.cuh"
 #include "embedding.cuh"
+#include "reduce.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "swiglu.cuh"
 
 namespace llamaft {
 
+namespace {
+constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;  // what cuBLAS recommends on Hopper
+constexpr size_t kMiB = size_t(1) << 20;
+}  // namespace
+
 bool cuda_device_available() {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
+  const cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();  // clear "no driver" / "no device" so later calls start clean
     return false;
   }
   return n > 0;
 }
 
-namespace {
+size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes) {
+  const size_t reserve = std::max(size_t(2) << 30, total_bytes / 32);
+  return free_bytes > 2 * reserve ? free_bytes - reserve : free_bytes / 2;
+}
 
-class CudaBackend final : public Backend {
- public:
-  explicit CudaBackend(int device) : device_(device) {
-    CUDA_CHECK(cudaSetDevice(device));
+CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
+  int count = 0;
+  CUDA_CHECK(cudaGetDeviceCount(&count));
+  LLAMAFT_REQUIRE(device >= 0 && device < count, "CUDA device ", device, " does not exist (", count,
+                  " visible; check CUDA_VISIBLE_DEVICES and ranks per node)");
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaFree(nullptr));  // create the context before measuring free memory
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  if (pool_bytes == 0) pool_bytes = cuda_default_pool_bytes(free_b, total_b);
+  pool_bytes = DeviceArena::round_up(pool_bytes);
+  if (cudaMalloc(&pool_, pool_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    LLAMAFT_FAIL(where_prefix(), "cannot reserve a CUDA memory pool of ", pool_bytes / kMiB, " MiB on device ",
+                 device, " (", free_b / kMiB, " MiB free of ", total_b / kMiB,
+                 " MiB); another process may be using this GPU");
+  }
+  arena_.reset(pool_, pool_bytes);
+  try {
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&blas_));
     CUBLAS_CHECK(cublasSetStream(blas_, stream_));
-    CUDA_CHECK(cudaMalloc(&scalar_, sizeof(double)));
+    CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // plain fp32: no TF32 tensor ops
+    blas_workspace_ = pool_alloc(kBlasWorkspaceBytes, "the cuBLAS workspace");
+    CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_workspace_, kBlasWorkspaceBytes));
+    reduce_buf_ = static_cast<double*>(
+        pool_alloc(sizeof(double) * (cuda::reduce_partials_needed() + 1), "the reduction buffer"));
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result_), sizeof(double)));
+  } catch (...) {
+    if (host_result_) cudaFreeHost(host_result_);
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+    cudaFree(pool_);
+    throw;
   }
-  ~CudaBackend() override {
-    cudaStreamSynchronize(stream_);
-    for (auto& [size, list] : free_)
-      for (void* p : list) cudaFree(p);
-    cudaFree(scalar_);
-    cublasDestroy(blas_);
-    cudaStreamDestroy(stream_);
-  }
-  std::string name() const override { return "cuda:" + std::to_string(device_); }
+}
 
-  // Caching allocator: blocks are kept by rounded size and reused.
-  void* alloc_bytes(size_t bytes) override {
-    if (bytes == 0) return nullptr;
-    const size_t rounded = (bytes + 511) / 512 * 512;
-    void* p = nullptr;
-    auto& list = free_[rounded];
-    if (!list.empty()) {
-      p = list.back();
-      list.pop_back();
-    } else if (cudaMalloc(&p, rounded) != cudaSuccess) {
-      cudaGetLastError();
-      size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      LLAMAFT_FAIL(where_prefix(), "out of GPU memory allocating ", rounded, " bytes (", free_b,
-                   " free of ", total_b, "; llamaft holds ", live_bytes(),
-                   "); reduce train.micro_batch_size or data.seq_len, or use more ranks");
-    }
-    sizes_[p] = rounded;
-    note_alloc(rounded);
-    return p;
-  }
-  void free_bytes(void* p) override {
-    if (!p) return;
-    auto it = sizes_.find(p);
-    if (it == sizes_.end()) return;
-    note_free(it->second);
-    free_[it->second].push_back(p);
-    sizes_.erase(it);
-  }
-  void to_device(void* dst, const void* src, size_t bytes) override {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  void to_host(void* dst, const void* src, size_t bytes) override {
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-    CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
-  }
-  void fill(float* p, float value, size_t n) override { cuda::fill(p, value, n, stream_); }
-  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+CudaBackend::~CudaBackend() {
+  // Never throws: errors here are ignored (the process is usually exiting).
+  if (stream_) cudaStreamSynchronize(stream_);
+  if (host_result_) cudaFreeHost(host_result_);
+  if (blas_) cublasDestroy(blas_);
+  if (stream_) cudaStreamDestroy(stream_);
+  if (pool_) cudaFree(pool_);
+  cudaGetLastError();
+}
 
-  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-            float beta, float* c, int ldc) override {
-    if (m == 0 || n == 0) return;
-    CUBLAS_CHECK(cublasSgemm(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha,
-                             b, ldb, a, lda, &beta, c, ldc));
-  }
-  void axpy(float alpha, const float* x, float* y, size_t n) override { cuda::axpy(alpha, x, y, n, stream_); }
-  double sum(const float* x, size_t n) override { return reduce(x, n, false); }
-  double sum_squares(const float* x, size_t n) override { return reduce(x, n, true); }
-  void scale(float* x, float alpha, size_t n) override { cuda::scale(x, alpha, n, stream_); }
-  void adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) override {
-    cuda::adamw(p, m, v, g, n, a, stream_);
-  }
-  void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override {
-    cuda::embedding_fwd(ids, table, out, n, dim, stream_);
-  }
-  void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override {
-    cuda::embedding_bwd(ids, dout, dtable, n, dim, stream_);
-  }
-  void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) override {
-    cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
-  }
-  void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw, int rows,
-                   int dim) override {
-    cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, stream_);
-  }
-  void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
-            bool inverse) override {
-    cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
-  }
-  void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) override {
-    cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
-  }
-  void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate, float* dup,
-                  int ld_dgrad, int rows, int n) override {
-    cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
-  }
-  void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
-                     float* lse) override {
-    cuda::attention_fwd(s, q, k, v, out, lse, stream_);
-  }
-  void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v, const float* out,
-                     const float* lse, const float* dout, float* dq, float* dk, float* dv) override {
-    cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, stream_);
-  }
-  void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                          float scale) override {
-    cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, stream_);
-  }
+std::string CudaBackend::name() const { return "cuda:" + std::to_string(device_); }
 
- private:
-  double reduce(const float* x, size_t n, bool squares) {
-    cuda::reduce_sum(x, n, squares, static_cast<double*>(scalar_), stream_);
-    double out = 0;
-    to_host(&out, scalar_, sizeof(double));
-    return out;
+void* CudaBackend::pool_alloc(size_t bytes, const char* what) {
+  void* p = arena_.allocate(bytes);
+  if (!p)
+    LLAMAFT_FAIL(where_prefix(), "CUDA out of memory on device ", device_, " allocating ", what, ": requested ",
+                 bytes, " bytes, but the pool of ", arena_.capacity(), " bytes has ", arena_.free(),
+                 " bytes free (largest free block ", arena_.largest_free(), " bytes; model buffers hold ",
+                 live_bytes(), " bytes); reduce train.micro_batch_size or data.seq_len, or use more ranks");
+  return p;
+}
+
+// Accounting uses the arena's rounded sizes on both sides, so live/peak are what the pool really holds.
+void* CudaBackend::alloc_bytes(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = pool_alloc(bytes, "a buffer");
+  note_alloc(DeviceArena::round_up(bytes));
+  return p;
+}
+
+void CudaBackend::free_bytes(void* p) {
+  if (!p) return;
+  const size_t size = arena_.release(p);
+  if (size == 0) {
+    // Called from destructors, so no throw: a stray pointer is a bug worth a loud line.
+    std::fprintf(stderr, "%sllamaft: CudaBackend::free_bytes(%p): not a live block of this backend\n",
+                 where_prefix().c_str(), p);
+    return;
   }
+  note_free(size);
+}
 
-  int device_;
-  cudaStream_t stream_ = nullptr;
-  cublasHandle_t blas_ = nullptr;
-  void* scalar_ = nullptr;
-  std::map<size_t, std::vector<void*>> free_;
-  std::map<void*, size_t> sizes_;
-};
+float* CudaBackend::scratch(size_t floats) {
+  if (floats > scratch_floats_) {
+    const size_t grown = std::max(floats, scratch_floats_ * 2);
+    if (scratch_) arena_.release(scratch_);  // stream order keeps earlier kernels' use safe
+    scratch_ = nullptr;
+    scratch_floats_ = 0;
+    scratch_ = static_cast<float*>(pool_alloc(sizeof(float) * grown, "kernel scratch"));
+    scratch_floats_ = grown;
+  }
+  return scratch_;
+}
 
-}  // namespace
+void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));  // src may be reused as soon as we return
+}
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::fill(float* p, float value, size_t n) { cuda::fill(p, value, n, stream_); }
+
+void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+// Row-major C(M,N) = op(A) op(B) is column-major C^T(N,M) = op(B)^T op(A)^T:
+// the row-major buffers are read as their column-major transposes.
+void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                       int ldb, float beta, float* c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  CUBLAS_CHECK(cublasSgemm(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
+                           ldb, a, lda, &beta, c, ldc));
+}
+
+void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }
+
+double CudaBackend::reduce(const float* x, size_t n, bool squares) {
+  double* partials = reduce_buf_;                                // (reduce_partials_needed)
+  double* result = reduce_buf_ + cuda::reduce_partials_needed();  // (1)
+  cuda::reduce_sum(x, n, squares, partials, result, stream_);
+  CUDA_CHECK(cudaMemcpyAsync(host_result_, result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return *host_result_;
+}
+
+double CudaBackend::sum(const float* x, size_t n) { return reduce(x, n, false); }
+double CudaBackend::sum_squares(const float* x, size_t n) { return reduce(x, n, true); }
+
+void CudaBackend::scale(float* x, float alpha, size_t n) { cuda::scale(x, alpha, n, stream_); }
+
+void CudaBackend::adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) {
+  cuda::adamw(p, m, v, g, n, a, stream_);
+}
+
+void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) {
+  cuda::embedding_fwd(ids, table, out, n, dim, stream_);
+}
+
+void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
+  cuda::embedding_bwd(ids, dout, dtable, n, dim, stream_);
+}
+
+void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) {
+  cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
+}
+
+void CudaBackend::rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                              float* dw, int rows, int dim) {
+  float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
+  cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
+}
+
+void CudaBackend::rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                       int head_dim, bool inverse) {
+  cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
+}
+
+void CudaBackend::swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) {
+  cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
+}
+
+void CudaBackend::swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
+                             float* dup, int ld_dgrad, int rows, int n) {
+  cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
+}
+
+void CudaBackend::attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
+                                float* lse) {
+  cuda::attention_fwd(s, q, k, v, out, lse, stream_);
+}
+
+void CudaBackend::attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
+                                const float* out, const float* lse, const float* dout, float* dq, float* dk,
+                                float* dv) {
+  float* work = scratch(cuda::attention_bwd_workspace_floats(s));
+  cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
+}
+
+void CudaBackend::cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                                     float scale) {
+  float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
+  cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {
+  return std::make_unique<CudaBackend>(device, pool_bytes);
+}
 
 }  // namespace llamaft

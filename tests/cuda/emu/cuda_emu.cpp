@@ -1,0 +1,312 @@
+// The fiber scheduler and fake runtime/cuBLAS behind cuda_emu.hpp.
+#include "cuda_emu.hpp"
+
+#include <cublas_v2.h>
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+uint3 threadIdx{0, 0, 0};
+uint3 blockIdx{0, 0, 0};
+dim3 blockDim{1, 1, 1};
+dim3 gridDim{1, 1, 1};
+
+namespace emu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr int kMaxDynamicSmem = 166912;  // sm_80's opt-in limit, the smaller of our targets
+
+enum class State { kRunnable, kBlockWait, kWarpWait, kDone };
+
+struct Fiber {
+  ucontext_t ctx;
+  char* stack = nullptr;
+  State state = State::kDone;
+};
+
+struct Block {
+  std::vector<Fiber> fibers;
+  ucontext_t scheduler;
+  int current = 0;
+  int threads = 0;
+  int live = 0;
+  int block_arrived = 0;
+  std::vector<int> warp_arrived, warp_live;
+  std::vector<uint64_t> exchange;  // (warps, 32)
+  std::vector<unsigned char> smem;
+  const std::function<void()>* body = nullptr;
+  bool reverse = false;
+} g;
+
+cudaError_t g_last_error = cudaSuccess;
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "cuda_emu: %s (block %u,%u,%u)\n", msg.c_str(), blockIdx.x, blockIdx.y, blockIdx.z);
+  std::abort();
+}
+
+int warp_of(int tid) { return tid / 32; }
+
+void set_thread_index(int tid) {
+  threadIdx.x = unsigned(tid) % blockDim.x;
+  threadIdx.y = (unsigned(tid) / blockDim.x) % blockDim.y;
+  threadIdx.z = unsigned(tid) / (blockDim.x * blockDim.y);
+}
+
+void yield_to_scheduler() { swapcontext(&g.fibers[g.current].ctx, &g.scheduler); }
+
+void release_block_if_complete() {
+  if (g.block_arrived == 0 || g.block_arrived < g.live) return;
+  for (auto& f : g.fibers)
+    if (f.state == State::kBlockWait) f.state = State::kRunnable;
+  g.block_arrived = 0;
+}
+
+void release_warp_if_complete(int w) {
+  if (g.warp_arrived[w] == 0 || g.warp_arrived[w] < g.warp_live[w]) return;
+  for (int t = w * 32; t < std::min(g.threads, (w + 1) * 32); ++t)
+    if (g.fibers[t].state == State::kWarpWait) g.fibers[t].state = State::kRunnable;
+  g.warp_arrived[w] = 0;
+}
+
+void fiber_entry() {
+  (*g.body)();
+  const int tid = g.current;
+  g.fibers[tid].state = State::kDone;
+  --g.live;
+  --g.warp_live[warp_of(tid)];
+  release_block_if_complete();
+  release_warp_if_complete(warp_of(tid));
+  // returning switches to uc_link, the scheduler
+}
+
+void run_block() {
+  for (int t = 0; t < g.threads; ++t) {
+    Fiber& f = g.fibers[t];
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack;
+    f.ctx.uc_stack.ss_size = kStackBytes;
+    f.ctx.uc_link = &g.scheduler;
+    makecontext(&f.ctx, fiber_entry, 0);
+    f.state = State::kRunnable;
+  }
+  g.live = g.threads;
+  g.block_arrived = 0;
+  const int warps = (g.threads + 31) / 32;
+  g.warp_arrived.assign(warps, 0);
+  g.warp_live.assign(warps, 0);
+  for (int t = 0; t < g.threads; ++t) ++g.warp_live[warp_of(t)];
+  std::fill(g.smem.begin(), g.smem.end(), 0xFF);  // uninitialised shared memory reads as NaN
+  for (;;) {
+    bool ran = false;
+    for (int k = 0; k < g.threads; ++k) {
+      const int t = g.reverse ? g.threads - 1 - k : k;
+      if (g.fibers[t].state != State::kRunnable) continue;
+      ran = true;
+      g.current = t;
+      set_thread_index(t);
+      swapcontext(&g.scheduler, &g.fibers[t].ctx);
+    }
+    if (!ran) break;
+  }
+  if (g.live > 0) {
+    int at_block = 0, at_warp = 0;
+    for (auto& f : g.fibers) {
+      at_block += f.state == State::kBlockWait;
+      at_warp += f.state == State::kWarpWait;
+    }
+    die("deadlock: " + std::to_string(at_block) + " threads wait in __syncthreads, " + std::to_string(at_warp) +
+        " in a warp collective, " + std::to_string(g.threads - g.live) + " have exited");
+  }
+}
+
+}  // namespace
+
+void launch_impl(const std::function<void()>& body, dim3 grid, dim3 block, size_t dynamic_smem) {
+  const unsigned long long threads = 1ull * block.x * block.y * block.z;
+  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u || dynamic_smem > size_t(kMaxDynamicSmem)) {
+    std::fprintf(stderr, "cuda_emu: invalid launch grid (%u,%u,%u) block (%u,%u,%u) smem %zu\n", grid.x, grid.y,
+                 grid.z, block.x, block.y, block.z, dynamic_smem);
+    g_last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  if (const char* order = std::getenv("LLAMAFT_EMU_ORDER")) g.reverse = std::string(order) == "reverse";
+  g.threads = int(threads);
+  if (g.fibers.size() < threads) g.fibers.resize(threads);
+  for (auto& f : g.fibers)
+    if (!f.stack) f.stack = static_cast<char*>(std::malloc(kStackBytes));
+  g.exchange.assign(((threads + 31) / 32) * 32, 0);
+  g.smem.assign(dynamic_smem, 0);
+  g.body = &body;
+  gridDim = grid;
+  blockDim = block;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = uint3{x, y, z};
+        run_block();
+      }
+}
+
+unsigned char* dynamic_smem() { return g.smem.data(); }
+
+void syncthreads() {
+  g.fibers[g.current].state = State::kBlockWait;
+  ++g.block_arrived;
+  release_block_if_complete();
+  yield_to_scheduler();
+}
+
+void syncwarp() {
+  const int w = warp_of(g.current);
+  g.fibers[g.current].state = State::kWarpWait;
+  ++g.warp_arrived[w];
+  release_warp_if_complete(w);
+  yield_to_scheduler();
+}
+
+uint64_t exchange(uint64_t mine, int src_lane) {
+  const int w = warp_of(g.current), lane = g.current % 32;
+  if (src_lane < 0 || src_lane >= 32 || w * 32 + src_lane >= g.threads) die("shuffle from a lane that does not exist");
+  g.exchange[w * 32 + lane] = mine;
+  syncwarp();  // every lane has published
+  const uint64_t theirs = g.exchange[w * 32 + src_lane];
+  syncwarp();  // every lane has read before anyone publishes again
+  return theirs;
+}
+
+void set_error(cudaError_t e) { g_last_error = e; }
+int max_dynamic_smem() { return kMaxDynamicSmem; }
+
+}  // namespace emu
+
+// ---- runtime --------------------------------------------------------------------------
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+  }
+  return "unknown error";
+}
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+  }
+  return "cudaErrorUnknown";
+}
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = emu::g_last_error;
+  emu::g_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return emu::g_last_error; }
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *value = 108; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = emu::max_dynamic_smem(); return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
+}
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (!*p) return cudaErrorMemoryAllocation;
+  if (bytes <= (size_t(1) << 30)) std::memset(*p, 0xFF, bytes);  // fresh device memory reads as NaN
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) {
+  *p = std::malloc(bytes);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *total_bytes = size_t(8) << 30;
+  *free_bytes = size_t(6) << 30;
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  if (bytes) std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  return cudaMemcpy(dst, src, bytes, kind);
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+  std::memset(p, value, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  static int dummy;
+  *s = reinterpret_cast<cudaStream_t>(&dummy);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+// ---- cuBLAS: a plain column-major SGEMM ------------------------------------------------------
+struct cublasContext {
+  int unused;
+};
+cublasStatus_t cublasCreate(cublasHandle_t* h) {
+  *h = new cublasContext{0};
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+  delete h;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void*, size_t) { return CUBLAS_STATUS_SUCCESS; }
+const char* cublasGetStatusString(cublasStatus_t s) {
+  return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_INVALID_VALUE";
+}
+cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* a, int lda, const float* b, int ldb, const float* beta,
+                           float* c, int ldc) {
+  if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
+      ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double acc = 0;
+      for (int l = 0; l < k; ++l) {
+        const float av = ta == CUBLAS_OP_N ? a[i + size_t(l) * lda] : a[l + size_t(i) * lda];
+        const float bv = tb == CUBLAS_OP_N ? b[l + size_t(j) * ldb] : b[j + size_t(l) * ldb];
+        acc += double(av) * bv;
+      }
+      float& out = c[i + size_t(j) * ldc];
+      out = float(*alpha * acc + (*beta == 0.f ? 0.0 : double(*beta) * out));
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the CUDA kernels, the CUDA backend and tests/cuda/*.cpp for the CPU
+# emulator (cuda_emu.hpp) and runs the GPU tests on the CPU, with the threads
+# of each block scheduled in forward and then in reverse order.
+#   tests/cuda/emu/run_emu.sh [BUILD_DIR] [-- gtest args]
+# Needs g++, GTest, OpenBLAS (OpenMP flavour) and Eigen, as the main build.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+out=${1:-$root/build-emu}
+[[ $# -gt 0 ]] && shift
+[[ "${1:-}" == "--" ]] && shift
+mkdir -p "$out/kernels" "$out/obj"
+
+python3 "$here/emu_transform.py" "$root/kernels" "$out/kernels"
+
+blas_inc=/usr/include/$(gcc -dumpmachine)/openblas-openmp
+blas_lib=/usr/lib/$(gcc -dumpmachine)/openblas-openmp
+flags=(-std=c++17 -O2 -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
+       -I"$here" -I"$out/kernels" -I"$root/src" -I"$blas_inc" -isystem /usr/include/eigen3)
+
+sources=("$out"/kernels/*.cu "$root"/src/backend/cuda/*.cpp "$root"/tests/cuda/*.cpp "$here/cuda_emu.cpp"
+         "$root"/src/backend/cpu/*.cpp "$root/src/core/error.cpp")
+compile() {  # src -> obj, only when the source or an emulator file is newer
+  local src=$1 obj=$2; shift 2
+  if [[ ! -f "$obj" || "$src" -nt "$obj" || "$here/cuda_emu.hpp" -nt "$obj" ]]; then
+    local lang=(); [[ "$src" == *.cu ]] && lang=(-x c++ -include cuda_emu.hpp)
+    g++ "$@" "${lang[@]}" -c "$src" -o "$obj"
+  fi
+}
+export -f compile
+objs=()
+pairs=()
+for src in "${sources[@]}"; do
+  obj="$out/obj/$(echo "${src#"$root"/}" | tr '/' '_').o"
+  [[ "$src" == "$out"/* ]] && obj="$out/obj/emu_$(basename "$src").o"
+  objs+=("$obj")
+  pairs+=("$src" "$obj")
+done
+printf '%s\0' "${pairs[@]}" | xargs -0 -n2 -P2 bash -c 'compile "$0" "$1" '"$(printf '%q ' "${flags[@]}")"
+
+g++ -fopenmp -o "$out/cuda_tests_emu" "${objs[@]}" -L"$blas_lib" -Wl,-rpath,"$blas_lib" -lopenblas \
+    -lgtest_main -lgtest -pthread
+
+for order in forward reverse; do
+  echo "== thread order: $order"
+  LLAMAFT_EMU_ORDER=$order OMP_NUM_THREADS=2 "$out/cuda_tests_emu" "$@"
+done
