@@ -2,6 +2,9 @@
 // same code; rank 0 alone prints and writes metrics. The loss of a step is the
 // mean cross-entropy over every non-ignored target of the global batch, so
 // results do not depend on np or on how the batch is split.
+#include <cblas.h>
+#include <hdf5.h>
+#include <omp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -210,12 +213,31 @@ int run_train(const Config& cfg) {
   const char* restarts_env = std::getenv("SLURM_RESTART_COUNT");
   const int64_t restarts = restarts_env ? std::atoll(restarts_env) : 0;
 
+  const std::vector<std::string> hosts = all_hostnames();  // collective: before any rank-0-only work
   std::ofstream metrics;
   if (lead) {
     make_dir(out_dir);
     metrics.open(out_dir + "/metrics.jsonl", std::ios::app);
     LLAMAFT_REQUIRE(metrics.good(), "cannot write '", out_dir, "/metrics.jsonl'");
     std::ofstream(out_dir + "/config.cfg") << cfg.dump();
+    unsigned h5maj = 0, h5min = 0, h5rel = 0;
+    H5get_libversion(&h5maj, &h5min, &h5rel);
+    nlohmann::ordered_json info = {
+        {"llamaft_version", LLAMAFT_VERSION},
+        {"git_revision", LLAMAFT_GIT_REVISION},
+        {"world_size", nranks},
+        {"hostnames", hosts},
+        {"strategy", strategy_name(strategy)},
+        {"method", cfg.get_string("finetune.method")},
+        {"backend", be->name()},
+        {"omp_threads", omp_get_max_threads()},
+        {"slurm_job_id", std::getenv("SLURM_JOB_ID") ? std::getenv("SLURM_JOB_ID") : ""},
+        {"restarts", restarts},
+        {"libraries", {{"mpi", mpi_library_version()},
+                       {"hdf5", str_cat(h5maj, ".", h5min, ".", h5rel)},
+                       {"openblas", openblas_get_config()}}},
+    };
+    std::ofstream(out_dir + "/run_info.json") << info.dump(2) << "\n";
     std::cerr << "llamaft train: " << mc.num_parameters() << " parameters"
               << (lora ? str_cat(" (LoRA r=", mopts.lora.rank, ", base frozen)") : std::string(" (full fine-tuning)"))
               << ", " << nranks << " ranks, fsdp "

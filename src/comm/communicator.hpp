@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace llamaft {
 
@@ -60,6 +61,9 @@ struct MpiWorld {
 // MPI_Init (if needed) and the node split; idempotent.
 MpiWorld init_mpi(int* argc, char*** argv);
 bool mpi_active();
+// Every rank's hostname, on every rank (collective over MPI_COMM_WORLD).
+std::vector<std::string> all_hostnames();
+std::string mpi_library_version();
 void finalize_mpi();  // no-op when MPI is not up
 std::unique_ptr<Communicator> make_mpi_world_comm();
 // Bring every rank down with a message (MPI_Abort when MPI is up).

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
 #include "comm/communicator.hpp"
@@ -146,6 +147,27 @@ bool mpi_active() {
 std::unique_ptr<Communicator> make_mpi_world_comm() {
   LLAMAFT_CHECK(mpi_active(), "MPI is not initialised");
   return std::make_unique<MpiComm>(MPI_COMM_WORLD, false);
+}
+
+std::vector<std::string> all_hostnames() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  char mine[256] = {0};
+  std::snprintf(mine, sizeof(mine), "%s", process_host().c_str());
+  std::vector<char> all(static_cast<size_t>(size) * sizeof(mine));
+  MPI_CHECK(MPI_Allgather(mine, sizeof(mine), MPI_CHAR, all.data(), sizeof(mine), MPI_CHAR, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  for (int r = 0; r < size; ++r) out.emplace_back(all.data() + static_cast<size_t>(r) * sizeof(mine));
+  return out;
+}
+
+std::string mpi_library_version() {
+  char buf[MPI_MAX_LIBRARY_VERSION_STRING] = {0};
+  int len = 0;
+  MPI_Get_library_version(buf, &len);
+  std::string v(buf, static_cast<size_t>(len));
+  const auto nl = v.find_first_of("\r\n,");
+  return nl == std::string::npos ? v : v.substr(0, nl);
 }
 
 void finalize_mpi() {
