@@ -344,26 +344,25 @@ int run_train(const Config& cfg) {
                                 ? std::min<int64_t>(cfg.get_int("train.eval_rows"), val_ds.rows.size())
                                 : static_cast<int64_t>(val_ds.rows.size());
       double sums[3] = {0, 0, 0};  // loss, tokens, correct
-      for (int64_t first = rank * ts.micro_batch; first < limit; first += ts.micro_batch * nranks) {
+      // Every rank must run the same number of forward passes (each gathers
+      // units collectively): agree on the count first, pad with dummy rows.
+      int64_t batches = 0;
+      for (int64_t first = rank * ts.micro_batch; first < limit; first += ts.micro_batch * nranks) ++batches;
+      world->all_reduce_max(&batches, 1);
+      for (int64_t k = 0; k < batches; ++k) {
+        const int64_t first = (k * nranks + rank) * ts.micro_batch;
         std::vector<const TokenRow*> rows;
         int longest = 2;
         for (int64_t r = first; r < std::min(limit, first + ts.micro_batch); ++r) {
           rows.push_back(&val_ds.rows[r]);
           longest = std::max<int>(longest, static_cast<int>(val_ds.rows[r].input_ids.size()));
         }
+        TokenRow dummy{{0, 0}, {-100, -100}, {}};  // contributes no tokens
+        if (rows.empty()) rows.push_back(&dummy);
         const LossSum v = model.forward_loss(dev.upload(make_batch(rows, longest)), fsdp, true);
         sums[0] += v.loss_sum;
         sums[1] += static_cast<double>(v.tokens);
         sums[2] += static_cast<double>(v.correct);
-      }
-      // Ranks with fewer rows still join the gathers the others need.
-      int64_t my_batches = 0, max_batches = 0;
-      for (int64_t first = rank * ts.micro_batch; first < limit; first += ts.micro_batch * nranks) ++my_batches;
-      max_batches = my_batches;
-      world->all_reduce_max(&max_batches, 1);
-      for (int64_t k = my_batches; k < max_batches; ++k) {
-        TokenRow dummy{{0, 0}, {-100, -100}, {}};
-        model.forward_loss(dev.upload(make_batch({&dummy}, 2)), fsdp, false);
       }
       fsdp.end_backward();
       world->all_reduce_sum(sums, 3);

@@ -201,6 +201,18 @@ def main():
     vals = [x for x in lines if "val_loss" in x]
     check(r.returncode == 0 and [v["step"] for v in vals] == [4, 8] and all(np.isfinite(v["val_loss"]) for v in vals),
           f"validation loss at steps 4 and 8: {[round(v['val_loss'], 4) for v in vals]}")
+    # A validation split that does not divide over the ranks must not hang them.
+    with open(f"{w}/val3.jsonl", "w") as fh:
+        for i in range(3):
+            fh.write(json.dumps({"input_ids": [5 + i, 6, 7, 8, 9]}) + "\n")
+    try:
+        r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--output.dir", f"{w}/odd"] +
+                           common + ["--data.val_path", f"{w}/val3.jsonl", "--train.steps", "2",
+                                     "--train.eval_every", "1"], env=ENV, capture_output=True, text=True, timeout=120)
+        odd_ok = r.returncode == 0 and sum("val_loss" in x for x in open(f"{w}/odd/metrics.jsonl")) == 2
+    except subprocess.TimeoutExpired:
+        odd_ok = False
+    check(odd_ok, "3 validation rows over 2 ranks: no hang, validation logged at every step")
     run(f"{w}/split", "--train.exit_after_steps", "3")
     run(f"{w}/split")
     la = [x["loss"] for x in lines if "loss" in x]
