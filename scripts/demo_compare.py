@@ -3,7 +3,7 @@
 with exact-match accuracy before and after (the way Meta's fine-tuning guide
 compares a base and a fine-tuned model). Uses `llamaft generate` for both.
 
-Usage: demo_compare.py --llamaft BIN --base DIR --tuned DIR --prompts FILE [--show 8] [--limit N]
+Usage: demo_compare.py --llamaft BIN --base DIR (--tuned DIR | --adapter DIR) --prompts FILE [--show 8] [--limit N]
 Prints the table and a final JSON line {"base_accuracy", "tuned_accuracy", "n"}.
 """
 import argparse
@@ -27,10 +27,12 @@ def render(ids):
     return "".join(out)
 
 
-def generate(llamaft, model, prompt, n):
-    r = subprocess.run([llamaft, "generate", "--model", model, "--prompt-ids", ",".join(map(str, prompt)),
-                        "--max-new-tokens", str(n), "--temperature", "0", "--json", "--threads", "1"],
-                       capture_output=True, text=True, check=True)
+def generate(llamaft, model, prompt, n, adapter=None):
+    cmd = [llamaft, "generate", "--model", model, "--prompt-ids", ",".join(map(str, prompt)),
+           "--max-new-tokens", str(n), "--temperature", "0", "--json", "--threads", "1"]
+    if adapter:
+        cmd += ["--adapter", adapter]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -38,7 +40,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--llamaft", required=True)
     p.add_argument("--base", required=True)
-    p.add_argument("--tuned", required=True)
+    p.add_argument("--tuned", help="a fine-tuned model folder")
+    p.add_argument("--adapter", help="a LoRA adapter on top of --base")
     p.add_argument("--prompts", required=True)
     p.add_argument("--show", type=int, default=8)
     p.add_argument("--limit", type=int, default=50)
@@ -50,8 +53,8 @@ def main():
     for i, r in enumerate(rows):
         want = r["answer_ids"][:-1]  # the digits; EOS ends the answer
         outs = {}
-        for name, model in (("base", a.base), ("tuned", a.tuned)):
-            g = generate(a.llamaft, model, r["prompt_ids"], len(r["answer_ids"]) + 2)
+        for name, model, adapter in (("base", a.base, None), ("tuned", a.tuned or a.base, a.adapter)):
+            g = generate(a.llamaft, model, r["prompt_ids"], len(r["answer_ids"]) + 2, adapter)
             outs[name] = g["ids"] + ([EOS] if g["stopped_at_eos"] else [])
             correct[name] += g["ids"] == want and g["stopped_at_eos"]
         if i < a.show:

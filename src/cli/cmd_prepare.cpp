@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -80,12 +81,13 @@ std::string field(const json& j, const char* key, bool required) {
   return j[key].get<std::string>();
 }
 
-Rendered render_record(const json& j, const std::string& format, const Tokenizer& tok, Template t, bool train_on_prompt,
+// tok may be null for format "tokens".
+Rendered render_record(const json& j, const std::string& format, const Tokenizer* tok, Template t, bool train_on_prompt,
                        int64_t vocab) {
   if (format == "alpaca") {
     const std::string out = field(j, "output", true);
     if (out.empty()) throw Error("empty 'output'");
-    return render_alpaca(tok, t, field(j, "instruction", true), field(j, "input", false), out, train_on_prompt);
+    return render_alpaca(*tok, t, field(j, "instruction", true), field(j, "input", false), out, train_on_prompt);
   }
   if (format == "chat") {
     if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
@@ -98,12 +100,12 @@ Rendered render_record(const json& j, const std::string& format, const Tokenizer
       has_assistant |= msgs.back().role == "assistant";
     }
     if (!has_assistant && !train_on_prompt) throw Error("no assistant turn to train on");
-    return render_chat(tok, t, msgs, train_on_prompt);
+    return render_chat(*tok, t, msgs, train_on_prompt);
   }
   if (format == "text") {
     const std::string text = field(j, "text", true);
     if (text.empty()) throw Error("empty 'text'");
-    return render_text(tok, text);
+    return render_text(*tok, text);
   }
   // tokens
   if (!j.contains("input_ids") || !j["input_ids"].is_array() || j["input_ids"].empty())
@@ -128,11 +130,15 @@ Rendered render_record(const json& j, const std::string& format, const Tokenizer
 int run_prepare(const Config& cfg) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string tok_path = cfg.get_string("model.tokenizer");
-  LLAMAFT_REQUIRE(!tok_path.empty() || !cfg.get_string("model.path").empty(),
-                  "prepare: pass --tokenizer PATH (tokenizer.model or tokenizer.json)");
-  auto tok = load_tokenizer(tok_path, cfg.get_string("model.path"));
-  LLAMAFT_REQUIRE(tok, "prepare: no tokenizer found next to the model; pass --tokenizer PATH");
   const std::string format = cfg.get_string("prepare.format");
+  // Token data needs no tokenizer (ids are checked against the model at train time).
+  const bool need_tok = format != "tokens";
+  LLAMAFT_REQUIRE(!need_tok || !tok_path.empty() || !cfg.get_string("model.path").empty(),
+                  "prepare: pass --tokenizer PATH (tokenizer.model or tokenizer.json)");
+  std::unique_ptr<Tokenizer> tok;
+  if (need_tok || !tok_path.empty() || !cfg.get_string("model.path").empty())
+    tok = load_tokenizer(tok_path, cfg.get_string("model.path"));
+  LLAMAFT_REQUIRE(tok || !need_tok, "prepare: no tokenizer found next to the model; pass --tokenizer PATH");
   const Template tmpl = parse_template(cfg.get_string("prepare.template"));
   const int seq_len = static_cast<int>(cfg.get_int("prepare.seq_len"));
   const bool pack = cfg.get_bool("prepare.pack");
@@ -148,7 +154,9 @@ int run_prepare(const Config& cfg) {
     if (!s.empty()) inputs.push_back(s);
   LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
 
-  mkdir(out_dir.c_str(), 0755);
+  std::error_code mk_err;
+  std::filesystem::create_directories(out_dir, mk_err);
+  LLAMAFT_REQUIRE(!mk_err, "prepare: cannot create '", out_dir, "': ", mk_err.message());
   PreparedWriter train(out_dir + "/train");
   std::unique_ptr<PreparedWriter> val;
   if (val_fraction > 0) val = std::make_unique<PreparedWriter>(out_dir + "/val");
@@ -170,7 +178,7 @@ int run_prepare(const Config& cfg) {
     for (auto& [where, rec] : read_records(path, format, st, errors)) {
       Rendered r;
       try {
-        r = render_record(rec, format, *tok, tmpl, train_on_prompt, tok->vocab_size());
+        r = render_record(rec, format, tok.get(), tmpl, train_on_prompt, tok ? tok->vocab_size() : INT32_MAX);
       } catch (const Error& e) {
         errors.push_back(where + ": " + e.what());
         st.bad_rows++;
@@ -221,11 +229,13 @@ int run_prepare(const Config& cfg) {
                   cfg.get_float("prepare.max_bad_fraction"), "; fix the input or raise the limit");
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const std::string tok_file = tok_path.empty() ? cfg.get_string("model.path") + "/tokenizer.model" : tok_path;
+  const std::string tok_file =
+      !tok ? std::string("none") : tok_path.empty() ? cfg.get_string("model.path") + "/tokenizer.model" : tok_path;
   auto manifest = [&](const PreparedWriter& w, const char* split) {
     nlohmann::ordered_json m = {
         {"format", kPreparedFormat}, {"split", split}, {"rows", w.rows()}, {"tokens", w.tokens()},
-        {"tokenizer", tok_file}, {"tokenizer_hash", tokenizer_file_hash(tok_file)}, {"tokenizer_kind", tok->kind()},
+        {"tokenizer", tok_file}, {"tokenizer_hash", tok ? tokenizer_file_hash(tok_file) : "none"},
+        {"tokenizer_kind", tok ? tok->kind() : "none"},
         {"input_format", format}, {"template", cfg.get_string("prepare.template")}, {"seq_len", seq_len},
         {"packed", pack}, {"train_on_prompt", train_on_prompt}, {"val_fraction", val_fraction},
         {"inputs", inputs}, {"documents_total", st.documents}, {"target_tokens_total", st.target_tokens},
