@@ -20,15 +20,10 @@ namespace llamaft {
 int run_eval(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
-  const std::string dir = cfg.get_string("model.path");
-  const LlamaConfig mc = read_model_config(dir);
-  ModelOptions mopts;
-  const std::string adapter = cfg.get_string("model.adapter");
-  if (!adapter.empty()) mopts.lora = read_adapter_config(adapter);
-  LlamaModel model(mc, *be, mopts);
-  ResidentParams params(*be, model.layout());
-  load_hf_weights(dir, model.layout(), *be, params);
-  if (!adapter.empty()) load_adapter(adapter, model.layout(), *be, params);  // base + adapter, unmerged
+  ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be);
+  const LlamaConfig& mc = rm.config;
+  LlamaModel& model = *rm.model;
+  ResidentParams& params = *rm.params;
 
   const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));

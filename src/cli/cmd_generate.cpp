@@ -81,13 +81,9 @@ int run_generate(const Config& cfg) {
     prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
   }
 
-  ModelOptions mopts;
-  const std::string adapter = cfg.get_string("model.adapter");
-  if (!adapter.empty()) mopts.lora = read_adapter_config(adapter);
-  LlamaModel model(mc, *be, mopts);
-  ResidentParams params(*be, model.layout());
-  load_hf_weights(dir, model.layout(), *be, params);
-  if (!adapter.empty()) load_adapter(adapter, model.layout(), *be, params);  // base + adapter, unmerged
+  ResidentModel rm = load_resident_model(dir, cfg.get_string("model.adapter"), *be);  // base + adapter, unmerged
+  LlamaModel& model = *rm.model;
+  ResidentParams& params = *rm.params;
 
   const int max_new = static_cast<int>(cfg.get_int("generate.max_new_tokens"));
   const double temperature = cfg.get_float("generate.temperature");

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "io/hf_tensors.hpp"
 #include "io/safetensors.hpp"
+#include "model/lora.hpp"
 
 namespace llamaft {
 
@@ -120,6 +121,18 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
     LLAMAFT_CHECK(layout.find(slot.hf_name, &unit, &s), "unknown tensor ", slot.hf_name);
     be.to_host(dst, params.params(unit) + s->offset, sizeof(float) * s->numel());
   });
+}
+
+ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be) {
+  ResidentModel m;
+  m.config = read_model_config(model_dir);
+  ModelOptions opts;
+  if (!adapter_dir.empty()) opts.lora = read_adapter_config(adapter_dir);
+  m.model = std::make_unique<LlamaModel>(m.config, be, opts);
+  m.params = std::make_unique<ResidentParams>(be, m.model->layout());
+  load_hf_weights(model_dir, m.model->layout(), be, *m.params);
+  if (!adapter_dir.empty()) load_adapter(adapter_dir, m.model->layout(), be, *m.params);
+  return m;
 }
 
 void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "backend/backend.hpp"
@@ -22,6 +23,15 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
 // Loads a PEFT LoRA adapter folder into the LoRA units of resident params
 // (the layout must have been built with the adapter's LoraSpec).
 void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params);
+
+// A model resident on one process: base from `model_dir`, plus a PEFT
+// adapter (unmerged) when `adapter_dir` is not empty. eval, generate, merge.
+struct ResidentModel {
+  LlamaConfig config;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<ResidentParams> params;
+};
+ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be);
 
 // Creates model_dir (and parents) and writes config.json.
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);

@@ -401,7 +401,9 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
   return loss;
 }
 
-LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+// Embedding and every block without keeping activations: the shared part of
+// forward_loss and forward_logits. Returns the final residual stream.
+float* LlamaModel::forward_trunk(const Batch& b, UnitAccess& access) {
   const int rows = b.batch * b.seq;
   ensure_workspace(rows);
   if (!scratch_) scratch_ = std::make_unique<BlockActs>();
@@ -417,6 +419,11 @@ LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_
     access.release(u);
     if (lw) access.release(layout_.lora_unit(l));
   }
+  return x;
+}
+
+LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+  float* x = forward_trunk(b, access);
   LossSum loss = head(HeadMode::kLoss, b, access, x, 1.f, nullptr, count_correct);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
@@ -424,21 +431,7 @@ LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_
 }
 
 void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
-  const int rows = b.batch * b.seq;
-  ensure_workspace(rows);
-  if (!scratch_) scratch_ = std::make_unique<BlockActs>();
-  scratch_->resize(be_, cfg_, rows, b.batch, b.seq);
-  float* x = x_.data();
-  embed_forward(b, access, x);
-  for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
-    const int u = layout_.block_unit(l);
-    const float* w = access.params(u);
-    access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    const float* lw = lora_params(access, l);
-    block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
-    access.release(u);
-    if (lw) access.release(layout_.lora_unit(l));
-  }
+  float* x = forward_trunk(b, access);
   head(HeadMode::kLogits, b, access, x, 1.f, out, false);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());

@@ -102,6 +102,7 @@ class LlamaModel {
   void lora_backward(int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy, int ldy,
                      int rows, float* dx);
   const float* lora_params(UnitAccess& access, int layer);
+  float* forward_trunk(const Batch& b, UnitAccess& access);
   LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, float* x, float loss_scale,
                float* logits_out, bool count_correct);
   const float* lm_head_weight(UnitAccess& access);
