@@ -105,6 +105,27 @@ def main():
         g = llamaft_encode(a, l3, [c["text"]], bos=c["bos"])[0]["ids"] + ([128001] if c["eos"] else [])
         check(g == c["ids"], f"llama3 Meta reference {c['text'][:30]!r}")
 
+    # The same ranks as an HF tokenizer.json (byte-level BPE vocabulary in GPT-2's
+    # printable-byte alphabet, specials in added_tokens) must encode identically.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    b2u = dict(zip(bs, map(chr, cs)))
+    vocab = {"".join(b2u[x] for x in tok): rank for tok, rank in ranks.items()}
+    tj = {"model": {"type": "BPE", "vocab": vocab, "merges": []},
+          "added_tokens": [{"id": 128000, "content": "<|begin_of_text|>"}, {"id": 128001, "content": "<|end_of_text|>"},
+                           {"id": 128009, "content": "<|eot_id|>"}]}
+    tj_path = os.path.join(a.workdir, "tokenizer.json")
+    json.dump(tj, open(tj_path, "w"))
+    via_json = llamaft_encode(a, tj_path, CORPUS)
+    via_model = llamaft_encode(a, l3, CORPUS)
+    check([g["ids"] for g in via_json] == [g["ids"] for g in via_model],
+          "llama3 from tokenizer.json encodes exactly as from tokenizer.model")
+
     # ---- Llama 2 ----------------------------------------------------------------------
     sp = spm.SentencePieceProcessor(model_file=l2)
     got = llamaft_encode(a, l2, CORPUS)
