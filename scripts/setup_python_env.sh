@@ -10,6 +10,7 @@
 #   peft 0.21.2 + accelerate 0.34.2 (LoRA forward/backward/merge/save checked).
 #   safetensors 0.4.5    an independent reader/writer for llamaft's files.
 #   tiktoken 0.7.0       the Llama 3 tokenizer oracle (tests/data).
+#   tensorboard 2.17.1   its event-file reader checks llamaft's TensorBoard output.
 # Everything is installed with --no-deps from the full pin list: Debian's torch
 # reports version 1.13.0a0, a pre-release that does not satisfy "torch>=1.13",
 # so letting pip resolve would download a multi-GB torch 2.x into the venv.
@@ -32,6 +33,7 @@ pins=(
   filelock==4.3.1 fsspec==2026.9.0 regex==2026.11.19 tqdm==4.70.1
   peft==0.21.2 accelerate==0.34.2 Jinja2==3.1.6 MarkupSafe==3.0.4
   tiktoken==0.7.0
+  tensorboard==2.17.1 protobuf==4.25.5 absl-py==2.1.0 six==1.16.0
 )
 want="stamp-v2 ${pins[*]}"
 log() { echo "setup_python_env: $*" >&2; }

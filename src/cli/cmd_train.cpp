@@ -32,6 +32,7 @@
 #include "parallel/fsdp_io.hpp"
 #include "train/data_order.hpp"
 #include "train/progress.hpp"
+#include "train/tensorboard.hpp"
 
 namespace llamaft {
 
@@ -250,6 +251,8 @@ int run_train(const Config& cfg) {
   }
 
   Progress progress(lead && cfg.get_bool("output.progress"), ts.steps);
+  std::unique_ptr<TensorBoardWriter> tb;
+  if (lead && cfg.get_bool("output.tensorboard")) tb = std::make_unique<TensorBoardWriter>(out_dir + "/tensorboard");
   DeviceBatch dev(*be);
   const auto train_start = Clock::now();
   const int64_t max_skips = cfg.get_int("train.max_nonfinite_skips");
@@ -336,6 +339,13 @@ int run_train(const Config& cfg) {
           {"restarts", restarts},
       };
       metrics << m.dump() << std::endl;
+      if (tb) {
+        tb->scalar("train/loss", loss, step + 1);
+        tb->scalar("train/lr", r.lr, step + 1);
+        tb->scalar("train/grad_norm", r.grad_norm, step + 1);
+        tb->scalar("perf/tokens_per_s", counts[1] / step_s, step + 1);
+        tb->flush();
+      }
     }
     progress.update(step + 1, loss, counts[1] / step_s);
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || step + 1 == ts.steps)) {
@@ -373,6 +383,7 @@ int run_train(const Config& cfg) {
                                     {"val_accuracy", sums[2] / sums[1]},
                                     {"val_tokens", static_cast<int64_t>(sums[1])}};
         metrics << m.dump() << std::endl;
+        if (tb) tb->scalar("val/loss", sums[0] / sums[1], step + 1);
         std::cerr << "llamaft train: step " << step + 1 << " validation loss " << sums[0] / sums[1] << "\n";
       }
     }

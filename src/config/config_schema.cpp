@@ -105,6 +105,8 @@ ConfigSchema build() {
   s.add(key("output.dir", KeyType::kString, "", "run folder: metrics.jsonl, config, exported model"));
   s.add(key("output.export", KeyType::kBool, "true", "write the trained model to output.dir/model at the end"));
   s.add(choice_key("output.export_dtype", "float32", "dtype of the exported safetensors", {"float32", "bfloat16"}));
+  s.add(key("output.tensorboard", KeyType::kBool, "false",
+            "also write TensorBoard event files to output.dir/tensorboard (metrics.jsonl stays the source of truth)"));
   s.add(key("output.progress", KeyType::kBool, "true", "live progress line when stderr is a terminal"));
 
   s.add(key("checkpoint.dir", KeyType::kString, "", "checkpoint folder (default: output.dir/checkpoints)"));
