@@ -12,6 +12,7 @@
 #include "cli/runtime.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "data/templates.hpp"
 #include "data/tokenizer.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
@@ -77,8 +78,23 @@ int run_generate(const Config& cfg) {
   } else {
     LLAMAFT_REQUIRE(tok, "generate: --prompt needs a tokenizer, but '", dir,
                     "' has no tokenizer.model; pass --tokenizer PATH or use --prompt-ids");
-    prompt = tok->encode(cfg.get_string("generate.prompt"));
-    prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
+    const Template tmpl = parse_template(cfg.get_string("generate.template"));
+    if (tmpl == Template::kNone) {
+      prompt = tok->encode(cfg.get_string("generate.prompt"));
+      prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
+    } else {
+      // A chat turn in the template, then the open assistant turn to continue.
+      std::vector<Message> msgs;
+      if (!cfg.get_string("generate.system").empty()) msgs.push_back({"system", cfg.get_string("generate.system")});
+      msgs.push_back({"user", cfg.get_string("generate.prompt")});
+      prompt = render_chat(*tok, tmpl, msgs, true).ids;
+      if (tmpl == Template::kLlama3) {
+        prompt.push_back(tok->special_id("<|start_header_id|>"));
+        for (int32_t id : tok->encode("assistant")) prompt.push_back(id);
+        prompt.push_back(tok->special_id("<|end_header_id|>"));
+        for (int32_t id : tok->encode("\n\n")) prompt.push_back(id);
+      }
+    }
   }
 
   ResidentModel rm = load_resident_model(dir, cfg.get_string("model.adapter"), *be);  // base + adapter, unmerged
@@ -89,6 +105,14 @@ int run_generate(const Config& cfg) {
   const double temperature = cfg.get_float("generate.temperature");
   const double top_p = cfg.get_float("generate.top_p");
   const bool stop_at_eos = cfg.get_bool("generate.stop_at_eos");
+  // Stop tokens: the model's EOS ids, the template's end of turn, and --stop-ids.
+  std::vector<int64_t> stops = mc.eos_token_ids;
+  if (tok) {
+    for (const char* end : {"<|eot_id|>", "</s>"})
+      if (tok->special_id(end) >= 0) stops.push_back(tok->special_id(end));
+  }
+  if (!cfg.get_string("generate.stop_ids").empty())
+    for (int32_t id : parse_ids(cfg.get_string("generate.stop_ids"), mc.vocab_size)) stops.push_back(id);
   Rng rng(static_cast<uint64_t>(cfg.get_int("generate.seed")), 0x6e6);
   model.reset_cache(static_cast<int>(prompt.size()) + max_new);
 
@@ -97,7 +121,7 @@ int run_generate(const Config& cfg) {
   bool stopped = false;
   for (int i = 0; i < max_new; ++i) {
     const int32_t next = sample(logits, temperature, top_p, rng);
-    if (stop_at_eos && std::find(mc.eos_token_ids.begin(), mc.eos_token_ids.end(), next) != mc.eos_token_ids.end()) {
+    if (stop_at_eos && std::find(stops.begin(), stops.end(), next) != stops.end()) {
       stopped = true;
       break;
     }

@@ -31,6 +31,7 @@
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
 #include "train/data_order.hpp"
+#include "train/memory_plan.hpp"
 #include "train/progress.hpp"
 #include "train/tensorboard.hpp"
 
@@ -123,6 +124,26 @@ int run_train(const Config& cfg) {
       is_prepared_dataset(data_path.substr(0, data_path.size() - 6) + "/val"))
     val_path = data_path.substr(0, data_path.size() - 6) + "/val";
   const int64_t eval_every = cfg.get_int("train.eval_every");
+  const int64_t sample_every = cfg.get_int("train.sample_every");
+  const int sample_max_new = static_cast<int>(cfg.get_int("train.sample_max_new_tokens"));
+  std::vector<std::vector<int32_t>> sample_prompts;
+  {
+    std::stringstream prompts(cfg.get_string("train.sample_prompts"));
+    for (std::string one; std::getline(prompts, one, ';');) {
+      std::vector<int32_t> ids;
+      std::stringstream items(one);
+      for (std::string item; std::getline(items, item, ',');) {
+        char* end = nullptr;
+        const long v = std::strtol(item.c_str(), &end, 10);
+        LLAMAFT_REQUIRE(end != item.c_str() && v >= 0 && v < mc.vocab_size, "train.sample_prompts: '", item,
+                        "' is not a token id in [0, ", mc.vocab_size, ")");
+        ids.push_back(static_cast<int32_t>(v));
+      }
+      if (!ids.empty()) sample_prompts.push_back(std::move(ids));
+    }
+  }
+  LLAMAFT_REQUIRE(sample_every == 0 || !sample_prompts.empty(),
+                  "train.sample_every needs train.sample_prompts (token ids, e.g. '1,12,13;1,15')");
   TokenDataset val_ds;
   if (eval_every > 0) {
     LLAMAFT_REQUIRE(!val_path.empty(), "train.eval_every needs a validation split: set data.val_path, or prepare "
@@ -247,7 +268,12 @@ int run_train(const Config& cfg) {
               << " micro x " << nranks << " ranks x " << ts.accumulation << " accumulation, seq " << ts.seq_len
               << ", " << ds.rows.size() << " rows";
     if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
-    std::cerr << "\n";
+    const MemoryPlan plan = plan_memory(mc, strategy, nranks, fsdp.mesh().shard_size, static_cast<int>(ts.micro_batch),
+                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora);
+    std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
+              << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
+              << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
+              << plan.buffers / 1048576.0 << ")\n";
   }
 
   Progress progress(lead && cfg.get_bool("output.progress"), ts.steps);
@@ -347,7 +373,7 @@ int run_train(const Config& cfg) {
         tb->flush();
       }
     }
-    progress.update(step + 1, loss, counts[1] / step_s);
+    progress.update(step + 1, loss, counts[1] / step_s, be->peak_bytes());
     if (eval_every > 0 && ((step + 1) % eval_every == 0 || step + 1 == ts.steps)) {
       // Rows r, r + W, ... on rank r; sums over every rank.
       const int64_t limit = cfg.get_int("train.eval_rows") > 0
@@ -385,6 +411,28 @@ int run_train(const Config& cfg) {
         metrics << m.dump() << std::endl;
         if (tb) tb->scalar("val/loss", sums[0] / sums[1], step + 1);
         std::cerr << "llamaft train: step " << step + 1 << " validation loss " << sums[0] / sums[1] << "\n";
+      }
+    }
+    if (sample_every > 0 && (step + 1) % sample_every == 0) {
+      // Every rank decodes in lockstep (each step gathers units); rank 0's
+      // token is broadcast so the ranks can never disagree.
+      for (size_t i = 0; i < sample_prompts.size(); ++i) {
+        const auto& prompt = sample_prompts[i];
+        model.reset_cache(static_cast<int>(prompt.size()) + sample_max_new);
+        std::vector<float> logits = model.decode(prompt.data(), static_cast<int>(prompt.size()), fsdp);
+        std::vector<int32_t> out;
+        for (int k = 0; k < sample_max_new; ++k) {
+          int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+          world->broadcast(&next, sizeof(next), 0);
+          if (std::find(mc.eos_token_ids.begin(), mc.eos_token_ids.end(), next) != mc.eos_token_ids.end()) break;
+          out.push_back(next);
+          if (k + 1 < sample_max_new) logits = model.decode(&next, 1, fsdp);
+        }
+        fsdp.end_backward();
+        if (lead) {
+          nlohmann::ordered_json m = {{"step", step + 1}, {"sample", i}, {"prompt_ids", prompt}, {"sample_ids", out}};
+          metrics << m.dump() << std::endl;
+        }
       }
     }
     state.step = step + 1;

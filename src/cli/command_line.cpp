@@ -56,9 +56,11 @@ const std::vector<Command>& all_commands() {
        {"model.path", "data.path"},
        run_eval},
       {"generate", "generate text with a KV cache (greedy when --temperature 0)",
-       "--model DIR (--prompt TEXT | --prompt-ids IDS) --max-new-tokens N [--temperature T --top-p P --seed S --json]",
+       "--model DIR [--adapter DIR] (--prompt TEXT [--template llama2|llama3] | --prompt-ids IDS) --max-new-tokens N "
+       "[--temperature T --top-p P --seed S --stop-ids IDS --json]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"tokenizer", "model.tokenizer"},
-        {"prompt", "generate.prompt"},
+        {"prompt", "generate.prompt"}, {"template", "generate.template"}, {"system", "generate.system"},
+        {"stop-ids", "generate.stop_ids"},
         {"prompt-ids", "generate.prompt_ids"}, {"max-new-tokens", "generate.max_new_tokens"},
         {"temperature", "generate.temperature"}, {"top-p", "generate.top_p"}, {"seed", "generate.seed"},
         {"json", "generate.json", true}, {"threads", "runtime.threads"}},

@@ -58,6 +58,10 @@ ConfigSchema build() {
   s.add(float_key("generate.top_p", "1", "nucleus sampling threshold", 1e-6, 1));
   s.add(int_key("generate.seed", "0", "sampling seed", 0));
   s.add(key("generate.json", KeyType::kBool, "false", "print one JSON line instead of text"));
+  s.add(choice_key("generate.template", "none", "chat template for --prompt (llama2, llama3, none)",
+                   {"none", "llama2", "llama3"}));
+  s.add(key("generate.system", KeyType::kString, "", "system message (with a chat template)"));
+  s.add(key("generate.stop_ids", KeyType::kString, "", "extra stop token ids, comma-separated"));
   s.add(key("generate.stop_at_eos", KeyType::kBool, "true", "stop at the model's EOS token(s)"));
 
   s.add(key("data.shuffle", KeyType::kBool, "false",
@@ -85,6 +89,9 @@ ConfigSchema build() {
                 "stop this run once the global step reaches N, after a checkpoint (0: off); resume continues", 0));
   s.add(int_key("train.eval_every", "0", "validation loss every N steps into metrics.jsonl (0: off)", 0));
   s.add(int_key("train.eval_rows", "0", "validation rows per evaluation (0: the whole split)", 0));
+  s.add(int_key("train.sample_every", "0", "greedy samples for train.sample_prompts every N steps into metrics.jsonl (0: off)", 0));
+  s.add(key("train.sample_prompts", KeyType::kString, "", "prompts as token ids: '1,12,13;1,15,16' (';' separates prompts)"));
+  s.add(int_key("train.sample_max_new_tokens", "16", "tokens generated per sample", 1, 4096));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
 
   s.add(choice_key("finetune.method", "full", "full: every weight trains; lora: low-rank adapters on a frozen base",

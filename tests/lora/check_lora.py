@@ -132,20 +132,35 @@ def main():
         for _ in range(32):
             start, step = int(rng.integers(0, 50)), int(rng.integers(1, 5))
             fh.write(json.dumps({"input_ids": [3 + (start + i * step) % 50 for i in range(24)]}) + "\n")
-    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4):
-        subprocess.run(["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", "--model.path", base,
+    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=()):
+        subprocess.run(["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", *extra, "--model.path", base,
                         "--data.path", data, "--data.seq_len", "32", "--train.global_batch_size", str(batch),
                         "--train.steps", str(steps), "--train.lr", str(lr), "--finetune.method", "lora", "--lora.r",
                         "8", "--lora.alpha", "16", "--output.dir", out, "--output.progress", "false"], env=ENV,
                        check=True, capture_output=True)
-        losses = [json.loads(x)["loss"] for x in open(f"{out}/metrics.jsonl")]
+        losses = [json.loads(x)["loss"] for x in open(f"{out}/metrics.jsonl") if '"loss"' in x]
         return losses, st_numpy.load(f"{out}/adapter/adapter_model.safetensors")
 
     # Learning, and step 0 == the base model on the first global batch (B = 0 at init).
     # The demo's digit-reversal task (scripts/make_demo_data.py), which LoRA learns quickly.
     subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "scripts", "make_demo_data.py"), f"{w}/demo",
                     "--train", "2000", "--test", "10"], check=True)
-    learn, _ = train(2, f"{w}/learn", 100, 3e-3, data=f"{w}/demo/train.jsonl", batch=16)
+    prompts = [json.loads(x)["prompt_ids"] for x in open(f"{w}/demo/test_prompts.jsonl")][:2]
+    sample_arg = ";".join(",".join(map(str, q)) for q in prompts)
+    learn, _ = train(2, f"{w}/learn", 100, 3e-3, data=f"{w}/demo/train.jsonl", batch=16,
+                     extra=("--train.sample_every", "50", "--train.sample_prompts", sample_arg,
+                            "--train.sample_max_new_tokens", "6"))
+    samples = [json.loads(x) for x in open(f"{w}/learn/metrics.jsonl") if '"sample_ids"' in x]
+    last = {smp["sample"]: smp["sample_ids"] for smp in samples if smp["step"] == 100}
+    gen_ok = len(samples) == 4 and len(last) == 2
+    for i, q in enumerate(prompts):
+        g = json.loads(subprocess.run([a.llamaft, "generate", "--model", base, "--adapter", f"{w}/learn/adapter",
+                                       "--prompt-ids", ",".join(map(str, q)), "--max-new-tokens", "6",
+                                       "--temperature", "0", "--json"], capture_output=True, text=True,
+                                      check=True).stdout.strip().splitlines()[-1])
+        gen_ok &= last.get(i) == g["ids"]
+    check(gen_ok, f"train.sample_every: FSDP-sharded greedy samples at the last step equal `generate --adapter` "
+          f"({len(samples)} samples)")
     with open(f"{w}/first_batch.jsonl", "w") as fh:
         fh.writelines(open(f"{w}/demo/train.jsonl").readlines()[:16])
     base_eval = json.loads(subprocess.run([a.llamaft, "eval", "--model", base, "--data", f"{w}/first_batch.jsonl",
