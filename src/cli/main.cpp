@@ -50,6 +50,9 @@ int dispatch(int argc, char** argv) {
     if (cmd.name != name) continue;
     llamaft::Config cfg;
     if (!llamaft::parse_command_line(cmd, args, cfg)) return 0;
+    // Only train is SPMD; under a launcher the other commands run on rank 0
+    // alone (every rank still validates the command line above).
+    if (cmd.name != "train" && llamaft::process_rank() > 0) return 0;
     return cmd.run(cfg);
   }
   std::string near, list;

@@ -63,6 +63,20 @@ def main():
         scalars[k] == np.float32(v) for k, v in want.items())
     print(f"{'ok  ' if ok else 'FAIL'} {len(scalars)} scalars read by TensorBoard's EventFileLoader equal "
           f"metrics.jsonl ({len(want)} expected, file_version {version})")
+    # scripts/plot_metrics.py draws the same run into a PNG.
+    png = f"{w}/metrics.png"
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "plot_metrics.py"),
+                    f"{w}/run", "--output", png], check=True, capture_output=True)
+    good = open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    ok &= good
+    print(f"{'ok  ' if good else 'FAIL'} plot_metrics.py wrote a PNG")
+    # generate under mpirun answers once, from rank 0.
+    r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "generate", "--model", f"{w}/base",
+                        "--prompt-ids", "1,5,9", "--max-new-tokens", "3", "--json"], env=ENV, capture_output=True,
+                       text=True, check=True)
+    good = sum(1 for line in r.stdout.splitlines() if line.startswith("{")) == 1
+    ok &= good
+    print(f"{'ok  ' if good else 'FAIL'} generate under mpirun -np 2 prints one answer (rank 0)")
     print("tensorboard:", "PASSED" if ok else "FAILED")
     return 0 if ok else 1
 
