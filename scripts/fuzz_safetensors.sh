@@ -13,7 +13,7 @@ cxx=${CXX_FUZZ:-clang++}
 mkdir -p "$work/corpus"
 
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$root/src" \
-  "$root/tests/fuzz/fuzz_safetensors_header.cpp" "$root/src/io/safetensors.cpp" "$root/src/core/error.cpp" \
+  "$root/tests/fuzz/fuzz_safetensors_header.cpp" "$root/src/io/safetensors.cpp" "$root/src/core/error.cpp" "$root/src/core/util.cpp" \
   -o "$work/fuzz_safetensors"
 
 # Seeds: an 8-byte little-endian header length, the JSON header, the data.

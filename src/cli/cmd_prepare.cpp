@@ -16,6 +16,7 @@
 #include "backend/row_math.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "core/rng.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/templates.hpp"
@@ -154,9 +155,7 @@ int run_prepare(const Config& cfg) {
     if (!s.empty()) inputs.push_back(s);
   LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
 
-  std::error_code mk_err;
-  std::filesystem::create_directories(out_dir, mk_err);
-  LLAMAFT_REQUIRE(!mk_err, "prepare: cannot create '", out_dir, "': ", mk_err.message());
+  make_directories(out_dir);
   PreparedWriter train(out_dir + "/train");
   std::unique_ptr<PreparedWriter> val;
   if (val_fraction > 0) val = std::make_unique<PreparedWriter>(out_dir + "/val");

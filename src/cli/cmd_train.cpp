@@ -23,6 +23,7 @@
 #include "cli/runtime.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
@@ -77,17 +78,6 @@ TrainSettings settings_from(const Config& cfg, int world) {
   LLAMAFT_REQUIRE(s.opt.min_lr <= s.opt.lr, "train.min_lr (", s.opt.min_lr, ") must not exceed train.lr (",
                   s.opt.lr, ")");
   return s;
-}
-
-void make_dir(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if ((i == dir.size() || dir[i] == '/') && !path.empty()) {
-      if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-        LLAMAFT_FAIL("cannot create output directory '", path, "'");
-    }
-    if (i < dir.size()) path += dir[i];
-  }
 }
 
 }  // namespace
@@ -238,7 +228,7 @@ int run_train(const Config& cfg) {
   const std::vector<std::string> hosts = all_hostnames();  // collective: before any rank-0-only work
   std::ofstream metrics;
   if (lead) {
-    make_dir(out_dir);
+    make_directories(out_dir);
     metrics.open(out_dir + "/metrics.jsonl", std::ios::app);
     LLAMAFT_REQUIRE(metrics.good(), "cannot write '", out_dir, "/metrics.jsonl'");
     std::ofstream(out_dir + "/config.cfg") << cfg.dump();

@@ -18,6 +18,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/util.hpp"
 
 namespace llamaft::io {
 
@@ -32,12 +33,6 @@ constexpr DTypeEntry kDTypes[] = {
     {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
     {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
 };
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 // Offset of the first byte that is not well-formed UTF-8 (no overlongs, no
 // surrogates, nothing above U+10FFFF), or n if all are.

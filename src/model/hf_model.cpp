@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 #include "io/safetensors.hpp"
 #include "model/lora.hpp"
@@ -14,30 +15,10 @@ namespace llamaft {
 
 namespace {
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // Buffers HF keeps in some checkpoints that are not parameters.
 bool ignorable(const std::string& name, bool tied) {
   if (name.size() > 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0) return true;
   return tied && name == "lm_head.weight";  // HF ignores it when tied
-}
-
-void make_dirs(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!path.empty() && path != "." ) {
-        struct stat st;
-        if (stat(path.c_str(), &st) != 0)
-          LLAMAFT_REQUIRE(mkdir(path.c_str(), 0755) == 0 || errno == EEXIST, "cannot create directory '", path, "'");
-      }
-    }
-    if (i < dir.size()) path += dir[i];
-  }
 }
 
 }  // namespace
@@ -80,7 +61,7 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
 }
 
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16) {
-  make_dirs(model_dir);
+  make_directories(model_dir);
   LlamaConfig out_cfg = cfg;
   out_cfg.torch_dtype = bf16 ? "bfloat16" : "float32";
   std::ofstream f(model_dir + "/config.json");
@@ -123,6 +104,15 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
   });
 }
 
+const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const TensorSlot& slot,
+                                    const std::string& adapter_dir) {
+  const io::TensorInfo* t = file.header().find(slot.hf_name);
+  LLAMAFT_REQUIRE(t, adapter_dir, ": adapter has no tensor '", slot.hf_name, "'");
+  LLAMAFT_REQUIRE(t->shape == slot.shape, adapter_dir, ": '", slot.hf_name, "' has shape ", shape_str(t->shape),
+                  " but the base model needs ", shape_str(slot.shape));
+  return *t;
+}
+
 ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be) {
   ResidentModel m;
   m.config = read_model_config(model_dir);
@@ -142,13 +132,8 @@ void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Bac
     const Unit& unit = layout.units()[u];
     if (unit.kind != UnitKind::kLora) continue;
     staging.assign(unit.numel, 0.f);
-    for (const auto& slot : unit.tensors) {
-      const io::TensorInfo* t = file.header().find(slot.hf_name);
-      LLAMAFT_REQUIRE(t, adapter_dir, ": adapter has no tensor '", slot.hf_name, "'");
-      LLAMAFT_REQUIRE(t->shape == slot.shape, adapter_dir, ": '", slot.hf_name, "' has shape ", shape_str(t->shape),
-                      " but the base model needs ", shape_str(slot.shape));
-      file.read_f32(*t, 0, slot.numel(), staging.data() + slot.offset);
-    }
+    for (const auto& slot : unit.tensors)
+      file.read_f32(adapter_tensor(file, slot, adapter_dir), 0, slot.numel(), staging.data() + slot.offset);
     be.to_device(params.mutable_params(u), staging.data(), staging.size() * sizeof(float));
   }
 }

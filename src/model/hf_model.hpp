@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backend/backend.hpp"
+#include "io/safetensors.hpp"
 #include "model/llama.hpp"
 #include "model/llama_config.hpp"
 #include "model/param_layout.hpp"
@@ -23,6 +24,10 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
 // Loads a PEFT LoRA adapter folder into the LoRA units of resident params
 // (the layout must have been built with the adapter's LoraSpec).
 void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params);
+
+// The adapter file's tensor for a LoRA slot, checked by name and shape.
+const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const TensorSlot& slot,
+                                    const std::string& adapter_dir);
 
 // A model resident on one process: base from `model_dir`, plus a PEFT
 // adapter (unmerged) when `adapter_dir` is not empty. eval, generate, merge.

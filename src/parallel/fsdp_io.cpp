@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 #include "io/safetensors.hpp"
 #include "model/hf_model.hpp"
@@ -19,12 +20,6 @@
 namespace llamaft {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 }  // namespace
 
@@ -100,14 +95,6 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
   world.barrier();
 }
 
-void make_dir(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if ((i == dir.size() || dir[i] == '/') && !path.empty()) mkdir(path.c_str(), 0755);
-    if (i < dir.size()) path += dir[i];
-  }
-}
-
 }  // namespace
 
 void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16) {
@@ -116,7 +103,7 @@ void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, 
 
 void export_adapter_sharded(const std::string& dir, const std::string& base_model_path, Fsdp& fsdp, Backend& be) {
   write_units(dir + "/adapter_model.safetensors", fsdp, be, false, true, [&] {
-    make_dir(dir);
+    make_directories(dir);
     std::ofstream(dir + "/adapter_config.json") << adapter_config_json(fsdp.layout().lora(), base_model_path);
   });
 }
@@ -157,14 +144,8 @@ void load_adapter_sharded(const std::string& adapter_dir, Fsdp& fsdp, Backend& b
     if (unit.kind != UnitKind::kLora) continue;
     const ShardGeometry& g = fsdp.geometry(u);
     host.assign(g.shard_size, 0.f);
-    for (const auto& slot : unit.tensors) {
-      const io::TensorInfo* t = file.header().find(slot.hf_name);
-      LLAMAFT_REQUIRE(t, adapter_dir, ": adapter has no tensor '", slot.hf_name, "'");
-      LLAMAFT_REQUIRE(t->shape == slot.shape, adapter_dir, ": '", slot.hf_name, "' has shape ", shape_str(t->shape),
-                      " but this model needs ", shape_str(slot.shape));
-    }
     for_each_piece(unit, g, [&](const TensorSlot& slot, int64_t elem, int64_t count, int64_t dst) {
-      file.read_f32(*file.header().find(slot.hf_name), elem, count, host.data() + dst);
+      file.read_f32(adapter_tensor(file, slot, adapter_dir), elem, count, host.data() + dst);
     });
     be.to_device(fsdp.master(u), host.data(), host.size() * sizeof(float));
   }

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "core/util.hpp"
 
 namespace llamaft {
 
@@ -61,9 +62,7 @@ uint32_t masked_crc32c(const void* data, size_t n) {
 }
 
 TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  LLAMAFT_REQUIRE(!ec, "tensorboard: cannot create '", dir, "': ", ec.message());
+  make_directories(dir);
   path_ = str_cat(dir, "/events.out.tfevents.", static_cast<int64_t>(now_seconds()), ".", process_host(), ".llamaft");
   out_.open(path_, std::ios::binary | std::ios::app);
   LLAMAFT_REQUIRE(out_.good(), "tensorboard: cannot write '", path_, "'");
