@@ -97,6 +97,9 @@ int run_train(const Config& cfg) {
   const int64_t nan_step = nan_step_env ? std::atoll(nan_step_env) : -1;
 
   // ---- validate everything before touching a device --------------------------------
+  // Before the (possibly minutes-long) load: a preemption signal that arrives while the model and data are
+  // read is kept, and honoured at the first step boundary, instead of killing the rank with no checkpoint.
+  install_preemption_handlers(parse_signal_list(cfg.get_string("checkpoint.signals")));
   const TrainSettings ts = settings_from(cfg, nranks);
   const ShardStrategy strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
   const std::string backend_name = cfg.get_string("runtime.backend");
@@ -217,7 +220,6 @@ int run_train(const Config& cfg) {
                                     "' is usable; fix or remove them, or set checkpoint.resume = none"));
     if (!loaded && !lora) load_sharded(model_dir, fsdp, *be);  // nothing to resume: start from the base model
   }
-  install_preemption_handlers(parse_signal_list(cfg.get_string("checkpoint.signals")));
   const int64_t every_steps = cfg.get_int("checkpoint.every_steps");
   const int64_t exit_after = cfg.get_int("train.exit_after_steps");
   const double every_minutes = cfg.get_float("checkpoint.every_minutes");

@@ -169,7 +169,14 @@ def main():
     R.run(2, f"{w}/long_ref", long_steps)
     proc = subprocess.Popen(R.cmd(2, f"{w}/sig", long_steps), env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    # Signal once training is under way: mpirun drops a signal that arrives before it has launched the
+    # ranks, so a fixed sleep was flaky on a slow machine (the run finished all 300 steps unsignalled).
+    metrics = f"{w}/sig/metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 3:
+            break
+        time.sleep(0.05)
     t0 = time.time()
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=120)
