@@ -14,6 +14,10 @@
 
 namespace llamaft {
 
+namespace quant {
+class UnitCodec;
+}
+
 // Causal grouped-query attention over packed (token, head, head_dim) rows.
 // q: (B*Tq, ldq) with head h at column h*hd; k, v: (B*Tk, ldk) with kv head g
 // at column g*hd. Query t of row b sits at absolute position q_offset + t and
@@ -97,6 +101,12 @@ class Backend {
   // scale * loss[r]; ignored rows get loss 0 and a zero gradient.
   virtual void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows,
                                   int vocab, float scale) = 0;
+
+  // ---- quantized frozen bases ---------------------------------------------------
+  // out(codec.numel()) = the dequantized unit from its gathered regions
+  // (codec.shards() * codec.shard_words() words). The default stages through
+  // the host; backends override it with their own loop or kernel.
+  virtual void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out);
 
   // ---- allocation accounting (implementations call these) ---------------------
  protected:

@@ -48,6 +48,7 @@ class CountingBackend final : public Backend {
   void attention_bwd(const AttnShape&, const float*, const float*, const float*, const float*, const float*,
                      const float*, float*, float*, float*) override {}
   void cross_entropy_rows(float*, const int32_t*, float*, int, int, float) override {}
+  void dequantize_unit(const quant::UnitCodec&, const float*, float*) override {}
 
  private:
   uintptr_t next_ = 1 << 20;

@@ -51,7 +51,8 @@ class PlanComm final : public Communicator {
 }  // namespace
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora) {
+                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
+                       quant::Kind base_quant) {
   auto be = make_counting_backend();
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
@@ -59,7 +60,7 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   opts.activation_checkpointing = recompute;
   opts.lora = lora;
   LlamaModel model(mc, *be, opts);
-  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group);
+  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant);
   MemoryPlan p;
   p.params = fsdp.param_bytes();
   p.grads = fsdp.grad_bytes();
@@ -102,7 +103,13 @@ int run_plan(const Config& cfg) {
 
   if (!cfg.get_bool("plan.json")) std::printf("llamaft plan: %s, %lld parameters, %s, np %d, micro batch %d x seq %d%s\n",
               preset.empty() ? cfg.get_string("model.path").c_str() : preset.c_str(),
-              static_cast<long long>(mc.num_parameters()), cfg.get_string("finetune.method").c_str(), world, mb, seq,
+              static_cast<long long>(mc.num_parameters()),
+              (cfg.get_string("finetune.method") +
+               (base_quant_from_config(cfg) != quant::Kind::kNone
+                    ? std::string(" (base ") + quant::kind_name(base_quant_from_config(cfg)) + ")"
+                    : std::string()))
+                  .c_str(),
+              world, mb, seq,
               recompute ? ", activation checkpointing" : "");
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "total");
@@ -110,7 +117,8 @@ int run_plan(const Config& cfg) {
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
-    const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg));
+    const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
+                                     base_quant_from_config(cfg));
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",

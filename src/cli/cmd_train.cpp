@@ -155,7 +155,8 @@ int run_train(const Config& cfg) {
   mopts.lora = lora_spec_from_config(cfg);
   const bool lora = mopts.lora.enabled();
   LlamaModel model(mc, *be, mopts);
-  Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group);
+  const quant::Kind base_quant = base_quant_from_config(cfg);
+  Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group, base_quant);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   if (lora || cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);
@@ -253,7 +254,10 @@ int run_train(const Config& cfg) {
     };
     std::ofstream(out_dir + "/run_info.json") << info.dump(2) << "\n";
     std::cerr << "llamaft train: " << mc.num_parameters() << " parameters"
-              << (lora ? str_cat(" (LoRA r=", mopts.lora.rank, ", base frozen)") : std::string(" (full fine-tuning)"))
+              << (lora ? str_cat(" (", base_quant == quant::Kind::kNf4 ? "QLoRA" : "LoRA", " r=", mopts.lora.rank,
+                                " over a frozen ", base_quant == quant::Kind::kNone ? "fp32" : quant::kind_name(base_quant),
+                                " base)")
+                      : std::string(" (full fine-tuning)"))
               << ", " << nranks << " ranks, fsdp "
               << strategy_name(strategy) << " (shard " << fsdp.mesh().shard_size << " x replica "
               << fsdp.mesh().replica_size << "), global batch " << ts.global_batch << " = " << ts.micro_batch
@@ -261,7 +265,7 @@ int run_train(const Config& cfg) {
               << ", " << ds.rows.size() << " rows";
     if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
     const MemoryPlan plan = plan_memory(mc, strategy, nranks, fsdp.mesh().shard_size, static_cast<int>(ts.micro_batch),
-                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora);
+                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant);
     std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
               << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
               << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "

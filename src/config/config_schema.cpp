@@ -94,8 +94,14 @@ ConfigSchema build() {
   s.add(int_key("train.sample_max_new_tokens", "16", "tokens generated per sample", 1, 4096));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
 
-  s.add(choice_key("finetune.method", "full", "full: every weight trains; lora: low-rank adapters on a frozen base",
-                   {"full", "lora"}));
+  s.add(choice_key("finetune.method", "full",
+                   "full: every weight trains; lora: low-rank adapters on a frozen base; qlora: lora over an NF4 "
+                   "base (bitsandbytes' blocks of 64 with double quantization)",
+                   {"full", "lora", "qlora"}));
+  s.add(choice_key("quant.base", "none",
+                   "storage of the frozen base under lora: none (the compute dtype) or int8 (blockwise absmax, "
+                   "blocks of 64); qlora always uses nf4",
+                   {"none", "int8", "nf4"}));
   s.add(int_key("lora.r", "8", "LoRA rank", 1, 4096));
   s.add(float_key("lora.alpha", "16", "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with rslora)", 0));
   s.add(float_key("lora.dropout", "0", "dropout on the LoRA input (only 0 is supported for now)", 0, 1));

@@ -12,7 +12,7 @@ LoraSpec lora_spec_from_config(const Config& cfg) {
   LoraSpec s;
   const std::string method = cfg.get_string("finetune.method");
   if (method == "full") return s;
-  LLAMAFT_REQUIRE(method == "lora", "finetune.method = ", method, " is not available in this build (full|lora)");
+  LLAMAFT_REQUIRE(method == "lora" || method == "qlora", "finetune.method = ", method, " (full|lora|qlora)");
   s.rank = static_cast<int>(cfg.get_int("lora.r"));
   s.alpha = cfg.get_float("lora.alpha");
   s.rslora = cfg.get_bool("lora.rslora");
@@ -51,6 +51,19 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
       {"modules_to_save", nullptr},   {"revision", nullptr},           {"layers_to_transform", nullptr},
       {"use_dora", false},            {"library", "llamaft " LLAMAFT_VERSION}};
   return j.dump(2) + "\n";
+}
+
+quant::Kind base_quant_from_config(const Config& cfg) {
+  const std::string method = cfg.get_string("finetune.method");
+  const quant::Kind q = quant::parse_kind(cfg.get_string("quant.base"));
+  if (method == "qlora") {
+    LLAMAFT_REQUIRE(q == quant::Kind::kNone || q == quant::Kind::kNf4, "finetune.method = qlora quantizes the base to "
+                    "nf4; quant.base = ", quant::kind_name(q), " contradicts it (use method = lora with quant.base = int8)");
+    return quant::Kind::kNf4;
+  }
+  LLAMAFT_REQUIRE(q == quant::Kind::kNone || method != "full", "quant.base = ", quant::kind_name(q),
+                  " needs a frozen base: set finetune.method = lora or qlora");
+  return q;
 }
 
 LoraSpec read_adapter_config(const std::string& adapter_dir) {

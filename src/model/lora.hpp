@@ -8,11 +8,14 @@
 
 #include "config/config.hpp"
 #include "model/param_layout.hpp"
+#include "quant/quant.hpp"
 
 namespace llamaft {
 
 // The LoRA spec a config asks for (rank 0 when finetune.method = full).
 LoraSpec lora_spec_from_config(const Config& cfg);
+// How the frozen base is stored: none, int8 (lora + quant.base = int8) or nf4 (qlora).
+quant::Kind base_quant_from_config(const Config& cfg);
 // PEFT's adapter_config.json for a spec.
 std::string adapter_config_json(const LoraSpec& spec, const std::string& base_model_path);
 // Reads DIR/adapter_config.json (PEFT format, LoRA only).

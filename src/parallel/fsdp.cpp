@@ -49,8 +49,9 @@ MeshShape mesh_for(ShardStrategy s, int world_size, int world_rank, int shard_gr
 }
 
 struct Fsdp::Gathered {
-  float* buffer = nullptr;
-  RequestPtr request;  // null once complete
+  float* buffer = nullptr;   // gathered shards (null for a quantized unit held whole on this rank)
+  RequestPtr request;        // null once complete
+  float* dequant = nullptr;  // quantized units: the dequantized fp32 unit
 };
 
 struct Fsdp::PendingReduce {
@@ -61,8 +62,8 @@ struct Fsdp::PendingReduce {
 };
 
 Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-           int shard_group_size)
-    : layout_(layout), be_(be), world_(world), strategy_(strategy) {
+           int shard_group_size, quant::Kind base_quant)
+    : layout_(layout), be_(be), world_(world), strategy_(strategy), base_quant_(base_quant) {
   mesh_ = mesh_for(strategy, world.size(), world.rank(), shard_group_size);
   // Collective: every rank makes both splits in the same order.
   shard_comm_ = world.split(mesh_.replica_index, mesh_.shard_index);
@@ -72,8 +73,14 @@ Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStr
   const int s = mesh_.shard_size;
   for (const auto& u : layout.units()) {
     ShardGeometry g;
-    g.numel = u.numel;
-    g.padded = (u.numel + s - 1) / s * s;
+    if (base_quant != quant::Kind::kNone && u.kind == UnitKind::kBlock && !u.trainable) {
+      codec_.push_back(std::make_unique<quant::UnitCodec>(u, base_quant, s));
+      g.numel = g.padded = codec_.back()->shard_words() * s;
+    } else {
+      codec_.emplace_back();
+      g.numel = u.numel;
+      g.padded = (u.numel + s - 1) / s * s;
+    }
     g.shard_size = g.padded / s;
     g.begin = static_cast<int64_t>(mesh_.shard_index) * g.shard_size;
     geom_.push_back(g);
@@ -125,22 +132,34 @@ void Fsdp::give_buffer(float* p) {
 Fsdp::Gathered& Fsdp::start_gather(int unit) {
   auto g = std::make_unique<Gathered>();
   const ShardGeometry& geo = geom_[unit];
-  g->buffer = take_buffer(geo.padded);
-  g->request = shard_comm_->all_gather(master_[unit].data(), g->buffer, geo.shard_size);
+  if (mesh_.shard_size > 1) {
+    g->buffer = take_buffer(geo.padded);
+    g->request = shard_comm_->all_gather(master_[unit].data(), g->buffer, geo.shard_size);
+  }
   auto& ref = *g;
   gathered_[unit] = std::move(g);
   return ref;
 }
 
 const float* Fsdp::params(int unit) {
-  if (mesh_.shard_size == 1) return master_[unit].data();
+  const quant::UnitCodec* codec = codec_[unit].get();
+  if (mesh_.shard_size == 1 && !codec) return master_[unit].data();
   auto it = gathered_.find(unit);
   Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
   if (g.request) {
     g.request->wait();
     g.request.reset();
   }
-  return g.buffer;
+  if (!codec) return g.buffer;
+  if (!g.dequant) {
+    // Right before the unit's GEMMs: the quantized words become fp32 weights
+    // for this unit only, and the gathered words go back to the pool.
+    g.dequant = take_buffer(codec->numel());
+    be_.dequantize_unit(*codec, g.buffer ? g.buffer : master_[unit].data(), g.dequant);
+    if (g.buffer) give_buffer(g.buffer);
+    g.buffer = nullptr;
+  }
+  return g.dequant;
 }
 
 void Fsdp::prefetch(int unit) {
@@ -148,15 +167,20 @@ void Fsdp::prefetch(int unit) {
   start_gather(unit);
 }
 
+void Fsdp::drop(Gathered& g) {
+  if (g.request) g.request->wait();
+  if (g.buffer) give_buffer(g.buffer);
+  if (g.dequant) give_buffer(g.dequant);
+}
+
 void Fsdp::release(int unit) {
-  if (mesh_.shard_size == 1) return;
+  if (mesh_.shard_size == 1 && !codec_[unit]) return;
   // ZeRO-2 keeps what forward gathered until backward has used it.
   if (strategy_ == ShardStrategy::kShardGradOp && !in_backward_)
     return;
   auto it = gathered_.find(unit);
   if (it == gathered_.end()) return;
-  if (it->second->request) it->second->request->wait();
-  give_buffer(it->second->buffer);
+  drop(*it->second);
   gathered_.erase(it);
 }
 
@@ -213,10 +237,7 @@ void Fsdp::wait_gradients() {
 
 void Fsdp::end_backward() {
   wait_gradients();
-  for (auto& [unit, g] : gathered_) {
-    if (g->request) g->request->wait();
-    give_buffer(g->buffer);
-  }
+  for (auto& [unit, g] : gathered_) drop(*g);
   gathered_.clear();
   in_backward_ = false;
 }

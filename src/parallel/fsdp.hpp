@@ -23,6 +23,7 @@
 #include "comm/communicator.hpp"
 #include "model/llama.hpp"
 #include "model/param_layout.hpp"
+#include "quant/quant.hpp"
 
 namespace llamaft {
 
@@ -57,8 +58,11 @@ inline void for_each_piece(const Unit& unit, const ShardGeometry& g, Fn&& fn) {
 
 class Fsdp final : public UnitAccess {
  public:
+  // base_quant (int8 or nf4): frozen block units are stored quantized (a
+  // quant::UnitCodec over the shard ranks); their shards are the quantized
+  // words, gathered as they are and dequantized per unit in params().
   Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-       int shard_group_size);
+       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone);
   ~Fsdp() override;
 
   // ---- UnitAccess (called by the model) -----------------------------------------
@@ -78,6 +82,9 @@ class Fsdp final : public UnitAccess {
   const ShardGeometry& geometry(int unit) const { return geom_[unit]; }
   int num_units() const { return static_cast<int>(geom_.size()); }
   bool trainable(int unit) const { return layout_.units()[unit].trainable; }
+  // The codec of a quantized unit, or null (its master shard is then fp32).
+  const quant::UnitCodec* codec(int unit) const { return codec_[unit].get(); }
+  quant::Kind base_quant() const { return base_quant_; }
   float* master(int unit) { return master_[unit].data(); }
   float* grad_shard(int unit) { return grad_[unit].data(); }
   float* exp_avg(int unit) { return m_[unit].data(); }
@@ -102,6 +109,7 @@ class Fsdp final : public UnitAccess {
   struct Gathered;
   struct PendingReduce;
   Gathered& start_gather(int unit);
+  void drop(Gathered& g);  // waits, and returns its buffers to the pool
   float* take_buffer(int64_t n);
   void give_buffer(float* p);
   void finish_reduce(PendingReduce& p);
@@ -112,6 +120,8 @@ class Fsdp final : public UnitAccess {
   ShardStrategy strategy_;
   MeshShape mesh_;
   std::unique_ptr<Communicator> shard_comm_, replica_comm_;
+  quant::Kind base_quant_ = quant::Kind::kNone;
+  std::vector<std::unique_ptr<quant::UnitCodec>> codec_;
   std::vector<ShardGeometry> geom_;
   std::vector<DeviceArray<float>> master_, grad_, m_, v_;
   std::map<int, std::unique_ptr<Gathered>> gathered_;         // unit -> gathered params

@@ -13,6 +13,7 @@ struct MemoryPlan {
 };
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {});
+                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {},
+                       quant::Kind base_quant = quant::Kind::kNone);
 
 }  // namespace llamaft

@@ -16,6 +16,7 @@
 #include "backend/cpu/gemm.hpp"
 #include "backend/row_math.hpp"
 #include "core/error.hpp"
+#include "quant/quant.hpp"
 
 namespace llamaft {
 namespace {
@@ -183,6 +184,10 @@ class CpuBackend final : public Backend {
   void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
                      const float* out, const float* lse, const float* dout, float* dq, float* dk,
                      float* dv) override;
+
+  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override {
+    codec.dequantize(regions, out);  // host memory: no staging; parallel over items
+  }
 
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override {
