@@ -6,9 +6,11 @@ oracle), on the tiny preset with adapters on every target module:
   2. an adapter trained by llamaft (mpirun -np 2) is loaded by
      PeftModel.from_pretrained and gives llamaft's logits;
   3. `llamaft merge` logits equal base + adapter logits;
-  4. FSDP invariance: LoRA at np = 1, 2 and 4 gives the same losses and adapters;
-  5. learning: the LoRA run lowers the training loss; step 0 equals the base
-     model (B = 0 at init).
+  4. FSDP invariance: LoRA, QLoRA and LoRA over int8 at np = 1, 2 and 4 give
+     the same losses and adapters;
+  5. learning: the LoRA and QLoRA runs lower the training loss; step 0 equals
+     the base model (B = 0 at init), for QLoRA the base dequantized by
+     tests/reference/quant_ref.py.
 Exits 77 when peft/transformers are not installed (scripts/setup_python_env.sh).
 
 Usage: check_lora.py --llamaft BIN --dump REF_DUMP --workdir DIR
@@ -132,10 +134,15 @@ def main():
         for _ in range(32):
             start, step = int(rng.integers(0, 50)), int(rng.integers(1, 5))
             fh.write(json.dumps({"input_ids": [3 + (start + i * step) % 50 for i in range(24)]}) + "\n")
-    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=()):
+    def method_args(method):  # lora, lora-int8 or qlora
+        if method == "lora-int8":
+            return ["--finetune.method", "lora", "--quant.base", "int8"]
+        return ["--finetune.method", method]
+
+    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=(), method="lora"):
         subprocess.run(["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", *extra, "--model.path", base,
                         "--data.path", data, "--data.seq_len", "32", "--train.global_batch_size", str(batch),
-                        "--train.steps", str(steps), "--train.lr", str(lr), "--finetune.method", "lora", "--lora.r",
+                        "--train.steps", str(steps), "--train.lr", str(lr), *method_args(method), "--lora.r",
                         "8", "--lora.alpha", "16", "--output.dir", out, "--output.progress", "false"], env=ENV,
                        check=True, capture_output=True)
         losses = [json.loads(x)["loss"] for x in open(f"{out}/metrics.jsonl") if '"loss"' in x]
@@ -175,6 +182,33 @@ def main():
         lrel = max(abs(x - y) / y for x, y in zip(runs[np_][0], l1))
         wd = max(float(np.max(np.abs(runs[np_][1][k] - runs[1][1][k]))) for k in runs[1][1])
         check(lrel < 1e-5 and wd < 1e-5, f"LoRA np={np_} matches np=1: losses rel {lrel:.1e}, adapters {wd:.1e}")
+
+    # QLoRA and LoRA over int8: the same invariance; QLoRA starts at the loss of
+    # the base dequantized by the reference implementation, and learns.
+    sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+    import quant_ref as Q
+    for method in ("qlora", "lora-int8"):
+        runs = {np_: train(np_, f"{w}/{method}_np{np_}", 5, 1e-3, method=method) for np_ in (1, 2, 4)}
+        l1 = runs[1][0]
+        for np_ in (2, 4):
+            lrel = max(abs(x - y) / y for x, y in zip(runs[np_][0], l1))
+            wd = max(float(np.max(np.abs(runs[np_][1][k] - runs[1][1][k]))) for k in runs[1][1])
+            check(lrel < 1e-5 and wd < 1e-5, f"{method} np={np_} matches np=1: losses rel {lrel:.1e}, adapters {wd:.1e}")
+    qlearn, _ = train(2, f"{w}/qlearn", 100, 3e-3, data=f"{w}/demo/train.jsonl", batch=16, method="qlora")
+    deq_dir = f"{w}/base_nf4_dequantized"
+    shutil.copytree(base, deq_dir)
+    tensors = st_numpy.load(f"{deq_dir}/model.safetensors")
+    for k, v in tensors.items():
+        if k.endswith("_proj.weight"):
+            tensors[k] = Q.dequantize_nf4(Q.quantize_nf4(v), v.size).reshape(v.shape)
+    st_numpy.save(f"{deq_dir}/model.safetensors", tensors)
+    deq_eval = json.loads(subprocess.run([a.llamaft, "eval", "--model", deq_dir, "--data", f"{w}/first_batch.jsonl",
+                                          "--seq-len", "32"], capture_output=True, text=True, check=True).stdout)
+    check(abs(qlearn[0] - deq_eval["loss"]) < 1e-5 * deq_eval["loss"] and qlearn[0] != learn[0],
+          f"QLoRA starts at the loss of the reference-dequantized NF4 base ({qlearn[0]:.6f} vs {deq_eval['loss']:.6f}; "
+          f"fp32 base {learn[0]:.6f})")
+    check(qlearn[-1] < 0.8 * qlearn[0], f"QLoRA learns: {qlearn[0]:.4f} -> {qlearn[-1]:.4f} after 100 steps "
+          f"(LoRA over the fp32 base: {learn[-1]:.4f})")
 
     # 2. PEFT loads llamaft's adapter and agrees
     trained = f"{w}/learn/adapter"
