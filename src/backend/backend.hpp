@@ -102,6 +102,12 @@ class Backend {
   virtual void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows,
                                   int vocab, float scale) = 0;
 
+  // out(rows, cols) = x * dropout mask (inverted dropout with probability p;
+  // out may equal x). Row r is keyed row_keys[r / seq] (host memory, one per
+  // sequence) and element c by (r % seq) * cols + c, with rowmath::dropout_factor.
+  virtual void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
+                       uint64_t salt, float p);
+
   // ---- quantized frozen bases ---------------------------------------------------
   // out(codec.numel()) = the dequantized unit from its gathered regions
   // (codec.shards() * codec.shard_words() words). The default stages through

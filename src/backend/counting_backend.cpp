@@ -49,6 +49,7 @@ class CountingBackend final : public Backend {
                      const float*, float*, float*, float*) override {}
   void cross_entropy_rows(float*, const int32_t*, float*, int, int, float) override {}
   void dequantize_unit(const quant::UnitCodec&, const float*, float*) override {}
+  void dropout(const float*, float*, int, int, int, const uint64_t*, uint64_t, float) override {}
 
  private:
   uintptr_t next_ = 1 << 20;

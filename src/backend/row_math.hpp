@@ -17,6 +17,23 @@ namespace llamaft::rowmath {
 
 constexpr int kIgnoreIndex = -100;
 
+// SplitMix64's finaliser: a counter-based hash, so a dropout mask depends only
+// on its keys and never on the order or the device that computes it.
+LLAMAFT_HD uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Inverted dropout: element `idx` of the row keyed `row_key` (a salt per use
+// site) is zeroed with probability p and scaled by 1 / (1 - p) otherwise.
+LLAMAFT_HD float dropout_factor(uint64_t row_key, uint64_t salt, uint64_t idx, float p) {
+  const uint64_t h = mix64(row_key ^ mix64(salt * 0x100000001B3ull + idx));
+  const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);  // 24 random bits in [0, 1)
+  return u < p ? 0.f : 1.f / (1.f - p);
+}
+
 // ---- RMSNorm: y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps) --------------
 LLAMAFT_HD float rmsnorm_rstd(float sum_sq, int dim, float eps) {
   return 1.0f / sqrtf(sum_sq / static_cast<float>(dim) + eps);

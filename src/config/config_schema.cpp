@@ -104,7 +104,7 @@ ConfigSchema build() {
                    {"none", "int8", "nf4"}));
   s.add(int_key("lora.r", "8", "LoRA rank", 1, 4096));
   s.add(float_key("lora.alpha", "16", "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with rslora)", 0));
-  s.add(float_key("lora.dropout", "0", "dropout on the LoRA input (only 0 is supported for now)", 0, 1));
+  s.add(float_key("lora.dropout", "0", "dropout on each adapter's input during training, as PEFT's lora_dropout", 0, 1));
   s.add(key("lora.targets", KeyType::kString, "all",
             "comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (or all)"));
   s.add(key("lora.rslora", KeyType::kBool, "false", "rank-stabilised scaling alpha/sqrt(r)"));

@@ -37,6 +37,7 @@ struct HostBatch {
   std::vector<int32_t> ids, positions, targets;  // (B*T)
   std::vector<int32_t> doc_start;                // (B*T), empty unless a row is packed
   int64_t target_tokens = 0;                      // non-ignored targets
+  std::vector<uint64_t> dropout_keys;             // (B) training only: keys of the LoRA dropout masks
 };
 
 // Packs rows (each at most seq_len) into a padded batch. targets[t] =

@@ -29,6 +29,7 @@ class DeviceBatch {
     b.ids = ids_.data();
     b.positions = pos_.data();
     b.targets = tgt_.data();
+    b.dropout_keys = hb.dropout_keys.empty() ? nullptr : hb.dropout_keys.data();  // host memory, as the model wants
     return b;
   }
 

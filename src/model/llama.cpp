@@ -70,6 +70,11 @@ void LlamaModel::ensure_workspace(int rows) {
   if (layout_.has_lora()) {
     lora_t_.resize(be_, static_cast<size_t>(rows) * layout_.lora().rank);
     lora_dt_.resize(be_, static_cast<size_t>(rows) * layout_.lora().rank);
+    if (opts_.lora_dropout > 0) {
+      const size_t widest = std::max({d, f, static_cast<size_t>(cfg_.q_dim())});
+      lora_x_.resize(be_, rows * widest);
+      lora_dx_.resize(be_, rows * widest);
+    }
   }
 }
 
@@ -77,18 +82,29 @@ const float* LlamaModel::lora_params(UnitAccess& access, int layer) {
   return layout_.has_lora() ? access.params(layout_.lora_unit(layer)) : nullptr;
 }
 
-void LlamaModel::lora_forward(int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy) {
+namespace {
+uint64_t dropout_salt(int layer, int target) { return static_cast<uint64_t>(layer) * kNumLoraTargets + target + 1; }
+}  // namespace
+
+void LlamaModel::lora_forward(int layer, int target, const float* lw, const float* x, int ldx, int rows, float* y,
+                              int ldy) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
   if (o.a < 0) return;
   const int r = layout_.lora().rank, in = static_cast<int>(o.in), out = static_cast<int>(o.out);
+  if (dropout_keys_) {  // PEFT: lora_B(lora_A(dropout(x))), a fresh mask per adapter
+    LLAMAFT_CHECK(ldx == in, "LoRA dropout needs a contiguous input");
+    be_.dropout(x, lora_x_.data(), rows, in, dropout_seq_, dropout_keys_, dropout_salt(layer, target),
+                opts_.lora_dropout);
+    x = lora_x_.data();
+  }
   // t(N, r) = x @ A^T ; y += scale * t @ B^T
   be_.gemm(false, true, rows, r, in, 1.f, x, ldx, lw + o.a, in, 0.f, lora_t_.data(), r);
   be_.gemm(false, true, rows, out, r, layout_.lora().scale(), lora_t_.data(), r, lw + o.b, r, 1.f, y, ldy);
 }
 
-void LlamaModel::lora_backward(int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy,
-                               int ldy, int rows, float* dx) {
+void LlamaModel::lora_backward(int layer, int target, const float* lw, float* dlw, const float* x, int ldx,
+                               const float* dy, int ldy, int rows, float* dx) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
   if (o.a < 0) return;
@@ -96,6 +112,22 @@ void LlamaModel::lora_backward(int target, const float* lw, float* dlw, const fl
   const float scale = layout_.lora().scale();
   float* t = lora_t_.data();
   float* dt = lora_dt_.data();
+  if (dropout_keys_) {
+    // The same mask again (it is a function of its keys), on the input and on
+    // the input gradient.
+    LLAMAFT_CHECK(ldx == in, "LoRA dropout needs a contiguous input");
+    const uint64_t salt = dropout_salt(layer, target);
+    be_.dropout(x, lora_x_.data(), rows, in, dropout_seq_, dropout_keys_, salt, opts_.lora_dropout);
+    const float* xd = lora_x_.data();
+    be_.gemm(false, true, rows, r, in, 1.f, xd, in, lw + o.a, in, 0.f, t, r);
+    be_.gemm(true, false, out, r, rows, scale, dy, ldy, t, r, 1.f, dlw + o.b, r);
+    be_.gemm(false, false, rows, r, out, scale, dy, ldy, lw + o.b, r, 0.f, dt, r);
+    be_.gemm(true, false, r, in, rows, 1.f, dt, r, xd, in, 1.f, dlw + o.a, in);
+    be_.gemm(false, false, rows, in, r, 1.f, dt, r, lw + o.a, in, 0.f, lora_dx_.data(), in);
+    be_.dropout(lora_dx_.data(), lora_dx_.data(), rows, in, dropout_seq_, dropout_keys_, salt, opts_.lora_dropout);
+    be_.axpy(1.f, lora_dx_.data(), dx, static_cast<size_t>(rows) * in);
+    return;
+  }
   be_.gemm(false, true, rows, r, in, 1.f, x, ldx, lw + o.a, in, 0.f, t, r);              // t = x A^T
   be_.gemm(true, false, out, r, rows, scale, dy, ldy, t, r, 1.f, dlw + o.b, r);           // dB += s dy^T t
   be_.gemm(false, false, rows, r, out, scale, dy, ldy, lw + o.b, r, 0.f, dt, r);          // dt = s dy B
@@ -141,9 +173,9 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   float* q = a.qkv.data();
   float* k = q + qd;
   float* v = k + kvd;
-  lora_forward(kQ, lw, a.h1.data(), d, rows, q, ldqkv);  // adapters act before RoPE, as in PEFT
-  lora_forward(kK, lw, a.h1.data(), d, rows, k, ldqkv);
-  lora_forward(kV, lw, a.h1.data(), d, rows, v, ldqkv);
+  lora_forward(layer, kQ, lw, a.h1.data(), d, rows, q, ldqkv);  // adapters act before RoPE, as in PEFT
+  lora_forward(layer, kK, lw, a.h1.data(), d, rows, k, ldqkv);
+  lora_forward(layer, kV, lw, a.h1.data(), d, rows, v, ldqkv);
   be_.rope(q, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_attention_heads), hd, false);
   be_.rope(k, ldqkv, positions, inv_freq_.data(), rows, static_cast<int>(cfg_.num_key_value_heads), hd, false);
 
@@ -179,18 +211,18 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   be_.attention_fwd(s, q, kk, vv, a.att.data(), a.lse.data());
   // x += att @ Wo^T
   be_.gemm(false, true, rows, d, qd, 1.f, a.att.data(), qd, w + off.o, qd, 1.f, x, d);
-  lora_forward(kO, lw, a.att.data(), qd, rows, x, d);
+  lora_forward(layer, kO, lw, a.att.data(), qd, rows, x, d);
 
   be_.copy(a.x_mid.data(), x, sizeof(float) * rows * d);
   be_.rmsnorm_fwd(x, w + off.post_norm, a.h2.data(), a.rstd2.data(), rows, d, eps);
   // gu(N, 2F) = h2 @ [Wgate; Wup]^T
   be_.gemm(false, true, rows, 2 * f, d, 1.f, a.h2.data(), d, w + off.gate_up, d, 0.f, a.gu.data(), 2 * f);
-  lora_forward(kGate, lw, a.h2.data(), d, rows, a.gu.data(), 2 * f);
-  lora_forward(kUp, lw, a.h2.data(), d, rows, a.gu.data() + f, 2 * f);
+  lora_forward(layer, kGate, lw, a.h2.data(), d, rows, a.gu.data(), 2 * f);
+  lora_forward(layer, kUp, lw, a.h2.data(), d, rows, a.gu.data() + f, 2 * f);
   be_.swiglu_fwd(a.gu.data(), a.gu.data() + f, 2 * f, a.act.data(), rows, f);
   // x += act @ Wdown^T
   be_.gemm(false, true, rows, d, f, 1.f, a.act.data(), f, w + off.down, f, 1.f, x, d);
-  lora_forward(kDown, lw, a.act.data(), f, rows, x, d);
+  lora_forward(layer, kDown, lw, a.act.data(), f, rows, x, d);
 }
 
 void LlamaModel::block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
@@ -212,15 +244,15 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
   if (dw) be_.gemm(true, false, d, f, rows, 1.f, dx, d, a.act.data(), f, 1.f, dw + off.down, f);
   // dact(N, F) = dx @ Wd
   be_.gemm(false, false, rows, f, d, 1.f, dx, d, w + off.down, f, 0.f, small, f);
-  lora_backward(kDown, lw, dlw, a.act.data(), f, dx, d, rows, small);
+  lora_backward(layer, kDown, lw, dlw, a.act.data(), f, dx, d, rows, small);
   // dgu(N, 2F)
   be_.swiglu_bwd(small, a.gu.data(), a.gu.data() + f, 2 * f, big, big + f, 2 * f, rows, f);
   // dWgu(2F, D) += dgu^T @ h2
   if (dw) be_.gemm(true, false, 2 * f, d, rows, 1.f, big, 2 * f, a.h2.data(), d, 1.f, dw + off.gate_up, d);
   // dh2(N, D) = dgu @ Wgu
   be_.gemm(false, false, rows, d, 2 * f, 1.f, big, 2 * f, w + off.gate_up, d, 0.f, small, d);
-  lora_backward(kGate, lw, dlw, a.h2.data(), d, big, 2 * f, rows, small);
-  lora_backward(kUp, lw, dlw, a.h2.data(), d, big + f, 2 * f, rows, small);
+  lora_backward(layer, kGate, lw, dlw, a.h2.data(), d, big, 2 * f, rows, small);
+  lora_backward(layer, kUp, lw, dlw, a.h2.data(), d, big + f, 2 * f, rows, small);
   // dx += rmsnorm_bwd(dh2)
   be_.rmsnorm_bwd(small, a.x_mid.data(), w + off.post_norm, a.rstd2.data(), big, dw ? dw + off.post_norm : nullptr,
                   rows, d);
@@ -231,7 +263,7 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
   if (dw) be_.gemm(true, false, d, qd, rows, 1.f, dx, d, a.att.data(), qd, 1.f, dw + off.o, qd);
   // datt(N, qd) = dx @ Wo
   be_.gemm(false, false, rows, qd, d, 1.f, dx, d, w + off.o, qd, 0.f, small, qd);
-  lora_backward(kO, lw, dlw, a.att.data(), qd, dx, d, rows, small);
+  lora_backward(layer, kO, lw, dlw, a.att.data(), qd, dx, d, rows, small);
   AttnShape s;
   s.batch = batch;
   s.tq = s.tk = seq;
@@ -252,9 +284,9 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
   if (dw) be_.gemm(true, false, ldqkv, d, rows, 1.f, dqkv, ldqkv, a.h1.data(), d, 1.f, dw + off.qkv, d);
   // dh1(N, D) = dqkv @ Wqkv
   be_.gemm(false, false, rows, d, ldqkv, 1.f, dqkv, ldqkv, w + off.qkv, d, 0.f, small, d);
-  lora_backward(kQ, lw, dlw, a.h1.data(), d, dqkv, ldqkv, rows, small);
-  lora_backward(kK, lw, dlw, a.h1.data(), d, dqkv + qd, ldqkv, rows, small);
-  lora_backward(kV, lw, dlw, a.h1.data(), d, dqkv + qd + kvd, ldqkv, rows, small);
+  lora_backward(layer, kQ, lw, dlw, a.h1.data(), d, dqkv, ldqkv, rows, small);
+  lora_backward(layer, kK, lw, dlw, a.h1.data(), d, dqkv + qd, ldqkv, rows, small);
+  lora_backward(layer, kV, lw, dlw, a.h1.data(), d, dqkv + qd + kvd, ldqkv, rows, small);
   be_.rmsnorm_bwd(small, a.x_in.data(), w + off.input_norm, a.rstd1.data(), big, dw ? dw + off.input_norm : nullptr,
                   rows, d);
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
@@ -326,6 +358,10 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
   const int layers = static_cast<int>(cfg_.num_hidden_layers);
   const size_t d = cfg_.hidden_size;
   ensure_workspace(rows);
+  // LoRA dropout for this call only (an exception leaves it set, but every
+  // call sets it again first).
+  dropout_keys_ = opts_.lora_dropout > 0 && layout_.has_lora() ? b.dropout_keys : nullptr;
+  dropout_seq_ = b.seq;
   const bool recompute = opts_.activation_checkpointing;
   if (recompute) {
     block_inputs_.resize(layers);
@@ -398,6 +434,7 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
     be_.embedding_bwd(b.ids, dx, access.grads(eu), rows, static_cast<int>(d));
     access.grads_done(eu);
   }
+  dropout_keys_ = nullptr;
   return loss;
 }
 

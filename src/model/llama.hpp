@@ -40,11 +40,13 @@ struct Batch {
   const int32_t* positions = nullptr;  // (B*T)
   const int32_t* targets = nullptr;    // (B*T)
   const int32_t* doc_start = nullptr;  // (B*T) row-relative start of each token's document, or null
+  const uint64_t* dropout_keys = nullptr;  // (B) host: one key per sequence for LoRA dropout; null: no dropout
 };
 
 struct ModelOptions {
   bool activation_checkpointing = false;  // recompute each block in backward
   LoraSpec lora;                          // rank 0: full fine-tuning; else the base is frozen
+  float lora_dropout = 0;                 // PEFT's lora_dropout on each adapter's input (training only)
 };
 
 struct LossSum {
@@ -97,9 +99,9 @@ class LlamaModel {
   void block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
                       const int32_t* positions, const int32_t* doc_start, BlockActs& a, float* dx);
   // y(rows, out) += scale * (x A^T) B^T for one adapted target.
-  void lora_forward(int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy);
+  void lora_forward(int layer, int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy);
   // Gradients of lora_forward: dA, dB accumulate; dx += the input gradient.
-  void lora_backward(int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy, int ldy,
+  void lora_backward(int layer, int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy, int ldy,
                      int rows, float* dx);
   const float* lora_params(UnitAccess& access, int layer);
   float* forward_trunk(const Batch& b, UnitAccess& access);
@@ -117,7 +119,10 @@ class LlamaModel {
   std::vector<std::unique_ptr<BlockActs>> acts_;  // per layer (or one scratch)
   std::unique_ptr<BlockActs> scratch_;
   std::vector<DeviceArray<float>> block_inputs_;  // per layer x_in when recomputing
-  DeviceArray<float> x_, dx_, tmp_, head_norm_, head_rstd_, logits_, row_loss_, lora_t_, lora_dt_;
+  DeviceArray<float> x_, dx_, tmp_, head_norm_, head_rstd_, logits_, row_loss_, lora_t_, lora_dt_, lora_x_, lora_dx_;
+  // LoRA dropout of the running forward_backward (null outside training).
+  const uint64_t* dropout_keys_ = nullptr;
+  int dropout_seq_ = 0;
   std::vector<std::unique_ptr<KvLayer>> cache_;
   int cache_len_ = 0, cache_cap_ = 0;
   size_t activation_bytes_ = 0;

@@ -16,8 +16,8 @@ LoraSpec lora_spec_from_config(const Config& cfg) {
   s.rank = static_cast<int>(cfg.get_int("lora.r"));
   s.alpha = cfg.get_float("lora.alpha");
   s.rslora = cfg.get_bool("lora.rslora");
-  LLAMAFT_REQUIRE(cfg.get_float("lora.dropout") == 0.0, "lora.dropout = ", cfg.get_float("lora.dropout"),
-                  " is not supported yet; use 0");
+  s.dropout = cfg.get_float("lora.dropout");
+  LLAMAFT_REQUIRE(s.dropout < 1.0, "lora.dropout = ", s.dropout, " must be below 1");
   std::stringstream ss(cfg.get_string("lora.targets"));
   for (std::string t; std::getline(ss, t, ',');) {
     t.erase(0, t.find_first_not_of(" \t"));
@@ -45,7 +45,7 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
     if (spec.targets[i]) targets.push_back(lora_target_name(i));
   nlohmann::ordered_json j = {
       {"peft_type", "LORA"},          {"task_type", "CAUSAL_LM"},      {"base_model_name_or_path", base_model_path},
-      {"r", spec.rank},               {"lora_alpha", spec.alpha},      {"lora_dropout", 0.0},
+      {"r", spec.rank},               {"lora_alpha", spec.alpha},      {"lora_dropout", spec.dropout},
       {"target_modules", targets},    {"bias", "none"},                {"use_rslora", spec.rslora},
       {"fan_in_fan_out", false},      {"inference_mode", true},        {"init_lora_weights", true},
       {"modules_to_save", nullptr},   {"revision", nullptr},           {"layers_to_transform", nullptr},
@@ -76,6 +76,7 @@ LoraSpec read_adapter_config(const std::string& adapter_dir) {
   s.rank = j.value("r", 0);
   s.alpha = j.value("lora_alpha", 16.0);
   s.rslora = j.value("use_rslora", false);
+  s.dropout = j.value("lora_dropout", 0.0);
   LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be positive");
   LLAMAFT_REQUIRE(j.contains("target_modules") && j["target_modules"].is_array(), path,
                   ": target_modules must be a list of module names");

@@ -48,6 +48,7 @@ struct LoraSpec {
   int rank = 0;                  // 0: no LoRA (full fine-tuning)
   double alpha = 16;
   bool rslora = false;
+  double dropout = 0;            // training only; kept for adapter_config.json
   bool targets[kNumLoraTargets] = {};
   float scale() const;           // alpha / r, or alpha / sqrt(r) with rslora
   bool enabled() const { return rank > 0; }

@@ -6,7 +6,8 @@ oracle), on the tiny preset with adapters on every target module:
   2. an adapter trained by llamaft (mpirun -np 2) is loaded by
      PeftModel.from_pretrained and gives llamaft's logits;
   3. `llamaft merge` logits equal base + adapter logits;
-  4. FSDP invariance: LoRA, QLoRA and LoRA over int8 at np = 1, 2 and 4 give
+  4. FSDP invariance: LoRA, QLoRA, LoRA over int8 and LoRA with dropout (the
+     masks are keyed by seed, step and dataset row) at np = 1, 2 and 4 give
      the same losses and adapters;
   5. learning: the LoRA and QLoRA runs lower the training loss; step 0 equals
      the base model (B = 0 at init), for QLoRA the base dequantized by
@@ -137,6 +138,8 @@ def main():
     def method_args(method):  # lora, lora-int8 or qlora
         if method == "lora-int8":
             return ["--finetune.method", "lora", "--quant.base", "int8"]
+        if method == "lora-dropout":
+            return ["--finetune.method", "lora", "--lora.dropout", "0.2"]
         return ["--finetune.method", method]
 
     def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=(), method="lora"):
@@ -187,9 +190,15 @@ def main():
     # the base dequantized by the reference implementation, and learns.
     sys.path.insert(0, os.path.join(HERE, "..", "reference"))
     import quant_ref as Q
-    for method in ("qlora", "lora-int8"):
+    for method in ("qlora", "lora-int8", "lora-dropout"):
         runs = {np_: train(np_, f"{w}/{method}_np{np_}", 5, 1e-3, method=method) for np_ in (1, 2, 4)}
         l1 = runs[1][0]
+        if method == "lora-dropout":
+            plain = [json.loads(x)["loss"] for x in open(f"{w}/lora_np1/metrics.jsonl")]
+            cfgj = json.load(open(f"{w}/{method}_np1/adapter/adapter_config.json"))
+            check(l1[0] == plain[0] and l1[-1] != plain[-1] and cfgj["lora_dropout"] == 0.2,
+                  f"lora.dropout 0.2: step 0 as without (B = 0), then a different trajectory ({l1[-1]:.6f} vs "
+                  f"{plain[-1]:.6f} at step 5); lora_dropout in adapter_config.json")
         for np_ in (2, 4):
             lrel = max(abs(x - y) / y for x, y in zip(runs[np_][0], l1))
             wd = max(float(np.max(np.abs(runs[np_][1][k] - runs[1][1][k]))) for k in runs[1][1])

@@ -137,3 +137,83 @@ TEST(Model, GradientsMatchFiniteDifferencesTied) { check_directional_derivatives
 
 }  // namespace
 }  // namespace llamaft
+
+namespace llamaft {
+namespace {
+
+// LoRA dropout (PEFT's lora_dropout): the masks are a function of their keys,
+// so the loss with dropout is a deterministic function of the weights whose
+// gradient must match finite differences; no keys (eval) means no dropout.
+TEST(Model, LoraDropoutGradientsMatchFiniteDifferences) {
+  auto be = make_cpu_backend();
+  const LlamaConfig cfg = micro_config(false);
+  ModelOptions opts;
+  opts.lora.rank = 4;
+  opts.lora.alpha = 8;
+  for (bool& t : opts.lora.targets) t = true;
+  opts.lora_dropout = 0.3f;
+  LlamaModel model(cfg, *be, opts);
+  ResidentParams params(*be, model.layout());
+  random_init(params, model.layout(), 4);  // B != 0, so every adapter gets a gradient
+  HostBatch hb = sample_batch(int(cfg.vocab_size));
+  DeviceBatch dev(*be);
+  const float scale = 1.f / hb.target_tokens;
+  const double plain = model.forward_loss(dev.upload(hb), params).loss_sum;
+  hb.dropout_keys = {0x1234, 0x9876};
+  const Batch b = dev.upload(hb);
+  auto train_loss = [&] {
+    params.zero_grads();
+    return model.forward_backward(b, params, scale).loss_sum * scale;
+  };
+  const double dropped = train_loss();
+  EXPECT_GT(std::abs(dropped - plain * scale), 1e-4) << "dropout changed nothing";
+  EXPECT_EQ(dropped, train_loss()) << "the masks must be a function of their keys";
+  EXPECT_EQ(model.forward_loss(b, params).loss_sum, plain) << "evaluation must not drop";
+  train_loss();
+  for (int u = 0; u < params.num_units(); ++u) {
+    if (!model.layout().units()[u].trainable) continue;
+    const int64_t n = params.unit_numel(u);
+    const std::vector<float> grad(params.grad_data(u), params.grad_data(u) + n);
+    Rng rng(6, u);
+    std::vector<float> dir(n);
+    double norm = 0, analytic = 0;
+    for (int64_t i = 0; i < n; ++i) norm += double(dir[i] = float(rng.normal())) * dir[i];
+    for (int64_t i = 0; i < n; ++i) analytic += double(dir[i] = float(dir[i] / std::sqrt(norm))) * grad[i];
+    const float h = 1e-2f;
+    auto loss_at = [&](float sign) {
+      float* w = params.mutable_params(u);
+      for (int64_t i = 0; i < n; ++i) w[i] += sign * h * dir[i];
+      const double l = train_loss();
+      for (int64_t i = 0; i < n; ++i) w[i] -= sign * h * dir[i];
+      return l;
+    };
+    const double numeric = (loss_at(1) - loss_at(-1)) / (2 * h);
+    EXPECT_NEAR(analytic, numeric, 1e-2 * std::abs(numeric) + 2e-4) << "unit " << model.layout().units()[u].name;
+    EXPECT_GT(std::abs(analytic), 1e-6) << "unit " << u << " has a zero gradient";
+  }
+}
+
+TEST(Model, DropoutMaskRateAndScale) {
+  auto be = make_cpu_backend();
+  const int rows = 64, cols = 1000, seq = 16;
+  const float p = 0.25f;
+  std::vector<float> x(size_t(rows) * cols, 1.f), y(x.size());
+  const std::vector<uint64_t> keys = {1, 2, 3, 4};
+  be->dropout(x.data(), y.data(), rows, cols, seq, keys.data(), 7, p);
+  int64_t zeros = 0;
+  for (float v : y) {
+    if (v == 0.f) ++zeros;
+    else EXPECT_FLOAT_EQ(v, 1.f / (1.f - p));
+  }
+  const double n = double(y.size()), expect = p * n, sigma = std::sqrt(n * p * (1 - p));
+  EXPECT_NEAR(double(zeros), expect, 4 * sigma);
+  // Another salt gives another mask; the same keys and salt the same one.
+  std::vector<float> y2(x.size()), y3(x.size());
+  be->dropout(x.data(), y2.data(), rows, cols, seq, keys.data(), 8, p);
+  be->dropout(x.data(), y3.data(), rows, cols, seq, keys.data(), 7, p);
+  EXPECT_NE(y, y2);
+  EXPECT_EQ(y, y3);
+}
+
+}  // namespace
+}  // namespace llamaft

@@ -185,6 +185,16 @@ class CpuBackend final : public Backend {
                      const float* out, const float* lse, const float* dout, float* dq, float* dk,
                      float* dv) override;
 
+  void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+               float p) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const size_t base = static_cast<size_t>(r) * cols;
+      const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
+      for (int c = 0; c < cols; ++c) out[base + c] = x[base + c] * rowmath::dropout_factor(key, salt, idx0 + c, p);
+    }
+  }
+
   void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override {
     codec.dequantize(regions, out);  // host memory: no staging; parallel over items
   }
