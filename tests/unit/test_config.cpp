@@ -159,7 +159,8 @@ namespace llamaft {
 namespace {
 // Every shipped config parses with the schema (typos in them would be caught).
 TEST(Cli, ShippedConfigsParse) {
-  for (const char* name : {"tiny_full.cfg", "llama3_8b_full.cfg", "llama3_70b_full.cfg"}) {
+  for (const char* name : {"tiny_full.cfg", "llama3_8b_full.cfg", "llama3_70b_full.cfg", "llama3_8b_lora.cfg",
+                           "llama3_8b_qlora.cfg"}) {
     const auto r = run(std::string("train --config ") + LLAMAFT_SOURCE_DIR + "/configs/" + name + " --print-config");
     EXPECT_EQ(r.code, 0) << name << ": " << r.output;
     EXPECT_NE(r.output.find("[fsdp]"), std::string::npos) << name;
