@@ -56,6 +56,14 @@ def main():
     code, text, _ = mpirun(args, 2, ["--train.lr_schedul", "cosine"])
     check(code == 2 and "did you mean '--train.lr_schedule'" in text, f"option typo under mpirun: exit {code}")
 
+    code, text, _ = mpirun(args, 2, ["--quant.base", "int8"])
+    check(code == 2 and "quant.base = int8 needs a frozen base" in text,
+          f"quant.base = int8 with full fine-tuning: exit {code}, says what to set")
+    code, text, _ = mpirun(args, 2, ["--finetune.method", "qlora", "--quant.base", "int8"])
+    check(code == 2 and "qlora quantizes the base to nf4" in text, f"qlora with quant.base = int8: exit {code}")
+    code, text, _ = mpirun(args, 2, ["--finetune.method", "lora", "--lora.dropout", "1"])
+    check(code == 2 and "lora.dropout = 1 must be below 1" in text, f"lora.dropout = 1: exit {code}")
+
     env = dict(BASE_ENV, LLAMAFT_INJECT_FAIL_RANK="1")
     code, text, secs = mpirun(args, 2, [], env=env, timeout=60)
     check(code == 2 and "[rank 1/2" in text and "injected failure" in text and secs < 30,
