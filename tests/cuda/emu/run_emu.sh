@@ -20,7 +20,11 @@ flags=(-std=c++17 -O2 -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unkno
        -I"$here" -I"$out/kernels" -I"$root/src" -I"$blas_inc" -isystem /usr/include/eigen3)
 
 sources=("$out"/kernels/*.cu "$root"/src/backend/cuda/*.cpp "$root"/tests/cuda/*.cpp "$here/cuda_emu.cpp"
-         "$root"/src/backend/cpu/*.cpp "$root/src/core/error.cpp")
+         "$root"/src/backend/cpu/*.cpp "$root/src/backend/backend.cpp" "$root/src/quant/quant.cpp"
+         "$root/src/core/error.cpp")
+# NCCL has no emulator: its tests need real GPUs.
+for i in "${!sources[@]}"; do [[ "${sources[$i]}" == *nccl* ]] && unset 'sources[i]'; done
+sources=("${sources[@]}")
 compile() {  # src -> obj, only when the source or an emulator file is newer
   local src=$1 obj=$2; shift 2
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$here/cuda_emu.hpp" -nt "$obj" ]]; then
