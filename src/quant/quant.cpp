@@ -211,6 +211,11 @@ UnitCodec::UnitCodec(const Unit& unit, Kind kind, int shards) : kind_(kind), sha
     }
     shard_words_ = std::max(shard_words_, word);
   }
+  for (int r = 0; r < shards; ++r)
+    for (const Item& it : items_[r])
+      dequant_items_.push_back({r * shard_words_ + it.word, r * shard_words_ + it.tensor,
+                                qslots_[it.tensor]->offset + it.begin, it.count});
+  for (size_t p = 0; p < plain_.size(); ++p) plain_copies_.push_back({plain_word_[p], plain_[p]->offset, plain_[p]->numel()});
 }
 
 void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::vector<float>>& values,
@@ -247,37 +252,17 @@ void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::v
 
 void UnitCodec::dequantize(const float* regions, float* out) const {
   const float* map = dynamic_map();
-  for (size_t p = 0; p < plain_.size(); ++p)
-    std::memcpy(out + plain_[p]->offset, regions + plain_word_[p], sizeof(float) * plain_[p]->numel());
-  // Flattened (rank, item) list for a parallel loop.
-  std::vector<std::pair<int, int>> work;
-  for (int r = 0; r < shards_; ++r)
-    for (size_t i = 0; i < items_[r].size(); ++i) work.emplace_back(r, static_cast<int>(i));
+  for (const PlainCopy& c : plain_copies_) std::memcpy(out + c.dst, regions + c.src_word, sizeof(float) * c.count);
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t w = 0; w < static_cast<int64_t>(work.size()); ++w) {
-    const float* region = regions + static_cast<int64_t>(work[w].first) * shard_words_;
-    const Item& it = items_[work[w].first][work[w].second];
-    float* dst = out + qslots_[it.tensor]->offset + it.begin;
-    const auto* bytes = reinterpret_cast<const uint8_t*>(region + it.word);
-    const int64_t nb = blocks(it.count);
+  for (int64_t i = 0; i < static_cast<int64_t>(dequant_items_.size()); ++i) {
+    const DequantItem& it = dequant_items_[i];
+    const float* item = regions + it.src_word;
+    float* dst = out + it.dst;
     if (kind_ == Kind::kNf4) {
-      float amax2;
-      std::memcpy(&amax2, bytes, 4);
-      const float offset = region[it.tensor];
-      const uint8_t* qabs = bytes + 4;
-      const uint8_t* codes = qabs + nb;
-      for (int64_t b = 0; b < nb; ++b) {
-        const float absmax = map[qabs[b]] * amax2 + offset;
-        const int64_t lo = b * kBlock, hi = std::min<int64_t>(lo + kBlock, it.count);
-        for (int64_t j = lo; j < hi; ++j) {
-          const uint8_t byte = codes[j / 2];
-          dst[j] = nf4_value((j & 1) ? (byte & 15) : (byte >> 4)) * absmax;
-        }
-      }
+      const float offset = regions[it.offset_word];
+      for (int64_t j = 0; j < it.count; ++j) dst[j] = nf4_item_value(item, it.count, j, map, offset);
     } else {
-      const auto* absmax = reinterpret_cast<const float*>(bytes);
-      const auto* codes = reinterpret_cast<const int8_t*>(bytes + 4 * nb);
-      for (int64_t j = 0; j < it.count; ++j) dst[j] = static_cast<float>(codes[j]) * (absmax[j / kBlock] / 127.0f);
+      for (int64_t j = 0; j < it.count; ++j) dst[j] = int8_item_value(item, it.count, j);
     }
   }
 }

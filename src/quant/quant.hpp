@@ -106,6 +106,33 @@ LLAMAFT_HD uint8_t dynamic_code(const float* map, float x) {
   return static_cast<uint8_t>(x < midpoint ? lower_pivot : pivot);
 }
 
+// One stored item (see UnitCodec), value j of `count`: the shared arithmetic
+// of the CPU loop and the CUDA kernel. `item` points at the item's first word.
+LLAMAFT_HD float nf4_item_value(const float* item, int64_t count, int64_t j, const float* map, float offset) {
+  const int64_t nb = (count + kBlock - 1) / kBlock;
+  const auto* qabs = reinterpret_cast<const uint8_t*>(item + 1);
+  const uint8_t byte = qabs[nb + j / 2];
+  const float absmax = map[qabs[j / kBlock]] * item[0] + offset;
+  return nf4_value((j & 1) ? (byte & 15) : (byte >> 4)) * absmax;
+}
+LLAMAFT_HD float int8_item_value(const float* item, int64_t count, int64_t j) {
+  const int64_t nb = (count + kBlock - 1) / kBlock;
+  const auto* codes = reinterpret_cast<const int8_t*>(item + nb);
+  return static_cast<float>(codes[j]) * (item[j / kBlock] / 127.0f);
+}
+
+// Where dequantization reads and writes, in words of the gathered regions and
+// elements of the fp32 unit: what a backend kernel needs, flattened.
+struct DequantItem {
+  int64_t src_word;     // the item's first word
+  int64_t offset_word;  // the word holding its tensor's NF4 offset
+  int64_t dst;          // its first value's element in the unit
+  int64_t count;        // values
+};
+struct PlainCopy {
+  int64_t src_word, dst, count;  // an fp32 tensor (a norm), copied as is
+};
+
 // ---- whole tensors (as bitsandbytes lays them out; used by tests and tools) ----
 struct Nf4Tensor {
   std::vector<uint8_t> packed;   // ceil(n / 2)
@@ -153,6 +180,9 @@ class UnitCodec {
 
   // out(numel) = the whole unit from all regions (shards * shard_words words).
   void dequantize(const float* regions, float* out) const;
+  // The same work as tables, for backends with their own kernels.
+  const std::vector<DequantItem>& dequant_items() const { return dequant_items_; }
+  const std::vector<PlainCopy>& plain_copies() const { return plain_copies_; }
 
   // Test and tool access: the quantized form of quantized tensor `t` as
   // bitsandbytes lays it out, read back from the regions.
@@ -177,6 +207,8 @@ class UnitCodec {
   std::vector<const TensorSlot*> qslots_, plain_;    // quantized and fp32 tensors
   std::vector<int64_t> plain_word_;                  // header word of each plain tensor
   std::vector<std::vector<Item>> items_;             // per rank
+  std::vector<DequantItem> dequant_items_;
+  std::vector<PlainCopy> plain_copies_;
 };
 
 // Whether a slot is one of the linear weights a quantized base stores quantized.

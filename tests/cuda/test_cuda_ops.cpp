@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_backend.hpp"
 #include "core/error.hpp"
 #include "cuda_test_util.hpp"
+#include "quant/quant.hpp"
 
 namespace llamaft {
 namespace {
@@ -295,3 +296,63 @@ TEST(CudaOps, ReductionsAndNormGradientsAreDeterministic) {
 
 }  // namespace
 }  // namespace llamaft
+
+namespace llamaft::cuda_test {
+namespace {
+
+// A quantized block-like unit: two fp32 norms around linear weights with a
+// partial block and more than one 64 x 256 group, over 3 shard regions.
+TEST(CudaOps, DequantizeUnitMatchesCpuNf4AndInt8) {
+  LLAMAFT_SKIP_WITHOUT_GPU();
+  Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    TensorSlot s{name, shape, unit.numel};
+    unit.numel += s.numel();
+    unit.tensors.push_back(s);
+  };
+  add("input_layernorm.weight", {40});
+  add("self_attn.q_proj.weight", {300, 70});   // 21000 values: 2 groups, the last block partial
+  add("post_attention_layernorm.weight", {40});
+  add("mlp.down_proj.weight", {33, 64});
+  const std::vector<float> src = randn(size_t(unit.numel), 91, 0.05f);
+  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kInt8}) {
+    SCOPED_TRACE(quant::kind_name(kind));
+    const int shards = 3;
+    const quant::UnitCodec codec(unit, kind, shards);
+    std::vector<float> regions(size_t(shards * codec.shard_words()));
+    auto read = [&](const TensorSlot& s, int64_t elem, int64_t count, float* dst) {
+      std::copy(src.begin() + s.offset + elem, src.begin() + s.offset + elem + count, dst);
+    };
+    std::vector<double> total(codec.num_quantized(), 0.0);  // two passes stand in for the all-reduce
+    for (int r = 0; r < shards; ++r)
+      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* s, size_t n) {
+        for (size_t i = 0; i < n; ++i) total[i] += s[i];
+      });
+    for (int r = 0; r < shards; ++r)
+      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* s, size_t n) {
+        std::copy(total.begin(), total.begin() + n, s);
+      });
+    Dual d;
+    auto in = d.put(regions);
+    auto out = d.put(std::vector<float>(size_t(unit.numel), 7.f));
+    d.run([&](Backend& be, bool g) { be.dequantize_unit(codec, in.on(g), out.on(g)); });
+    d.expect_close("dequantized unit", out, Tol{1e-30, 0});
+  }
+}
+
+TEST(CudaOps, LoraDropoutMatchesCpu) {
+  LLAMAFT_SKIP_WITHOUT_GPU();
+  Dual d;
+  const int rows = 45, cols = 77, seq = 15;
+  const std::vector<uint64_t> keys = {11, 22, 33};
+  auto x = d.put(randn(size_t(rows) * cols, 92)), y = d.put(std::vector<float>(size_t(rows) * cols));
+  d.run([&](Backend& be, bool g) {
+    be.dropout(x.on(g), y.on(g), rows, cols, seq, keys.data(), 5, 0.3f);
+    be.dropout(x.on(g), x.on(g), rows, cols, seq, keys.data(), 6, 0.1f);  // in place
+  });
+  d.expect_close("dropout", y, Tol{1e-30, 1e-7});
+  d.expect_close("dropout in place", x, Tol{1e-30, 1e-7});
+}
+
+}  // namespace
+}  // namespace llamaft::cuda_test

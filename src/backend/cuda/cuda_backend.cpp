@@ -12,6 +12,8 @@
 #include "cross_entropy.cuh"
 #include "elementwise.cuh"
 #include "embedding.cuh"
+#include "quant.cuh"
+#include "quant/quant.hpp"
 #include "reduce.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
@@ -227,6 +229,35 @@ void CudaBackend::cross_entropy_rows(float* logits, const int32_t* labels, float
                                      float scale) {
   float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
   cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
+}
+
+void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
+                          uint64_t salt, float p) {
+  const size_t n = static_cast<size_t>((rows + seq - 1) / seq);
+  if (n > dropout_keys_cap_) {
+    const size_t grown = std::max<size_t>(n, 2 * dropout_keys_cap_);
+    dropout_keys_ = static_cast<uint64_t*>(pool_alloc(sizeof(uint64_t) * grown, "LoRA dropout keys"));
+    dropout_keys_cap_ = grown;
+  }
+  to_device(dropout_keys_, row_keys, sizeof(uint64_t) * n);
+  cuda::dropout(x, out, rows, cols, seq, dropout_keys_, salt, p, stream_);
+}
+
+void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) {
+  if (!dynamic_map_) {
+    dynamic_map_ = static_cast<float*>(pool_alloc(sizeof(float) * 256, "the 8-bit dynamic map"));
+    to_device(dynamic_map_, quant::dynamic_map(), sizeof(float) * 256);
+  }
+  void*& table = codec_items_[&codec];
+  const auto& items = codec.dequant_items();
+  if (!table && !items.empty()) {
+    table = pool_alloc(sizeof(quant::DequantItem) * items.size(), "a quantized unit's item table");
+    to_device(table, items.data(), sizeof(quant::DequantItem) * items.size());
+  }
+  for (const quant::PlainCopy& c : codec.plain_copies())
+    copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
+  cuda::dequantize_items(regions, static_cast<const quant::DequantItem*>(table), static_cast<int>(items.size()),
+                         codec.kind() == quant::Kind::kNf4, dynamic_map_, out, stream_);
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -74,6 +75,9 @@ class CudaBackend final : public Backend {
                      const float* lse, const float* dout, float* dq, float* dk, float* dv) override;
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override;
+  void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+               float p) override;
+  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override;
 
  private:
   void* pool_alloc(size_t bytes, const char* what);  // throws a user error on OOM
@@ -90,6 +94,12 @@ class CudaBackend final : public Backend {
   double* host_result_ = nullptr;   // pinned
   float* scratch_ = nullptr;
   size_t scratch_floats_ = 0;
+  // Quantized bases: the 8-bit dynamic map and each codec's item table, made
+  // once on first use; dropout keys, grown on demand.
+  float* dynamic_map_ = nullptr;
+  std::map<const quant::UnitCodec*, void*> codec_items_;
+  uint64_t* dropout_keys_ = nullptr;
+  size_t dropout_keys_cap_ = 0;
 };
 
 // pool_bytes == 0 picks cuda_default_pool_bytes.

@@ -1,0 +1,48 @@
+#include "cuda_common.cuh"
+#include "quant.cuh"
+
+namespace llamaft::cuda {
+
+namespace {
+constexpr unsigned kThreads = 256;
+
+__global__ void dequantize_items_kernel(const float* regions, const quant::DequantItem* items, bool nf4,
+                                        const float* map, float* out) {
+  const quant::DequantItem it = items[blockIdx.x];
+  const float* item = regions + it.src_word;
+  float* dst = out + it.dst;
+  if (nf4) {
+    const float offset = regions[it.offset_word];
+    for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x)
+      dst[j] = quant::nf4_item_value(item, it.count, j, map, offset);
+  } else {
+    for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x) dst[j] = quant::int8_item_value(item, it.count, j);
+  }
+}
+
+__global__ void dropout_kernel(const float* x, float* out, int rows, int cols, int seq, const uint64_t* keys,
+                               uint64_t salt, float p) {
+  const size_t total = size_t(rows) * cols;
+  for (size_t idx = blockIdx.x * size_t(blockDim.x) + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = idx / cols, c = idx % cols;
+    out[idx] = x[idx] * rowmath::dropout_factor(keys[r / seq], salt, uint64_t(r % seq) * cols + c, p);
+  }
+}
+}  // namespace
+
+void dequantize_items(const float* regions, const quant::DequantItem* items, int n_items, bool nf4, const float* map,
+                      float* out, cudaStream_t stream) {
+  if (n_items <= 0) return;
+  dequantize_items_kernel<<<unsigned(n_items), kThreads, 0, stream>>>(regions, items, nf4, map, out);
+  LLAMAFT_LAUNCH_CHECK();
+}
+
+void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* keys, uint64_t salt, float p,
+             cudaStream_t stream) {
+  const size_t total = size_t(rows > 0 ? rows : 0) * (cols > 0 ? cols : 0);
+  if (total == 0) return;
+  dropout_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(x, out, rows, cols, seq, keys, salt, p);
+  LLAMAFT_LAUNCH_CHECK();
+}
+
+}  // namespace llamaft::cuda
