@@ -20,7 +20,8 @@ namespace llamaft {
 int run_eval(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
-  ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be);
+  ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be,
+                                         quant::parse_kind(cfg.get_string("quant.base")));
   const LlamaConfig& mc = rm.config;
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;

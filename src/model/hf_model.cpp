@@ -113,7 +113,8 @@ const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const Tens
   return *t;
 }
 
-ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be) {
+ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be,
+                                  quant::Kind base_quant) {
   ResidentModel m;
   m.config = read_model_config(model_dir);
   ModelOptions opts;
@@ -121,6 +122,24 @@ ResidentModel load_resident_model(const std::string& model_dir, const std::strin
   m.model = std::make_unique<LlamaModel>(m.config, be, opts);
   m.params = std::make_unique<ResidentParams>(be, m.model->layout());
   load_hf_weights(model_dir, m.model->layout(), be, *m.params);
+  if (base_quant != quant::Kind::kNone) {
+    const ParamLayout& layout = m.model->layout();
+    std::vector<float> w;
+    for (int u = 0; u < layout.num_units(); ++u) {
+      if (layout.units()[u].kind != UnitKind::kBlock) continue;
+      for (const auto& slot : layout.units()[u].tensors) {
+        if (!quant::is_quantized_slot(slot)) continue;
+        w.resize(slot.numel());
+        float* dev = m.params->mutable_params(u) + slot.offset;
+        be.to_host(w.data(), dev, w.size() * sizeof(float));
+        if (base_quant == quant::Kind::kNf4)
+          quant::dequantize_nf4(quant::quantize_nf4(w.data(), slot.numel()), slot.numel(), w.data());
+        else
+          quant::dequantize_int8(quant::quantize_int8(w.data(), slot.numel()), slot.numel(), w.data());
+        be.to_device(dev, w.data(), w.size() * sizeof(float));
+      }
+    }
+  }
   if (!adapter_dir.empty()) load_adapter(adapter_dir, m.model->layout(), be, *m.params);
   return m;
 }

@@ -3,6 +3,8 @@
 // Names and shapes are checked against the config; dtypes F32/BF16/F16 load.
 #pragma once
 
+#include "quant/quant.hpp"
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,7 +38,11 @@ struct ResidentModel {
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<ResidentParams> params;
 };
-ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be);
+// base_quant (nf4|int8): the base's linear weights as a QLoRA / int8 LoRA run
+// sees them (quantized and dequantized, bit for bit as training does), so an
+// adapter is evaluated on the base it was trained against.
+ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be,
+                                  quant::Kind base_quant = quant::Kind::kNone);
 
 // Creates model_dir (and parents) and writes config.json.
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);

@@ -216,6 +216,11 @@ def main():
     check(abs(qlearn[0] - deq_eval["loss"]) < 1e-5 * deq_eval["loss"] and qlearn[0] != learn[0],
           f"QLoRA starts at the loss of the reference-dequantized NF4 base ({qlearn[0]:.6f} vs {deq_eval['loss']:.6f}; "
           f"fp32 base {learn[0]:.6f})")
+    q_eval = json.loads(subprocess.run([a.llamaft, "eval", "--model", base, "--quant", "nf4", "--data",
+                                        f"{w}/first_batch.jsonl", "--seq-len", "32"], capture_output=True, text=True,
+                                       check=True).stdout)
+    check(abs(q_eval["loss"] - deq_eval["loss"]) < 1e-6 * deq_eval["loss"],
+          f"eval --quant nf4 sees the base as QLoRA trains on it ({q_eval['loss']:.6f} vs {deq_eval['loss']:.6f})")
     check(qlearn[-1] < 0.8 * qlearn[0], f"QLoRA learns: {qlearn[0]:.4f} -> {qlearn[-1]:.4f} after 100 steps "
           f"(LoRA over the fp32 base: {learn[-1]:.4f})")
 
