@@ -1,9 +1,12 @@
 #include "backend/cuda/cuda_backend.hpp"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <cstdio>
 
 #include "adamw.cuh"
@@ -41,6 +44,37 @@ size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes) {
   return free_bytes > 2 * reserve ? free_bytes - reserve : free_bytes / 2;
 }
 
+// One cuBLASLt plan per (transposes, shape, leading dimensions, pointer
+// alignments): the heuristic runs once per key, never in the step loop after
+// the first step. Alignment is part of the key because the heuristic may pick
+// kernels that need 16-byte (or stricter) aligned operands, and the model's
+// operands are views at arbitrary float offsets into unit buffers.
+struct CudaBackend::LtCache {
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    bool lt = false;  // false: no cuBLASLt algorithm for this case; use cublasSgemm
+  };
+  std::map<std::array<int64_t, 11>, Plan> plans;
+  ~LtCache() {
+    for (auto& [key, p] : plans) {
+      if (p.op) cublasLtMatmulDescDestroy(p.op);
+      for (auto* l : {p.a, p.b, p.c})
+        if (l) cublasLtMatrixLayoutDestroy(l);
+    }
+  }
+};
+
+namespace {
+uint32_t alignment_of(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 4 && v % a) a /= 2;
+  return a;
+}
+}  // namespace
+
 CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
   int count = 0;
   CUDA_CHECK(cudaGetDeviceCount(&count));
@@ -66,11 +100,15 @@ CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
     CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // plain fp32: no TF32 tensor ops
     blas_workspace_ = pool_alloc(kBlasWorkspaceBytes, "the cuBLAS workspace");
     CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_workspace_, kBlasWorkspaceBytes));
+    CUBLAS_CHECK(cublasLtCreate(&lt_));
+    lt_cache_ = std::make_unique<LtCache>();
     reduce_buf_ = static_cast<double*>(
         pool_alloc(sizeof(double) * (cuda::reduce_partials_needed() + 1), "the reduction buffer"));
     CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result_), sizeof(double)));
   } catch (...) {
     if (host_result_) cudaFreeHost(host_result_);
+    lt_cache_.reset();
+    if (lt_) cublasLtDestroy(lt_);
     if (blas_) cublasDestroy(blas_);
     if (stream_) cudaStreamDestroy(stream_);
     cudaFree(pool_);
@@ -82,6 +120,8 @@ CudaBackend::~CudaBackend() {
   // Never throws: errors here are ignored (the process is usually exiting).
   if (stream_) cudaStreamSynchronize(stream_);
   if (host_result_) cudaFreeHost(host_result_);
+  lt_cache_.reset();
+  if (lt_) cublasLtDestroy(lt_);
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
   if (pool_) cudaFree(pool_);
@@ -157,8 +197,45 @@ void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
                        int ldb, float beta, float* c, int ldc) {
   if (m <= 0 || n <= 0) return;
-  CUBLAS_CHECK(cublasSgemm(blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
-                           ldb, a, lda, &beta, c, ldc));
+  // Row-major C(m, n) = op(A) op(B) is column-major C^T(n, m) = op(B)^T op(A)^T:
+  // cuBLAS's "A" is our b (ldb), its "B" is our a (lda).
+  const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint32_t al_a = alignment_of(b), al_b = alignment_of(a), al_c = alignment_of(c);
+  const std::array<int64_t, 11> key = {ta, tb, m, n, k, lda, ldb, ldc, al_a, al_b, al_c};
+  auto it = lt_cache_->plans.find(key);
+  if (it == lt_cache_->plans.end()) {
+    LtCache::Plan p;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+    // Stored (pre-op) shapes, column-major: "A" is n x k (or k x n), "B" is k x m (or m x k), C is n x m.
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, tb ? k : n, tb ? n : k, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, ta ? m : k, ta ? k : m, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, m, ldc));
+    cublasLtMatmulPreference_t pref = nullptr;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = kBlasWorkspaceBytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(lt_, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    p.lt = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p.lt) p.algo = result.algo;
+    it = lt_cache_->plans.emplace(key, p).first;
+  }
+  const LtCache::Plan& p = it->second;
+  if (!p.lt) {
+    CUBLAS_CHECK(cublasSgemm(blas_, op_a, op_b, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
+    return;
+  }
+  CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, blas_workspace_,
+                              kBlasWorkspaceBytes, stream_));
 }
 
 void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }

@@ -1,5 +1,6 @@
 // The CUDA backend: fp32 storage (bf16 comes later; the kernels in kernels/
-// are templated on the storage type), cuBLAS SGEMM (no TF32) for gemm, the
+// are templated on the storage type), cuBLASLt fp32 GEMMs (no TF32) with the
+// heuristic's algorithm cached per shape and pointer alignment, the
 // kernels for everything else, all on one non-blocking stream the backend
 // owns. Memory comes from one pool cudaMalloc'd at construction and carved
 // by DeviceArena, so the step loop never calls cudaMalloc and an OOM names
@@ -19,6 +20,7 @@
 
 struct CUstream_st;    // cudaStream_t is CUstream_st*
 struct cublasContext;  // cublasHandle_t is cublasContext*
+struct cublasLtContext;  // cublasLtHandle_t is cublasLtContext*
 
 namespace llamaft {
 
@@ -87,6 +89,9 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   CUstream_st* stream_ = nullptr;
   cublasContext* blas_ = nullptr;
+  cublasLtContext* lt_ = nullptr;
+  struct LtCache;                   // per-shape matmul descriptors and algorithms
+  std::unique_ptr<LtCache> lt_cache_;
   void* pool_ = nullptr;
   DeviceArena arena_;
   void* blas_workspace_ = nullptr;  // (kBlasWorkspaceBytes) from the pool
