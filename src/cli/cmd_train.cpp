@@ -29,6 +29,10 @@
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
+#ifdef LLAMAFT_HAS_CUDA
+#include "backend/cuda/cuda_backend.hpp"
+#include "comm/nccl_comm.hpp"
+#endif
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
 #include "train/data_order.hpp"
@@ -157,7 +161,17 @@ int run_train(const Config& cfg) {
   const bool lora = mopts.lora.enabled();
   LlamaModel model(mc, *be, mopts);
   const quant::Kind base_quant = base_quant_from_config(cfg);
-  Fsdp fsdp(model.layout(), *be, *world, strategy, shard_group, base_quant);
+  // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
+  // backend's stream). `world` (MPI) keeps the host-side coordination.
+  std::unique_ptr<Communicator> device_comm;
+  Communicator* fsdp_comm = world.get();
+#ifdef LLAMAFT_HAS_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(be.get())) {
+    device_comm = make_nccl_world_comm(cuda->device(), cfg.get_float("runtime.comm_timeout_s"), cuda->stream());
+    fsdp_comm = device_comm.get();
+  }
+#endif
+  Fsdp fsdp(model.layout(), *be, *fsdp_comm, strategy, shard_group, base_quant);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   if (lora || cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);

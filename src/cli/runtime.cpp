@@ -3,6 +3,10 @@
 #include <omp.h>
 
 #include "backend/registry.hpp"
+#include "comm/communicator.hpp"
+#ifdef LLAMAFT_HAS_CUDA
+#include "comm/nccl_comm.hpp"
+#endif
 
 namespace llamaft {
 
@@ -12,7 +16,14 @@ void apply_runtime_settings(const Config& cfg) {
 }
 
 std::unique_ptr<Backend> make_backend(const Config& cfg) {
-  return make_backend(cfg.get_string("runtime.backend"), 0);
+  const std::string name = cfg.get_string("runtime.backend");
+  int device = 0;
+#ifdef LLAMAFT_HAS_CUDA
+  // One GPU per rank: the local rank's device among those visible (all of a
+  // node's GPUs, or the one Slurm's --gpus-per-task leaves each rank).
+  if (name == "cuda") device = pick_local_device(mpi_world().local_rank);
+#endif
+  return make_backend(name, device);
 }
 
 }  // namespace llamaft

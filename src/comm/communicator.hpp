@@ -60,6 +60,8 @@ struct MpiWorld {
 };
 // MPI_Init (if needed) and the node split; idempotent.
 MpiWorld init_mpi(int* argc, char*** argv);
+// What init_mpi found (not collective; all zeros and ones before it ran).
+MpiWorld mpi_world();
 bool mpi_active();
 // Every rank's hostname, on every rank (collective over MPI_COMM_WORLD).
 std::vector<std::string> all_hostnames();

@@ -119,6 +119,8 @@ bool g_initialized_here = false;
 
 }  // namespace
 
+MpiWorld mpi_world() { return g_world; }
+
 MpiWorld init_mpi(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);

@@ -154,6 +154,10 @@ ConfigSchema build() {
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
 
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
+  s.add(float_key("runtime.comm_timeout_s", "600",
+                  "cuda: seconds an NCCL collective may make no progress before the job is aborted with a message "
+                  "naming the rank, host and collective (longer than any legitimate wait, e.g. a checkpoint write)",
+                  1));
   s.add(int_key("runtime.threads", "0", "CPU threads per process (0: OMP_NUM_THREADS or all cores)", 0, 4096));
   return s;
 }
