@@ -10,12 +10,15 @@
 #   3. compare the base model's and the fine-tuned model's answers to
 #      held-out prompts side by side, with exact-match accuracy before and after.
 # Environment: DEMO_DIR (default ./demo_out), DEMO_STEPS (LoRA steps, default 400), DEMO_NP (default 2),
+# DEMO_METHOD (lora, or qlora for an NF4 base; default lora),
 # DEMO_PROMPTS (held-out prompts compared, default 50), DEMO_SKIP_BUILD (set by the test).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${DEMO_DIR:-$root/demo_out}
 steps=${DEMO_STEPS:-400}
 np=${DEMO_NP:-2}
+method=${DEMO_METHOD:-lora}
+quant_args=(); [[ "$method" == qlora ]] && quant_args=(--quant nf4)
 
 echo "== 1/7 dependencies and build"
 if [ -z "${DEMO_SKIP_BUILD:-}" ]; then  # the demo test runs on a finished build
@@ -62,7 +65,7 @@ warmup_steps = 20
 lr_schedule = cosine
 eval_every = 100
 [finetune]
-method = lora
+method = $method
 [lora]
 r = 16
 alpha = 32
@@ -77,12 +80,12 @@ mpirun --oversubscribe -np "$np" "$bin" train --config "$out/lora.cfg"
 
 echo "== 6/7 held-out loss and token accuracy, base vs base + adapter"
 "$bin" eval --model "$base" --data "$out/prepared/reverse/val" --seq-len 16 | tee "$out/eval_base.json"
-"$bin" eval --model "$base" --adapter "$out/lora_run/adapter" --data "$out/prepared/reverse/val" --seq-len 16 |
+"$bin" eval --model "$base" --adapter "$out/lora_run/adapter" "${quant_args[@]}" --data "$out/prepared/reverse/val" --seq-len 16 |
   tee "$out/eval_tuned.json"
 
 echo "== 7/7 answers to held-out prompts, base vs fine-tuned (base + LoRA adapter)"
 /usr/bin/python3 "$root/scripts/demo_compare.py" --llamaft "$bin" --base "$base" --adapter "$out/lora_run/adapter" \
-  --prompts "$out/data/reverse/test_prompts.jsonl" --limit "${DEMO_PROMPTS:-50}" | tee "$out/compare.txt"
+  "${quant_args[@]}" --prompts "$out/data/reverse/test_prompts.jsonl" --limit "${DEMO_PROMPTS:-50}" | tee "$out/compare.txt"
 /usr/bin/python3 "$root/scripts/plot_metrics.py" "$out/lora_run" --output "$out/lora_run/metrics.png" || true
 
 echo

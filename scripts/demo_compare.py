@@ -27,11 +27,13 @@ def render(ids):
     return "".join(out)
 
 
-def generate(llamaft, model, prompt, n, adapter=None):
+def generate(llamaft, model, prompt, n, adapter=None, quant=None):
     cmd = [llamaft, "generate", "--model", model, "--prompt-ids", ",".join(map(str, prompt)),
            "--max-new-tokens", str(n), "--temperature", "0", "--json", "--threads", "1"]
     if adapter:
         cmd += ["--adapter", adapter]
+    if quant:
+        cmd += ["--quant", quant]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -42,6 +44,7 @@ def main():
     p.add_argument("--base", required=True)
     p.add_argument("--tuned", help="a fine-tuned model folder")
     p.add_argument("--adapter", help="a LoRA adapter on top of --base")
+    p.add_argument("--quant", help="nf4|int8: the fine-tuned side runs on the base as a quantized run saw it")
     p.add_argument("--prompts", required=True)
     p.add_argument("--show", type=int, default=8)
     p.add_argument("--limit", type=int, default=50)
@@ -54,7 +57,8 @@ def main():
         want = r["answer_ids"][:-1]  # the digits; EOS ends the answer
         outs = {}
         for name, model, adapter in (("base", a.base, None), ("tuned", a.tuned or a.base, a.adapter)):
-            g = generate(a.llamaft, model, r["prompt_ids"], len(r["answer_ids"]) + 2, adapter)
+            g = generate(a.llamaft, model, r["prompt_ids"], len(r["answer_ids"]) + 2, adapter,
+                         a.quant if name == "tuned" else None)
             outs[name] = g["ids"] + ([EOS] if g["stopped_at_eos"] else [])
             correct[name] += g["ids"] == want and g["stopped_at_eos"]
         if i < a.show:

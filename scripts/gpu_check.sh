@@ -5,9 +5,11 @@
 # the same run, and peak memory against `llamaft plan`. Logs go to $OUT when set.
 # Must finish within 8 minutes on one H200.
 #
-# Status (2026-11-28): the CUDA backend is fp32 (cuBLAS SGEMM, simple
-# kernels); bf16, cuBLASLt, the tiled attention kernel and NCCL are the CUDA
-# issue's remaining work, so expect low MFU until then.
+# Then the same model with QLoRA (NF4 base, dequantized per block on the GPU).
+#
+# Status (2026-11-28): the CUDA backend computes and stores in fp32 (cuBLASLt
+# fp32 GEMMs, our kernels); bf16 storage is the CUDA issue's remaining work,
+# so expect an MFU far below the bf16 target until then. Never yet run on a GPU.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu_check_out}
@@ -43,12 +45,18 @@ timeout 300 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --dat
   --fsdp.activation_checkpointing true --output.dir "$work/run" --output.export false --checkpoint.at_end false \
   --output.progress false
 train_rc=$?
+echo "== llama3.2-1b QLoRA (NF4 base), one GPU, seq 2048"
+timeout 240 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --data.path "$work/data.jsonl" \
+  --data.seq_len 2048 --train.global_batch_size 1 --train.steps 12 --runtime.backend cuda \
+  --finetune.method qlora --fsdp.activation_checkpointing true --output.dir "$work/qlora" \
+  --checkpoint.at_end false --output.progress false
+qlora_rc=$?
 "$build/llamaft" plan --model "$work/model" --np 1 --seq-len 2048 --fsdp.activation_checkpointing true \
   --fsdp.strategy full_shard --json > "$work/plan.json"
 
-python3 - "$work" "$train_rc" "$gpu_tests" <<'PY'
+python3 - "$work" "$train_rc" "$gpu_tests" "$qlora_rc" <<'PY'
 import json, sys
-work, train_rc, gpu_tests = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, train_rc, gpu_tests, qlora_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 cfg = json.load(open(f"{work}/model/config.json"))
 rows = []
 try:
@@ -57,7 +65,13 @@ except OSError:
     pass
 plan = json.load(open(f"{work}/plan.json"))
 print("== summary")
-print(f"GPU tests exit {gpu_tests}; training exit {train_rc}")
+print(f"GPU tests exit {gpu_tests}; training exit {train_rc}; QLoRA exit {qlora_rc}")
+try:
+    q = [json.loads(l) for l in open(f"{work}/qlora/metrics.jsonl")][2:]
+    print(f"llama3.2-1b QLoRA: {sum(r['tokens_per_s'] for r in q) / len(q):.0f} tokens/s, "
+          f"loss {q[0]['loss']:.3f} -> {q[-1]['loss']:.3f}")
+except (OSError, ZeroDivisionError, KeyError):
+    print("llama3.2-1b QLoRA: no metrics")
 if rows:
     tps = sum(r["tokens_per_s"] for r in rows) / len(rows)
     d, L, f, V = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["vocab_size"]

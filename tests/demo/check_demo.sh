@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A shortened demo run (300 LoRA steps, 20 held-out prompts) must raise exact-match
+# A shortened demo run (300 LoRA or QLoRA steps, DEMO_METHOD, 20 held-out prompts) must raise exact-match
 # accuracy from the base model's by at least 50 points, with the fine-tuned
 # model stopping at EOS by itself.
 set -euo pipefail
