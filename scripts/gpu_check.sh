@@ -7,9 +7,10 @@
 #
 # Then the same model with QLoRA (NF4 base, dequantized per block on the GPU).
 #
-# Status (2026-11-28): the CUDA backend computes and stores in fp32 (cuBLASLt
-# fp32 GEMMs, our kernels); bf16 storage is the CUDA issue's remaining work,
-# so expect an MFU far below the bf16 target until then. Never yet run on a GPU.
+# Status (2026-11-28): the CUDA backend stores fp32 and, with
+# train.param_dtype = bf16 (used here), runs its GEMMs as bf16 x bf16 -> fp32
+# on the tensor cores (autocast-style operand casts); the other kernels are
+# fp32. bf16 storage is the CUDA issue's remaining work. Never yet run on a GPU.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu_check_out}
@@ -22,7 +23,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 echo "== build (CUDA, sm_90)"
 build=$root/build-gpu
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMAFT_CUDA=ON -DLLAMAFT_CUDA_ARCHS=90 >/dev/null || exit 1
-cmake --build "$build" -j "$(nproc)" --target llamaft cuda_tests unit_tests >/dev/null || exit 1
+cmake --build "$build" -j "$(nproc)" --target llamaft cuda_tests unit_tests bench_cuda_gemm >/dev/null || exit 1
+
+echo "== dense GEMM peak (cuBLASLt, 8192^3)"
+"$build/bench/bench_cuda_gemm" 8192 20 | tee "$out/gemm_peak.json"
 
 echo "== GPU tests"
 "$build/tests/cuda_tests" --gtest_brief=1 2>&1 | tail -n 30
@@ -42,21 +46,25 @@ PY
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 timeout 300 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --data.path "$work/data.jsonl" \
   --data.seq_len 2048 --train.global_batch_size 1 --train.steps 12 --runtime.backend cuda \
-  --fsdp.activation_checkpointing true --output.dir "$work/run" --output.export false --checkpoint.at_end false \
+  --train.param_dtype bf16 --fsdp.activation_checkpointing true --output.dir "$work/run" --output.export false --checkpoint.at_end false \
   --output.progress false
 train_rc=$?
 echo "== llama3.2-1b QLoRA (NF4 base), one GPU, seq 2048"
 timeout 240 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --data.path "$work/data.jsonl" \
   --data.seq_len 2048 --train.global_batch_size 1 --train.steps 12 --runtime.backend cuda \
-  --finetune.method qlora --fsdp.activation_checkpointing true --output.dir "$work/qlora" \
+  --train.param_dtype bf16 --finetune.method qlora --fsdp.activation_checkpointing true --output.dir "$work/qlora" \
   --checkpoint.at_end false --output.progress false
 qlora_rc=$?
 "$build/llamaft" plan --model "$work/model" --np 1 --seq-len 2048 --fsdp.activation_checkpointing true \
   --fsdp.strategy full_shard --json > "$work/plan.json"
 
-python3 - "$work" "$train_rc" "$gpu_tests" "$qlora_rc" <<'PY'
+python3 - "$work" "$train_rc" "$gpu_tests" "$qlora_rc" "$out/gemm_peak.json" <<'PY'
 import json, sys
 work, train_rc, gpu_tests, qlora_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+try:
+    peak = json.loads(open(sys.argv[5]).read().strip().splitlines()[-1])
+except (OSError, ValueError, IndexError):
+    peak = {}
 cfg = json.load(open(f"{work}/model/config.json"))
 rows = []
 try:
@@ -80,7 +88,9 @@ if rows:
     flops = (6 * n + 6 * L * 2048 * qd) * tps
     print(f"llama3.2-1b: {tps:.0f} tokens/s, {flops / 1e12:.1f} TFLOP/s model FLOPs; "
           f"backend peak {rows[-1]['mem_peak_bytes'] / 2**30:.1f} GiB vs plan {plan['total'] / 2**30:.1f} GiB")
-    print("MFU against the H200's dense bf16 peak (~989 TFLOP/s nominal): "
-          f"{100 * flops / 989e12:.1f}%  (the backend is fp32 today)")
+    print(f"MFU against the H200's nominal dense bf16 peak (989 TFLOP/s): {100 * flops / 989e12:.1f}%")
+    if peak:
+        print(f"MFU against the bf16 GEMM peak measured in this run ({peak['bf16_tflops']:.0f} TFLOP/s): "
+              f"{100 * flops / (peak['bf16_tflops'] * 1e12):.1f}%  (fp32 GEMM peak {peak['fp32_tflops']:.0f})")
 PY
 echo "gpu_check finished in $(( $(date +%s) - t_start )) s; log in $log"

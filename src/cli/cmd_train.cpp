@@ -167,6 +167,7 @@ int run_train(const Config& cfg) {
   Communicator* fsdp_comm = world.get();
 #ifdef LLAMAFT_HAS_CUDA
   if (auto* cuda = dynamic_cast<CudaBackend*>(be.get())) {
+    cuda->set_bf16_gemm(cfg.get_string("train.param_dtype") == "bf16");
     device_comm = make_nccl_world_comm(cuda->device(), cfg.get_float("runtime.comm_timeout_s"), cuda->stream());
     fsdp_comm = device_comm.get();
   }

@@ -81,7 +81,7 @@ ConfigSchema build() {
   s.add(float_key("train.eps", "1e-8", "AdamW epsilon (added after the square root)", 0, 1));
   s.add(float_key("train.max_grad_norm", "1.0", "clip the global gradient norm to this; 0 disables", 0));
   s.add(int_key("train.seed", "0", "seed for data shuffling", 0));
-  s.add(choice_key("train.param_dtype", "fp32", "compute dtype of gathered parameters (bf16 needs CUDA)",
+  s.add(choice_key("train.param_dtype", "fp32", "GEMM compute dtype: bf16 rounds both operands to bf16 and accumulates in fp32 on the tensor cores, as PyTorch autocast does (CUDA only; storage stays fp32 for now)",
                    {"fp32", "bf16"}));
   s.add(int_key("train.max_nonfinite_skips", "3",
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));

@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_backend.hpp"
 #include "core/error.hpp"
 #include "cuda_test_util.hpp"
+#include "core/dtype.hpp"
 #include "quant/quant.hpp"
 
 namespace llamaft {
@@ -352,6 +353,39 @@ TEST(CudaOps, LoraDropoutMatchesCpu) {
   });
   d.expect_close("dropout", y, Tol{1e-30, 1e-7});
   d.expect_close("dropout in place", x, Tol{1e-30, 1e-7});
+}
+
+}  // namespace
+}  // namespace llamaft::cuda_test
+
+namespace llamaft::cuda_test {
+namespace {
+
+// train.param_dtype = bf16: the GPU rounds both operands to bf16 and
+// accumulates in fp32; the CPU reference multiplies the same bf16-rounded
+// values in fp32. Strided operands, an unaligned start, all transposes.
+TEST(CudaOps, GemmBf16MatchesCpuOnRoundedInputs) {
+  LLAMAFT_SKIP_WITHOUT_GPU();
+  const int m = 67, n = 45, k = 129, pad = 3;
+  auto rounded = [](std::vector<float> v) {
+    for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+    return v;
+  };
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      Dual d;
+      dynamic_cast<CudaBackend&>(d.gpu()).set_bf16_gemm(true);
+      const int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+      const std::vector<float> ha = randn(size_t(ta ? k : m) * lda + 1, 11), hb = randn(size_t(tb ? n : k) * ldb, 12);
+      auto a = d.put(ha), b = d.put(hb), a_ref = d.put(rounded(ha)), b_ref = d.put(rounded(hb));
+      auto c = d.put(randn(size_t(m) * ldc, 13));
+      d.run([&](Backend& be, bool g) {
+        const float* pa = (g ? a.on(g) : a_ref.on(g)) + 1;  // 4-byte aligned only
+        const float* pb = g ? b.on(g) : b_ref.on(g);
+        be.gemm(ta, tb, m, n, k, 0.5f, pa, lda, pb, ldb, 0.75f, c.on(g), ldc);
+      });
+      d.expect_close("bf16 gemm ta=" + std::to_string(ta) + " tb=" + std::to_string(tb), c, Tol{1e-4, 1e-4});
+    }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "adamw.cuh"
 #include "attention.cuh"
+#include "cast.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "cross_entropy.cuh"
 #include "elementwise.cuh"
@@ -56,7 +57,7 @@ struct CudaBackend::LtCache {
     cublasLtMatmulAlgo_t algo{};
     bool lt = false;  // false: no cuBLASLt algorithm for this case; use cublasSgemm
   };
-  std::map<std::array<int64_t, 11>, Plan> plans;
+  std::map<std::array<int64_t, 12>, Plan> plans;
   ~LtCache() {
     for (auto& [key, p] : plans) {
       if (p.op) cublasLtMatmulDescDestroy(p.op);
@@ -200,8 +201,29 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
   // Row-major C(m, n) = op(A) op(B) is column-major C^T(n, m) = op(B)^T op(A)^T:
   // cuBLAS's "A" is our b (ldb), its "B" is our a (lda).
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const uint32_t al_a = alignment_of(b), al_b = alignment_of(a), al_c = alignment_of(c);
-  const std::array<int64_t, 11> key = {ta, tb, m, n, k, lda, ldb, ldc, al_a, al_b, al_c};
+  const void* lt_a = b;  // cuBLAS's operands, possibly bf16 copies
+  const void* lt_b = a;
+  if (bf16_gemm_ && k > 0) {
+    // Round each operand's whole strided span (first to last element) to bf16,
+    // keeping its leading dimension.
+    const size_t span_b = static_cast<size_t>((tb ? n : k) - 1) * ldb + (tb ? k : n);
+    const size_t span_a = static_cast<size_t>((ta ? k : m) - 1) * lda + (ta ? m : k);
+    const float* src[2] = {b, a};
+    const size_t span[2] = {span_b, span_a};
+    for (int i = 0; i < 2; ++i) {
+      if (span[i] > bf16_ops_cap_[i]) {
+        const size_t grown = std::max(span[i], 2 * bf16_ops_cap_[i]);
+        bf16_ops_[i] = static_cast<uint16_t*>(pool_alloc(sizeof(uint16_t) * grown, "a bf16 GEMM operand"));
+        bf16_ops_cap_[i] = grown;
+      }
+      cuda::f32_to_bf16(src[i], bf16_ops_[i], span[i], stream_);
+    }
+    lt_a = bf16_ops_[0];
+    lt_b = bf16_ops_[1];
+  }
+  const cudaDataType_t in_type = bf16_gemm_ && k > 0 ? CUDA_R_16BF : CUDA_R_32F;
+  const uint32_t al_a = alignment_of(lt_a), al_b = alignment_of(lt_b), al_c = alignment_of(c);
+  const std::array<int64_t, 12> key = {ta, tb, m, n, k, lda, ldb, ldc, al_a, al_b, al_c, in_type};
   auto it = lt_cache_->plans.find(key);
   if (it == lt_cache_->plans.end()) {
     LtCache::Plan p;
@@ -209,8 +231,8 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
     // Stored (pre-op) shapes, column-major: "A" is n x k (or k x n), "B" is k x m (or m x k), C is n x m.
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, tb ? k : n, tb ? n : k, ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, ta ? m : k, ta ? k : m, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, tb ? k : n, tb ? n : k, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, ta ? m : k, ta ? k : m, lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, m, ldc));
     cublasLtMatmulPreference_t pref = nullptr;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -231,11 +253,13 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
   }
   const LtCache::Plan& p = it->second;
   if (!p.lt) {
+    LLAMAFT_REQUIRE(in_type == CUDA_R_32F, "cuBLASLt has no bf16 GEMM for m=", m, " n=", n, " k=", k,
+                    " on this GPU; set train.param_dtype = fp32");
     CUBLAS_CHECK(cublasSgemm(blas_, op_a, op_b, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
     return;
   }
-  CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, blas_workspace_,
-                              kBlasWorkspaceBytes, stream_));
+  CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, lt_a, p.a, lt_b, p.b, &beta, c, p.c, c, p.c, &p.algo,
+                              blas_workspace_, kBlasWorkspaceBytes, stream_));
 }
 
 void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }

@@ -44,6 +44,12 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
   CUstream_st* stream() const { return stream_; }  // for NCCL on the same stream
   const DeviceArena& arena() const { return arena_; }
+  // bf16 GEMMs with fp32 inputs, outputs and accumulation (PyTorch autocast's
+  // semantics for matmuls): each operand is rounded to bf16 into a scratch
+  // buffer right before a cuBLASLt bf16 x bf16 -> fp32 GEMM on the tensor
+  // cores. Storage stays fp32. train.param_dtype = bf16 turns it on.
+  void set_bf16_gemm(bool on) { bf16_gemm_ = on; }
+  bool bf16_gemm() const { return bf16_gemm_; }
 
   void* alloc_bytes(size_t bytes) override;
   void free_bytes(void* p) override;
@@ -105,6 +111,9 @@ class CudaBackend final : public Backend {
   std::map<const quant::UnitCodec*, void*> codec_items_;
   uint64_t* dropout_keys_ = nullptr;
   size_t dropout_keys_cap_ = 0;
+  bool bf16_gemm_ = false;
+  uint16_t* bf16_ops_[2] = {nullptr, nullptr};  // bf16 copies of the two GEMM operands, grown on demand
+  size_t bf16_ops_cap_[2] = {0, 0};
 };
 
 // pool_bytes == 0 picks cuda_default_pool_bytes.

@@ -323,6 +323,7 @@ struct cublasLtMatmulDescOpaque_t {
 struct cublasLtMatrixLayoutOpaque_t {
   uint64_t rows, cols;
   int64_t ld;
+  cudaDataType_t type;
 };
 struct cublasLtMatmulPreferenceOpaque_t {
   int unused;
@@ -350,10 +351,10 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
   (attr == CUBLASLT_MATMUL_DESC_TRANSA ? d->ta : d->tb) = *static_cast<const cublasOperation_t*>(buf);
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataType_t, uint64_t rows, uint64_t cols,
-                                          int64_t ld) {
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* l, cudaDataType_t type, uint64_t rows,
+                                          uint64_t cols, int64_t ld) {
   if (ld < int64_t(rows) || ld < 1) return CUBLAS_STATUS_INVALID_VALUE;  // column-major: ld >= rows
-  *l = new cublasLtMatrixLayoutOpaque_t{rows, cols, ld};
+  *l = new cublasLtMatrixLayoutOpaque_t{rows, cols, ld, type};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
@@ -388,7 +389,21 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
   const uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols, n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
   if (ka != kb || c->rows != m || c->cols != n || dl->rows != m || dl->cols != n || C != D || c->ld != dl->ld)
     return CUBLAS_STATUS_INVALID_VALUE;
-  return cublasSgemm(nullptr, d->ta, d->tb, int(m), int(n), int(ka), static_cast<const float*>(alpha),
-                     static_cast<const float*>(A), int(a->ld), static_cast<const float*>(B), int(b->ld),
-                     static_cast<const float*>(beta), static_cast<float*>(D), int(c->ld));
+  if (a->type != b->type || c->type != CUDA_R_32F || dl->type != CUDA_R_32F) return CUBLAS_STATUS_INVALID_VALUE;
+  // bf16 inputs (raw bits): widen the stored span to fp32, then the same GEMM.
+  std::vector<float> wa, wb;
+  auto widen = [](const void* p, const cublasLtMatrixLayoutOpaque_t* l, std::vector<float>& w) {
+    const size_t span = size_t(l->cols - 1) * l->ld + l->rows;
+    const auto* bits = static_cast<const uint16_t*>(p);
+    w.resize(span);
+    for (size_t i = 0; i < span; ++i) {
+      const uint32_t u = uint32_t(bits[i]) << 16;
+      std::memcpy(&w[i], &u, 4);
+    }
+    return static_cast<const float*>(w.data());
+  };
+  const float* fa = a->type == CUDA_R_16BF ? widen(A, a, wa) : static_cast<const float*>(A);
+  const float* fb = b->type == CUDA_R_16BF ? widen(B, b, wb) : static_cast<const float*>(B);
+  return cublasSgemm(nullptr, d->ta, d->tb, int(m), int(n), int(ka), static_cast<const float*>(alpha), fa,
+                     int(a->ld), fb, int(b->ld), static_cast<const float*>(beta), static_cast<float*>(D), int(c->ld));
 }
