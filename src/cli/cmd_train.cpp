@@ -42,6 +42,8 @@
 
 namespace llamaft {
 
+const char* git_revision();  // generated at configure time (CMakeLists.txt)
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -255,7 +257,7 @@ int run_train(const Config& cfg) {
     H5get_libversion(&h5maj, &h5min, &h5rel);
     nlohmann::ordered_json info = {
         {"llamaft_version", LLAMAFT_VERSION},
-        {"git_revision", LLAMAFT_GIT_REVISION},
+        {"git_revision", git_revision()},
         {"world_size", nranks},
         {"hostnames", hosts},
         {"strategy", strategy_name(strategy)},
