@@ -142,14 +142,14 @@ def main():
             return ["--finetune.method", "lora", "--lora.dropout", "0.2"]
         return ["--finetune.method", method]
 
-    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=(), method="lora"):
+    def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=(), method="lora", load=True):
         subprocess.run(["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", *extra, "--model.path", base,
                         "--data.path", data, "--data.seq_len", "32", "--train.global_batch_size", str(batch),
                         "--train.steps", str(steps), "--train.lr", str(lr), *method_args(method), "--lora.r",
                         "8", "--lora.alpha", "16", "--output.dir", out, "--output.progress", "false"], env=ENV,
                        check=True, capture_output=True)
         losses = [json.loads(x)["loss"] for x in open(f"{out}/metrics.jsonl") if '"loss"' in x]
-        return losses, st_numpy.load(f"{out}/adapter/adapter_model.safetensors")
+        return losses, st_numpy.load(f"{out}/adapter/adapter_model.safetensors") if load else None
 
     # Learning, and step 0 == the base model on the first global batch (B = 0 at init).
     # The demo's digit-reversal task (scripts/make_demo_data.py), which LoRA learns quickly.
@@ -223,6 +223,18 @@ def main():
           f"eval --quant nf4 sees the base as QLoRA trains on it ({q_eval['loss']:.6f} vs {deq_eval['loss']:.6f})")
     check(qlearn[-1] < 0.8 * qlearn[0], f"QLoRA learns: {qlearn[0]:.4f} -> {qlearn[-1]:.4f} after 100 steps "
           f"(LoRA over the fp32 base: {learn[-1]:.4f})")
+
+    # QLoRA with dropout, preempted at step 5 at np = 2 and resumed at np = 4:
+    # the checkpoint holds the adapters, the base is re-quantized at load on
+    # the new layout, and the run continues as if uninterrupted.
+    straight, wa = train(2, f"{w}/q_straight", 10, 1e-3, method="qlora", extra=("--lora.dropout", "0.1"))
+    train(2, f"{w}/q_resumed", 10, 1e-3, method="qlora", extra=("--lora.dropout", "0.1", "--train.exit_after_steps", "5"),
+          load=False)
+    resumed, wb = train(4, f"{w}/q_resumed", 10, 1e-3, method="qlora", extra=("--lora.dropout", "0.1"))
+    lrel = max(abs(x - y) / y for x, y in zip(resumed, straight))
+    wd = max(float(np.max(np.abs(wa[k] - wb[k]))) for k in wa)
+    check(len(resumed) == 10 and lrel < 1e-6 and wd < 1e-6,
+          f"QLoRA + dropout checkpointed at np=2, resumed at np=4: losses rel {lrel:.1e}, adapters {wd:.1e}")
 
     # 2. PEFT loads llamaft's adapter and agrees
     trained = f"{w}/learn/adapter"
