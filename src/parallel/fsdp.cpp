@@ -74,7 +74,11 @@ Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStr
   for (const auto& u : layout.units()) {
     ShardGeometry g;
     if (base_quant != quant::Kind::kNone && u.kind == UnitKind::kBlock && !u.trainable) {
-      codec_.push_back(std::make_unique<quant::UnitCodec>(u, base_quant, s));
+      // One codec (and one item table) for every block of the same layout.
+      std::shared_ptr<const quant::UnitCodec> shared;
+      for (const auto& c : codec_)
+        if (c && c->serves(u)) shared = c;
+      codec_.push_back(shared ? shared : std::make_shared<const quant::UnitCodec>(u, base_quant, s));
       g.numel = g.padded = codec_.back()->shard_words() * s;
     } else {
       codec_.emplace_back();

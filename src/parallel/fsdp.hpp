@@ -121,7 +121,7 @@ class Fsdp final : public UnitAccess {
   MeshShape mesh_;
   std::unique_ptr<Communicator> shard_comm_, replica_comm_;
   quant::Kind base_quant_ = quant::Kind::kNone;
-  std::vector<std::unique_ptr<quant::UnitCodec>> codec_;
+  std::vector<std::shared_ptr<const quant::UnitCodec>> codec_;  // shared by units of one layout
   std::vector<ShardGeometry> geom_;
   std::vector<DeviceArray<float>> master_, grad_, m_, v_;
   std::map<int, std::unique_ptr<Gathered>> gathered_;         // unit -> gathered params

@@ -43,8 +43,8 @@ void load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
       // Quantized at load: each rank reads and quantizes only its own groups.
       codec->quantize_region(
           fsdp.mesh().shard_index, staging.data(),
-          [&](const TensorSlot& slot, int64_t elem, int64_t count, float* dst) {
-            set.read_f32(slot.hf_name, elem, count, dst);
+          [&](int slot, int64_t elem, int64_t count, float* dst) {
+            set.read_f32(unit.tensors[slot].hf_name, elem, count, dst);
           },
           [&](double* sums, size_t n) { fsdp.shard_comm().all_reduce_sum(sums, n); });
       be.to_device(fsdp.master(u), staging.data(), staging.size() * sizeof(float));

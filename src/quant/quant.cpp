@@ -187,7 +187,12 @@ int64_t UnitCodec::item_words(int64_t values) const {
 UnitCodec::UnitCodec(const Unit& unit, Kind kind, int shards) : kind_(kind), shards_(shards) {
   LLAMAFT_CHECK(kind == Kind::kInt8 || kind == Kind::kNf4, "UnitCodec needs int8 or nf4");
   numel_ = unit.numel;
-  for (const auto& s : unit.tensors) (is_quantized_slot(s) ? qslots_ : plain_).push_back(&s);
+  slots_ = unit.tensors;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const bool q = is_quantized_slot(slots_[i]);
+    (q ? qslots_ : plain_).push_back(&slots_[i]);
+    (q ? qindex_ : pindex_).push_back(static_cast<int>(i));
+  }
   header_words_ = static_cast<int64_t>(qslots_.size());
   for (const auto* p : plain_) {
     plain_word_.push_back(header_words_);
@@ -216,6 +221,15 @@ UnitCodec::UnitCodec(const Unit& unit, Kind kind, int shards) : kind_(kind), sha
       dequant_items_.push_back({r * shard_words_ + it.word, r * shard_words_ + it.tensor,
                                 qslots_[it.tensor]->offset + it.begin, it.count});
   for (size_t p = 0; p < plain_.size(); ++p) plain_copies_.push_back({plain_word_[p], plain_[p]->offset, plain_[p]->numel()});
+}
+
+bool UnitCodec::serves(const Unit& unit) const {
+  if (unit.numel != numel_ || unit.tensors.size() != slots_.size()) return false;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (unit.tensors[i].shape != slots_[i].shape || unit.tensors[i].offset != slots_[i].offset ||
+        is_quantized_slot(unit.tensors[i]) != is_quantized_slot(slots_[i]))
+      return false;
+  return true;
 }
 
 void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::vector<float>>& values,

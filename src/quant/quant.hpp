@@ -172,9 +172,11 @@ class UnitCodec {
   int64_t numel() const { return numel_; }                // the dequantized unit's elements
   int num_quantized() const { return static_cast<int>(qslots_.size()); }
 
-  // Fills rank `rank`'s region (shard_words() words). `read(slot, elem, count,
-  // dst)` reads fp32 source values; `sum_over_ranks(double*, n)` sums over the
-  // shard ranks (NF4's per-tensor absmax mean needs every rank's blocks).
+  // Fills rank `rank`'s region (shard_words() words). `read(slot_index, elem,
+  // count, dst)` reads fp32 source values of the unit's tensor slot_index (an
+  // index into Unit::tensors: one codec serves every unit of the same layout);
+  // `sum_over_ranks(double*, n)` sums over the shard ranks (NF4's per-tensor
+  // absmax mean needs every rank's blocks).
   template <typename Read, typename SumOverRanks>
   void quantize_region(int rank, float* region, Read&& read, SumOverRanks&& sum_over_ranks) const;
 
@@ -188,7 +190,10 @@ class UnitCodec {
   // bitsandbytes lays it out, read back from the regions.
   Nf4Tensor nf4_tensor(const float* regions, int t) const;
   Int8Tensor int8_tensor(const float* regions, int t) const;
-  const TensorSlot& quantized_slot(int t) const { return *qslots_[t]; }
+  int quantized_slot_index(int t) const { return qindex_[t]; }  // into Unit::tensors
+  // Whether `unit` has this codec's layout (the same tensors at the same
+  // offsets), so this codec can serve it: every block of a model shares one.
+  bool serves(const Unit& unit) const;
 
  private:
   struct Item {
@@ -204,7 +209,9 @@ class UnitCodec {
   Kind kind_;
   int shards_;
   int64_t numel_ = 0, header_words_ = 0, shard_words_ = 0;
-  std::vector<const TensorSlot*> qslots_, plain_;    // quantized and fp32 tensors
+  std::vector<TensorSlot> slots_;                    // the layout (copied; names are the first unit's)
+  std::vector<const TensorSlot*> qslots_, plain_;    // quantized and fp32 tensors, into slots_
+  std::vector<int> qindex_, pindex_;                 // their indices in Unit::tensors
   std::vector<int64_t> plain_word_;                  // header word of each plain tensor
   std::vector<std::vector<Item>> items_;             // per rank
   std::vector<DequantItem> dequant_items_;
@@ -221,7 +228,7 @@ void UnitCodec::quantize_region(int rank, float* region, Read&& read, SumOverRan
   std::vector<std::vector<float>> values(mine.size());
   for (size_t i = 0; i < mine.size(); ++i) {
     values[i].resize(mine[i].count);
-    read(*qslots_[mine[i].tensor], mine[i].begin, mine[i].count, values[i].data());
+    read(qindex_[mine[i].tensor], mine[i].begin, mine[i].count, values[i].data());
   }
   // NF4: offset = mean of the tensor's block absmax over every rank's blocks.
   std::vector<double> sums(qslots_.size(), 0.0);
@@ -240,7 +247,7 @@ void UnitCodec::quantize_region(int rank, float* region, Read&& read, SumOverRan
     offsets[t] = static_cast<float>(sums[t] / static_cast<double>(blocks(qslots_[t]->numel())));
   std::fill(region, region + shard_words_, 0.f);
   for (size_t p = 0; p < plain_.size(); ++p)
-    read(*plain_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
+    read(pindex_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
   quantize_items(rank, region, values, offsets);
 }
 

@@ -143,8 +143,9 @@ std::vector<std::vector<float>> train_steps(Backend& be, const LlamaConfig& cfg,
     if (const quant::UnitCodec* codec = fsdp.codec(u)) {
       codec->quantize_region(
           0, shard.data(),
-          [&](const TensorSlot& s, int64_t elem, int64_t count, float* dst) {
-            std::copy(w[u].begin() + s.offset + elem, w[u].begin() + s.offset + elem + count, dst);
+          [&](int slot, int64_t elem, int64_t count, float* dst) {
+            const int64_t at = model.layout().units()[u].tensors[slot].offset + elem;
+            std::copy(w[u].begin() + at, w[u].begin() + at + count, dst);
           },
           [](double*, size_t) {});
     } else {

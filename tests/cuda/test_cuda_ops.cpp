@@ -321,8 +321,9 @@ TEST(CudaOps, DequantizeUnitMatchesCpuNf4AndInt8) {
     const int shards = 3;
     const quant::UnitCodec codec(unit, kind, shards);
     std::vector<float> regions(size_t(shards * codec.shard_words()));
-    auto read = [&](const TensorSlot& s, int64_t elem, int64_t count, float* dst) {
-      std::copy(src.begin() + s.offset + elem, src.begin() + s.offset + elem + count, dst);
+    auto read = [&](int slot, int64_t elem, int64_t count, float* dst) {
+      const int64_t at = unit.tensors[slot].offset + elem;
+      std::copy(src.begin() + at, src.begin() + at + count, dst);
     };
     std::vector<double> total(codec.num_quantized(), 0.0);  // two passes stand in for the all-reduce
     for (int r = 0; r < shards; ++r)

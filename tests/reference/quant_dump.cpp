@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       world->all_gather(fsdp.master(u), regions.data(), g.shard_size)->wait();
       const float* deq = fsdp.params(u);  // the training path's dequantization
       for (int t = 0; t < codec->num_quantized(); ++t) {
-        const TensorSlot& slot = codec->quantized_slot(t);
+        const TensorSlot& slot = layout.units()[u].tensors[codec->quantized_slot_index(t)];
         const std::string& n = slot.hf_name;
         if (kind == quant::Kind::kNf4) {
           const quant::Nf4Tensor q = codec->nf4_tensor(regions.data(), t);

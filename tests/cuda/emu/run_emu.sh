@@ -29,6 +29,14 @@ sources=("$out"/kernels/*.cu "$root"/src/backend/cuda/*.cpp "$root"/tests/cuda/*
 # NCCL has no emulator: its tests need real GPUs.
 for i in "${!sources[@]}"; do [[ "${sources[$i]}" == *nccl* ]] && unset 'sources[i]'; done
 sources=("${sources[@]}")
+# Objects are reused only while no header changed since the last build (the
+# per-file check below sees sources, not what they include).
+stamp=$out/obj/.headers
+if [[ ! -f "$stamp" ]] || [[ -n "$(find "$root/src" "$root/kernels" "$root/tests/cuda" \( -name '*.hpp' -o -name '*.cuh' \
+      -o -name '*.h' \) -newer "$stamp" -print -quit)" ]]; then
+  rm -f "$out"/obj/*.o
+fi
+touch "$stamp"
 compile() {  # src -> obj, only when the source or an emulator file is newer
   local src=$1 obj=$2; shift 2
   if [[ ! -f "$obj" || "$src" -nt "$obj" || "$here/cuda_emu.hpp" -nt "$obj" ]]; then
