@@ -34,6 +34,10 @@ void load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
       LLAMAFT_REQUIRE(set.has(slot.hf_name), model_dir, ": tensor '", slot.hf_name,
                       "' is missing from the safetensors files (config.json says it must exist)");
       const auto& info = set.info(slot.hf_name);
+      LLAMAFT_REQUIRE(info.dtype != io::DType::U8 && !set.has(slot.hf_name + ".absmax"), model_dir, ": tensor '",
+                      slot.hf_name, "' is stored pre-quantized (", io::dtype_name(info.dtype),
+                      ", e.g. a bitsandbytes 4-bit export); give the bf16/fp32 base model: finetune.method = qlora "
+                      "quantizes it at load, bit for bit as bitsandbytes does");
       LLAMAFT_REQUIRE(info.shape == slot.shape, model_dir, ": tensor '", slot.hf_name, "' has shape ",
                       shape_str(info.shape), " but config.json implies ", shape_str(slot.shape));
     }

@@ -10,6 +10,8 @@ Fault injection (test hooks in cmd_train.cpp):
 import argparse
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -63,6 +65,36 @@ def main():
     check(code == 2 and "qlora quantizes the base to nf4" in text, f"qlora with quant.base = int8: exit {code}")
     code, text, _ = mpirun(args, 2, ["--finetune.method", "lora", "--lora.dropout", "1"])
     check(code == 2 and "lora.dropout = 1 must be below 1" in text, f"lora.dropout = 1: exit {code}")
+
+    # A bitsandbytes-style 4-bit export (uint8 codes + absmax) as the base: a clear error, not a shape mismatch.
+    pre = os.path.join(args.workdir, "prequantized")
+    shutil.rmtree(pre, ignore_errors=True)
+    shutil.copytree(model, pre)
+    raw = open(os.path.join(pre, "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+    tensors = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        blob, dtype, shape = data[v["data_offsets"][0]:v["data_offsets"][1]], v["dtype"], v["shape"]
+        if k == "model.layers.0.self_attn.q_proj.weight":
+            numel = shape[0] * shape[1]
+            blob, dtype, shape = bytes(numel // 2), "U8", [numel // 2, 1]
+            tensors[k + ".absmax"] = ("F32", [numel // 64], bytes(4 * (numel // 64)))
+        tensors[k] = (dtype, shape, blob)
+    out_header, blobs, off = {}, [], 0
+    for k, (dtype, shape, blob) in tensors.items():
+        out_header[k] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(blob)]}
+        blobs.append(blob)
+        off += len(blob)
+    hb = json.dumps(out_header).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(os.path.join(pre, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+    code, text, _ = mpirun(args, 2, ["--finetune.method", "qlora", "--model.path", pre])
+    check(code == 2 and "is stored pre-quantized (U8" in text and "give the bf16/fp32 base model" in text,
+          f"a pre-quantized (bitsandbytes-style) base: exit {code}, says to give the bf16/fp32 model")
 
     env = dict(BASE_ENV, LLAMAFT_INJECT_FAIL_RANK="1")
     code, text, secs = mpirun(args, 2, [], env=env, timeout=60)
