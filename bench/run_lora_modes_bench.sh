@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory and throughput by fine-tuning mode (full, lora, lora-int8, qlora),
+# Memory and throughput by fine-tuning mode (full, lora, lora-bf16, lora-int8, qlora),
 # all measured in one run on this machine:
 #  - per-rank memory of `llamaft train` at np = 2 on the tiny and the
 #    stories15M-shaped `small` presets: the backend's peak bytes and the peak
@@ -19,7 +19,7 @@ work=${BENCH_DIR:-/tmp/llamaft-lora-bench}
 rm -rf "$work"; mkdir -p "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-modes=("full:full:none" "lora:lora:none" "lora-int8:lora:int8" "qlora:qlora:none")
+modes=("full:full:none" "lora:lora:none" "lora-bf16:lora:bf16" "lora-int8:lora:int8" "qlora:qlora:none")
 for preset in tiny small; do
   "$bin" init --preset "$preset" --seed 0 --output "$work/$preset" >/dev/null
   vocab=$([ "$preset" = tiny ] && echo 1024 || echo 32000)
@@ -56,7 +56,7 @@ done
 /usr/bin/python3 - "$work" "$steps" <<'PY'
 import json, sys
 work, steps = sys.argv[1], int(sys.argv[2])
-modes = ["full", "lora", "lora-int8", "qlora"]
+modes = ["full", "lora", "lora-bf16", "lora-int8", "qlora"]
 MiB, GiB = 2 ** 20, 2 ** 30
 print(f"== per-rank memory at np = 2, measured vs `llamaft plan` (seq from the run, micro batch 4)")
 print(f"{'model':6} {'mode':10} {'plan MiB':>9} {'backend peak':>13} {'/plan':>6} {'peak RSS':>9} {'/plan':>6}"

@@ -6,15 +6,17 @@ namespace llamaft::cuda {
 namespace {
 constexpr unsigned kThreads = 256;
 
-__global__ void dequantize_items_kernel(const float* regions, const quant::DequantItem* items, bool nf4,
+__global__ void dequantize_items_kernel(const float* regions, const quant::DequantItem* items, quant::Kind kind,
                                         const float* map, float* out) {
   const quant::DequantItem it = items[blockIdx.x];
   const float* item = regions + it.src_word;
   float* dst = out + it.dst;
-  if (nf4) {
+  if (kind == quant::Kind::kNf4) {
     const float offset = regions[it.offset_word];
     for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x)
       dst[j] = quant::nf4_item_value(item, it.count, j, map, offset);
+  } else if (kind == quant::Kind::kBf16) {
+    for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x) dst[j] = quant::bf16_item_value(item, j);
   } else {
     for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x) dst[j] = quant::int8_item_value(item, it.count, j);
   }
@@ -30,10 +32,10 @@ __global__ void dropout_kernel(const float* x, float* out, int rows, int cols, i
 }
 }  // namespace
 
-void dequantize_items(const float* regions, const quant::DequantItem* items, int n_items, bool nf4, const float* map,
-                      float* out, cudaStream_t stream) {
+void dequantize_items(const float* regions, const quant::DequantItem* items, int n_items, quant::Kind kind,
+                      const float* map, float* out, cudaStream_t stream) {
   if (n_items <= 0) return;
-  dequantize_items_kernel<<<unsigned(n_items), kThreads, 0, stream>>>(regions, items, nf4, map, out);
+  dequantize_items_kernel<<<unsigned(n_items), kThreads, 0, stream>>>(regions, items, kind, map, out);
   LLAMAFT_LAUNCH_CHECK();
 }
 

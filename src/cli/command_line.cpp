@@ -49,14 +49,14 @@ const std::vector<Command>& all_commands() {
        {"init.preset", "init.output"},
        run_init},
       {"eval", "loss and perplexity of a model on a JSONL token dataset",
-       "--model DIR [--adapter DIR] [--quant nf4|int8] --data FILE [--seq-len N] [--batch-size B]",
+       "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] --data FILE [--seq-len N] [--batch-size B]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"data", "data.path"}, {"format", "data.format"},
         {"seq-len", "data.seq_len"}, {"quant", "quant.base"},
         {"batch-size", "eval.batch_size"}, {"threads", "runtime.threads"}},
        {"model.path", "data.path"},
        run_eval},
       {"generate", "generate text with a KV cache (greedy when --temperature 0)",
-       "--model DIR [--adapter DIR] [--quant nf4|int8] (--prompt TEXT [--template llama2|llama3] | --prompt-ids IDS) --max-new-tokens N "
+       "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] (--prompt TEXT [--template llama2|llama3] | --prompt-ids IDS) --max-new-tokens N "
        "[--temperature T --top-p P --seed S --stop-ids IDS --json]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"tokenizer", "model.tokenizer"},
         {"quant", "quant.base"}, {"prompt", "generate.prompt"}, {"template", "generate.template"}, {"system", "generate.system"},

@@ -99,9 +99,10 @@ ConfigSchema build() {
                    "base (bitsandbytes' blocks of 64 with double quantization)",
                    {"full", "lora", "qlora"}));
   s.add(choice_key("quant.base", "none",
-                   "storage of the frozen base under lora: none (the compute dtype) or int8 (blockwise absmax, "
-                   "blocks of 64); qlora always uses nf4",
-                   {"none", "int8", "nf4"}));
+                   "storage of the frozen base's linear weights under lora: none (the compute dtype: fp32, or bf16 "
+                   "with train.param_dtype = bf16), bf16, int8 (blockwise absmax, blocks of 64) or nf4; qlora always "
+                   "uses nf4",
+                   {"none", "bf16", "int8", "nf4"}));
   s.add(int_key("lora.r", "8", "LoRA rank", 1, 4096));
   s.add(float_key("lora.alpha", "16", "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with rslora)", 0));
   s.add(float_key("lora.dropout", "0", "dropout on each adapter's input during training, as PEFT's lora_dropout", 0, 1));

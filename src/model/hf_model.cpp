@@ -134,6 +134,8 @@ ResidentModel load_resident_model(const std::string& model_dir, const std::strin
         be.to_host(w.data(), dev, w.size() * sizeof(float));
         if (base_quant == quant::Kind::kNf4)
           quant::dequantize_nf4(quant::quantize_nf4(w.data(), slot.numel()), slot.numel(), w.data());
+        else if (base_quant == quant::Kind::kBf16)
+          for (float& x : w) x = bf16_to_f32(f32_to_bf16(x));
         else
           quant::dequantize_int8(quant::quantize_int8(w.data(), slot.numel()), slot.numel(), w.data());
         be.to_device(dev, w.data(), w.size() * sizeof(float));

@@ -63,6 +63,9 @@ quant::Kind base_quant_from_config(const Config& cfg) {
   }
   LLAMAFT_REQUIRE(q == quant::Kind::kNone || method != "full", "quant.base = ", quant::kind_name(q),
                   " needs a frozen base: set finetune.method = lora or qlora");
+  // LoRA keeps the frozen base in the compute dtype: bf16 when GEMMs are bf16.
+  if (q == quant::Kind::kNone && method == "lora" && cfg.get_string("train.param_dtype") == "bf16")
+    return quant::Kind::kBf16;
   return q;
 }
 

@@ -11,7 +11,8 @@ Kind parse_kind(const std::string& name) {
   if (name == "none") return Kind::kNone;
   if (name == "int8") return Kind::kInt8;
   if (name == "nf4") return Kind::kNf4;
-  LLAMAFT_FAIL("unknown quantization '", name, "' (none|int8|nf4)");
+  if (name == "bf16") return Kind::kBf16;
+  LLAMAFT_FAIL("unknown quantization '", name, "' (none|int8|nf4|bf16)");
 }
 
 const char* kind_name(Kind k) {
@@ -19,6 +20,7 @@ const char* kind_name(Kind k) {
     case Kind::kNone: return "none";
     case Kind::kInt8: return "int8";
     case Kind::kNf4: return "nf4";
+    case Kind::kBf16: return "bf16";
   }
   return "?";
 }
@@ -181,11 +183,12 @@ int64_t words_for_bytes(int64_t bytes) { return (bytes + 3) / 4; }
 int64_t UnitCodec::item_words(int64_t values) const {
   const int64_t nb = blocks(values);
   if (kind_ == Kind::kNf4) return 1 + words_for_bytes(nb + (values + 1) / 2);
+  if (kind_ == Kind::kBf16) return words_for_bytes(2 * values);
   return nb + words_for_bytes(values);
 }
 
 UnitCodec::UnitCodec(const Unit& unit, Kind kind, int shards) : kind_(kind), shards_(shards) {
-  LLAMAFT_CHECK(kind == Kind::kInt8 || kind == Kind::kNf4, "UnitCodec needs int8 or nf4");
+  LLAMAFT_CHECK(kind != Kind::kNone, "UnitCodec needs a storage kind");
   numel_ = unit.numel;
   slots_ = unit.tensors;
   for (size_t i = 0; i < slots_.size(); ++i) {
@@ -252,6 +255,9 @@ void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::v
       }
       const float amax2 = dq_group(absmax.data(), nb, offsets[it.tensor], qabs);
       std::memcpy(bytes, &amax2, 4);
+    } else if (kind_ == Kind::kBf16) {
+      auto* bits = reinterpret_cast<uint16_t*>(bytes);
+      for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
     } else {
       auto* absmax = reinterpret_cast<float*>(bytes);
       auto* codes = reinterpret_cast<int8_t*>(bytes + 4 * nb);
@@ -275,6 +281,8 @@ void UnitCodec::dequantize(const float* regions, float* out) const {
     if (kind_ == Kind::kNf4) {
       const float offset = regions[it.offset_word];
       for (int64_t j = 0; j < it.count; ++j) dst[j] = nf4_item_value(item, it.count, j, map, offset);
+    } else if (kind_ == Kind::kBf16) {
+      for (int64_t j = 0; j < it.count; ++j) dst[j] = bf16_item_value(item, j);
     } else {
       for (int64_t j = 0; j < it.count; ++j) dst[j] = int8_item_value(item, it.count, j);
     }

@@ -10,6 +10,9 @@
 //     bitsandbytes' signed dynamic-tree map (create_dynamic_map) and dQuantize
 //     rounding; each group of 256 keeps an fp32 absmax2;
 //   - dequantization: (code8[q] * absmax2 + offset) * nf4[code].
+// bf16 (quant.base = bf16, or lora with train.param_dtype = bf16) stores the
+// frozen linear weights rounded to bf16 (nearest even), the "base in the
+// compute dtype" of a bf16 LoRA run.
 // int8 (quant.base = int8 under LoRA) is blockwise symmetric absmax int8:
 // blocks of 64, q = rint(x * (127 / absmax)) clamped to [-127, 127], one fp32
 // absmax per block, dequantized as q * (absmax / 127).
@@ -26,12 +29,13 @@
 #include <vector>
 
 #include "backend/row_math.hpp"  // LLAMAFT_HD
+#include "core/dtype.hpp"
 #include "model/param_layout.hpp"
 
 namespace llamaft::quant {
 
-enum class Kind { kNone, kInt8, kNf4 };
-Kind parse_kind(const std::string& name);  // none|int8|nf4
+enum class Kind { kNone, kInt8, kNf4, kBf16 };
+Kind parse_kind(const std::string& name);  // none|int8|nf4|bf16
 const char* kind_name(Kind k);
 
 constexpr int kBlock = 64;              // values per absmax block
@@ -121,6 +125,10 @@ LLAMAFT_HD float int8_item_value(const float* item, int64_t count, int64_t j) {
   return static_cast<float>(codes[j]) * (item[j / kBlock] / 127.0f);
 }
 
+LLAMAFT_HD float bf16_item_value(const float* item, int64_t j) {
+  return bf16_to_f32(reinterpret_cast<const uint16_t*>(item)[j]);
+}
+
 // Where dequantization reads and writes, in words of the gathered regions and
 // elements of the fp32 unit: what a backend kernel needs, flattened.
 struct DequantItem {
@@ -160,6 +168,7 @@ void dequantize_int8(const Int8Tensor& t, int64_t n, float* out);
 // fp32, the same on every rank), then its items, each as
 //   NF4:  absmax2 (fp32) | qabsmax (u8 x blocks) | codes (u8 x ceil(values/2))
 //   int8: absmax (fp32 x blocks) | codes (i8 x values)
+//   bf16: values (bf16 bits)
 // padded to 4 bytes. Regions are padded to the largest, so the stored unit is
 // `shards` equal float-sized shards that FSDP gathers like any other unit.
 class UnitCodec {

@@ -303,7 +303,7 @@ namespace {
 
 // A quantized block-like unit: two fp32 norms around linear weights with a
 // partial block and more than one 64 x 256 group, over 3 shard regions.
-TEST(CudaOps, DequantizeUnitMatchesCpuNf4AndInt8) {
+TEST(CudaOps, DequantizeUnitMatchesCpuNf4Int8AndBf16) {
   LLAMAFT_SKIP_WITHOUT_GPU();
   Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
@@ -316,7 +316,7 @@ TEST(CudaOps, DequantizeUnitMatchesCpuNf4AndInt8) {
   add("post_attention_layernorm.weight", {40});
   add("mlp.down_proj.weight", {33, 64});
   const std::vector<float> src = randn(size_t(unit.numel), 91, 0.05f);
-  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kInt8}) {
+  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kInt8, quant::Kind::kBf16}) {
     SCOPED_TRACE(quant::kind_name(kind));
     const int shards = 3;
     const quant::UnitCodec codec(unit, kind, shards);

@@ -138,6 +138,8 @@ def main():
     def method_args(method):  # lora, lora-int8 or qlora
         if method == "lora-int8":
             return ["--finetune.method", "lora", "--quant.base", "int8"]
+        if method == "lora-bf16":
+            return ["--finetune.method", "lora", "--quant.base", "bf16"]
         if method == "lora-dropout":
             return ["--finetune.method", "lora", "--lora.dropout", "0.2"]
         return ["--finetune.method", method]
@@ -190,7 +192,7 @@ def main():
     # the base dequantized by the reference implementation, and learns.
     sys.path.insert(0, os.path.join(HERE, "..", "reference"))
     import quant_ref as Q
-    for method in ("qlora", "lora-int8", "lora-dropout"):
+    for method in ("qlora", "lora-int8", "lora-bf16", "lora-dropout"):
         runs = {np_: train(np_, f"{w}/{method}_np{np_}", 5, 1e-3, method=method) for np_ in (1, 2, 4)}
         l1 = runs[1][0]
         if method == "lora-dropout":

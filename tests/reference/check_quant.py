@@ -9,7 +9,8 @@ an implementation of bitsandbytes' published algorithm:
      to the reference for every linear weight; int8 codes and absmax too;
   3. the dequantized weights FSDP hands to the GEMMs equal the reference
      dequantization bit for bit, and the error is within the NF4/int8 bound;
-  4. every np gives the same bytes.
+  4. every np gives the same bytes;
+  5. the bf16 base (LoRA's base in the compute dtype) is torch's bf16 rounding.
 Usage: check_quant.py --llamaft BIN --dump QUANT_DUMP --workdir DIR
 """
 import argparse
@@ -132,6 +133,18 @@ def main():
             for np_ in nps[1:]:
                 same = all(np.array_equal(dumps[np_][k], d[k]) for k in d)
                 check(same, f"{model} {kind}: np={np_} (each rank quantizing its own groups) gives the same bytes as np={nps[0]}")
+    # bf16 storage (LoRA's base in the compute dtype): torch's round-to-nearest-even.
+    import torch
+    for np_ in (1, 3):
+        out = f"{w}/f32_bf16_np{np_}.safetensors"
+        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/f32", "--kind", "bf16",
+             "--output", out])
+        d = st_numpy.load(out)
+        names = sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))
+        bad = [n for n in names if not np.array_equal(
+            d[n + ".dequant"], torch.from_numpy(sources["f32"][n].ravel()).to(torch.bfloat16).float().numpy())]
+        check(len(names) == 28 and not bad, f"bf16 base at np={np_}: all {len(names)} linear weights equal torch's "
+                                            f"bfloat16 rounding" + (f"; differ: {bad[:3]}" if bad else ""))
     print("quant:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)})")
     return 1 if FAILURES else 0
 

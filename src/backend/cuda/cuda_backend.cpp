@@ -358,7 +358,7 @@ void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* re
   for (const quant::PlainCopy& c : codec.plain_copies())
     copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
   cuda::dequantize_items(regions, static_cast<const quant::DequantItem*>(table), static_cast<int>(items.size()),
-                         codec.kind() == quant::Kind::kNf4, dynamic_map_, out, stream_);
+                         codec.kind(), dynamic_map_, out, stream_);
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {
