@@ -11,7 +11,18 @@ __global__ void f32_to_bf16_kernel(const float* x, uint16_t* y, size_t n) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     y[i] = llamaft::f32_to_bf16(x[i]);
 }
+__global__ void bf16_rows_kernel(const uint16_t* x, size_t stride, float* out, size_t n, size_t total) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x)
+    out[i] = llamaft::bf16_to_f32(x[(i / n) * stride + i % n]);
+}
 }  // namespace
+
+void bf16_rows_to_f32(const uint16_t* x, size_t stride, float* out, size_t n, int rows, cudaStream_t stream) {
+  const size_t total = n * size_t(rows > 0 ? rows : 0);
+  if (total == 0) return;
+  bf16_rows_kernel<<<grid_1d(total, kThreads), kThreads, 0, stream>>>(x, stride, out, n, total);
+  LLAMAFT_LAUNCH_CHECK();
+}
 
 void f32_to_bf16(const float* x, uint16_t* y, size_t n, cudaStream_t stream) {
   if (n == 0) return;

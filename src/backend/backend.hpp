@@ -108,6 +108,13 @@ class Backend {
   virtual void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
                        uint64_t salt, float p);
 
+  // ---- bf16 parameter gathers (train.param_dtype = bf16) ---------------------------
+  // words(ceil(n / 2) float-sized words) = x(n) rounded to bf16 (nearest even),
+  // two per word, element 0 in the low half.
+  virtual void pack_bf16(const float* x, float* words, size_t n);
+  // out[r * n + j] = bf16 element j of words + r * stride_words, for r < rows, j < n.
+  virtual void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows);
+
   // ---- quantized frozen bases ---------------------------------------------------
   // out(codec.numel()) = the dequantized unit from its gathered regions
   // (codec.shards() * codec.shard_words() words). The default stages through

@@ -49,6 +49,8 @@ class CountingBackend final : public Backend {
                      const float*, float*, float*, float*) override {}
   void cross_entropy_rows(float*, const int32_t*, float*, int, int, float) override {}
   void dequantize_unit(const quant::UnitCodec&, const float*, float*) override {}
+  void pack_bf16(const float*, float*, size_t) override {}
+  void unpack_bf16(const float*, size_t, float*, size_t, int) override {}
   void dropout(const float*, float*, int, int, int, const uint64_t*, uint64_t, float) override {}
 
  private:

@@ -52,7 +52,7 @@ class PlanComm final : public Communicator {
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
-                       quant::Kind base_quant) {
+                       quant::Kind base_quant, bool bf16_params) {
   auto be = make_counting_backend();
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
@@ -60,7 +60,7 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   opts.activation_checkpointing = recompute;
   opts.lora = lora;
   LlamaModel model(mc, *be, opts);
-  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant);
+  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params);
   MemoryPlan p;
   p.params = fsdp.param_bytes();
   p.grads = fsdp.grad_bytes();
@@ -118,7 +118,7 @@ int run_plan(const Config& cfg) {
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg));
+                                     base_quant_from_config(cfg), cfg.get_string("train.param_dtype") == "bf16");
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",

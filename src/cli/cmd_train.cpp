@@ -108,9 +108,6 @@ int run_train(const Config& cfg) {
   install_preemption_handlers(parse_signal_list(cfg.get_string("checkpoint.signals")));
   const TrainSettings ts = settings_from(cfg, nranks);
   const ShardStrategy strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
-  const std::string backend_name = cfg.get_string("runtime.backend");
-  LLAMAFT_REQUIRE(!(backend_name == "cpu" && cfg.get_string("train.param_dtype") == "bf16"),
-                  "train.param_dtype = bf16 needs runtime.backend = cuda; the CPU backend computes in fp32");
   const std::string model_dir = cfg.get_string("model.path");
   const std::string out_dir = cfg.get_string("output.dir");
   const LlamaConfig mc = read_model_config(model_dir);
@@ -174,7 +171,8 @@ int run_train(const Config& cfg) {
     fsdp_comm = device_comm.get();
   }
 #endif
-  Fsdp fsdp(model.layout(), *be, *fsdp_comm, strategy, shard_group, base_quant);
+  const bool bf16_params = cfg.get_string("train.param_dtype") == "bf16";
+  Fsdp fsdp(model.layout(), *be, *fsdp_comm, strategy, shard_group, base_quant, bf16_params);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   if (lora || cfg.get_string("checkpoint.resume") == "none") load_sharded(model_dir, fsdp, *be);
@@ -283,7 +281,7 @@ int run_train(const Config& cfg) {
               << ", " << ds.rows.size() << " rows";
     if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
     const MemoryPlan plan = plan_memory(mc, strategy, nranks, fsdp.mesh().shard_size, static_cast<int>(ts.micro_batch),
-                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant);
+                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant, bf16_params);
     std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
               << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
               << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "

@@ -81,7 +81,11 @@ ConfigSchema build() {
   s.add(float_key("train.eps", "1e-8", "AdamW epsilon (added after the square root)", 0, 1));
   s.add(float_key("train.max_grad_norm", "1.0", "clip the global gradient norm to this; 0 disables", 0));
   s.add(int_key("train.seed", "0", "seed for data shuffling", 0));
-  s.add(choice_key("train.param_dtype", "fp32", "GEMM compute dtype: bf16 rounds both operands to bf16 and accumulates in fp32 on the tensor cores, as PyTorch autocast does (CUDA only; storage stays fp32 for now)",
+  s.add(choice_key("train.param_dtype", "fp32",
+                   "dtype of the gathered parameters, as torch FSDP's MixedPrecision param_dtype: bf16 rounds each "
+                   "unit's master shard to bf16 before its all-gather (half the bytes) and computes with the rounded "
+                   "weights; on CUDA the GEMMs also run in bf16 with fp32 accumulation. Master weights, gradients "
+                   "and AdamW stay fp32",
                    {"fp32", "bf16"}));
   s.add(int_key("train.max_nonfinite_skips", "3",
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));

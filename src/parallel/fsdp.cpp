@@ -52,6 +52,8 @@ struct Fsdp::Gathered {
   float* buffer = nullptr;   // gathered shards (null for a quantized unit held whole on this rank)
   RequestPtr request;        // null once complete
   float* dequant = nullptr;  // quantized units: the dequantized fp32 unit
+  float* packed = nullptr;   // bf16 params: this rank's shard as bf16 words (until the gather completes)
+  float* words = nullptr;    // bf16 params: every shard as bf16 words
 };
 
 struct Fsdp::PendingReduce {
@@ -62,8 +64,9 @@ struct Fsdp::PendingReduce {
 };
 
 Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-           int shard_group_size, quant::Kind base_quant)
-    : layout_(layout), be_(be), world_(world), strategy_(strategy), base_quant_(base_quant) {
+           int shard_group_size, quant::Kind base_quant, bool bf16_params)
+    : layout_(layout), be_(be), world_(world), strategy_(strategy), base_quant_(base_quant),
+      bf16_params_(bf16_params) {
   mesh_ = mesh_for(strategy, world.size(), world.rank(), shard_group_size);
   // Collective: every rank makes both splits in the same order.
   shard_comm_ = world.split(mesh_.replica_index, mesh_.shard_index);
@@ -136,7 +139,18 @@ void Fsdp::give_buffer(float* p) {
 Fsdp::Gathered& Fsdp::start_gather(int unit) {
   auto g = std::make_unique<Gathered>();
   const ShardGeometry& geo = geom_[unit];
-  if (mesh_.shard_size > 1) {
+  if (bf16_params_ && !codec_[unit]) {
+    const int64_t words = (geo.shard_size + 1) / 2;
+    g->packed = take_buffer(words);
+    be_.pack_bf16(master_[unit].data(), g->packed, static_cast<size_t>(geo.shard_size));
+    if (mesh_.shard_size > 1) {
+      g->words = take_buffer(words * mesh_.shard_size);
+      g->request = shard_comm_->all_gather(g->packed, g->words, static_cast<size_t>(words));
+    } else {
+      g->words = g->packed;
+      g->packed = nullptr;
+    }
+  } else if (mesh_.shard_size > 1) {
     g->buffer = take_buffer(geo.padded);
     g->request = shard_comm_->all_gather(master_[unit].data(), g->buffer, geo.shard_size);
   }
@@ -147,12 +161,22 @@ Fsdp::Gathered& Fsdp::start_gather(int unit) {
 
 const float* Fsdp::params(int unit) {
   const quant::UnitCodec* codec = codec_[unit].get();
-  if (mesh_.shard_size == 1 && !codec) return master_[unit].data();
+  if (!gathers(unit)) return master_[unit].data();
   auto it = gathered_.find(unit);
   Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
   if (g.request) {
     g.request->wait();
     g.request.reset();
+  }
+  if (g.words) {  // bf16 params: widen every shard into the fp32 unit, then drop the words
+    const ShardGeometry& geo = geom_[unit];
+    g.buffer = take_buffer(geo.padded);
+    be_.unpack_bf16(g.words, static_cast<size_t>((geo.shard_size + 1) / 2), g.buffer,
+                    static_cast<size_t>(geo.shard_size), mesh_.shard_size);
+    give_buffer(g.words);
+    g.words = nullptr;
+    if (g.packed) give_buffer(g.packed);
+    g.packed = nullptr;
   }
   if (!codec) return g.buffer;
   if (!g.dequant) {
@@ -167,18 +191,18 @@ const float* Fsdp::params(int unit) {
 }
 
 void Fsdp::prefetch(int unit) {
-  if (mesh_.shard_size == 1 || gathered_.count(unit)) return;
+  if (mesh_.shard_size == 1 || !gathers(unit) || gathered_.count(unit)) return;
   start_gather(unit);
 }
 
 void Fsdp::drop(Gathered& g) {
   if (g.request) g.request->wait();
-  if (g.buffer) give_buffer(g.buffer);
-  if (g.dequant) give_buffer(g.dequant);
+  for (float* p : {g.buffer, g.dequant, g.packed, g.words})
+    if (p) give_buffer(p);
 }
 
 void Fsdp::release(int unit) {
-  if (mesh_.shard_size == 1 && !codec_[unit]) return;
+  if (!gathers(unit)) return;
   // ZeRO-2 keeps what forward gathered until backward has used it.
   if (strategy_ == ShardStrategy::kShardGradOp && !in_backward_)
     return;

@@ -61,8 +61,13 @@ class Fsdp final : public UnitAccess {
   // base_quant (int8 or nf4): frozen block units are stored quantized (a
   // quant::UnitCodec over the shard ranks); their shards are the quantized
   // words, gathered as they are and dequantized per unit in params().
+  // bf16_params (train.param_dtype = bf16, torch FSDP's MixedPrecision
+  // param_dtype): every other unit's fp32 master shard is rounded to bf16
+  // before its all-gather (half the bytes travel) and widened after it, so
+  // compute sees bf16-rounded weights at any shard count; gradients, their
+  // reduction and AdamW stay fp32.
   Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone);
+       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false);
   ~Fsdp() override;
 
   // ---- UnitAccess (called by the model) -----------------------------------------
@@ -85,6 +90,7 @@ class Fsdp final : public UnitAccess {
   // The codec of a quantized unit, or null (its master shard is then fp32).
   const quant::UnitCodec* codec(int unit) const { return codec_[unit].get(); }
   quant::Kind base_quant() const { return base_quant_; }
+  bool bf16_params() const { return bf16_params_; }
   float* master(int unit) { return master_[unit].data(); }
   float* grad_shard(int unit) { return grad_[unit].data(); }
   float* exp_avg(int unit) { return m_[unit].data(); }
@@ -121,6 +127,8 @@ class Fsdp final : public UnitAccess {
   MeshShape mesh_;
   std::unique_ptr<Communicator> shard_comm_, replica_comm_;
   quant::Kind base_quant_ = quant::Kind::kNone;
+  bool bf16_params_ = false;
+  bool gathers(int unit) const { return mesh_.shard_size > 1 || codec_[unit] || bf16_params_; }
   std::vector<std::shared_ptr<const quant::UnitCodec>> codec_;  // shared by units of one layout
   std::vector<ShardGeometry> geom_;
   std::vector<DeviceArray<float>> master_, grad_, m_, v_;

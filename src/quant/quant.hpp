@@ -174,6 +174,8 @@ void dequantize_int8(const Int8Tensor& t, int64_t n, float* out);
 class UnitCodec {
  public:
   UnitCodec(const Unit& unit, Kind kind, int shards);
+  UnitCodec(const UnitCodec&) = delete;  // qslots_ / plain_ point into slots_
+  UnitCodec& operator=(const UnitCodec&) = delete;
 
   Kind kind() const { return kind_; }
   int shards() const { return shards_; }

@@ -391,3 +391,31 @@ TEST(CudaOps, GemmBf16MatchesCpuOnRoundedInputs) {
 
 }  // namespace
 }  // namespace llamaft::cuda_test
+
+namespace llamaft::cuda_test {
+namespace {
+
+// bf16 parameter gathers: pack a shard (odd length), unpack three strided shards.
+TEST(CudaOps, Bf16PackUnpackMatchesCpu) {
+  LLAMAFT_SKIP_WITHOUT_GPU();
+  Dual d;
+  const size_t n = 1001, words = (n + 1) / 2;
+  std::vector<float> src = randn(3 * n, 93, 5.f);
+  src[7] = 1e-40f;  // a denormal
+  src[8] = -0.f;
+  auto x = d.put(src);
+  auto packed = d.put(std::vector<float>(3 * words, 0.f)), out = d.put(std::vector<float>(3 * n, 9.f));
+  d.run([&](Backend& be, bool g) {
+    for (int r = 0; r < 3; ++r) be.pack_bf16(x.on(g) + r * n, packed.on(g) + r * words, n);
+    be.unpack_bf16(packed.on(g), words, out.on(g), n, 3);
+  });
+  d.expect_close("bf16 round trip", out, Tol{1e-30, 0});
+  // And it is bf16 rounding: within half a bf16 ulp of the input.
+  std::vector<float> host(3 * n);
+  d.gpu().to_host(host.data(), out.gpu, host.size() * sizeof(float));
+  for (size_t i = 0; i < host.size(); ++i)
+    ASSERT_LE(std::abs(host[i] - src[i]), std::abs(src[i]) * (1.f / 256) + 1e-38f) << i;
+}
+
+}  // namespace
+}  // namespace llamaft::cuda_test

@@ -11,7 +11,8 @@ parameters padded to a multiple of S, and L blocks:
   reduce-scatter (S > 1), bytes fed = 4 P_u per unit (tied embed: twice);
   all-reduce across replicas (R > 1) = 4 P_u / S per unit contribution;
 plus per step: 24 bytes of loss/token counts over the world and 8 bytes of
-gradient norm over the shard group.
+gradient norm over the shard group. With train.param_dtype = bf16 the
+gathers carry bf16: ceil(P_u / S / 2) 4-byte words per gather.
 
 Usage: check_comm_volume.py --llamaft BIN --workdir DIR
 """
@@ -34,7 +35,7 @@ def units(cfg):
     return v * d, block, head, L
 
 
-def expected(cfg, strategy, world, group, micro):
+def expected(cfg, strategy, world, group, micro, bf16=False):
     S = {"full_shard": world, "shard_grad_op": world, "no_shard": 1, "hybrid_shard": group}[strategy]
     R = world // S
     tied = cfg["tie_word_embeddings"]
@@ -45,7 +46,8 @@ def expected(cfg, strategy, world, group, micro):
         gathers = [embed, head] + [block] * L * (1 if strategy == "shard_grad_op" else 2)
         if tied and strategy != "shard_grad_op":
             gathers.append(embed)
-        ag = sum(4 * p // S for p in gathers)
+        # bf16 params: each shard of P/S values travels as ceil(P/S / 2) 4-byte words
+        ag = sum(4 * ((p // S + 1) // 2) if bf16 else 4 * p // S for p in gathers)
         reduces = [embed, head] + [block] * L + ([embed] if tied else [])
         rs = sum(4 * p for p in reduces)
     if R > 1:
@@ -72,20 +74,24 @@ def main():
         model = f"{a.workdir}/{preset}"
         subprocess.run([a.llamaft, "init", "--preset", preset, "--output", model], check=True, capture_output=True)
         cfg = json.load(open(f"{model}/config.json"))
-        for strategy in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard"):
-            out = f"{a.workdir}/{preset}_{strategy}"
+        runs = [(s, False) for s in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")]
+        runs += [("full_shard", True), ("hybrid_shard", True)]  # train.param_dtype = bf16
+        for strategy, bf16 in runs:
+            out = f"{a.workdir}/{preset}_{strategy}{'_bf16' if bf16 else ''}"
             subprocess.run(["mpirun", "--oversubscribe", "-np", str(world), a.llamaft, "train", "--model.path", model,
                             "--data.path", f"{a.workdir}/data.jsonl", "--data.seq_len", "16",
                             "--train.global_batch_size", str(gbatch), "--train.steps", "2",
                             "--fsdp.strategy", strategy, "--fsdp.shard_group_size", str(group),
                             "--output.dir", out, "--output.export", "false", "--output.progress", "false",
-                            "--checkpoint.at_end", "false"], env=ENV, check=True, capture_output=True)
-            want = expected(cfg, strategy, world, group, micro)
+                            "--checkpoint.at_end", "false", "--train.param_dtype", "bf16" if bf16 else "fp32"],
+                           env=ENV, check=True, capture_output=True)
+            want = expected(cfg, strategy, world, group, micro, bf16)
             for m in (json.loads(l) for l in open(f"{out}/metrics.jsonl")):
                 got = {k: m[k] for k in want}
                 good = got == want
                 ok &= good
-                print(f"{'ok  ' if good else 'FAIL'} {preset:9s} {strategy:13s} step {m['step']}: measured {got}"
+                print(f"{'ok  ' if good else 'FAIL'} {preset:9s} {strategy + (' bf16' if bf16 else ''):18s} "
+                      f"step {m['step']}: measured {got}"
                       + ("" if good else f" expected {want}"))
     print("communication volume:", "PASSED" if ok else "FAILED")
     return 0 if ok else 1

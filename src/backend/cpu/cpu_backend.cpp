@@ -15,6 +15,7 @@
 #include "backend/backend.hpp"
 #include "backend/cpu/gemm.hpp"
 #include "backend/row_math.hpp"
+#include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "quant/quant.hpp"
 
@@ -192,6 +193,20 @@ class CpuBackend final : public Backend {
       const size_t base = static_cast<size_t>(r) * cols;
       const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
       for (int c = 0; c < cols; ++c) out[base + c] = x[base + c] * rowmath::dropout_factor(key, salt, idx0 + c, p);
+    }
+  }
+
+  void pack_bf16(const float* x, float* words, size_t n) override {
+    auto* bits = reinterpret_cast<uint16_t*>(words);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) bits[i] = f32_to_bf16(x[i]);
+    if (n & 1) bits[n] = 0;
+  }
+  void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const auto* bits = reinterpret_cast<const uint16_t*>(words + r * stride_words);
+      for (size_t i = 0; i < n; ++i) out[r * n + i] = bf16_to_f32(bits[i]);
     }
   }
 

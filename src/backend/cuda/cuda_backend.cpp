@@ -361,6 +361,16 @@ void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* re
                          codec.kind(), dynamic_map_, out, stream_);
 }
 
+void CudaBackend::pack_bf16(const float* x, float* words, size_t n) {
+  auto* bits = reinterpret_cast<uint16_t*>(words);
+  cuda::f32_to_bf16(x, bits, n, stream_);
+  if (n & 1) CUDA_CHECK(cudaMemsetAsync(bits + n, 0, sizeof(uint16_t), stream_));
+}
+
+void CudaBackend::unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) {
+  cuda::bf16_rows_to_f32(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
+}
+
 std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {
   return std::make_unique<CudaBackend>(device, pool_bytes);
 }

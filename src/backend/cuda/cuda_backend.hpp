@@ -86,6 +86,8 @@ class CudaBackend final : public Backend {
   void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
                float p) override;
   void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override;
+  void pack_bf16(const float* x, float* words, size_t n) override;
+  void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override;
 
  private:
   void* pool_alloc(size_t bytes, const char* what);  // throws a user error on OOM
