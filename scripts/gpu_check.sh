@@ -7,8 +7,8 @@
 #
 # Then the same model with QLoRA (NF4 base, dequantized per block on the GPU).
 #
-# Status (2026-11-28): the CUDA backend stores fp32 and, with
-# train.param_dtype = bf16 (used here), runs its GEMMs as bf16 x bf16 -> fp32
+# Status (2026-11-28): the CUDA backend stores fp32 weights and activations; with
+# train.param_dtype = bf16 (used here) parameters are gathered in bf16 and GEMMs run as bf16 x bf16 -> fp32
 # on the tensor cores (autocast-style operand casts); the other kernels are
 # fp32. bf16 storage is the CUDA issue's remaining work. Never yet run on a GPU.
 set -uo pipefail
