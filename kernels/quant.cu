@@ -15,6 +15,8 @@ __global__ void dequantize_items_kernel(const float* regions, const quant::Dequa
     const float offset = regions[it.offset_word];
     for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x)
       dst[j] = quant::nf4_item_value(item, it.count, j, map, offset);
+  } else if (kind == quant::Kind::kNf4Plain) {
+    for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x) dst[j] = quant::nf4_plain_item_value(item, it.count, j);
   } else if (kind == quant::Kind::kBf16) {
     for (int64_t j = threadIdx.x; j < it.count; j += blockDim.x) dst[j] = quant::bf16_item_value(item, j);
   } else {

@@ -21,7 +21,7 @@ int run_eval(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
   ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be,
-                                         quant::parse_kind(cfg.get_string("quant.base")));
+                                         eval_quant_from_config(cfg));
   const LlamaConfig& mc = rm.config;
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;

@@ -98,7 +98,7 @@ int run_generate(const Config& cfg) {
   }
 
   ResidentModel rm = load_resident_model(dir, cfg.get_string("model.adapter"), *be,
-                                         quant::parse_kind(cfg.get_string("quant.base")));  // base + adapter, unmerged
+                                         eval_quant_from_config(cfg));  // base + adapter, unmerged
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;
 

@@ -270,7 +270,7 @@ int run_train(const Config& cfg) {
     };
     std::ofstream(out_dir + "/run_info.json") << info.dump(2) << "\n";
     std::cerr << "llamaft train: " << mc.num_parameters() << " parameters"
-              << (lora ? str_cat(" (", base_quant == quant::Kind::kNf4 ? "QLoRA" : "LoRA", " r=", mopts.lora.rank,
+              << (lora ? str_cat(" (", base_quant == quant::Kind::kNf4 || base_quant == quant::Kind::kNf4Plain ? "QLoRA" : "LoRA", " r=", mopts.lora.rank,
                                 " over a frozen ", base_quant == quant::Kind::kNone ? "fp32" : quant::kind_name(base_quant),
                                 " base)")
                       : std::string(" (full fine-tuning)"))

@@ -51,7 +51,7 @@ const std::vector<Command>& all_commands() {
       {"eval", "loss and perplexity of a model on a JSONL token dataset",
        "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] --data FILE [--seq-len N] [--batch-size B]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"data", "data.path"}, {"format", "data.format"},
-        {"seq-len", "data.seq_len"}, {"quant", "quant.base"},
+        {"seq-len", "data.seq_len"}, {"quant", "quant.base"}, {"double-quant", "quant.double_quant"},
         {"batch-size", "eval.batch_size"}, {"threads", "runtime.threads"}},
        {"model.path", "data.path"},
        run_eval},
@@ -59,7 +59,7 @@ const std::vector<Command>& all_commands() {
        "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] (--prompt TEXT [--template llama2|llama3] | --prompt-ids IDS) --max-new-tokens N "
        "[--temperature T --top-p P --seed S --stop-ids IDS --json]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"tokenizer", "model.tokenizer"},
-        {"quant", "quant.base"}, {"prompt", "generate.prompt"}, {"template", "generate.template"}, {"system", "generate.system"},
+        {"quant", "quant.base"}, {"double-quant", "quant.double_quant"}, {"prompt", "generate.prompt"}, {"template", "generate.template"}, {"system", "generate.system"},
         {"stop-ids", "generate.stop_ids"},
         {"prompt-ids", "generate.prompt_ids"}, {"max-new-tokens", "generate.max_new_tokens"},
         {"temperature", "generate.temperature"}, {"top-p", "generate.top_p"}, {"seed", "generate.seed"},

@@ -109,6 +109,9 @@ ConfigSchema build() {
                    {"none", "bf16", "int8", "nf4"}));
   s.add(int_key("lora.r", "8", "LoRA rank", 1, 4096));
   s.add(float_key("lora.alpha", "16", "LoRA alpha (scale alpha/r, or alpha/sqrt(r) with rslora)", 0));
+  s.add(key("quant.double_quant", KeyType::kBool, "true",
+            "nf4: quantize the block absmax to 8 bits in groups of 256 (QLoRA's double quantization, "
+            "bnb_4bit_use_double_quant); false keeps one fp32 absmax per block of 64"));
   s.add(float_key("lora.dropout", "0", "dropout on each adapter's input during training, as PEFT's lora_dropout", 0, 1));
   s.add(key("lora.targets", KeyType::kString, "all",
             "comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (or all)"));

@@ -132,8 +132,9 @@ ResidentModel load_resident_model(const std::string& model_dir, const std::strin
         w.resize(slot.numel());
         float* dev = m.params->mutable_params(u) + slot.offset;
         be.to_host(w.data(), dev, w.size() * sizeof(float));
-        if (base_quant == quant::Kind::kNf4)
-          quant::dequantize_nf4(quant::quantize_nf4(w.data(), slot.numel()), slot.numel(), w.data());
+        if (base_quant == quant::Kind::kNf4 || base_quant == quant::Kind::kNf4Plain)
+          quant::dequantize_nf4(quant::quantize_nf4(w.data(), slot.numel(), base_quant == quant::Kind::kNf4),
+                                slot.numel(), w.data());
         else if (base_quant == quant::Kind::kBf16)
           for (float& x : w) x = bf16_to_f32(f32_to_bf16(x));
         else

@@ -56,17 +56,24 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
 quant::Kind base_quant_from_config(const Config& cfg) {
   const std::string method = cfg.get_string("finetune.method");
   const quant::Kind q = quant::parse_kind(cfg.get_string("quant.base"));
+  const bool dq = cfg.get_bool("quant.double_quant");
   if (method == "qlora") {
     LLAMAFT_REQUIRE(q == quant::Kind::kNone || q == quant::Kind::kNf4, "finetune.method = qlora quantizes the base to "
                     "nf4; quant.base = ", quant::kind_name(q), " contradicts it (use method = lora with quant.base = int8)");
-    return quant::Kind::kNf4;
+    return dq ? quant::Kind::kNf4 : quant::Kind::kNf4Plain;
   }
+  if (q == quant::Kind::kNf4 && !dq) return quant::Kind::kNf4Plain;
   LLAMAFT_REQUIRE(q == quant::Kind::kNone || method != "full", "quant.base = ", quant::kind_name(q),
                   " needs a frozen base: set finetune.method = lora or qlora");
   // LoRA keeps the frozen base in the compute dtype: bf16 when GEMMs are bf16.
   if (q == quant::Kind::kNone && method == "lora" && cfg.get_string("train.param_dtype") == "bf16")
     return quant::Kind::kBf16;
   return q;
+}
+
+quant::Kind eval_quant_from_config(const Config& cfg) {
+  const quant::Kind q = quant::parse_kind(cfg.get_string("quant.base"));
+  return q == quant::Kind::kNf4 && !cfg.get_bool("quant.double_quant") ? quant::Kind::kNf4Plain : q;
 }
 
 LoraSpec read_adapter_config(const std::string& adapter_dir) {

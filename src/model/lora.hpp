@@ -16,6 +16,8 @@ namespace llamaft {
 LoraSpec lora_spec_from_config(const Config& cfg);
 // How the frozen base is stored: none, int8 (lora + quant.base = int8) or nf4 (qlora).
 quant::Kind base_quant_from_config(const Config& cfg);
+// eval / generate --quant: quant.base, with quant.double_quant for nf4.
+quant::Kind eval_quant_from_config(const Config& cfg);
 // PEFT's adapter_config.json for a spec.
 std::string adapter_config_json(const LoraSpec& spec, const std::string& base_model_path);
 // Reads DIR/adapter_config.json (PEFT format, LoRA only).

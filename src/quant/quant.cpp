@@ -12,7 +12,8 @@ Kind parse_kind(const std::string& name) {
   if (name == "int8") return Kind::kInt8;
   if (name == "nf4") return Kind::kNf4;
   if (name == "bf16") return Kind::kBf16;
-  LLAMAFT_FAIL("unknown quantization '", name, "' (none|int8|nf4|bf16)");
+  if (name == "nf4-nodq") return Kind::kNf4Plain;
+  LLAMAFT_FAIL("unknown quantization '", name, "' (none|int8|nf4|nf4-nodq|bf16)");
 }
 
 const char* kind_name(Kind k) {
@@ -21,6 +22,7 @@ const char* kind_name(Kind k) {
     case Kind::kInt8: return "int8";
     case Kind::kNf4: return "nf4";
     case Kind::kBf16: return "bf16";
+    case Kind::kNf4Plain: return "nf4-nodq";
   }
   return "?";
 }
@@ -126,7 +128,7 @@ const float* dynamic_map() {
   return map.data();
 }
 
-Nf4Tensor quantize_nf4(const float* x, int64_t n) {
+Nf4Tensor quantize_nf4(const float* x, int64_t n, bool double_quant) {
   Nf4Tensor t;
   const int64_t nb = (n + kBlock - 1) / kBlock;
   t.packed.assign((n + 1) / 2, 0);
@@ -135,6 +137,10 @@ Nf4Tensor quantize_nf4(const float* x, int64_t n) {
     const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, n - lo);
     absmax[b] = block_absmax(x + lo, cnt);
     nf4_block(x + lo, cnt, absmax[b], t.packed.data() + lo / 2);
+  }
+  if (!double_quant) {
+    t.absmax = std::move(absmax);
+    return t;
   }
   double sum = 0;
   for (float a : absmax) sum += a;
@@ -151,7 +157,7 @@ void dequantize_nf4(const Nf4Tensor& t, int64_t n, float* out) {
   const float* map = dynamic_map();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = i / kBlock;
-    const float absmax = map[t.qabsmax[b]] * t.absmax2[b / kGroup] + t.offset;
+    const float absmax = t.absmax.empty() ? map[t.qabsmax[b]] * t.absmax2[b / kGroup] + t.offset : t.absmax[b];
     const uint8_t byte = t.packed[i / 2];
     out[i] = nf4_value((i & 1) ? (byte & 15) : (byte >> 4)) * absmax;
   }
@@ -184,6 +190,7 @@ int64_t UnitCodec::item_words(int64_t values) const {
   const int64_t nb = blocks(values);
   if (kind_ == Kind::kNf4) return 1 + words_for_bytes(nb + (values + 1) / 2);
   if (kind_ == Kind::kBf16) return words_for_bytes(2 * values);
+  if (kind_ == Kind::kNf4Plain) return nb + words_for_bytes((values + 1) / 2);
   return nb + words_for_bytes(values);
 }
 
@@ -255,6 +262,14 @@ void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::v
       }
       const float amax2 = dq_group(absmax.data(), nb, offsets[it.tensor], qabs);
       std::memcpy(bytes, &amax2, 4);
+    } else if (kind_ == Kind::kNf4Plain) {
+      auto* absmax = reinterpret_cast<float*>(bytes);
+      uint8_t* codes = bytes + 4 * nb;
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, it.count - lo);
+        absmax[b] = block_absmax(x + lo, cnt);
+        nf4_block(x + lo, cnt, absmax[b], codes + lo / 2);
+      }
     } else if (kind_ == Kind::kBf16) {
       auto* bits = reinterpret_cast<uint16_t*>(bytes);
       for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
@@ -281,6 +296,8 @@ void UnitCodec::dequantize(const float* regions, float* out) const {
     if (kind_ == Kind::kNf4) {
       const float offset = regions[it.offset_word];
       for (int64_t j = 0; j < it.count; ++j) dst[j] = nf4_item_value(item, it.count, j, map, offset);
+    } else if (kind_ == Kind::kNf4Plain) {
+      for (int64_t j = 0; j < it.count; ++j) dst[j] = nf4_plain_item_value(item, it.count, j);
     } else if (kind_ == Kind::kBf16) {
       for (int64_t j = 0; j < it.count; ++j) dst[j] = bf16_item_value(item, j);
     } else {
@@ -290,10 +307,22 @@ void UnitCodec::dequantize(const float* regions, float* out) const {
 }
 
 Nf4Tensor UnitCodec::nf4_tensor(const float* regions, int t) const {
-  LLAMAFT_CHECK(kind_ == Kind::kNf4, "not an NF4 unit");
+  LLAMAFT_CHECK(kind_ == Kind::kNf4 || kind_ == Kind::kNf4Plain, "not an NF4 unit");
   Nf4Tensor out;
   const int64_t n = qslots_[t]->numel();
   out.packed.assign((n + 1) / 2, 0);
+  if (kind_ == Kind::kNf4Plain) {
+    out.absmax.assign(blocks(n), 0.f);
+    for (int r = 0; r < shards_; ++r)
+      for (const Item& it : items_[r]) {
+        if (it.tensor != t) continue;
+        const auto* bytes = reinterpret_cast<const uint8_t*>(regions + r * shard_words_ + it.word);
+        const int64_t nb = blocks(it.count);
+        std::memcpy(out.absmax.data() + it.begin / kBlock, bytes, 4 * nb);
+        std::memcpy(out.packed.data() + it.begin / 2, bytes + 4 * nb, (it.count + 1) / 2);
+      }
+    return out;
+  }
   out.qabsmax.assign(blocks(n), 0);
   out.offset = regions[t];
   for (int r = 0; r < shards_; ++r)

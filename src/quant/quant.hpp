@@ -34,8 +34,11 @@
 
 namespace llamaft::quant {
 
-enum class Kind { kNone, kInt8, kNf4, kBf16 };
-Kind parse_kind(const std::string& name);  // none|int8|nf4|bf16
+// kNf4Plain: NF4 without double quantization (bitsandbytes'
+// compress_statistics=False, BitsAndBytesConfig's bnb_4bit_use_double_quant =
+// False): one fp32 absmax per block of 64.
+enum class Kind { kNone, kInt8, kNf4, kBf16, kNf4Plain };
+Kind parse_kind(const std::string& name);  // none|int8|nf4|bf16|nf4-nodq
 const char* kind_name(Kind k);
 
 constexpr int kBlock = 64;              // values per absmax block
@@ -119,6 +122,11 @@ LLAMAFT_HD float nf4_item_value(const float* item, int64_t count, int64_t j, con
   const float absmax = map[qabs[j / kBlock]] * item[0] + offset;
   return nf4_value((j & 1) ? (byte & 15) : (byte >> 4)) * absmax;
 }
+LLAMAFT_HD float nf4_plain_item_value(const float* item, int64_t count, int64_t j) {
+  const int64_t nb = (count + kBlock - 1) / kBlock;
+  const uint8_t byte = reinterpret_cast<const uint8_t*>(item + nb)[j / 2];
+  return nf4_value((j & 1) ? (byte & 15) : (byte >> 4)) * item[j / kBlock];
+}
 LLAMAFT_HD float int8_item_value(const float* item, int64_t count, int64_t j) {
   const int64_t nb = (count + kBlock - 1) / kBlock;
   const auto* codes = reinterpret_cast<const int8_t*>(item + nb);
@@ -144,11 +152,12 @@ struct PlainCopy {
 // ---- whole tensors (as bitsandbytes lays them out; used by tests and tools) ----
 struct Nf4Tensor {
   std::vector<uint8_t> packed;   // ceil(n / 2)
-  std::vector<uint8_t> qabsmax;  // ceil(n / 64)
-  std::vector<float> absmax2;    // ceil(blocks / 256)
-  float offset = 0;
+  std::vector<uint8_t> qabsmax;  // ceil(n / 64) (double quantization)
+  std::vector<float> absmax2;    // ceil(blocks / 256) (double quantization)
+  float offset = 0;              // (double quantization)
+  std::vector<float> absmax;     // ceil(n / 64) (without double quantization)
 };
-Nf4Tensor quantize_nf4(const float* x, int64_t n);
+Nf4Tensor quantize_nf4(const float* x, int64_t n, bool double_quant = true);
 void dequantize_nf4(const Nf4Tensor& t, int64_t n, float* out);
 
 struct Int8Tensor {
@@ -167,6 +176,7 @@ void dequantize_int8(const Int8Tensor& t, int64_t n, float* out);
 // is: a header (the per-tensor offsets, then every non-quantized tensor in
 // fp32, the same on every rank), then its items, each as
 //   NF4:  absmax2 (fp32) | qabsmax (u8 x blocks) | codes (u8 x ceil(values/2))
+//   NF4 without double quantization: absmax (fp32 x blocks) | codes
 //   int8: absmax (fp32 x blocks) | codes (i8 x values)
 //   bf16: values (bf16 bits)
 // padded to 4 bytes. Regions are padded to the largest, so the stored unit is

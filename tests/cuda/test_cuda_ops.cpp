@@ -316,7 +316,7 @@ TEST(CudaOps, DequantizeUnitMatchesCpuNf4Int8AndBf16) {
   add("post_attention_layernorm.weight", {40});
   add("mlp.down_proj.weight", {33, 64});
   const std::vector<float> src = randn(size_t(unit.numel), 91, 0.05f);
-  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kInt8, quant::Kind::kBf16}) {
+  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kNf4Plain, quant::Kind::kInt8, quant::Kind::kBf16}) {
     SCOPED_TRACE(quant::kind_name(kind));
     const int shards = 3;
     const quant::UnitCodec codec(unit, kind, shards);

@@ -138,6 +138,8 @@ def main():
     def method_args(method):  # lora, lora-int8 or qlora
         if method == "lora-int8":
             return ["--finetune.method", "lora", "--quant.base", "int8"]
+        if method == "qlora-nodq":
+            return ["--finetune.method", "qlora", "--quant.double_quant", "false"]
         if method == "lora-bf16":
             return ["--finetune.method", "lora", "--quant.base", "bf16"]
         if method == "lora-dropout":
@@ -192,7 +194,7 @@ def main():
     # the base dequantized by the reference implementation, and learns.
     sys.path.insert(0, os.path.join(HERE, "..", "reference"))
     import quant_ref as Q
-    for method in ("qlora", "lora-int8", "lora-bf16", "lora-dropout"):
+    for method in ("qlora", "qlora-nodq", "lora-int8", "lora-bf16", "lora-dropout"):
         runs = {np_: train(np_, f"{w}/{method}_np{np_}", 5, 1e-3, method=method) for np_ in (1, 2, 4)}
         l1 = runs[1][0]
         if method == "lora-dropout":

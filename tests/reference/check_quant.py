@@ -133,6 +133,24 @@ def main():
             for np_ in nps[1:]:
                 same = all(np.array_equal(dumps[np_][k], d[k]) for k in d)
                 check(same, f"{model} {kind}: np={np_} (each rank quantizing its own groups) gives the same bytes as np={nps[0]}")
+    # NF4 without double quantization (bnb_4bit_use_double_quant = False).
+    for np_ in (1, 3):
+        out = f"{w}/f32_nf4nodq_np{np_}.safetensors"
+        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/f32", "--kind", "nf4-nodq",
+             "--output", out])
+        d = st_numpy.load(out)
+        names = sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))
+        bad = []
+        for n in names:
+            x = sources["f32"][n].ravel()
+            r = Q.quantize_nf4(x, double_quant=False)
+            if not (np.array_equal(d[n + ".codes"], r["codes"].astype(np.float32)) and
+                    np.array_equal(d[n + ".absmax"], r["absmax"]) and
+                    np.array_equal(d[n + ".dequant"], Q.dequantize_nf4(r, len(x)))):
+                bad.append(n)
+        check(len(names) == 28 and not bad, f"nf4 without double quantization, np={np_}: codes, fp32 absmax and "
+                                            f"dequantized weights equal the reference" + (f"; differ: {bad[:3]}" if bad else ""))
+
     # bf16 storage (LoRA's base in the compute dtype): torch's round-to-nearest-even.
     import torch
     for np_ in (1, 3):

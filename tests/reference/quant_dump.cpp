@@ -5,7 +5,7 @@
 // it (codes, qabsmax, absmax2, offset; or int8 codes and absmax) and its
 // dequantization as FSDP's params() produces it, all as F32, for
 // check_quant.py to compare with the reference implementation.
-// Usage: mpirun -np N quant_dump --model DIR --kind nf4|int8|bf16 --output OUT.safetensors
+// Usage: mpirun -np N quant_dump --model DIR --kind nf4|nf4-nodq|int8|bf16 --output OUT.safetensors
 #include <iostream>
 #include <string>
 
@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
           put(n + ".qabsmax", std::vector<float>(q.qabsmax.begin(), q.qabsmax.end()));
           put(n + ".absmax2", q.absmax2);
           put(n + ".offset", {q.offset});
+        } else if (kind == quant::Kind::kNf4Plain) {
+          const quant::Nf4Tensor q = codec->nf4_tensor(regions.data(), t);
+          put(n + ".codes", std::vector<float>(q.packed.begin(), q.packed.end()));
+          put(n + ".absmax", q.absmax);
         } else if (kind == quant::Kind::kInt8) {
           const quant::Int8Tensor q = codec->int8_tensor(regions.data(), t);
           put(n + ".q", std::vector<float>(q.q.begin(), q.q.end()));

@@ -3,7 +3,8 @@ from the published algorithm (Dettmers et al., "QLoRA", 2023, and
 bitsandbytes' functional.py / kernels.cu), in numpy float32, with torch only
 for create_dynamic_map (whose float32 values come from torch.linspace).
 
-NF4, quantize_4bit(quant_type="nf4", blocksize=64, compress_statistics=True):
+NF4, quantize_4bit(quant_type="nf4", blocksize=64, compress_statistics=True)
+(with compress_statistics=False the fp32 absmax is kept as it is):
   absmax_b = max |x| over each block of 64; code = nearest NF4 value of
   x * (1 / absmax_b) by the midpoint thresholds (x > threshold); two codes
   per byte, the first in the high nibble; then offset = mean(absmax) and
@@ -92,7 +93,7 @@ def quantize_8bit_dynamic(y, code):
     return q, ties
 
 
-def quantize_nf4(x):
+def quantize_nf4(x, double_quant=True):
     x = np.asarray(x, dtype=f32).ravel()
     n = len(x)
     b = _blocks(x, 64)
@@ -103,6 +104,8 @@ def quantize_nf4(x):
     if n % 2:
         codes = np.append(codes, 0)
     packed = ((codes[0::2] << 4) | codes[1::2]).astype(np.uint8)
+    if not double_quant:  # compress_statistics=False: the fp32 absmax is kept
+        return {"codes": packed, "absmax": absmax, "ties": 0}
     offset = f32(absmax.astype(np.float64).mean())
     centred = (absmax - offset).astype(f32)
     groups = _blocks(centred, 256)
@@ -116,8 +119,11 @@ def quantize_nf4(x):
 
 
 def dequantize_nf4(q, n):
-    code8 = create_dynamic_map()
-    absmax = (code8[q["qabsmax"]] * np.repeat(q["absmax2"], 256)[:len(q["qabsmax"])] + q["offset"]).astype(f32)
+    if "qabsmax" in q:
+        code8 = create_dynamic_map()
+        absmax = (code8[q["qabsmax"]] * np.repeat(q["absmax2"], 256)[:len(q["qabsmax"])] + q["offset"]).astype(f32)
+    else:
+        absmax = q["absmax"]
     codes = np.stack([q["codes"] >> 4, q["codes"] & 15], 1).ravel()[:n]
     return (NF4[codes] * np.repeat(absmax, 64)[:n]).astype(f32)
 
