@@ -21,6 +21,7 @@ double learning_rate(const OptimizerConfig& c, int64_t step) {
 
 StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t step) {
   StepResult r;
+  fsdp.sync_replicas();  // gradients accumulated locally over the micro-batches meet across replicas here
   double sq = 0;
   for (int u = 0; u < fsdp.num_units(); ++u)
     if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.grad_shard(u), fsdp.geometry(u).shard_size);

@@ -230,7 +230,7 @@ void Fsdp::finish_reduce(PendingReduce& p) {
     p.request->wait();
     p.request.reset();
   }
-  if (mesh_.replica_size > 1) replica_comm_->all_reduce_sum(p.shard, geo.shard_size);
+  replicas_pending_ |= mesh_.replica_size > 1;  // all-reduced once per step: sync_replicas()
   be_.axpy(1.f, p.shard, grad_[p.unit].data(), geo.shard_size);
   if (p.shard != p.full) give_buffer(p.shard);
   give_buffer(p.full);
@@ -263,6 +263,14 @@ void Fsdp::wait_gradients() {
   pending_.clear();
 }
 
+void Fsdp::sync_replicas() {
+  wait_gradients();
+  if (!replicas_pending_) return;
+  for (int u = 0; u < num_units(); ++u)
+    if (trainable(u)) replica_comm_->all_reduce_sum(grad_[u].data(), static_cast<size_t>(geom_[u].shard_size));
+  replicas_pending_ = false;
+}
+
 void Fsdp::end_backward() {
   wait_gradients();
   for (auto& [unit, g] : gathered_) drop(*g);
@@ -271,6 +279,7 @@ void Fsdp::end_backward() {
 }
 
 void Fsdp::zero_grad_shards() {
+  replicas_pending_ = false;
   for (int u = 0; u < num_units(); ++u)
     if (trainable(u)) be_.fill(grad_[u].data(), 0.f, geom_[u].shard_size);
 }

@@ -81,6 +81,11 @@ class Fsdp final : public UnitAccess {
   void zero_grad_shards();
   void end_backward();  // frees params kept for backward (shard_grad_op)
   void wait_gradients();  // completes every in-flight reduction
+  // The all-reduce of the gradient shards across replicas (no_shard,
+  // hybrid_shard), once per step after the last micro-batch, as DDP's no_sync
+  // accumulation does: micro-batches accumulate locally in between.
+  // adamw_step calls it; a no-op with one replica or nothing pending.
+  void sync_replicas();
 
   // ---- state ------------------------------------------------------------------------
   const ParamLayout& layout() const { return layout_; }
@@ -139,6 +144,7 @@ class Fsdp final : public UnitAccess {
   std::map<float*, std::unique_ptr<DeviceArray<float>>> used_buffers_;
   size_t buffer_bytes_ = 0, peak_buffer_bytes_ = 0;
   bool in_backward_ = false;
+  bool replicas_pending_ = false;  // gradient shards not yet all-reduced across replicas
 };
 
 }  // namespace llamaft

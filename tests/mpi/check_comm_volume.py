@@ -9,7 +9,8 @@ parameters padded to a multiple of S, and L blocks:
       the head, and the embed again for a tied head;
     shard_grad_op: every unit once (kept from forward to backward);
   reduce-scatter (S > 1), bytes fed = 4 P_u per unit (tied embed: twice);
-  all-reduce across replicas (R > 1) = 4 P_u / S per unit contribution;
+  all-reduce across replicas (R > 1) = 4 P_u / S per unit, once per step
+    (micro-batches accumulate locally first, as DDP's no_sync);
 plus per step: 24 bytes of loss/token counts over the world and 8 bytes of
 gradient norm over the shard group. With train.param_dtype = bf16 the
 gathers carry bf16: ceil(P_u / S / 2) 4-byte words per gather.
@@ -50,11 +51,10 @@ def expected(cfg, strategy, world, group, micro, bf16=False):
         ag = sum(4 * ((p // S + 1) // 2) if bf16 else 4 * p // S for p in gathers)
         reduces = [embed, head] + [block] * L + ([embed] if tied else [])
         rs = sum(4 * p for p in reduces)
-    if R > 1:
-        reduces = [embed, head] + [block] * L + ([embed] if tied else [])
-        ar = sum(4 * p // S for p in reduces)
+    if R > 1:  # once per step, after local accumulation over the micro-batches; each unit once
+        ar = sum(4 * p // S for p in [embed, head] + [block] * L)
     return {"all_gather_bytes": micro * ag, "reduce_scatter_bytes": micro * rs,
-            "all_reduce_bytes": micro * ar + 24 + 8}
+            "all_reduce_bytes": ar + 24 + 8}
 
 
 def main():
