@@ -92,33 +92,53 @@ float block_absmax(const float* x, int64_t n) {
   return m;
 }
 
-// NF4 codes of one block (at most 64 values) into packed bytes; `first` is the
-// value index of x[0] within the tensor (even at block starts).
-void nf4_block(const float* x, int64_t n, float absmax, uint8_t* packed) {
-  const float inv = 1.0f / absmax;
+// absmax[b] of every block of 64 in x(n) (the last block may be partial).
+std::vector<float> block_absmaxes(const float* x, int64_t n) {
+  std::vector<float> absmax((n + kBlock - 1) / kBlock);
+  for (size_t b = 0; b < absmax.size(); ++b) {
+    const int64_t lo = static_cast<int64_t>(b) * kBlock;
+    absmax[b] = block_absmax(x + lo, std::min<int64_t>(kBlock, n - lo));
+  }
+  return absmax;
+}
+
+// NF4 codes of x(n), two per byte with the first value in the high nibble;
+// each value scaled by 1 / its block's absmax as bitsandbytes does.
+void nf4_codes(const float* x, int64_t n, const float* absmax, uint8_t* packed) {
   for (int64_t j = 0; j < n; j += 2) {
+    const float inv = 1.0f / absmax[j / kBlock];
     uint8_t byte = static_cast<uint8_t>(nf4_code(x[j] * inv) << 4);
     if (j + 1 < n) byte |= nf4_code(x[j + 1] * inv);
     packed[j / 2] = byte;
   }
 }
 
-// Double quantization of one group of up to 256 block absmax values.
-float dq_group(const float* absmax, int64_t n, float offset, uint8_t* q) {
+// Double quantization of the block absmax values, in groups of 256: q(nb) and
+// one absmax2 per group appended to `absmax2`.
+void dq_groups(const float* absmax, int64_t nb, float offset, uint8_t* q, std::vector<float>& absmax2) {
   const float* map = dynamic_map();
-  float amax2 = 0.f;
-  for (int64_t i = 0; i < n; ++i) amax2 = std::max(amax2, std::fabs(absmax[i] - offset));
-  const float inv = 1.0f / amax2;
-  for (int64_t i = 0; i < n; ++i) q[i] = dynamic_code(map, (absmax[i] - offset) * inv);
-  return amax2;
+  for (int64_t lo = 0; lo < nb; lo += kGroup) {
+    const int64_t n = std::min<int64_t>(kGroup, nb - lo);
+    float amax2 = 0.f;
+    for (int64_t i = lo; i < lo + n; ++i) amax2 = std::max(amax2, std::fabs(absmax[i] - offset));
+    const float inv = 1.0f / amax2;
+    for (int64_t i = lo; i < lo + n; ++i) q[i] = dynamic_code(map, (absmax[i] - offset) * inv);
+    absmax2.push_back(amax2);
+  }
 }
 
-void int8_block(const float* x, int64_t n, float absmax, int8_t* q) {
-  const float inv = 127.0f / absmax;
+void int8_codes(const float* x, int64_t n, const float* absmax, int8_t* q) {
   for (int64_t j = 0; j < n; ++j) {
-    const float r = absmax > 0.f ? std::nearbyint(x[j] * inv) : 0.f;
+    const float a = absmax[j / kBlock];
+    const float r = a > 0.f ? std::nearbyint(x[j] * (127.0f / a)) : 0.f;
     q[j] = static_cast<int8_t>(std::max(-127.f, std::min(127.f, r)));
   }
+}
+
+double sum_of(const std::vector<float>& v) {
+  double s = 0;
+  for (float a : v) s += a;
+  return s;
 }
 
 }  // namespace
@@ -130,26 +150,17 @@ const float* dynamic_map() {
 
 Nf4Tensor quantize_nf4(const float* x, int64_t n, bool double_quant) {
   Nf4Tensor t;
-  const int64_t nb = (n + kBlock - 1) / kBlock;
+  std::vector<float> absmax = block_absmaxes(x, n);
   t.packed.assign((n + 1) / 2, 0);
-  std::vector<float> absmax(nb);
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, n - lo);
-    absmax[b] = block_absmax(x + lo, cnt);
-    nf4_block(x + lo, cnt, absmax[b], t.packed.data() + lo / 2);
-  }
+  nf4_codes(x, n, absmax.data(), t.packed.data());
   if (!double_quant) {
     t.absmax = std::move(absmax);
     return t;
   }
-  double sum = 0;
-  for (float a : absmax) sum += a;
-  t.offset = static_cast<float>(sum / static_cast<double>(nb));
+  const int64_t nb = static_cast<int64_t>(absmax.size());
+  t.offset = static_cast<float>(sum_of(absmax) / static_cast<double>(nb));
   t.qabsmax.assign(nb, 0);
-  for (int64_t g = 0; g * kGroup < nb; ++g) {
-    const int64_t lo = g * kGroup, cnt = std::min<int64_t>(kGroup, nb - lo);
-    t.absmax2.push_back(dq_group(absmax.data() + lo, cnt, t.offset, t.qabsmax.data() + lo));
-  }
+  dq_groups(absmax.data(), nb, t.offset, t.qabsmax.data(), t.absmax2);
   return t;
 }
 
@@ -165,14 +176,9 @@ void dequantize_nf4(const Nf4Tensor& t, int64_t n, float* out) {
 
 Int8Tensor quantize_int8(const float* x, int64_t n) {
   Int8Tensor t;
-  const int64_t nb = (n + kBlock - 1) / kBlock;
+  t.absmax = block_absmaxes(x, n);
   t.q.assign(n, 0);
-  t.absmax.resize(nb);
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, n - lo);
-    t.absmax[b] = block_absmax(x + lo, cnt);
-    int8_block(x + lo, cnt, t.absmax[b], t.q.data() + lo);
-  }
+  int8_codes(x, n, t.absmax.data(), t.q.data());
   return t;
 }
 
@@ -242,45 +248,47 @@ bool UnitCodec::serves(const Unit& unit) const {
   return true;
 }
 
-void UnitCodec::quantize_items(int rank, float* region, const std::vector<std::vector<float>>& values,
-                               const std::vector<float>& offsets) const {
-  for (int t = 0; t < num_quantized(); ++t) region[t] = offsets[t];
+void UnitCodec::quantize_region(int rank, float* region, const ReadFn& read, const SumFn& sum_over_ranks) const {
   const auto& mine = items_[rank];
+  std::vector<std::vector<float>> values(mine.size()), absmax(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    values[i].resize(mine[i].count);
+    read(qindex_[mine[i].tensor], mine[i].begin, mine[i].count, values[i].data());
+    if (kind_ != Kind::kBf16) absmax[i] = block_absmaxes(values[i].data(), mine[i].count);
+  }
+  // NF4 with double quantization: offset = the mean of the tensor's block
+  // absmax over every rank's blocks.
+  std::vector<float> offsets(qslots_.size(), 0.f);
+  if (kind_ == Kind::kNf4) {
+    std::vector<double> sums(qslots_.size(), 0.0);
+    for (size_t i = 0; i < mine.size(); ++i) sums[mine[i].tensor] += sum_of(absmax[i]);
+    sum_over_ranks(sums.data(), sums.size());
+    for (size_t t = 0; t < qslots_.size(); ++t)
+      offsets[t] = static_cast<float>(sums[t] / static_cast<double>(blocks(qslots_[t]->numel())));
+  }
+  std::fill(region, region + shard_words_, 0.f);
+  std::copy(offsets.begin(), offsets.end(), region);
+  for (size_t p = 0; p < plain_.size(); ++p) read(pindex_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
   for (size_t i = 0; i < mine.size(); ++i) {
     const Item& it = mine[i];
     const float* x = values[i].data();
     const int64_t nb = blocks(it.count);
     auto* bytes = reinterpret_cast<uint8_t*>(region + it.word);
     if (kind_ == Kind::kNf4) {
-      std::vector<float> absmax(nb);
       uint8_t* qabs = bytes + 4;
-      uint8_t* codes = qabs + nb;
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, it.count - lo);
-        absmax[b] = block_absmax(x + lo, cnt);
-        nf4_block(x + lo, cnt, absmax[b], codes + lo / 2);
-      }
-      const float amax2 = dq_group(absmax.data(), nb, offsets[it.tensor], qabs);
-      std::memcpy(bytes, &amax2, 4);
+      nf4_codes(x, it.count, absmax[i].data(), qabs + nb);
+      std::vector<float> amax2;  // one group: an item is at most 64 x 256 values
+      dq_groups(absmax[i].data(), nb, offsets[it.tensor], qabs, amax2);
+      std::memcpy(bytes, amax2.data(), 4);
     } else if (kind_ == Kind::kNf4Plain) {
-      auto* absmax = reinterpret_cast<float*>(bytes);
-      uint8_t* codes = bytes + 4 * nb;
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, it.count - lo);
-        absmax[b] = block_absmax(x + lo, cnt);
-        nf4_block(x + lo, cnt, absmax[b], codes + lo / 2);
-      }
+      std::memcpy(bytes, absmax[i].data(), 4 * nb);
+      nf4_codes(x, it.count, absmax[i].data(), bytes + 4 * nb);
     } else if (kind_ == Kind::kBf16) {
       auto* bits = reinterpret_cast<uint16_t*>(bytes);
       for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
     } else {
-      auto* absmax = reinterpret_cast<float*>(bytes);
-      auto* codes = reinterpret_cast<int8_t*>(bytes + 4 * nb);
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t lo = b * kBlock, cnt = std::min<int64_t>(kBlock, it.count - lo);
-        absmax[b] = block_absmax(x + lo, cnt);
-        int8_block(x + lo, cnt, absmax[b], codes + lo);
-      }
+      std::memcpy(bytes, absmax[i].data(), 4 * nb);
+      int8_codes(x, it.count, absmax[i].data(), reinterpret_cast<int8_t*>(bytes + 4 * nb));
     }
   }
 }
@@ -306,36 +314,39 @@ void UnitCodec::dequantize(const float* regions, float* out) const {
   }
 }
 
+void UnitCodec::for_each_item_of(const float* regions, int t,
+                                 const std::function<void(const Item&, const uint8_t*)>& fn) const {
+  for (int r = 0; r < shards_; ++r)
+    for (const Item& it : items_[r])
+      if (it.tensor == t) fn(it, reinterpret_cast<const uint8_t*>(regions + r * shard_words_ + it.word));
+}
+
 Nf4Tensor UnitCodec::nf4_tensor(const float* regions, int t) const {
   LLAMAFT_CHECK(kind_ == Kind::kNf4 || kind_ == Kind::kNf4Plain, "not an NF4 unit");
+  const bool dq = kind_ == Kind::kNf4;
   Nf4Tensor out;
   const int64_t n = qslots_[t]->numel();
   out.packed.assign((n + 1) / 2, 0);
-  if (kind_ == Kind::kNf4Plain) {
+  if (dq) {
+    out.qabsmax.assign(blocks(n), 0);
+    out.offset = regions[t];
+  } else {
     out.absmax.assign(blocks(n), 0.f);
-    for (int r = 0; r < shards_; ++r)
-      for (const Item& it : items_[r]) {
-        if (it.tensor != t) continue;
-        const auto* bytes = reinterpret_cast<const uint8_t*>(regions + r * shard_words_ + it.word);
-        const int64_t nb = blocks(it.count);
-        std::memcpy(out.absmax.data() + it.begin / kBlock, bytes, 4 * nb);
-        std::memcpy(out.packed.data() + it.begin / 2, bytes + 4 * nb, (it.count + 1) / 2);
-      }
-    return out;
   }
-  out.qabsmax.assign(blocks(n), 0);
-  out.offset = regions[t];
-  for (int r = 0; r < shards_; ++r)
-    for (const Item& it : items_[r]) {
-      if (it.tensor != t) continue;
-      const auto* bytes = reinterpret_cast<const uint8_t*>(regions + r * shard_words_ + it.word);
-      const int64_t nb = blocks(it.count);
+  for_each_item_of(regions, t, [&](const Item& it, const uint8_t* bytes) {
+    const int64_t nb = blocks(it.count);
+    if (dq) {
       float amax2;
       std::memcpy(&amax2, bytes, 4);
       out.absmax2.push_back(amax2);
       std::memcpy(out.qabsmax.data() + it.begin / kBlock, bytes + 4, nb);
-      std::memcpy(out.packed.data() + it.begin / 2, bytes + 4 + nb, (it.count + 1) / 2);
+      bytes += 4 + nb;
+    } else {
+      std::memcpy(out.absmax.data() + it.begin / kBlock, bytes, 4 * nb);
+      bytes += 4 * nb;
     }
+    std::memcpy(out.packed.data() + it.begin / 2, bytes, (it.count + 1) / 2);
+  });
   return out;
 }
 
@@ -345,14 +356,11 @@ Int8Tensor UnitCodec::int8_tensor(const float* regions, int t) const {
   const int64_t n = qslots_[t]->numel();
   out.q.assign(n, 0);
   out.absmax.assign(blocks(n), 0.f);
-  for (int r = 0; r < shards_; ++r)
-    for (const Item& it : items_[r]) {
-      if (it.tensor != t) continue;
-      const auto* bytes = reinterpret_cast<const uint8_t*>(regions + r * shard_words_ + it.word);
-      const int64_t nb = blocks(it.count);
-      std::memcpy(out.absmax.data() + it.begin / kBlock, bytes, 4 * nb);
-      std::memcpy(out.q.data() + it.begin, bytes + 4 * nb, it.count);
-    }
+  for_each_item_of(regions, t, [&](const Item& it, const uint8_t* bytes) {
+    const int64_t nb = blocks(it.count);
+    std::memcpy(out.absmax.data() + it.begin / kBlock, bytes, 4 * nb);
+    std::memcpy(out.q.data() + it.begin, bytes + 4 * nb, it.count);
+  });
   return out;
 }
 

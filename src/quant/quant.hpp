@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -198,8 +199,9 @@ class UnitCodec {
   // index into Unit::tensors: one codec serves every unit of the same layout);
   // `sum_over_ranks(double*, n)` sums over the shard ranks (NF4's per-tensor
   // absmax mean needs every rank's blocks).
-  template <typename Read, typename SumOverRanks>
-  void quantize_region(int rank, float* region, Read&& read, SumOverRanks&& sum_over_ranks) const;
+  using ReadFn = std::function<void(int slot_index, int64_t elem, int64_t count, float* dst)>;
+  using SumFn = std::function<void(double* data, size_t count)>;
+  void quantize_region(int rank, float* region, const ReadFn& read, const SumFn& sum_over_ranks) const;
 
   // out(numel) = the whole unit from all regions (shards * shard_words words).
   void dequantize(const float* regions, float* out) const;
@@ -224,8 +226,8 @@ class UnitCodec {
   };
   int64_t blocks(int64_t values) const { return (values + kBlock - 1) / kBlock; }
   int64_t item_words(int64_t values) const;
-  void quantize_items(int rank, float* region, const std::vector<std::vector<float>>& values,
-                      const std::vector<float>& offsets) const;
+  // fn(item, its bytes in `regions`) for every item of quantized tensor t, in tensor order.
+  void for_each_item_of(const float* regions, int t, const std::function<void(const Item&, const uint8_t*)>& fn) const;
 
   Kind kind_;
   int shards_;
@@ -241,35 +243,5 @@ class UnitCodec {
 
 // Whether a slot is one of the linear weights a quantized base stores quantized.
 bool is_quantized_slot(const TensorSlot& s);
-
-// ---- template definition --------------------------------------------------------
-template <typename Read, typename SumOverRanks>
-void UnitCodec::quantize_region(int rank, float* region, Read&& read, SumOverRanks&& sum_over_ranks) const {
-  const auto& mine = items_[rank];
-  std::vector<std::vector<float>> values(mine.size());
-  for (size_t i = 0; i < mine.size(); ++i) {
-    values[i].resize(mine[i].count);
-    read(qindex_[mine[i].tensor], mine[i].begin, mine[i].count, values[i].data());
-  }
-  // NF4: offset = mean of the tensor's block absmax over every rank's blocks.
-  std::vector<double> sums(qslots_.size(), 0.0);
-  if (kind_ == Kind::kNf4) {
-    for (size_t i = 0; i < mine.size(); ++i)
-      for (int64_t b = 0; b < blocks(mine[i].count); ++b) {
-        const int64_t lo = b * kBlock, hi = std::min<int64_t>(lo + kBlock, mine[i].count);
-        float amax = 0.f;
-        for (int64_t j = lo; j < hi; ++j) amax = std::max(amax, std::abs(values[i][j]));
-        sums[mine[i].tensor] += amax;
-      }
-    sum_over_ranks(sums.data(), sums.size());
-  }
-  std::vector<float> offsets(qslots_.size(), 0.f);
-  for (size_t t = 0; t < qslots_.size(); ++t)
-    offsets[t] = static_cast<float>(sums[t] / static_cast<double>(blocks(qslots_[t]->numel())));
-  std::fill(region, region + shard_words_, 0.f);
-  for (size_t p = 0; p < plain_.size(); ++p)
-    read(pindex_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
-  quantize_items(rank, region, values, offsets);
-}
 
 }  // namespace llamaft::quant

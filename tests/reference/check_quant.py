@@ -81,19 +81,21 @@ def main():
     run([a.llamaft, "init", "--preset", "tiny", "--seed", "4", "--dtype", "bfloat16", "--output", f"{w}/bf16"])
     sources = {"f32": st_numpy.load(f"{w}/f32/model.safetensors"), "bf16": st_numpy.load(f"{w}/bf16/model.safetensors")}
 
+    def dump(model, kind, np_):
+        """quant_dump under mpirun: {name: array} and the sorted quantized weight names."""
+        out = f"{w}/{model}_{kind}_np{np_}.safetensors"
+        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/{model}", "--kind", kind,
+             "--output", out])
+        d = st_numpy.load(out)
+        return d, sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))
+
     code8 = Q.create_dynamic_map()
     for kind in ("nf4", "int8"):
         for model, nps in (("f32", (1, 2, 3, 4)), ("bf16", (2,))):
-            dumps = {}
-            for np_ in nps:
-                out = f"{w}/{model}_{kind}_np{np_}.safetensors"
-                run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/{model}", "--kind", kind,
-                     "--output", out])
-                dumps[np_] = st_numpy.load(out)
-            d = dumps[nps[0]]
+            dumps = {np_: dump(model, kind, np_) for np_ in nps}
+            d, names = dumps[nps[0]]
             if kind == "nf4":
                 check(np.array_equal(d["code8"], code8), "llamaft's 8-bit map equals bitsandbytes' create_dynamic_map()")
-            names = sorted({k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant")})
             check(len(names) == 4 * 7, f"{model} {kind}: {len(names)} quantized linear weights (4 layers x 7)")
             bad, worst, ties, rel = [], 0.0, 0, []
             for n in names:
@@ -131,15 +133,11 @@ def main():
             check(worst <= 1.0, f"{model} {kind}: every error within the bound (worst {worst:.3f} of it); "
                                 f"relative RMS error {np.median(rel):.4f} (median over tensors)")
             for np_ in nps[1:]:
-                same = all(np.array_equal(dumps[np_][k], d[k]) for k in d)
+                same = all(np.array_equal(dumps[np_][0][k], d[k]) for k in d)
                 check(same, f"{model} {kind}: np={np_} (each rank quantizing its own groups) gives the same bytes as np={nps[0]}")
     # NF4 without double quantization (bnb_4bit_use_double_quant = False).
     for np_ in (1, 3):
-        out = f"{w}/f32_nf4nodq_np{np_}.safetensors"
-        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/f32", "--kind", "nf4-nodq",
-             "--output", out])
-        d = st_numpy.load(out)
-        names = sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))
+        d, names = dump("f32", "nf4-nodq", np_)
         bad = []
         for n in names:
             x = sources["f32"][n].ravel()
@@ -154,11 +152,7 @@ def main():
     # bf16 storage (LoRA's base in the compute dtype): torch's round-to-nearest-even.
     import torch
     for np_ in (1, 3):
-        out = f"{w}/f32_bf16_np{np_}.safetensors"
-        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/f32", "--kind", "bf16",
-             "--output", out])
-        d = st_numpy.load(out)
-        names = sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))
+        d, names = dump("f32", "bf16", np_)
         bad = [n for n in names if not np.array_equal(
             d[n + ".dequant"], torch.from_numpy(sources["f32"][n].ravel()).to(torch.bfloat16).float().numpy())]
         check(len(names) == 28 and not bad, f"bf16 base at np={np_}: all {len(names)} linear weights equal torch's "
