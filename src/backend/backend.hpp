@@ -106,20 +106,19 @@ class Backend {
   // out may equal x). Row r is keyed row_keys[r / seq] (host memory, one per
   // sequence) and element c by (r % seq) * cols + c, with rowmath::dropout_factor.
   virtual void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
-                       uint64_t salt, float p);
+                       uint64_t salt, float p) = 0;
 
   // ---- bf16 parameter gathers (train.param_dtype = bf16) ---------------------------
   // words(ceil(n / 2) float-sized words) = x(n) rounded to bf16 (nearest even),
   // two per word, element 0 in the low half.
-  virtual void pack_bf16(const float* x, float* words, size_t n);
+  virtual void pack_bf16(const float* x, float* words, size_t n) = 0;
   // out[r * n + j] = bf16 element j of words + r * stride_words, for r < rows, j < n.
-  virtual void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows);
+  virtual void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) = 0;
 
   // ---- quantized frozen bases ---------------------------------------------------
   // out(codec.numel()) = the dequantized unit from its gathered regions
-  // (codec.shards() * codec.shard_words() words). The default stages through
-  // the host; backends override it with their own loop or kernel.
-  virtual void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out);
+  // (codec.shards() * codec.shard_words() words).
+  virtual void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) = 0;
 
   // ---- allocation accounting (implementations call these) ---------------------
  protected:

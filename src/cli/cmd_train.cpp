@@ -157,6 +157,7 @@ int run_train(const Config& cfg) {
   mopts.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
   mopts.lora = lora_spec_from_config(cfg);
   mopts.lora_dropout = static_cast<float>(cfg.get_float("lora.dropout"));
+  const uint64_t dropout_seed = rowmath::mix64(static_cast<uint64_t>(cfg.get_int("train.seed")) ^ 0xD50u);
   const bool lora = mopts.lora.enabled();
   LlamaModel model(mc, *be, mopts);
   const quant::Kind base_quant = base_quant_from_config(cfg);
@@ -319,7 +320,7 @@ int run_train(const Config& cfg) {
         // same at any rank count, accumulation or activation checkpointing.
         for (int64_t j = 0; j < ts.micro_batch; ++j)
           micro.back().dropout_keys.push_back(rowmath::mix64(
-              rowmath::mix64(static_cast<uint64_t>(cfg.get_int("train.seed")) ^ 0xD50u) ^
+              dropout_seed ^
               rowmath::mix64(static_cast<uint64_t>(step) << 32 ^ static_cast<uint64_t>(my_rows[k * ts.micro_batch + j]))));
       }
       counts[0] += static_cast<double>(micro.back().target_tokens);
