@@ -517,5 +517,9 @@ template void attention_fwd<float>(const AttnShape&, const float*, const float*,
                                    cudaStream_t);
 template void attention_bwd<float>(const AttnShape&, const float*, const float*, const float*, const float*,
                                    const float*, const float*, float*, float*, float*, float*, cudaStream_t);
+template void attention_fwd<bf16>(const AttnShape&, const bf16*, const bf16*, const bf16*, bf16*, float*,
+                                  cudaStream_t);
+template void attention_bwd<bf16>(const AttnShape&, const bf16*, const bf16*, const bf16*, const bf16*,
+                                  const float*, const bf16*, bf16*, bf16*, bf16*, float*, cudaStream_t);
 
 }  // namespace llamaft::cuda

@@ -72,5 +72,6 @@ void cross_entropy_rows(T* logits, const int32_t* labels, float* loss, int rows,
 }
 
 template void cross_entropy_rows<float>(float*, const int32_t*, float*, int, int, float, float*, cudaStream_t);
+template void cross_entropy_rows<bf16>(bf16*, const int32_t*, float*, int, int, float, float*, cudaStream_t);
 
 }  // namespace llamaft::cuda

@@ -12,6 +12,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/row_math.hpp"
+#include "core/dtype.hpp"
 
 namespace llamaft::cuda {
 

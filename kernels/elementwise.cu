@@ -49,5 +49,7 @@ void scale(T* x, float alpha, size_t n, cudaStream_t stream) {
 template void fill<float>(float*, float, size_t, cudaStream_t);
 template void axpy<float>(float, const float*, float*, size_t, cudaStream_t);
 template void scale<float>(float*, float, size_t, cudaStream_t);
+template void fill<bf16>(bf16*, float, size_t, cudaStream_t);
+template void axpy<bf16>(float, const bf16*, bf16*, size_t, cudaStream_t);
 
 }  // namespace llamaft::cuda

@@ -13,6 +13,6 @@ template <typename T>
 void embedding_fwd(const int32_t* ids, const T* table, T* out, int n, int dim, cudaStream_t stream);
 // dtable[ids[i]] += dout[i]; dout(n, dim)
 template <typename T>
-void embedding_bwd(const int32_t* ids, const T* dout, T* dtable, int n, int dim, cudaStream_t stream);
+void embedding_bwd(const int32_t* ids, const T* dout, float* dtable, int n, int dim, cudaStream_t stream);
 
 }  // namespace llamaft::cuda

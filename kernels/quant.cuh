@@ -15,11 +15,14 @@ namespace llamaft::cuda {
 
 // out(unit) <- the items of `regions` (device); items (device, n_items);
 // map: the 256-entry dynamic map (device); kind: the codec's storage.
+// T: float or bf16 (the value rounded once, from the fp32 dequantization).
+template <typename T>
 void dequantize_items(const float* regions, const quant::DequantItem* items, int n_items, quant::Kind kind,
-                      const float* map, float* out, cudaStream_t stream);
+                      const float* map, T* out, cudaStream_t stream);
 
 // out(rows, cols) = x * mask; row r keyed by keys[r / seq] (device).
-void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* keys, uint64_t salt, float p,
+template <typename T>
+void dropout(const T* x, T* out, int rows, int cols, int seq, const uint64_t* keys, uint64_t salt, float p,
              cudaStream_t stream);
 
 }  // namespace llamaft::cuda

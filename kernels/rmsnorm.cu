@@ -66,13 +66,12 @@ __global__ void rmsnorm_bwd_dw_partial_kernel(const T* dy, const T* x, const flo
 }
 
 // dw[i] += sum over chunks c (in order) of partial[c][i]
-template <typename T>
-__global__ void rmsnorm_bwd_dw_reduce_kernel(const float* partial, T* dw, int chunks, int dim) {
+__global__ void rmsnorm_bwd_dw_reduce_kernel(const float* partial, float* dw, int chunks, int dim) {
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   if (col >= dim) return;
   float acc = 0.f;
   for (int c = 0; c < chunks; ++c) acc += partial[size_t(c) * dim + col];
-  dw[col] = static_cast<T>(static_cast<float>(dw[col]) + acc);
+  dw[col] += acc;
 }
 }  // namespace
 
@@ -90,7 +89,7 @@ size_t rmsnorm_bwd_workspace_floats(int rows, int dim) {
 }
 
 template <typename T>
-void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, T* dw, int rows, int dim,
+void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, float* dw, int rows, int dim,
                  float* workspace, cudaStream_t stream) {
   if (rows <= 0 || dim <= 0) return;
   rmsnorm_bwd_kernel<<<blocks_for(rows, kRowsPerBlock), kThreads, 0, stream>>>(dy, x, w, rstd, dx, rows, dim);
@@ -110,5 +109,8 @@ void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, 
 template void rmsnorm_fwd<float>(const float*, const float*, float*, float*, int, int, float, cudaStream_t);
 template void rmsnorm_bwd<float>(const float*, const float*, const float*, const float*, float*, float*, int, int,
                                  float*, cudaStream_t);
+template void rmsnorm_fwd<bf16>(const bf16*, const bf16*, bf16*, float*, int, int, float, cudaStream_t);
+template void rmsnorm_bwd<bf16>(const bf16*, const bf16*, const bf16*, const float*, bf16*, float*, int, int,
+                                float*, cudaStream_t);
 
 }  // namespace llamaft::cuda

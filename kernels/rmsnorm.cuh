@@ -17,9 +17,9 @@ void rmsnorm_fwd(const T* x, const T* w, T* y, float* rstd, int rows, int dim, f
 // Floats of workspace rmsnorm_bwd needs when dw is given.
 size_t rmsnorm_bwd_workspace_floats(int rows, int dim);
 
-// dx(rows, dim) overwritten; dw(dim) accumulated (skipped when dw is null).
+// dx(rows, dim) overwritten; dw(dim, fp32 for every T) accumulated (skipped when dw is null).
 template <typename T>
-void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, T* dw, int rows, int dim,
+void rmsnorm_bwd(const T* dy, const T* x, const T* w, const float* rstd, T* dx, float* dw, int rows, int dim,
                  float* workspace, cudaStream_t stream);
 
 }  // namespace llamaft::cuda

@@ -55,5 +55,6 @@ void rope(T* x, int ld, const int32_t* positions, const float* inv_freq, int row
 }
 
 template void rope<float>(float*, int, const int32_t*, const float*, int, int, int, bool, cudaStream_t);
+template void rope<bf16>(bf16*, int, const int32_t*, const float*, int, int, int, bool, cudaStream_t);
 
 }  // namespace llamaft::cuda

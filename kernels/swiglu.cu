@@ -52,5 +52,8 @@ void swiglu_bwd(const T* dout, const T* gate, const T* up, int ld_in, T* dgate, 
 template void swiglu_fwd<float>(const float*, const float*, int, float*, int, int, cudaStream_t);
 template void swiglu_bwd<float>(const float*, const float*, const float*, int, float*, float*, int, int, int,
                                 cudaStream_t);
+template void swiglu_fwd<bf16>(const bf16*, const bf16*, int, bf16*, int, int, cudaStream_t);
+template void swiglu_bwd<bf16>(const bf16*, const bf16*, const bf16*, int, bf16*, bf16*, int, int, int,
+                               cudaStream_t);
 
 }  // namespace llamaft::cuda

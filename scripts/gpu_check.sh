@@ -7,10 +7,13 @@
 #
 # Then the same model with QLoRA (NF4 base, dequantized per block on the GPU).
 #
-# Status (2026-11-28): the CUDA backend stores fp32 weights and activations; with
-# train.param_dtype = bf16 (used here) parameters are gathered in bf16 and GEMMs run as bf16 x bf16 -> fp32
-# on the tensor cores (autocast-style operand casts); the other kernels are
-# fp32. bf16 storage is the CUDA issue's remaining work. Never yet run on a GPU.
+# Also times the attention kernel (bf16, the 1B shape) against the GEMM-bound
+# time for its FLOPs, with the backend's own bf16 GEMM as the peak.
+#
+# Status (2026-11-29): with train.param_dtype = bf16 (used here) the CUDA
+# backend keeps activations and gathered weights in bf16 (fp32 master
+# weights, gradients, AdamW state and statistics), GEMMs on the tensor cores
+# with fp32 accumulation. Checked in the CPU emulator only: never yet run on a GPU.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$root/gpu_check_out}
@@ -23,10 +26,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 echo "== build (CUDA, sm_90)"
 build=$root/build-gpu
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMAFT_CUDA=ON -DLLAMAFT_CUDA_ARCHS=90 >/dev/null || exit 1
-cmake --build "$build" -j "$(nproc)" --target llamaft cuda_tests unit_tests bench_cuda_gemm >/dev/null || exit 1
+cmake --build "$build" -j "$(nproc)" --target llamaft cuda_tests unit_tests bench_cuda_gemm \
+  bench_cuda_attention >/dev/null || exit 1
 
 echo "== dense GEMM peak (cuBLASLt, 8192^3)"
 "$build/bench/bench_cuda_gemm" 8192 20 | tee "$out/gemm_peak.json"
+
+echo "== attention kernel, bf16, llama3.2-1b shape (seq 2048, 32 x 8 heads, hd 64)"
+timeout 120 "$build/bench/bench_cuda_attention" 2048 32 8 64 | tee "$out/attention.json"
 
 echo "== GPU tests"
 "$build/tests/cuda_tests" --gtest_brief=1 2>&1 | tail -n 30
@@ -56,15 +63,17 @@ timeout 240 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --dat
   --checkpoint.at_end false --output.progress false
 qlora_rc=$?
 "$build/llamaft" plan --model "$work/model" --np 1 --seq-len 2048 --fsdp.activation_checkpointing true \
-  --fsdp.strategy full_shard --json > "$work/plan.json"
+  --fsdp.strategy full_shard --train.param_dtype bf16 --runtime.backend cuda --json > "$work/plan.json"
 
-python3 - "$work" "$train_rc" "$gpu_tests" "$qlora_rc" "$out/gemm_peak.json" <<'PY'
+python3 - "$work" "$train_rc" "$gpu_tests" "$qlora_rc" "$out/gemm_peak.json" "$out/attention.json" <<'PY'
 import json, sys
 work, train_rc, gpu_tests, qlora_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-try:
-    peak = json.loads(open(sys.argv[5]).read().strip().splitlines()[-1])
-except (OSError, ValueError, IndexError):
-    peak = {}
+def last_json(path):
+    try:
+        return json.loads(open(path).read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return {}
+peak, attn = last_json(sys.argv[5]), last_json(sys.argv[6])
 cfg = json.load(open(f"{work}/model/config.json"))
 rows = []
 try:
@@ -74,6 +83,10 @@ except OSError:
 plan = json.load(open(f"{work}/plan.json"))
 print("== summary")
 print(f"GPU tests exit {gpu_tests}; training exit {train_rc}; QLoRA exit {qlora_rc}")
+if attn:
+    print(f"attention (bf16, seq {attn['seq']}): forward {attn['attn_fwd_ms']:.2f} ms = {attn['fwd_vs_gemm_bound']:.2f}x, "
+          f"backward {attn['attn_bwd_ms']:.2f} ms = {attn['bwd_vs_gemm_bound']:.2f}x the GEMM-bound time "
+          f"at the backend's bf16 GEMM rate ({attn['bf16_gemm_tflops']:.0f} TFLOP/s; target <= 1.5x)")
 try:
     q = [json.loads(l) for l in open(f"{work}/qlora/metrics.jsonl")][2:]
     print(f"llama3.2-1b QLoRA: {sum(r['tokens_per_s'] for r in q) / len(q):.0f} tokens/s, "
@@ -87,7 +100,8 @@ if rows:
     n = L * (d * (qd + 2 * kvd) + qd * d + 3 * d * f) + V * d
     flops = (6 * n + 6 * L * 2048 * qd) * tps
     print(f"llama3.2-1b: {tps:.0f} tokens/s, {flops / 1e12:.1f} TFLOP/s model FLOPs; "
-          f"backend peak {rows[-1]['mem_peak_bytes'] / 2**30:.1f} GiB vs plan {plan['total'] / 2**30:.1f} GiB")
+          f"backend peak {rows[-1]['mem_peak_bytes'] / 2**30:.2f} GiB vs plan {plan['total'] / 2**30:.2f} GiB "
+          f"(ratio {rows[-1]['mem_peak_bytes'] / plan['total']:.3f}; target within 10%)")
     print(f"MFU against the H200's nominal dense bf16 peak (989 TFLOP/s): {100 * flops / 989e12:.1f}%")
     if peak:
         print(f"MFU against the bf16 GEMM peak measured in this run ({peak['bf16_tflops']:.0f} TFLOP/s): "

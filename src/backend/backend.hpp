@@ -11,11 +11,13 @@
 #include <string>
 
 #include "backend/row_math.hpp"
+#include "core/dtype.hpp"
 
 namespace llamaft {
 
 namespace quant {
 class UnitCodec;
+struct DequantItem;
 }
 
 // Causal grouped-query attention over packed (token, head, head_dim) rows.
@@ -65,6 +67,20 @@ class Backend {
   // One AdamW step over n elements (rowmath::adamw_elem on each).
   virtual void adamw(float* p, float* m, float* v, const float* g, size_t n,
                      const rowmath::AdamWParams& a) = 0;
+
+  // The optimizer step over every trainable shard at once. The defaults loop
+  // over the single-buffer ops; a device batches them (one host round trip
+  // for the norm, multi-tensor AdamW launches). The norm adds the per-buffer
+  // sums in order, so it is the same number either way.
+  struct AdamWShard {
+    float* p;
+    float* m;
+    float* v;
+    const float* g;
+    size_t n;
+  };
+  virtual double sum_squares_many(const float* const* xs, const size_t* ns, int count);
+  virtual void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a);
 
   // ---- model ops --------------------------------------------------------------
   // out(n, dim) = table[ids[i]]
@@ -120,6 +136,43 @@ class Backend {
   // (codec.shards() * codec.shard_words() words).
   virtual void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) = 0;
 
+  // ---- bf16 storage (the CUDA backend under train.param_dtype = bf16) -----------
+  // The model's ops again over bf16 activations and gathered weights, as
+  // torch FSDP's MixedPrecision(param_dtype=bf16) computes: every kernel does
+  // its arithmetic in fp32 and rounds only what it stores; statistics (rstd,
+  // lse, per-row losses) and weight gradients (the fp32 overload of gemm,
+  // rmsnorm's dw, the embedding table gradient) stay fp32. A backend that
+  // stores fp32 only (the CPU reference) keeps these defaults, which throw.
+  virtual bool has_bf16_storage() const { return false; }
+  virtual void fill(bf16* p, float value, size_t n);
+  virtual void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda,
+                    const bf16* b, int ldb, float beta, bf16* c, int ldc);
+  // bf16 operands, fp32 C (weight gradients, accumulated with beta = 1; logits).
+  virtual void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda,
+                    const bf16* b, int ldb, float beta, float* c, int ldc);
+  virtual void axpy(float alpha, const bf16* x, bf16* y, size_t n);
+  virtual void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim);
+  virtual void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim);
+  virtual void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps);
+  virtual void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw,
+                           int rows, int dim);
+  virtual void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                    int head_dim, bool inverse);
+  virtual void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n);
+  virtual void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
+                          int ld_dgrad, int rows, int n);
+  virtual void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                             float* lse);
+  virtual void attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                             const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv);
+  virtual void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                                  float scale);
+  virtual void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys,
+                       uint64_t salt, float p);
+  // out[r * n + j] = bf16 element j of words + r * stride_words (no widening).
+  virtual void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows);
+  virtual void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out);
+
   // ---- allocation accounting (implementations call these) ---------------------
  protected:
   void note_alloc(size_t bytes) {
@@ -135,6 +188,6 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend();
 // A backend that allocates nothing and computes nothing but counts bytes:
 // `llamaft plan` runs the real training code path on it to predict memory.
-std::unique_ptr<Backend> make_counting_backend();
+std::unique_ptr<Backend> make_counting_backend(bool bf16_storage = false);
 
 }  // namespace llamaft

@@ -52,13 +52,14 @@ class PlanComm final : public Communicator {
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
-                       quant::Kind base_quant, bool bf16_params) {
-  auto be = make_counting_backend();
+                       quant::Kind base_quant, bool bf16_params, bool bf16_storage) {
+  auto be = make_counting_backend(bf16_storage);
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
   ModelOptions opts;
   opts.activation_checkpointing = recompute;
   opts.lora = lora;
+  opts.bf16_storage = bf16_storage;
   LlamaModel model(mc, *be, opts);
   Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params);
   MemoryPlan p;
@@ -117,8 +118,11 @@ int run_plan(const Config& cfg) {
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
+    // bf16 activations where train would have them: the CUDA backend with bf16 params.
+    const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg), cfg.get_string("train.param_dtype") == "bf16");
+                                     base_quant_from_config(cfg), bf16,
+                                     bf16 && cfg.get_string("runtime.backend") == "cuda");
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",

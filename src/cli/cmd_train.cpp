@@ -159,6 +159,10 @@ int run_train(const Config& cfg) {
   mopts.lora_dropout = static_cast<float>(cfg.get_float("lora.dropout"));
   const uint64_t dropout_seed = rowmath::mix64(static_cast<uint64_t>(cfg.get_int("train.seed")) ^ 0xD50u);
   const bool lora = mopts.lora.enabled();
+  const bool bf16_params = cfg.get_string("train.param_dtype") == "bf16";
+  // bf16 activations where the backend has them (CUDA); the CPU reference
+  // widens the bf16-gathered weights and computes in fp32.
+  mopts.bf16_storage = bf16_params && be->has_bf16_storage();
   LlamaModel model(mc, *be, mopts);
   const quant::Kind base_quant = base_quant_from_config(cfg);
   // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
@@ -167,12 +171,10 @@ int run_train(const Config& cfg) {
   Communicator* fsdp_comm = world.get();
 #ifdef LLAMAFT_HAS_CUDA
   if (auto* cuda = dynamic_cast<CudaBackend*>(be.get())) {
-    cuda->set_bf16_gemm(cfg.get_string("train.param_dtype") == "bf16");
     device_comm = make_nccl_world_comm(cuda->device(), cfg.get_float("runtime.comm_timeout_s"), cuda->stream());
     fsdp_comm = device_comm.get();
   }
 #endif
-  const bool bf16_params = cfg.get_string("train.param_dtype") == "bf16";
   Fsdp fsdp(model.layout(), *be, *fsdp_comm, strategy, shard_group, base_quant, bf16_params);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
@@ -282,7 +284,8 @@ int run_train(const Config& cfg) {
               << ", " << ds.rows.size() << " rows";
     if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
     const MemoryPlan plan = plan_memory(mc, strategy, nranks, fsdp.mesh().shard_size, static_cast<int>(ts.micro_batch),
-                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant, bf16_params);
+                                        ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant, bf16_params,
+                                        mopts.bf16_storage);
     std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
               << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
               << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "

@@ -81,4 +81,17 @@ LLAMAFT_HD uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | ((rebased + rounding) >> 13));
 }
 
+// A bf16 value in storage: the model's activations and gathered weights when
+// the CUDA backend computes in bf16. Layout-compatible with __nv_bfloat16 (two
+// bytes, the high half of an fp32); conversions round to nearest even, so a
+// kernel templated on its storage type T loads with static_cast<float>(x)
+// and stores with static_cast<T>(y) for float and bf16 alike.
+struct bf16 {
+  uint16_t bits;
+  bf16() = default;
+  LLAMAFT_HD explicit bf16(float f) : bits(f32_to_bf16(f)) {}
+  LLAMAFT_HD explicit operator float() const { return bf16_to_f32(bits); }
+};
+static_assert(sizeof(bf16) == 2, "bf16 is two bytes");
+
 }  // namespace llamaft

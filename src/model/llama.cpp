@@ -8,19 +8,119 @@
 
 namespace llamaft {
 
+const bf16* UnitAccess::params_bf16(int unit) {
+  LLAMAFT_FAIL("unit ", unit, ": this parameter source holds fp32 only; a bf16-storage model needs bf16 params");
+}
+
+namespace detail {
+
+// The model's code for one storage type S of activations and gathered
+// weights: float (every backend) or bf16 (a backend with bf16 storage).
+// Statistics (rstd, lse), per-row losses and all gradients are fp32.
+class LlamaImpl {
+ public:
+  virtual ~LlamaImpl() = default;
+  virtual LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale) = 0;
+  virtual LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct) = 0;
+  virtual void forward_logits(const Batch& b, UnitAccess& access, float* out) = 0;
+  virtual void reset_cache(int max_tokens) = 0;
+  virtual std::vector<float> decode(const int32_t* host_ids, int n, UnitAccess& access) = 0;
+  int cache_len() const { return cache_len_; }
+  size_t activation_bytes() const { return activation_bytes_; }
+
+ protected:
+  int cache_len_ = 0, cache_cap_ = 0;
+  size_t activation_bytes_ = 0;
+};
+
+}  // namespace detail
+
+namespace {
+
+template <typename S>
+const S* unit_params(UnitAccess& access, int unit);
+template <>
+const float* unit_params<float>(UnitAccess& access, int unit) {
+  return access.params(unit);
+}
+template <>
+const bf16* unit_params<bf16>(UnitAccess& access, int unit) {
+  return access.params_bf16(unit);
+}
+
+uint64_t dropout_salt(int layer, int target) { return static_cast<uint64_t>(layer) * kNumLoraTargets + target + 1; }
+
+template <typename S>
+class Engine final : public detail::LlamaImpl {
+ public:
+  Engine(const LlamaConfig& cfg, Backend& be, const ModelOptions& opts, const ParamLayout& layout)
+      : cfg_(cfg), be_(be), opts_(opts), layout_(layout) {
+    const auto inv = cfg_.rope_inv_freq();
+    inv_freq_.resize(be_, inv.size());
+    be_.to_device(inv_freq_.data(), inv.data(), inv.size() * sizeof(float));
+  }
+  LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale) override;
+  LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct) override;
+  void forward_logits(const Batch& b, UnitAccess& access, float* out) override;
+  void reset_cache(int max_tokens) override;
+  std::vector<float> decode(const int32_t* host_ids, int n, UnitAccess& access) override;
+
+ private:
+  struct BlockActs;
+  struct KvLayer;
+  enum class HeadMode { kLossBackward, kLoss, kLogits };
+
+  void ensure_workspace(int rows);
+  void embed_forward(const Batch& b, UnitAccess& access, S* x);
+  // w: the block's base weights; lw: its LoRA unit (null without LoRA).
+  void block_forward(int layer, const S* w, const S* lw, int batch, int seq, const int32_t* positions,
+                     const int32_t* doc_start, S* x, BlockActs& a, KvLayer* cache, int q_offset);
+  // dw: base weight gradients (null when the base is frozen); dlw: LoRA gradients.
+  void block_backward(int layer, const S* w, const S* lw, float* dw, float* dlw, int batch, int seq,
+                      const int32_t* positions, const int32_t* doc_start, BlockActs& a, S* dx);
+  // y(rows, out) += scale * (x A^T) B^T for one adapted target.
+  void lora_forward(int layer, int target, const S* lw, const S* x, int ldx, int rows, S* y, int ldy);
+  // Gradients of lora_forward: dA, dB accumulate; dx += the input gradient.
+  void lora_backward(int layer, int target, const S* lw, float* dlw, const S* x, int ldx, const S* dy, int ldy,
+                     int rows, S* dx);
+  const S* lora_params(UnitAccess& access, int layer);
+  S* forward_trunk(const Batch& b, UnitAccess& access);
+  LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, S* x, float loss_scale, float* logits_out,
+               bool count_correct);
+  const S* lm_head_weight(UnitAccess& access);
+  float* lm_head_grad(UnitAccess& access);
+
+  const LlamaConfig& cfg_;
+  Backend& be_;
+  const ModelOptions& opts_;
+  const ParamLayout& layout_;
+  DeviceArray<float> inv_freq_;  // (head_dim/2)
+  int rows_ = 0;                 // B*T the workspace is sized for
+  std::vector<std::unique_ptr<BlockActs>> acts_;  // per layer (or one scratch)
+  std::unique_ptr<BlockActs> scratch_;
+  std::vector<DeviceArray<S>> block_inputs_;  // per layer x_in when recomputing
+  DeviceArray<S> x_, dx_, tmp_, head_norm_, logits_, lora_t_, lora_dt_, lora_x_, lora_dx_;
+  DeviceArray<float> head_rstd_, row_loss_;
+  // LoRA dropout of the running forward_backward (null outside training).
+  const uint64_t* dropout_keys_ = nullptr;
+  int dropout_seq_ = 0;
+  std::vector<std::unique_ptr<KvLayer>> cache_;
+};
+
 // Activations one block keeps for its backward pass. N = B*T rows.
-struct LlamaModel::BlockActs {
-  DeviceArray<float> x_in;   // (N, D)  block input (residual stream)
+template <typename S>
+struct Engine<S>::BlockActs {
+  DeviceArray<S> x_in;   // (N, D)  block input (residual stream)
   DeviceArray<float> rstd1;  // (N)
-  DeviceArray<float> h1;     // (N, D)  input_layernorm output
-  DeviceArray<float> qkv;    // (N, qd + 2 kvd) after RoPE on q and k
-  DeviceArray<float> att;    // (N, qd) attention output before o_proj
+  DeviceArray<S> h1;     // (N, D)  input_layernorm output
+  DeviceArray<S> qkv;    // (N, qd + 2 kvd) after RoPE on q and k
+  DeviceArray<S> att;    // (N, qd) attention output before o_proj
   DeviceArray<float> lse;    // (B, Hq, T)
-  DeviceArray<float> x_mid;  // (N, D)  residual after attention
+  DeviceArray<S> x_mid;  // (N, D)  residual after attention
   DeviceArray<float> rstd2;  // (N)
-  DeviceArray<float> h2;     // (N, D)
-  DeviceArray<float> gu;     // (N, 2F) gate | up
-  DeviceArray<float> act;    // (N, F)  silu(gate) * up
+  DeviceArray<S> h2;     // (N, D)
+  DeviceArray<S> gu;     // (N, 2F) gate | up
+  DeviceArray<S> act;    // (N, F)  silu(gate) * up
 
   void resize(Backend& be, const LlamaConfig& c, int rows, int batch, int seq) {
     const size_t n = rows, d = c.hidden_size, f = c.intermediate_size;
@@ -42,21 +142,12 @@ struct LlamaModel::BlockActs {
   }
 };
 
-struct LlamaModel::KvLayer {
-  DeviceArray<float> k, v;  // (max_tokens, kvd)
+template <typename S>
+struct Engine<S>::KvLayer {
+  DeviceArray<S> k, v;  // (max_tokens, kvd)
 };
-
-LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
-    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg, opts.lora) {
-  cfg_.validate("model config");
-  const auto inv = cfg_.rope_inv_freq();
-  inv_freq_.resize(be_, inv.size());
-  be_.to_device(inv_freq_.data(), inv.data(), inv.size() * sizeof(float));
-}
-
-LlamaModel::~LlamaModel() = default;
-
-void LlamaModel::ensure_workspace(int rows) {
+template <typename S>
+void Engine<S>::ensure_workspace(int rows) {
   if (rows <= rows_) return;
   rows_ = rows;
   const size_t d = cfg_.hidden_size, f = cfg_.intermediate_size;
@@ -77,16 +168,13 @@ void LlamaModel::ensure_workspace(int rows) {
     }
   }
 }
-
-const float* LlamaModel::lora_params(UnitAccess& access, int layer) {
-  return layout_.has_lora() ? access.params(layout_.lora_unit(layer)) : nullptr;
+template <typename S>
+const S* Engine<S>::lora_params(UnitAccess& access, int layer) {
+  return layout_.has_lora() ? unit_params<S>(access, layout_.lora_unit(layer)) : nullptr;
 }
 
-namespace {
-uint64_t dropout_salt(int layer, int target) { return static_cast<uint64_t>(layer) * kNumLoraTargets + target + 1; }
-}  // namespace
-
-void LlamaModel::lora_forward(int layer, int target, const float* lw, const float* x, int ldx, int rows, float* y,
+template <typename S>
+void Engine<S>::lora_forward(int layer, int target, const S* lw, const S* x, int ldx, int rows, S* y,
                               int ldy) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
@@ -102,23 +190,23 @@ void LlamaModel::lora_forward(int layer, int target, const float* lw, const floa
   be_.gemm(false, true, rows, r, in, 1.f, x, ldx, lw + o.a, in, 0.f, lora_t_.data(), r);
   be_.gemm(false, true, rows, out, r, layout_.lora().scale(), lora_t_.data(), r, lw + o.b, r, 1.f, y, ldy);
 }
-
-void LlamaModel::lora_backward(int layer, int target, const float* lw, float* dlw, const float* x, int ldx,
-                               const float* dy, int ldy, int rows, float* dx) {
+template <typename S>
+void Engine<S>::lora_backward(int layer, int target, const S* lw, float* dlw, const S* x, int ldx,
+                               const S* dy, int ldy, int rows, S* dx) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
   if (o.a < 0) return;
   const int r = layout_.lora().rank, in = static_cast<int>(o.in), out = static_cast<int>(o.out);
   const float scale = layout_.lora().scale();
-  float* t = lora_t_.data();
-  float* dt = lora_dt_.data();
+  S* t = lora_t_.data();
+  S* dt = lora_dt_.data();
   if (dropout_keys_) {
     // The same mask again (it is a function of its keys), on the input and on
     // the input gradient.
     LLAMAFT_CHECK(ldx == in, "LoRA dropout needs a contiguous input");
     const uint64_t salt = dropout_salt(layer, target);
     be_.dropout(x, lora_x_.data(), rows, in, dropout_seq_, dropout_keys_, salt, opts_.lora_dropout);
-    const float* xd = lora_x_.data();
+    const S* xd = lora_x_.data();
     be_.gemm(false, true, rows, r, in, 1.f, xd, in, lw + o.a, in, 0.f, t, r);
     be_.gemm(true, false, out, r, rows, scale, dy, ldy, t, r, 1.f, dlw + o.b, r);
     be_.gemm(false, false, rows, r, out, scale, dy, ldy, lw + o.b, r, 0.f, dt, r);
@@ -134,29 +222,29 @@ void LlamaModel::lora_backward(int layer, int target, const float* lw, float* dl
   be_.gemm(true, false, r, in, rows, 1.f, dt, r, x, ldx, 1.f, dlw + o.a, in);             // dA += dt^T x
   be_.gemm(false, false, rows, in, r, 1.f, dt, r, lw + o.a, in, 1.f, dx, ldx);            // dx += dt A
 }
-
-const float* LlamaModel::lm_head_weight(UnitAccess& access) {
-  if (cfg_.tie_word_embeddings) return access.params(layout_.embed_unit());
+template <typename S>
+const S* Engine<S>::lm_head_weight(UnitAccess& access) {
+  if (cfg_.tie_word_embeddings) return unit_params<S>(access, layout_.embed_unit());
   const auto& head = layout_.units()[layout_.head_unit()];
-  return access.params(layout_.head_unit()) + head.slot("lm_head.weight").offset;
+  return unit_params<S>(access, layout_.head_unit()) + head.slot("lm_head.weight").offset;
 }
-
-float* LlamaModel::lm_head_grad(UnitAccess& access) {
+template <typename S>
+float* Engine<S>::lm_head_grad(UnitAccess& access) {
   if (cfg_.tie_word_embeddings) return access.grads(layout_.embed_unit());
   const auto& head = layout_.units()[layout_.head_unit()];
   return access.grads(layout_.head_unit()) + head.slot("lm_head.weight").offset;
 }
-
-void LlamaModel::embed_forward(const Batch& b, UnitAccess& access, float* x) {
+template <typename S>
+void Engine<S>::embed_forward(const Batch& b, UnitAccess& access, S* x) {
   const int rows = b.batch * b.seq;
-  const float* table = access.params(layout_.embed_unit());
+  const S* table = unit_params<S>(access, layout_.embed_unit());
   access.prefetch(layout_.num_units() > 2 ? layout_.block_unit(0) : layout_.head_unit());
   be_.embedding_fwd(b.ids, table, x, rows, static_cast<int>(cfg_.hidden_size));
   access.release(layout_.embed_unit());  // a tied head gathers it again
 }
-
-void LlamaModel::block_forward(int layer, const float* w, const float* lw, int batch, int seq,
-                               const int32_t* positions, const int32_t* doc_start, float* x,
+template <typename S>
+void Engine<S>::block_forward(int layer, const S* w, const S* lw, int batch, int seq,
+                               const int32_t* positions, const int32_t* doc_start, S* x,
                                BlockActs& a, KvLayer* cache, int q_offset) {
   const auto& off = layout_.block_offsets();
   const int rows = batch * seq;
@@ -166,13 +254,13 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   const int ldqkv = qd + 2 * kvd;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
-  be_.copy(a.x_in.data(), x, sizeof(float) * rows * d);
+  be_.copy(a.x_in.data(), x, sizeof(S) * rows * d);
   be_.rmsnorm_fwd(x, w + off.input_norm, a.h1.data(), a.rstd1.data(), rows, d, eps);
   // qkv(N, qd+2kvd) = h1 @ [Wq; Wk; Wv]^T
   be_.gemm(false, true, rows, ldqkv, d, 1.f, a.h1.data(), d, w + off.qkv, d, 0.f, a.qkv.data(), ldqkv);
-  float* q = a.qkv.data();
-  float* k = q + qd;
-  float* v = k + kvd;
+  S* q = a.qkv.data();
+  S* k = q + qd;
+  S* v = k + kvd;
   lora_forward(layer, kQ, lw, a.h1.data(), d, rows, q, ldqkv);  // adapters act before RoPE, as in PEFT
   lora_forward(layer, kK, lw, a.h1.data(), d, rows, k, ldqkv);
   lora_forward(layer, kV, lw, a.h1.data(), d, rows, v, ldqkv);
@@ -189,15 +277,15 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   s.ldq = ldqkv;
   s.ldo = qd;
   s.doc_start = doc_start;
-  const float* kk = k;
-  const float* vv = v;
+  const S* kk = k;
+  const S* vv = v;
   if (cache) {
     LLAMAFT_CHECK(batch == 1, "KV-cache decoding supports batch 1");
     for (int t = 0; t < seq; ++t) {
       be_.copy(cache->k.data() + static_cast<size_t>(q_offset + t) * kvd, k + static_cast<size_t>(t) * ldqkv,
-               sizeof(float) * kvd);
+               sizeof(S) * kvd);
       be_.copy(cache->v.data() + static_cast<size_t>(q_offset + t) * kvd, v + static_cast<size_t>(t) * ldqkv,
-               sizeof(float) * kvd);
+               sizeof(S) * kvd);
     }
     kk = cache->k.data();
     vv = cache->v.data();
@@ -213,7 +301,7 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   be_.gemm(false, true, rows, d, qd, 1.f, a.att.data(), qd, w + off.o, qd, 1.f, x, d);
   lora_forward(layer, kO, lw, a.att.data(), qd, rows, x, d);
 
-  be_.copy(a.x_mid.data(), x, sizeof(float) * rows * d);
+  be_.copy(a.x_mid.data(), x, sizeof(S) * rows * d);
   be_.rmsnorm_fwd(x, w + off.post_norm, a.h2.data(), a.rstd2.data(), rows, d, eps);
   // gu(N, 2F) = h2 @ [Wgate; Wup]^T
   be_.gemm(false, true, rows, 2 * f, d, 1.f, a.h2.data(), d, w + off.gate_up, d, 0.f, a.gu.data(), 2 * f);
@@ -224,10 +312,10 @@ void LlamaModel::block_forward(int layer, const float* w, const float* lw, int b
   be_.gemm(false, true, rows, d, f, 1.f, a.act.data(), f, w + off.down, f, 1.f, x, d);
   lora_forward(layer, kDown, lw, a.act.data(), f, rows, x, d);
 }
-
-void LlamaModel::block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
+template <typename S>
+void Engine<S>::block_backward(int layer, const S* w, const S* lw, float* dw, float* dlw, int batch, int seq,
                                 const int32_t* positions, const int32_t* doc_start, BlockActs& a,
-                                float* dx) {
+                                S* dx) {
   const auto& off = layout_.block_offsets();
   const int rows = batch * seq;
   const int d = static_cast<int>(cfg_.hidden_size), f = static_cast<int>(cfg_.intermediate_size);
@@ -236,8 +324,8 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
   const int ldqkv = qd + 2 * kvd;
   const int hq = static_cast<int>(cfg_.num_attention_heads), hkv = static_cast<int>(cfg_.num_key_value_heads);
 
-  float* big = tmp_.data();                                      // (N, max(2F, ldqkv))
-  float* small = tmp_.data() + tmp_.size() / 2;                  // (N, max(D, F, qd))
+  S* big = tmp_.data();                                      // (N, max(2F, ldqkv))
+  S* small = tmp_.data() + tmp_.size() / 2;                  // (N, max(D, F, qd))
 
   // ---- MLP: x_out = x_mid + act @ Wd^T -------------------------------------------
   // dWd(D, F) += dx^T @ act   (only when the base trains)
@@ -274,8 +362,8 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
   s.ldq = s.ldk = s.ldv = ldqkv;
   s.ldo = qd;
   s.doc_start = doc_start;
-  const float* q = a.qkv.data();
-  float* dqkv = big;  // (N, ldqkv)
+  const S* q = a.qkv.data();
+  S* dqkv = big;  // (N, ldqkv)
   be_.attention_bwd(s, q, q + qd, q + qd + kvd, a.att.data(), a.lse.data(), small, dqkv, dqkv + qd,
                     dqkv + qd + kvd);
   be_.rope(dqkv, ldqkv, positions, inv_freq_.data(), rows, hq, hd, true);
@@ -291,16 +379,16 @@ void LlamaModel::block_backward(int layer, const float* w, const float* lw, floa
                   rows, d);
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
 }
-
-LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, float* x,
+template <typename S>
+LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
                          float loss_scale, float* logits_out, bool count_correct) {
   const int rows = b.batch * b.seq;
   const int d = static_cast<int>(cfg_.hidden_size), vocab = static_cast<int>(cfg_.vocab_size);
   const int hu = layout_.head_unit();
   const auto& head_unit = layout_.units()[hu];
-  const float* hw = access.params(hu);
-  const float* norm_w = hw + head_unit.slot("model.norm.weight").offset;
-  const float* wlm = lm_head_weight(access);
+  const S* hw = unit_params<S>(access, hu);
+  const S* norm_w = hw + head_unit.slot("model.norm.weight").offset;
+  const S* wlm = lm_head_weight(access);
   be_.rmsnorm_fwd(x, norm_w, head_norm_.data(), head_rstd_.data(), rows, d,
                   static_cast<float>(cfg_.rms_norm_eps));
 
@@ -316,23 +404,24 @@ LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, floa
   std::vector<int32_t> host_targets(rows);
   be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
   for (int t : host_targets) result.tokens += (t != rowmath::kIgnoreIndex);
-  float* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
+  S* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
   const bool base_trains = !layout_.has_lora();
   float* dwlm = mode == HeadMode::kLossBackward && base_trains ? lm_head_grad(access) : nullptr;
   std::vector<float> host_loss(chunk);
-  std::vector<float> host_logits;
+  std::vector<S> host_logits;
   for (int r0 = 0; r0 < rows; r0 += chunk) {
     const int n = std::min(chunk, rows - r0);
-    const float* hn = head_norm_.data() + static_cast<size_t>(r0) * d;
+    const S* hn = head_norm_.data() + static_cast<size_t>(r0) * d;
     be_.gemm(false, true, n, vocab, d, 1.f, hn, d, wlm, d, 0.f, logits_.data(), vocab);
     if (count_correct) {
       host_logits.resize(static_cast<size_t>(n) * vocab);
-      be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(float));
+      be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(S));
       for (int r = 0; r < n; ++r) {
         const int tgt = host_targets[r0 + r];
         if (tgt == rowmath::kIgnoreIndex) continue;
-        const float* row = host_logits.data() + static_cast<size_t>(r) * vocab;
-        result.correct += (std::max_element(row, row + vocab) - row) == tgt;
+        const S* row = host_logits.data() + static_cast<size_t>(r) * vocab;
+        const auto less = [](S p, S q) { return static_cast<float>(p) < static_cast<float>(q); };
+        result.correct += (std::max_element(row, row + vocab, less) - row) == tgt;
       }
     }
     be_.cross_entropy_rows(logits_.data(), b.targets + r0, row_loss_.data(), n, vocab, loss_scale);
@@ -348,12 +437,12 @@ LossSum LlamaModel::head(HeadMode mode, const Batch& b, UnitAccess& access, floa
     float* dnorm_w = base_trains ? access.grads(hu) + head_unit.slot("model.norm.weight").offset : nullptr;
     // dx(N, D) = rmsnorm_bwd(dhN)
     be_.rmsnorm_bwd(dnorm, x, norm_w, head_rstd_.data(), tmp_.data(), dnorm_w, rows, d);
-    be_.copy(dx_.data(), tmp_.data(), sizeof(float) * rows * d);
+    be_.copy(dx_.data(), tmp_.data(), sizeof(S) * rows * d);
   }
   return result;
 }
-
-LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+template <typename S>
+LossSum Engine<S>::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
   const int rows = b.batch * b.seq;
   const int layers = static_cast<int>(cfg_.num_hidden_layers);
   const size_t d = cfg_.hidden_size;
@@ -376,19 +465,19 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
     }
   }
 
-  float* x = x_.data();
+  S* x = x_.data();
   embed_forward(b, access, x);
   activation_bytes_ = 0;
   for (int l = 0; l < layers; ++l) {
     const int u = layout_.block_unit(l);
     if (recompute) {
-      be_.copy(block_inputs_[l].data(), x, sizeof(float) * rows * d);
+      be_.copy(block_inputs_[l].data(), x, sizeof(S) * rows * d);
       activation_bytes_ += block_inputs_[l].bytes();
     }
     BlockActs& a = recompute ? *scratch_ : *acts_[l];
-    const float* w = access.params(u);
+    const S* w = unit_params<S>(access, u);
     access.prefetch(l + 1 < layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    const float* lw = lora_params(access, l);
+    const S* lw = lora_params(access, l);
     block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, a, nullptr, 0);
     if (!recompute) activation_bytes_ += a.bytes();
     access.release(u);
@@ -406,17 +495,17 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
     if (base_trains) access.grads_done(layout_.embed_unit());  // the lm_head share of the tied gradient
   }
 
-  float* dx = dx_.data();
+  S* dx = dx_.data();
   for (int l = layers - 1; l >= 0; --l) {
     const int u = layout_.block_unit(l);
-    const float* w = access.params(u);
+    const S* w = unit_params<S>(access, u);
     if (l > 0) access.prefetch(layout_.block_unit(l - 1));
     BlockActs* a = recompute ? scratch_.get() : acts_[l].get();
-    const float* lw = lora_params(access, l);
+    const S* lw = lora_params(access, l);
     if (recompute) {
       // Re-run the block from its saved input to rebuild every activation.
-      float* xr = head_norm_.data();
-      be_.copy(xr, block_inputs_[l].data(), sizeof(float) * rows * d);
+      S* xr = head_norm_.data();
+      be_.copy(xr, block_inputs_[l].data(), sizeof(S) * rows * d);
       block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, xr, *a, nullptr, 0);
     }
     float* dlw = lw ? access.grads(layout_.lora_unit(l)) : nullptr;
@@ -440,41 +529,42 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
 
 // Embedding and every block without keeping activations: the shared part of
 // forward_loss and forward_logits. Returns the final residual stream.
-float* LlamaModel::forward_trunk(const Batch& b, UnitAccess& access) {
+template <typename S>
+S* Engine<S>::forward_trunk(const Batch& b, UnitAccess& access) {
   const int rows = b.batch * b.seq;
   ensure_workspace(rows);
   if (!scratch_) scratch_ = std::make_unique<BlockActs>();
   scratch_->resize(be_, cfg_, rows, b.batch, b.seq);
-  float* x = x_.data();
+  S* x = x_.data();
   embed_forward(b, access, x);
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     const int u = layout_.block_unit(l);
-    const float* w = access.params(u);
+    const S* w = unit_params<S>(access, u);
     access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
-    const float* lw = lora_params(access, l);
+    const S* lw = lora_params(access, l);
     block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
     access.release(u);
     if (lw) access.release(layout_.lora_unit(l));
   }
   return x;
 }
-
-LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
-  float* x = forward_trunk(b, access);
+template <typename S>
+LossSum Engine<S>::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+  S* x = forward_trunk(b, access);
   LossSum loss = head(HeadMode::kLoss, b, access, x, 1.f, nullptr, count_correct);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
   return loss;
 }
-
-void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
-  float* x = forward_trunk(b, access);
+template <typename S>
+void Engine<S>::forward_logits(const Batch& b, UnitAccess& access, float* out) {
+  S* x = forward_trunk(b, access);
   head(HeadMode::kLogits, b, access, x, 1.f, out, false);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
 }
-
-void LlamaModel::reset_cache(int max_tokens) {
+template <typename S>
+void Engine<S>::reset_cache(int max_tokens) {
   LLAMAFT_REQUIRE(max_tokens > 0, "decode length must be positive");
   cache_.resize(cfg_.num_hidden_layers);
   for (auto& c : cache_) {
@@ -485,8 +575,8 @@ void LlamaModel::reset_cache(int max_tokens) {
   cache_len_ = 0;
   cache_cap_ = max_tokens;
 }
-
-std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess& access) {
+template <typename S>
+std::vector<float> Engine<S>::decode(const int32_t* host_ids, int n, UnitAccess& access) {
   LLAMAFT_REQUIRE(n > 0, "decode needs at least one token");
   LLAMAFT_REQUIRE(cache_len_ + n <= cache_cap_, "KV cache full: ", cache_len_, " + ", n,
                   " tokens exceed the ", cache_cap_, " reserved");
@@ -503,12 +593,12 @@ std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess
   b.seq = n;
   b.ids = ids_d.data();
   b.positions = pos_d.data();
-  float* x = x_.data();
+  S* x = x_.data();
   embed_forward(b, access, x);
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     const int u = layout_.block_unit(l);
-    const float* w = access.params(u);
-    const float* lw = lora_params(access, l);
+    const S* w = unit_params<S>(access, u);
+    const S* lw = lora_params(access, l);
     block_forward(l, w, lw, 1, n, b.positions, nullptr, x, *scratch_, cache_[l].get(), cache_len_);
     access.release(u);
     if (lw) access.release(layout_.lora_unit(l));
@@ -517,16 +607,48 @@ std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess
   const size_t d = cfg_.hidden_size;
   Batch last = b;
   last.seq = 1;
-  const float* x_last = x + (n - 1) * d;
+  const S* x_last = x + (n - 1) * d;
   DeviceArray<float> logits(be_, cfg_.vocab_size);
-  head(HeadMode::kLogits, last, access, const_cast<float*>(x_last), 1.f, logits.data(), false);
+  head(HeadMode::kLogits, last, access, const_cast<S*>(x_last), 1.f, logits.data(), false);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
   cache_len_ += n;
   std::vector<float> host(cfg_.vocab_size);
-  be_.to_host(host.data(), logits.data(), host.size() * sizeof(float));
+  be_.to_host(host.data(), logits.data(), host.size() * sizeof(S));
   return host;
 }
+
+}  // namespace
+
+LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
+    : cfg_(cfg), be_(be), opts_(opts), layout_(cfg, opts.lora) {
+  cfg_.validate("model config");
+  if (opts_.bf16_storage) {
+    LLAMAFT_REQUIRE(be_.has_bf16_storage(), "the ", be_.name(),
+                    " backend computes in fp32 only; bf16 activations need the CUDA backend");
+    impl_ = std::make_unique<Engine<bf16>>(cfg_, be_, opts_, layout_);
+  } else {
+    impl_ = std::make_unique<Engine<float>>(cfg_, be_, opts_, layout_);
+  }
+}
+
+LlamaModel::~LlamaModel() = default;
+
+LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+  return impl_->forward_backward(b, access, loss_scale);
+}
+LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+  return impl_->forward_loss(b, access, count_correct);
+}
+void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
+  impl_->forward_logits(b, access, out);
+}
+void LlamaModel::reset_cache(int max_tokens) { impl_->reset_cache(max_tokens); }
+std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess& access) {
+  return impl_->decode(host_ids, n, access);
+}
+int LlamaModel::cache_len() const { return impl_->cache_len(); }
+size_t LlamaModel::activation_bytes() const { return impl_->activation_bytes(); }
 
 ResidentParams::ResidentParams(Backend& be, const ParamLayout& layout) : be_(be) {
   for (const auto& u : layout.units()) params_.emplace_back(be, static_cast<size_t>(u.numel));

@@ -23,6 +23,9 @@ class UnitAccess {
  public:
   virtual ~UnitAccess() = default;
   virtual const float* params(int unit) = 0;   // full unit params, valid until release
+  // The same in bf16, for a model with bf16 storage (ModelOptions::bf16_storage);
+  // a source that holds fp32 only keeps this default, which throws.
+  virtual const bf16* params_bf16(int unit);
   virtual void prefetch(int unit) {}            // hint: params(unit) is needed next
   virtual void release(int unit) {}             // done with params(unit) for now
   virtual float* grads(int unit) = 0;           // full-size gradient buffer (accumulated into)
@@ -47,6 +50,11 @@ struct ModelOptions {
   bool activation_checkpointing = false;  // recompute each block in backward
   LoraSpec lora;                          // rank 0: full fine-tuning; else the base is frozen
   float lora_dropout = 0;                 // PEFT's lora_dropout on each adapter's input (training only)
+  // bf16 activations and gathered weights (torch FSDP MixedPrecision with
+  // param_dtype = bf16; the CUDA backend under train.param_dtype = bf16):
+  // the backend's bf16 ops, parameters from UnitAccess::params_bf16, fp32
+  // statistics, losses and gradients. Needs Backend::has_bf16_storage().
+  bool bf16_storage = false;
 };
 
 struct LossSum {
@@ -55,13 +63,20 @@ struct LossSum {
   int64_t correct = 0;   // argmax == target (when requested)
 };
 
+namespace detail {
+class LlamaImpl;  // the model's code, for one storage type (llama.cpp)
+}
+
 class LlamaModel {
  public:
   LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts = {});
   ~LlamaModel();
+  LlamaModel(const LlamaModel&) = delete;  // the engine refers to this object's config and layout
+  LlamaModel& operator=(const LlamaModel&) = delete;
   const LlamaConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
   Backend& backend() { return be_; }
+  bool bf16_storage() const { return opts_.bf16_storage; }
 
   // Forward and backward over one micro-batch. Gradients of
   // loss_scale * sum(token NLL) accumulate into access.grads(). `tokens` is
@@ -71,7 +86,7 @@ class LlamaModel {
   // Forward only: per-token NLL sum and count (and accuracy when asked).
   LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct = false);
 
-  // Forward only: logits for every position, (B*T, V), into out (backend memory).
+  // Forward only: fp32 logits for every position, (B*T, V), into out (backend memory).
   void forward_logits(const Batch& b, UnitAccess& access, float* out);
 
   // Incremental decoding with a KV cache (batch size 1).
@@ -79,53 +94,17 @@ class LlamaModel {
   // Feeds `n` tokens at positions cache_len.., returns the logits of the last
   // one in host memory (V floats).
   std::vector<float> decode(const int32_t* host_ids, int n, UnitAccess& access);
-  int cache_len() const { return cache_len_; }
+  int cache_len() const;
 
   // Bytes of activations kept for backward at the last forward_backward.
-  size_t activation_bytes() const { return activation_bytes_; }
+  size_t activation_bytes() const;
 
  private:
-  struct BlockActs;
-  struct KvLayer;
-  enum class HeadMode { kLossBackward, kLoss, kLogits };
-
-  void ensure_workspace(int rows);
-  void embed_forward(const Batch& b, UnitAccess& access, float* x);
-  // w: the block's base weights; lw: its LoRA unit (null without LoRA).
-  void block_forward(int layer, const float* w, const float* lw, int batch, int seq, const int32_t* positions,
-                     const int32_t* doc_start, float* x, BlockActs& a, KvLayer* cache,
-                     int q_offset);
-  // dw: base weight gradients (null when the base is frozen); dlw: LoRA gradients.
-  void block_backward(int layer, const float* w, const float* lw, float* dw, float* dlw, int batch, int seq,
-                      const int32_t* positions, const int32_t* doc_start, BlockActs& a, float* dx);
-  // y(rows, out) += scale * (x A^T) B^T for one adapted target.
-  void lora_forward(int layer, int target, const float* lw, const float* x, int ldx, int rows, float* y, int ldy);
-  // Gradients of lora_forward: dA, dB accumulate; dx += the input gradient.
-  void lora_backward(int layer, int target, const float* lw, float* dlw, const float* x, int ldx, const float* dy, int ldy,
-                     int rows, float* dx);
-  const float* lora_params(UnitAccess& access, int layer);
-  float* forward_trunk(const Batch& b, UnitAccess& access);
-  LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, float* x, float loss_scale,
-               float* logits_out, bool count_correct);
-  const float* lm_head_weight(UnitAccess& access);
-  float* lm_head_grad(UnitAccess& access);
-
   LlamaConfig cfg_;
   Backend& be_;
   ModelOptions opts_;
   ParamLayout layout_;
-  DeviceArray<float> inv_freq_;  // (head_dim/2)
-  int rows_ = 0;                 // B*T the workspace is sized for
-  std::vector<std::unique_ptr<BlockActs>> acts_;  // per layer (or one scratch)
-  std::unique_ptr<BlockActs> scratch_;
-  std::vector<DeviceArray<float>> block_inputs_;  // per layer x_in when recomputing
-  DeviceArray<float> x_, dx_, tmp_, head_norm_, head_rstd_, logits_, row_loss_, lora_t_, lora_dt_, lora_x_, lora_dx_;
-  // LoRA dropout of the running forward_backward (null outside training).
-  const uint64_t* dropout_keys_ = nullptr;
-  int dropout_seq_ = 0;
-  std::vector<std::unique_ptr<KvLayer>> cache_;
-  int cache_len_ = 0, cache_cap_ = 0;
-  size_t activation_bytes_ = 0;
+  std::unique_ptr<detail::LlamaImpl> impl_;
 };
 
 // Everything resident in one buffer per unit: single-process eval, generate,

@@ -1,6 +1,7 @@
 #include "optim/optimizer.hpp"
 
 #include <cmath>
+#include <vector>
 
 #include "backend/row_math.hpp"
 #include "core/error.hpp"
@@ -22,9 +23,17 @@ double learning_rate(const OptimizerConfig& c, int64_t step) {
 StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t step) {
   StepResult r;
   fsdp.sync_replicas();  // gradients accumulated locally over the micro-batches meet across replicas here
-  double sq = 0;
-  for (int u = 0; u < fsdp.num_units(); ++u)
-    if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.grad_shard(u), fsdp.geometry(u).shard_size);
+  std::vector<const float*> grads;
+  std::vector<size_t> sizes;
+  std::vector<Backend::AdamWShard> shards;
+  for (int u = 0; u < fsdp.num_units(); ++u) {
+    if (!fsdp.trainable(u)) continue;  // a frozen base has no optimizer state
+    const size_t n = static_cast<size_t>(fsdp.geometry(u).shard_size);
+    grads.push_back(fsdp.grad_shard(u));
+    sizes.push_back(n);
+    shards.push_back({fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u), fsdp.grad_shard(u), n});
+  }
+  double sq = be.sum_squares_many(grads.data(), sizes.data(), static_cast<int>(grads.size()));
   // Shards are disjoint within a shard group and identical across replicas.
   fsdp.shard_comm().all_reduce_sum(&sq, 1);
   r.grad_norm = std::sqrt(sq);
@@ -45,11 +54,7 @@ StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t
   a.step_size = static_cast<float>(r.lr / bc1);
   a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   a.grad_scale = clip;
-  for (int u = 0; u < fsdp.num_units(); ++u) {
-    if (!fsdp.trainable(u)) continue;  // a frozen base has no optimizer state
-    be.adamw(fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u), fsdp.grad_shard(u),
-             static_cast<size_t>(fsdp.geometry(u).shard_size), a);
-  }
+  be.adamw_many(shards.data(), static_cast<int>(shards.size()), a);
   return r;
 }
 

@@ -54,6 +54,7 @@ struct Fsdp::Gathered {
   float* dequant = nullptr;  // quantized units: the dequantized fp32 unit
   float* packed = nullptr;   // bf16 params: this rank's shard as bf16 words (until the gather completes)
   float* words = nullptr;    // bf16 params: every shard as bf16 words
+  float* half = nullptr;     // params_bf16: the whole unit in bf16
 };
 
 struct Fsdp::PendingReduce {
@@ -190,6 +191,38 @@ const float* Fsdp::params(int unit) {
   return g.dequant;
 }
 
+const bf16* Fsdp::params_bf16(int unit) {
+  LLAMAFT_CHECK(bf16_params_, "bf16 parameters need train.param_dtype = bf16");
+  const quant::UnitCodec* codec = codec_[unit].get();
+  auto it = gathered_.find(unit);
+  Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
+  if (g.request) {
+    g.request->wait();
+    g.request.reset();
+  }
+  if (!g.half) {
+    const ShardGeometry& geo = geom_[unit];
+    if (codec) {
+      g.half = take_buffer((codec->numel() + 1) / 2);
+      be_.dequantize_unit(*codec, g.buffer ? g.buffer : master_[unit].data(), reinterpret_cast<bf16*>(g.half));
+      if (g.buffer) give_buffer(g.buffer);
+      g.buffer = nullptr;
+    } else if (geo.shard_size % 2 == 0 || mesh_.shard_size == 1) {
+      g.half = g.words;  // shard after shard with no padding word between: already the unit
+      g.words = nullptr;
+    } else {
+      g.half = take_buffer((geo.padded + 1) / 2);
+      be_.unpack_bf16(g.words, static_cast<size_t>((geo.shard_size + 1) / 2), reinterpret_cast<bf16*>(g.half),
+                      static_cast<size_t>(geo.shard_size), mesh_.shard_size);
+      give_buffer(g.words);
+      g.words = nullptr;
+    }
+    if (g.packed) give_buffer(g.packed);
+    g.packed = nullptr;
+  }
+  return reinterpret_cast<const bf16*>(g.half);
+}
+
 void Fsdp::prefetch(int unit) {
   if (mesh_.shard_size == 1 || !gathers(unit) || gathered_.count(unit)) return;
   start_gather(unit);
@@ -197,7 +230,7 @@ void Fsdp::prefetch(int unit) {
 
 void Fsdp::drop(Gathered& g) {
   if (g.request) g.request->wait();
-  for (float* p : {g.buffer, g.dequant, g.packed, g.words})
+  for (float* p : {g.buffer, g.dequant, g.packed, g.words, g.half})
     if (p) give_buffer(p);
 }
 

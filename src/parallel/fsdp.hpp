@@ -63,15 +63,21 @@ class Fsdp final : public UnitAccess {
   // words, gathered as they are and dequantized per unit in params().
   // bf16_params (train.param_dtype = bf16, torch FSDP's MixedPrecision
   // param_dtype): every other unit's fp32 master shard is rounded to bf16
-  // before its all-gather (half the bytes travel) and widened after it, so
-  // compute sees bf16-rounded weights at any shard count; gradients, their
-  // reduction and AdamW stay fp32.
+  // before its all-gather (half the bytes travel); params() widens it back
+  // to fp32 (the CPU backend), params_bf16() keeps it bf16 (bf16 storage).
+  // Either way compute sees bf16-rounded weights at any shard count;
+  // gradients, their reduction and AdamW stay fp32.
   Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
        int shard_group_size, quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false);
   ~Fsdp() override;
 
   // ---- UnitAccess (called by the model) -----------------------------------------
   const float* params(int unit) override;
+  // bf16_params only: the unit in bf16, for a model with bf16 storage. The
+  // gathered words are the unit itself when shards hold an even number of
+  // elements (else one strided copy compacts them); a quantized unit is
+  // dequantized straight to bf16.
+  const bf16* params_bf16(int unit) override;
   void prefetch(int unit) override;
   void release(int unit) override;
   float* grads(int unit) override;

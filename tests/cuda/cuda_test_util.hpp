@@ -17,6 +17,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cuda/cuda_backend.hpp"
+#include "model/param_layout.hpp"
 
 namespace llamaft::cuda_test {
 
@@ -67,6 +68,17 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
   }
   EXPECT_LE(worst, 1.0) << what << ": worst element " << at << " of " << got.size() << ": got " << got[at]
                         << ", reference " << want[at] << " (atol " << tol.atol << ", rtol " << tol.rtol << ")";
+}
+
+// A block-like unit from (name, shape) pairs, laid out back to back.
+inline Unit make_unit(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
+  Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
+  for (const auto& [name, shape] : tensors) {
+    TensorSlot s{name, shape, unit.numel};
+    unit.numel += s.numel();
+    unit.tensors.push_back(s);
+  }
+  return unit;
 }
 
 // Host inputs mirrored onto both backends; run() applies an op to each.

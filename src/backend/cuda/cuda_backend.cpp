@@ -57,7 +57,7 @@ struct CudaBackend::LtCache {
     cublasLtMatmulAlgo_t algo{};
     bool lt = false;  // false: no cuBLASLt algorithm for this case; use cublasSgemm
   };
-  std::map<std::array<int64_t, 12>, Plan> plans;
+  std::map<std::array<int64_t, 13>, Plan> plans;
   ~LtCache() {
     for (auto& [key, p] : plans) {
       if (p.op) cublasLtMatmulDescDestroy(p.op);
@@ -195,35 +195,17 @@ void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 // Row-major C(M,N) = op(A) op(B) is column-major C^T(N,M) = op(B)^T op(A)^T:
 // the row-major buffers are read as their column-major transposes.
-void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
-                       int ldb, float beta, float* c, int ldc) {
+// cuBLAS's "A" is our b (ldb), its "B" is our a (lda). Compute is always fp32
+// (bf16 operands run on the tensor cores with fp32 accumulation; fp32
+// operands are plain SGEMM-class kernels, no TF32).
+void CudaBackend::lt_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void* a, int lda, const void* b,
+                          int ldb, float beta, void* c, int ldc, bool bf16_in, bool bf16_out) {
   if (m <= 0 || n <= 0) return;
-  // Row-major C(m, n) = op(A) op(B) is column-major C^T(n, m) = op(B)^T op(A)^T:
-  // cuBLAS's "A" is our b (ldb), its "B" is our a (lda).
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const void* lt_a = b;  // cuBLAS's operands, possibly bf16 copies
-  const void* lt_b = a;
-  if (bf16_gemm_ && k > 0) {
-    // Round each operand's whole strided span (first to last element) to bf16,
-    // keeping its leading dimension.
-    const size_t span_b = static_cast<size_t>((tb ? n : k) - 1) * ldb + (tb ? k : n);
-    const size_t span_a = static_cast<size_t>((ta ? k : m) - 1) * lda + (ta ? m : k);
-    const float* src[2] = {b, a};
-    const size_t span[2] = {span_b, span_a};
-    for (int i = 0; i < 2; ++i) {
-      if (span[i] > bf16_ops_cap_[i]) {
-        const size_t grown = std::max(span[i], 2 * bf16_ops_cap_[i]);
-        bf16_ops_[i] = static_cast<uint16_t*>(pool_alloc(sizeof(uint16_t) * grown, "a bf16 GEMM operand"));
-        bf16_ops_cap_[i] = grown;
-      }
-      cuda::f32_to_bf16(src[i], bf16_ops_[i], span[i], stream_);
-    }
-    lt_a = bf16_ops_[0];
-    lt_b = bf16_ops_[1];
-  }
-  const cudaDataType_t in_type = bf16_gemm_ && k > 0 ? CUDA_R_16BF : CUDA_R_32F;
-  const uint32_t al_a = alignment_of(lt_a), al_b = alignment_of(lt_b), al_c = alignment_of(c);
-  const std::array<int64_t, 12> key = {ta, tb, m, n, k, lda, ldb, ldc, al_a, al_b, al_c, in_type};
+  const cudaDataType_t in_type = bf16_in ? CUDA_R_16BF : CUDA_R_32F;
+  const cudaDataType_t out_type = bf16_out ? CUDA_R_16BF : CUDA_R_32F;
+  const uint32_t al_a = alignment_of(b), al_b = alignment_of(a), al_c = alignment_of(c);
+  const std::array<int64_t, 13> key = {ta, tb, m, n, k, lda, ldb, ldc, al_a, al_b, al_c, in_type, out_type};
   auto it = lt_cache_->plans.find(key);
   if (it == lt_cache_->plans.end()) {
     LtCache::Plan p;
@@ -233,7 +215,7 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
     // Stored (pre-op) shapes, column-major: "A" is n x k (or k x n), "B" is k x m (or m x k), C is n x m.
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, tb ? k : n, tb ? n : k, ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, ta ? m : k, ta ? k : m, lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, m, ldc));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, n, m, ldc));
     cublasLtMatmulPreference_t pref = nullptr;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const uint64_t ws = kBlasWorkspaceBytes;
@@ -252,14 +234,30 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
     it = lt_cache_->plans.emplace(key, p).first;
   }
   const LtCache::Plan& p = it->second;
-  if (!p.lt) {
-    LLAMAFT_REQUIRE(in_type == CUDA_R_32F, "cuBLASLt has no bf16 GEMM for m=", m, " n=", n, " k=", k,
-                    " on this GPU; set train.param_dtype = fp32");
-    CUBLAS_CHECK(cublasSgemm(blas_, op_a, op_b, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
+  if (!p.lt) {  // no cuBLASLt algorithm (e.g. operands only 2-byte aligned): cuBLAS picks one itself
+    if (!bf16_in)
+      CUBLAS_CHECK(cublasSgemm(blas_, op_a, op_b, n, m, k, &alpha, static_cast<const float*>(b), ldb,
+                               static_cast<const float*>(a), lda, &beta, static_cast<float*>(c), ldc));
+    else
+      CUBLAS_CHECK(cublasGemmEx(blas_, op_a, op_b, n, m, k, &alpha, b, in_type, ldb, a, in_type, lda, &beta, c,
+                                out_type, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, lt_a, p.a, lt_b, p.b, &beta, c, p.c, c, p.c, &p.algo,
-                              blas_workspace_, kBlasWorkspaceBytes, stream_));
+  CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c, &p.algo, blas_workspace_,
+                              kBlasWorkspaceBytes, stream_));
+}
+
+void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                       int ldb, float beta, float* c, int ldc) {
+  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false, false);
+}
+void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
+                       int ldb, float beta, bf16* c, int ldc) {
+  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true, true);
+}
+void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
+                       int ldb, float beta, float* c, int ldc) {
+  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true, false);
 }
 
 void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }
@@ -280,6 +278,32 @@ void CudaBackend::scale(float* x, float alpha, size_t n) { cuda::scale(x, alpha,
 
 void CudaBackend::adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) {
   cuda::adamw(p, m, v, g, n, a, stream_);
+}
+
+double CudaBackend::sum_squares_many(const float* const* xs, const size_t* ns, int count) {
+  if (count <= 0) return 0;
+  if (static_cast<size_t>(count) > many_cap_) {
+    const size_t grown = std::max<size_t>(count, 2 * many_cap_);
+    if (many_results_) arena_.release(many_results_);  // stream order keeps earlier kernels' use safe
+    many_results_ = static_cast<double*>(pool_alloc(sizeof(double) * grown, "the norm results"));
+    many_cap_ = grown;
+  }
+  // Stream order lets every reduction reuse one partials buffer.
+  for (int i = 0; i < count; ++i) cuda::reduce_sum(xs[i], ns[i], true, reduce_buf_, many_results_ + i, stream_);
+  many_host_.resize(count);
+  CUDA_CHECK(cudaMemcpyAsync(many_host_.data(), many_results_, sizeof(double) * count, cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  double total = 0;
+  for (double v : many_host_) total += v;
+  return total;
+}
+
+void CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) {
+  std::vector<cuda::AdamWTensor<float>> list;
+  list.reserve(count);
+  for (int i = 0; i < count; ++i) list.push_back({shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n});
+  cuda::adamw_multi(list.data(), count, a, stream_);
 }
 
 void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) {
@@ -332,8 +356,7 @@ void CudaBackend::cross_entropy_rows(float* logits, const int32_t* labels, float
   cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
 }
 
-void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
-                          uint64_t salt, float p) {
+const uint64_t* CudaBackend::device_dropout_keys(const uint64_t* row_keys, int rows, int seq) {
   const size_t n = static_cast<size_t>((rows + seq - 1) / seq);
   if (n > dropout_keys_cap_) {
     const size_t grown = std::max<size_t>(n, 2 * dropout_keys_cap_);
@@ -341,24 +364,37 @@ void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int se
     dropout_keys_cap_ = grown;
   }
   to_device(dropout_keys_, row_keys, sizeof(uint64_t) * n);
-  cuda::dropout(x, out, rows, cols, seq, dropout_keys_, salt, p, stream_);
+  return dropout_keys_;
 }
 
-void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) {
+void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
+                          uint64_t salt, float p) {
+  cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
+}
+
+const float* CudaBackend::dynamic_map() {
   if (!dynamic_map_) {
     dynamic_map_ = static_cast<float*>(pool_alloc(sizeof(float) * 256, "the 8-bit dynamic map"));
     to_device(dynamic_map_, quant::dynamic_map(), sizeof(float) * 256);
   }
+  return dynamic_map_;
+}
+
+const quant::DequantItem* CudaBackend::codec_item_table(const quant::UnitCodec& codec) {
   void*& table = codec_items_[&codec];
   const auto& items = codec.dequant_items();
   if (!table && !items.empty()) {
     table = pool_alloc(sizeof(quant::DequantItem) * items.size(), "a quantized unit's item table");
     to_device(table, items.data(), sizeof(quant::DequantItem) * items.size());
   }
+  return static_cast<const quant::DequantItem*>(table);
+}
+
+void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) {
   for (const quant::PlainCopy& c : codec.plain_copies())
     copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
-  cuda::dequantize_items(regions, static_cast<const quant::DequantItem*>(table), static_cast<int>(items.size()),
-                         codec.kind(), dynamic_map_, out, stream_);
+  cuda::dequantize_items(regions, codec_item_table(codec), static_cast<int>(codec.dequant_items().size()),
+                         codec.kind(), dynamic_map(), out, stream_);
 }
 
 void CudaBackend::pack_bf16(const float* x, float* words, size_t n) {
@@ -368,7 +404,66 @@ void CudaBackend::pack_bf16(const float* x, float* words, size_t n) {
 }
 
 void CudaBackend::unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) {
-  cuda::bf16_rows_to_f32(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
+  cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
+}
+
+// ---- bf16 storage -------------------------------------------------------------------
+
+void CudaBackend::fill(bf16* p, float value, size_t n) { cuda::fill(p, value, n, stream_); }
+void CudaBackend::axpy(float alpha, const bf16* x, bf16* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }
+
+void CudaBackend::embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) {
+  cuda::embedding_fwd(ids, table, out, n, dim, stream_);
+}
+void CudaBackend::embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) {
+  cuda::embedding_bwd(ids, dout, dtable, n, dim, stream_);
+}
+void CudaBackend::rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) {
+  cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
+}
+void CudaBackend::rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw,
+                              int rows, int dim) {
+  float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
+  cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
+}
+void CudaBackend::rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                       int head_dim, bool inverse) {
+  cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
+}
+void CudaBackend::swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) {
+  cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
+}
+void CudaBackend::swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
+                             int ld_dgrad, int rows, int n) {
+  cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
+}
+void CudaBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                                float* lse) {
+  cuda::attention_fwd(s, q, k, v, out, lse, stream_);
+}
+void CudaBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                                const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
+  float* work = scratch(cuda::attention_bwd_workspace_floats(s));
+  cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
+}
+void CudaBackend::cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                                     float scale) {
+  float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
+  cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
+}
+void CudaBackend::dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys,
+                          uint64_t salt, float p) {
+  cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
+}
+void CudaBackend::unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) {
+  cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
+}
+void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) {
+  for (const quant::PlainCopy& c : codec.plain_copies())  // fp32 header values (norms), rounded once
+    cuda::f32_to_bf16(regions + c.src_word, reinterpret_cast<uint16_t*>(out + c.dst), static_cast<size_t>(c.count),
+                      stream_);
+  cuda::dequantize_items(regions, codec_item_table(codec), static_cast<int>(codec.dequant_items().size()),
+                         codec.kind(), dynamic_map(), out, stream_);
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {

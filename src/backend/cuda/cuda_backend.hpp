@@ -1,8 +1,9 @@
-// The CUDA backend: fp32 storage (bf16 comes later; the kernels in kernels/
-// are templated on the storage type), cuBLASLt fp32 GEMMs (no TF32) with the
-// heuristic's algorithm cached per shape and pointer alignment, the
-// kernels for everything else, all on one non-blocking stream the backend
-// owns. Memory comes from one pool cudaMalloc'd at construction and carved
+// The CUDA backend: fp32 or bf16 storage (the kernels in kernels/ are
+// templated on the storage type and compute in fp32), cuBLASLt GEMMs with the
+// heuristic's algorithm cached per shape, dtypes and pointer alignment (fp32
+// operands: fp32 SIMT kernels, no TF32; bf16 operands: tensor cores with
+// fp32 accumulation, bf16 or fp32 output), the kernels for everything else,
+// all on one non-blocking stream the backend owns. Memory comes from one pool cudaMalloc'd at construction and carved
 // by DeviceArena, so the step loop never calls cudaMalloc and an OOM names
 // the request and what is left. Scratch for the kernels that need it
 // (rmsnorm dw partials, cross-entropy stats, attention D) is one buffer from
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.hpp"
 #include "backend/cuda/device_arena.hpp"
@@ -44,12 +46,6 @@ class CudaBackend final : public Backend {
   int device() const { return device_; }
   CUstream_st* stream() const { return stream_; }  // for NCCL on the same stream
   const DeviceArena& arena() const { return arena_; }
-  // bf16 GEMMs with fp32 inputs, outputs and accumulation (PyTorch autocast's
-  // semantics for matmuls): each operand is rounded to bf16 into a scratch
-  // buffer right before a cuBLASLt bf16 x bf16 -> fp32 GEMM on the tensor
-  // cores. Storage stays fp32. train.param_dtype = bf16 turns it on.
-  void set_bf16_gemm(bool on) { bf16_gemm_ = on; }
-  bool bf16_gemm() const { return bf16_gemm_; }
 
   void* alloc_bytes(size_t bytes) override;
   void free_bytes(void* p) override;
@@ -66,6 +62,8 @@ class CudaBackend final : public Backend {
   double sum_squares(const float* x, size_t n) override;
   void scale(float* x, float alpha, size_t n) override;
   void adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) override;
+  double sum_squares_many(const float* const* xs, const size_t* ns, int count) override;
+  void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override;
 
   void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override;
   void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override;
@@ -89,10 +87,43 @@ class CudaBackend final : public Backend {
   void pack_bf16(const float* x, float* words, size_t n) override;
   void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override;
 
+  bool has_bf16_storage() const override { return true; }
+  void fill(bf16* p, float value, size_t n) override;
+  void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
+            int ldb, float beta, bf16* c, int ldc) override;
+  void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
+            int ldb, float beta, float* c, int ldc) override;
+  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override;
+  void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) override;
+  void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) override;
+  void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) override;
+  void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw, int rows,
+                   int dim) override;
+  void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
+            bool inverse) override;
+  void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) override;
+  void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
+                  int ld_dgrad, int rows, int n) override;
+  void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                     float* lse) override;
+  void attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                     const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) override;
+  void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                          float scale) override;
+  void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+               float p) override;
+  void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override;
+  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override;
+
  private:
   void* pool_alloc(size_t bytes, const char* what);  // throws a user error on OOM
   float* scratch(size_t floats);                     // valid until the next scratch() call
   double reduce(const float* x, size_t n, bool squares);
+  void lt_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void* a, int lda, const void* b, int ldb,
+               float beta, void* c, int ldc, bool bf16_in, bool bf16_out);
+  const uint64_t* device_dropout_keys(const uint64_t* row_keys, int rows, int seq);
+  const float* dynamic_map();
+  const quant::DequantItem* codec_item_table(const quant::UnitCodec& codec);
 
   int device_ = 0;
   CUstream_st* stream_ = nullptr;
@@ -105,6 +136,9 @@ class CudaBackend final : public Backend {
   void* blas_workspace_ = nullptr;  // (kBlasWorkspaceBytes) from the pool
   double* reduce_buf_ = nullptr;    // partials + result, from the pool
   double* host_result_ = nullptr;   // pinned
+  double* many_results_ = nullptr;  // sum_squares_many: one result per buffer (device, grown on demand)
+  size_t many_cap_ = 0;
+  std::vector<double> many_host_;
   float* scratch_ = nullptr;
   size_t scratch_floats_ = 0;
   // Quantized bases: the 8-bit dynamic map and each codec's item table, made
@@ -113,9 +147,6 @@ class CudaBackend final : public Backend {
   std::map<const quant::UnitCodec*, void*> codec_items_;
   uint64_t* dropout_keys_ = nullptr;
   size_t dropout_keys_cap_ = 0;
-  bool bf16_gemm_ = false;
-  uint16_t* bf16_ops_[2] = {nullptr, nullptr};  // bf16 copies of the two GEMM operands, grown on demand
-  size_t bf16_ops_cap_[2] = {0, 0};
 };
 
 // pool_bytes == 0 picks cuda_default_pool_bytes.

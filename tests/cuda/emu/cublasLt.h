@@ -1,15 +1,15 @@
 // Fake <cublasLt.h> for the CPU emulator: the cuBLASLt calls the CUDA backend
 // makes, with the real API's shapes. Matmul checks that the layouts agree
 // (op(A) is m x k, op(B) k x n, C and D m x n) before a column-major GEMM, so
-// a wrong mapping of the backend's row-major operands fails here.
+// a wrong mapping of the backend's row-major operands fails here. Like the
+// real heuristic for some shapes, it offers no bf16 algorithm when A or B is
+// only 2-byte aligned, so the backend's fallback path runs too.
 #pragma once
 
 #include <cstdint>
 
 #include "cublas_v2.h"
 
-enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };
-enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
 enum cublasLtMatmulDescAttributes_t { CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4 };
 enum cublasLtMatmulPreferenceAttributes_t {
   CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,

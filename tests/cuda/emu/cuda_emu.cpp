@@ -314,6 +314,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation
 // ---- cuBLASLt: descriptors as plain structs, Matmul as a checked SGEMM -----------------------
 #include <cublasLt.h>
 
+#include "core/dtype.hpp"
+
 struct cublasLtContext {
   int unused;
 };
@@ -326,7 +328,7 @@ struct cublasLtMatrixLayoutOpaque_t {
   cudaDataType_t type;
 };
 struct cublasLtMatmulPreferenceOpaque_t {
-  int unused;
+  uint32_t align_a = 256, align_b = 256;
 };
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
@@ -369,41 +371,77 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
   delete p;
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
-                                                    const void*, size_t) {
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
+                                                    size_t bytes) {
+  if (attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES || attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES) {
+    if (bytes != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    (attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ? p->align_a : p->align_b) =
+        *static_cast<const uint32_t*>(buf);
+  }
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                                              cublasLtMatmulPreference_t, int requested,
+                                              cublasLtMatmulPreference_t p, int requested,
                                               cublasLtMatmulHeuristicResult_t* results, int* returned) {
-  *returned = requested > 0 ? 1 : 0;
+  const bool offered = a->type != CUDA_R_16BF || (p->align_a >= 4 && p->align_b >= 4);
+  *returned = requested > 0 && offered ? 1 : 0;
   if (requested > 0) results[0] = cublasLtMatmulHeuristicResult_t{};
   return CUBLAS_STATUS_SUCCESS;
 }
+namespace {
+// A column-major span of `cols` columns of `rows` values with leading dimension ld, widened to fp32.
+const float* widen(const void* p, cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld,
+                   std::vector<float>& w) {
+  if (type == CUDA_R_32F) return static_cast<const float*>(p);
+  const size_t span = size_t(cols - 1) * ld + rows;
+  const auto* bits = static_cast<const uint16_t*>(p);
+  w.resize(span);
+  for (size_t i = 0; i < span; ++i) w[i] = llamaft::bf16_to_f32(bits[i]);
+  return w.data();
+}
+
+// C = alpha op(A) op(B) + beta C in fp32 over widened operands; a bf16 C is
+// widened first and rounded back (nearest even) after.
+cublasStatus_t typed_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const void* A,
+                          cudaDataType_t at, int lda, const void* B, cudaDataType_t bt, int ldb, float beta, void* C,
+                          cudaDataType_t ct, int ldc) {
+  if (at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF) || (ct != CUDA_R_32F && ct != CUDA_R_16BF))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (m <= 0 || n <= 0) return CUBLAS_STATUS_SUCCESS;
+  std::vector<float> wa, wb, wc;
+  const float* fa = widen(A, at, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, wa);
+  const float* fb = widen(B, bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, wb);
+  float* fc = ct == CUDA_R_32F ? static_cast<float*>(C) : const_cast<float*>(widen(C, ct, m, n, ldc, wc));
+  const cublasStatus_t st = cublasSgemm(nullptr, ta, tb, m, n, k, &alpha, fa, lda, fb, ldb, &beta, fc, ldc);
+  if (st == CUBLAS_STATUS_SUCCESS && ct == CUDA_R_16BF) {
+    auto* bits = static_cast<uint16_t*>(C);
+    for (size_t j = 0; j < size_t(n); ++j)
+      for (size_t i = 0; i < size_t(m); ++i) bits[j * ldc + i] = llamaft::f32_to_bf16(fc[j * ldc + i]);
+  }
+  return st;
+}
+}  // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void* alpha, const void* a, cudaDataType_t a_type, int lda, const void* b,
+                            cudaDataType_t b_type, int ldb, const void* beta, void* c, cudaDataType_t c_type, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (compute != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_INVALID_VALUE;
+  return typed_gemm(ta, tb, m, n, k, *static_cast<const float*>(alpha), a, a_type, lda, b, b_type, ldb,
+                    *static_cast<const float*>(beta), c, c_type, ldc);
+}
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t dl,
                               const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
   const uint64_t m = d->ta == CUBLAS_OP_N ? a->rows : a->cols, ka = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
   const uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols, n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
-  if (ka != kb || c->rows != m || c->cols != n || dl->rows != m || dl->cols != n || C != D || c->ld != dl->ld)
+  if (ka != kb || c->rows != m || c->cols != n || dl->rows != m || dl->cols != n || C != D || c->ld != dl->ld ||
+      c->type != dl->type)
     return CUBLAS_STATUS_INVALID_VALUE;
-  if (a->type != b->type || c->type != CUDA_R_32F || dl->type != CUDA_R_32F) return CUBLAS_STATUS_INVALID_VALUE;
-  // bf16 inputs (raw bits): widen the stored span to fp32, then the same GEMM.
-  std::vector<float> wa, wb;
-  auto widen = [](const void* p, const cublasLtMatrixLayoutOpaque_t* l, std::vector<float>& w) {
-    const size_t span = size_t(l->cols - 1) * l->ld + l->rows;
-    const auto* bits = static_cast<const uint16_t*>(p);
-    w.resize(span);
-    for (size_t i = 0; i < span; ++i) {
-      const uint32_t u = uint32_t(bits[i]) << 16;
-      std::memcpy(&w[i], &u, 4);
-    }
-    return static_cast<const float*>(w.data());
-  };
-  const float* fa = a->type == CUDA_R_16BF ? widen(A, a, wa) : static_cast<const float*>(A);
-  const float* fb = b->type == CUDA_R_16BF ? widen(B, b, wb) : static_cast<const float*>(B);
-  return cublasSgemm(nullptr, d->ta, d->tb, int(m), int(n), int(ka), static_cast<const float*>(alpha), fa,
-                     int(a->ld), fb, int(b->ld), static_cast<const float*>(beta), static_cast<float*>(D), int(c->ld));
+  return typed_gemm(d->ta, d->tb, int(m), int(n), int(ka), *static_cast<const float*>(alpha), A, a->type,
+                    int(a->ld), B, b->type, int(b->ld), *static_cast<const float*>(beta), D, c->type, int(c->ld));
 }

@@ -22,7 +22,7 @@ flags=(-std=c++17 -O2 -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unkno
        -I"$here" -I"$out/kernels" -I"$root/src" -I"$blas_inc" -isystem /usr/include/eigen3)
 
 sources=("$out"/kernels/*.cu "$root"/src/backend/cuda/*.cpp "$root"/tests/cuda/*.cpp "$here/cuda_emu.cpp"
-         "$root"/src/backend/cpu/*.cpp "$root/src/quant/quant.cpp"
+         "$root"/src/backend/cpu/*.cpp "$root/src/backend/backend.cpp" "$root/src/quant/quant.cpp"
          "$root/src/core/error.cpp" "$root/src/core/util.cpp"
          "$root"/src/model/{llama,llama_config,param_layout}.cpp "$root/src/parallel/fsdp.cpp"
          "$root/src/optim/optimizer.cpp" "$root"/src/data/{token_dataset,prepared_dataset}.cpp)
