@@ -310,8 +310,42 @@ void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* o
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 
+// Deterministic embedding gradients: group the positions by id on the host
+// (a stable counting sort of n ints), then one thread per (id, column) adds
+// its group in position order. No atomics, so repeated tokens sum in the
+// same order every run.
+const int32_t* CudaBackend::group_by_id(const int32_t* ids, int n, int& n_rows) {
+  host_ids_.resize(n);
+  to_host(host_ids_.data(), ids, sizeof(int32_t) * n);
+  std::vector<int32_t> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return host_ids_[a] < host_ids_[b]; });
+  host_groups_.clear();
+  std::vector<int32_t> offsets;
+  for (int i = 0; i < n; ++i)
+    if (i == 0 || host_ids_[order[i]] != host_ids_[order[i - 1]]) {
+      host_groups_.push_back(host_ids_[order[i]]);
+      offsets.push_back(i);
+    }
+  n_rows = static_cast<int>(host_groups_.size());
+  offsets.push_back(n);
+  host_groups_.insert(host_groups_.end(), offsets.begin(), offsets.end());
+  host_groups_.insert(host_groups_.end(), order.begin(), order.end());
+  if (host_groups_.size() > groups_cap_) {
+    const size_t grown = std::max(host_groups_.size(), 2 * groups_cap_);
+    if (groups_) arena_.release(groups_);  // stream order keeps earlier kernels' use safe
+    groups_ = static_cast<int32_t*>(pool_alloc(sizeof(int32_t) * grown, "the embedding gradient grouping"));
+    groups_cap_ = grown;
+  }
+  to_device(groups_, host_groups_.data(), sizeof(int32_t) * host_groups_.size());
+  return groups_;
+}
+
 void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
-  cuda::embedding_bwd(ids, dout, dtable, n, dim, stream_);
+  if (n <= 0) return;
+  int rows = 0;
+  const int32_t* g = group_by_id(ids, n, rows);
+  cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
 }
 
 void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) {
@@ -416,7 +450,10 @@ void CudaBackend::embedding_fwd(const int32_t* ids, const bf16* table, bf16* out
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 void CudaBackend::embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) {
-  cuda::embedding_bwd(ids, dout, dtable, n, dim, stream_);
+  if (n <= 0) return;
+  int rows = 0;
+  const int32_t* g = group_by_id(ids, n, rows);
+  cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
 }
 void CudaBackend::rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) {
   cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);

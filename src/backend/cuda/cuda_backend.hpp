@@ -124,6 +124,9 @@ class CudaBackend final : public Backend {
   const uint64_t* device_dropout_keys(const uint64_t* row_keys, int rows, int seq);
   const float* dynamic_map();
   const quant::DequantItem* codec_item_table(const quant::UnitCodec& codec);
+  // The embedding backward's grouping of positions by token id, on the
+  // device: {rows, offsets, order} (see embedding.cuh). One small host round trip.
+  const int32_t* group_by_id(const int32_t* ids, int n, int& n_rows);
 
   int device_ = 0;
   CUstream_st* stream_ = nullptr;
@@ -139,6 +142,9 @@ class CudaBackend final : public Backend {
   double* many_results_ = nullptr;  // sum_squares_many: one result per buffer (device, grown on demand)
   size_t many_cap_ = 0;
   std::vector<double> many_host_;
+  int32_t* groups_ = nullptr;  // group_by_id's device copy, grown on demand
+  size_t groups_cap_ = 0;
+  std::vector<int32_t> host_ids_, host_groups_;
   float* scratch_ = nullptr;
   size_t scratch_floats_ = 0;
   // Quantized bases: the 8-bit dynamic map and each codec's item table, made
