@@ -119,6 +119,11 @@ float* Fsdp::take_buffer(int64_t n) {
     buf = std::move(best->second);
     free_buffers_.erase(best);
   } else {
+    // Idle buffers too small for this request would sit under it: give them
+    // back first (the CUDA arena coalesces neighbours), so the pool never
+    // holds memory beside a larger buffer (bf16 gathers vs fp32 gradients).
+    for (size_t i = free_buffers_.size(); i-- > 0;)
+      if (free_buffers_[i].first < n) free_buffers_.erase(free_buffers_.begin() + static_cast<std::ptrdiff_t>(i));
     buf = std::make_unique<DeviceArray<float>>(be_, static_cast<size_t>(n));
   }
   float* p = buf->data();
