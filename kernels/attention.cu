@@ -1,3 +1,4 @@
+#include <string>
 #include <type_traits>
 
 #include "attention.cuh"
@@ -7,7 +8,6 @@ namespace llamaft::cuda {
 
 namespace {
 constexpr int kThreads = 128;
-constexpr int kStaticSmemLimit = 48 * 1024;
 
 // Query-major tiles (forward and dQ). Thread (qy = tid / 8, kx = tid % 8) owns
 // query rows qy + 16*m (m < kTm), keys kx + 8*n (n < kTn) of the key tile and
@@ -434,17 +434,7 @@ void check_shape(const AttnShape& s) {
   LLAMAFT_CHECK(s.batch <= 65535 && s.n_heads <= 65535, "attention grid: batch ", s.batch, " n_heads ", s.n_heads);
 }
 
-// Opts the kernel in to more than 48 KB of dynamic shared memory when needed.
-template <typename Kernel>
-void set_smem(Kernel* kernel, size_t bytes, int head_dim) {
-  if (bytes <= size_t(kStaticSmemLimit)) return;
-  int device = 0, limit = 0;
-  CUDA_CHECK(cudaGetDevice(&device));
-  CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  LLAMAFT_REQUIRE(bytes <= size_t(limit), "CUDA attention with head_dim ", head_dim, " needs ", bytes,
-                  " bytes of shared memory per block; this GPU allows ", limit);
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
+std::string smem_user(int head_dim) { return "CUDA attention with head_dim " + std::to_string(head_dim); }
 
 // Calls f(std::integral_constant<int, HD>) with the padded head dim for hd.
 template <typename F>
@@ -464,11 +454,14 @@ template <typename T>
 void attention_fwd(const AttnShape& s, const T* q, const T* k, const T* v, T* out, float* lse, cudaStream_t stream) {
   check_shape(s);
   if (s.batch == 0 || s.tq == 0 || s.n_heads == 0) return;
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (attention_tc_supported(s.head_dim)) return attention_fwd_tc(s, q, k, v, out, lse, stream);
+  }
   with_head_dim(s.head_dim, [&](auto hd_tag) {
     constexpr int HD = decltype(hd_tag)::value;
     const size_t smem = sizeof(float) * fwd_smem_floats<HD>();
     auto* kernel = attention_fwd_kernel<T, HD>;
-    set_smem(kernel, smem, s.head_dim);
+    opt_in_shared_memory(kernel, smem, smem_user(s.head_dim).c_str());
     const dim3 grid(blocks_for(s.tq, QTile<HD>::kBq), s.n_heads, s.batch);
     kernel<<<grid, kThreads, smem, stream>>>(s, q, k, v, out, lse);
     LLAMAFT_LAUNCH_CHECK();
@@ -492,12 +485,15 @@ void attention_bwd(const AttnShape& s, const T* q, const T* k, const T* v, const
                                                                                                     dsum);
     LLAMAFT_LAUNCH_CHECK();
   }
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (attention_tc_supported(s.head_dim)) return attention_bwd_tc(s, q, k, v, lse, dsum, dout, dq, dk, dv, stream);
+  }
   with_head_dim(s.head_dim, [&](auto hd_tag) {
     constexpr int HD = decltype(hd_tag)::value;
     if (s.tq > 0) {
       const size_t smem = sizeof(float) * dq_smem_floats<HD>();
       auto* kernel = attention_bwd_dq_kernel<T, HD>;
-      set_smem(kernel, smem, s.head_dim);
+      opt_in_shared_memory(kernel, smem, smem_user(s.head_dim).c_str());
       const dim3 grid(blocks_for(s.tq, QTile<HD>::kBq), s.n_heads, s.batch);
       kernel<<<grid, kThreads, smem, stream>>>(s, q, k, v, lse, dsum, dout, dq);
       LLAMAFT_LAUNCH_CHECK();
@@ -505,7 +501,7 @@ void attention_bwd(const AttnShape& s, const T* q, const T* k, const T* v, const
     if (s.tk > 0) {
       const size_t smem = sizeof(float) * dkdv_smem_floats<HD>();
       auto* kernel = attention_bwd_dkdv_kernel<T, HD>;
-      set_smem(kernel, smem, s.head_dim);
+      opt_in_shared_memory(kernel, smem, smem_user(s.head_dim).c_str());
       const dim3 grid(blocks_for(s.tk, KTile<HD>::kBk), s.n_kv_heads, s.batch);
       kernel<<<grid, kThreads, smem, stream>>>(s, q, k, v, lse, dsum, dout, dk, dv);
       LLAMAFT_LAUNCH_CHECK();

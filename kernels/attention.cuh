@@ -3,9 +3,11 @@
 // matrix is ever materialised. Semantics are backend.hpp's AttnShape: query t
 // sits at position q_offset + t and sees keys [doc_start or 0, q_offset+t].
 //
-// fp32 SIMT kernels (128 threads, register micro-tiles, padded shared rows so
-// the inner loops are bank-conflict free), one instantiation per padded head
-// dim (32, 64, 128, 256; a head_dim of 48 runs the 64 kernel with zero padding).
+// attention.cu: SIMT kernels computing in fp32 (128 threads, register
+// micro-tiles, padded shared rows so the inner loops are bank-conflict free),
+// one instantiation per padded head dim (32, 64, 128, 256; a head_dim of 48
+// runs the 64 kernel with zero padding), for fp32 and bf16 storage.
+// attention_tc.cu: bf16 with head_dim 64 or 128 on the tensor cores (below).
 // Forward writes out and lse = log-sum-exp of the scaled scores (B, H, Tq).
 // Backward recomputes P from lse (FlashAttention-2): a small kernel forms
 // D = rowsum(dO * O), one kernel per key tile accumulates dK and dV over every
@@ -19,6 +21,7 @@
 #include <cstddef>
 
 #include "backend/backend.hpp"
+#include "core/dtype.hpp"
 
 namespace llamaft::cuda {
 
@@ -37,5 +40,15 @@ size_t attention_bwd_workspace_floats(const AttnShape& s);
 template <typename T>
 void attention_bwd(const AttnShape& s, const T* q, const T* k, const T* v, const T* out, const float* lse,
                    const T* dout, T* dq, T* dk, T* dv, float* workspace, cudaStream_t stream);
+
+// bf16 on the tensor cores (attention_tc.cu: FlashAttention-2 with WMMA
+// bf16 tiles and fp32 accumulation) for head_dim 64 and 128; attention_fwd
+// and attention_bwd for T = bf16 dispatch there, other head dims and fp32
+// run the SIMT kernels. dsum: D = rowsum(dO * O), (B, n_heads, Tq).
+bool attention_tc_supported(int head_dim);
+void attention_fwd_tc(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse,
+                      cudaStream_t stream);
+void attention_bwd_tc(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const float* lse,
+                      const float* dsum, const bf16* dout, bf16* dq, bf16* dk, bf16* dv, cudaStream_t stream);
 
 }  // namespace llamaft::cuda

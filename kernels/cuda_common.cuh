@@ -73,6 +73,20 @@ __device__ __forceinline__ rowmath::SoftmaxStat block_merge(rowmath::SoftmaxStat
   return warp_merge(s);
 }
 
+// Opts a kernel in to `bytes` of dynamic shared memory past the 48 KB default
+// (a no-op below it), or fails with a message naming `what` when the GPU's
+// per-block limit is smaller.
+template <typename Kernel>
+void opt_in_shared_memory(Kernel* kernel, size_t bytes, const char* what) {
+  if (bytes <= size_t(48 * 1024)) return;
+  int device = 0, limit = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  LLAMAFT_REQUIRE(bytes <= size_t(limit), what, " needs ", bytes, " bytes of shared memory per block; this GPU allows ",
+                  limit);
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
 inline unsigned blocks_for(size_t n, unsigned threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
 }

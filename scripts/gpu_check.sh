@@ -7,8 +7,9 @@
 #
 # Then the same model with QLoRA (NF4 base, dequantized per block on the GPU).
 #
-# Also times the attention kernel (bf16, the 1B shape) against the GEMM-bound
-# time for its FLOPs, with the backend's own bf16 GEMM as the peak.
+# Also times the attention kernels (bf16, the 1B shape: the tensor-core
+# FlashAttention-2 of kernels/attention_tc.cu) against the GEMM-bound time for
+# their FLOPs, with the backend's own bf16 GEMM as the peak.
 #
 # Status (2026-11-29): with train.param_dtype = bf16 (used here) the CUDA
 # backend keeps activations and gathered weights in bf16 (fp32 master

@@ -54,7 +54,7 @@ LlamaConfig small_config() {
   c.num_hidden_layers = 2;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  c.head_dim = 16;
+  c.head_dim = 64;  // the bf16 tensor-core attention kernels serve 64 and 128
   return c;
 }
 

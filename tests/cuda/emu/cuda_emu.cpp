@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxDynamicSmem = 166912;  // sm_80's opt-in limit, the smaller of our targets
+constexpr size_t kSmemAlign = 128;        // the dynamic shared memory base alignment kernels may assume
 
 enum class State { kRunnable, kBlockWait, kWarpWait, kDone };
 
@@ -100,7 +101,7 @@ void run_block() {
   g.warp_arrived.assign(warps, 0);
   g.warp_live.assign(warps, 0);
   for (int t = 0; t < g.threads; ++t) ++g.warp_live[warp_of(t)];
-  std::fill(g.smem.begin(), g.smem.end(), 0xFF);  // uninitialised shared memory reads as NaN
+  std::fill(g.smem.begin(), g.smem.end(), 0xFF);  // uninitialised shared memory reads as NaN (also bf16)
   for (;;) {
     bool ran = false;
     for (int k = 0; k < g.threads; ++k) {
@@ -141,7 +142,7 @@ void launch_impl(const std::function<void()>& body, dim3 grid, dim3 block, size_
   for (auto& f : g.fibers)
     if (!f.stack) f.stack = static_cast<char*>(std::malloc(kStackBytes));
   g.exchange.assign(((threads + 31) / 32) * 32, 0);
-  g.smem.assign(dynamic_smem, 0);
+  g.smem.assign(dynamic_smem + kSmemAlign, 0);  // room to align the start as the GPU does
   g.body = &body;
   gridDim = grid;
   blockDim = block;
@@ -153,7 +154,10 @@ void launch_impl(const std::function<void()>& body, dim3 grid, dim3 block, size_
       }
 }
 
-unsigned char* dynamic_smem() { return g.smem.data(); }
+unsigned char* dynamic_smem() {
+  const auto at = reinterpret_cast<uintptr_t>(g.smem.data());
+  return g.smem.data() + (kSmemAlign - at % kSmemAlign) % kSmemAlign;
+}
 
 void syncthreads() {
   g.fibers[g.current].state = State::kBlockWait;
