@@ -63,6 +63,20 @@ timeout 240 mpirun -np 1 "$build/llamaft" train --model.path "$work/model" --dat
   --train.param_dtype bf16 --finetune.method qlora --fsdp.activation_checkpointing true --output.dir "$work/qlora" \
   --checkpoint.at_end false --output.progress false
 qlora_rc=$?
+echo "== repeatability: the same short bf16 run twice (small preset, seq 256)"
+"$build/llamaft" init --preset small --output "$work/small" >/dev/null
+python3 - "$work/small_data.jsonl" <<'PY'
+import json, random, sys
+r = random.Random(1)
+with open(sys.argv[1], "w") as f:
+    for _ in range(64):
+        f.write(json.dumps({"input_ids": [r.randrange(0, 32000) for _ in range(256)]}) + "\n")
+PY
+for rep in 1 2; do
+  timeout 120 mpirun -np 1 "$build/llamaft" train --model.path "$work/small" --data.path "$work/small_data.jsonl" \
+    --data.seq_len 256 --train.global_batch_size 8 --train.steps 10 --runtime.backend cuda --train.param_dtype bf16 \
+    --output.dir "$work/repeat$rep" --output.export false --checkpoint.at_end false --output.progress false >/dev/null
+done
 "$build/llamaft" plan --model "$work/model" --np 1 --seq-len 2048 --fsdp.activation_checkpointing true \
   --fsdp.strategy full_shard --train.param_dtype bf16 --runtime.backend cuda --json > "$work/plan.json"
 
@@ -84,6 +98,13 @@ except OSError:
 plan = json.load(open(f"{work}/plan.json"))
 print("== summary")
 print(f"GPU tests exit {gpu_tests}; training exit {train_rc}; QLoRA exit {qlora_rc}")
+try:
+    runs = [[(m["loss"], m["grad_norm"]) for m in map(json.loads, open(f"{work}/repeat{i}/metrics.jsonl"))] for i in (1, 2)]
+    same = runs[0] == runs[1] and len(runs[0]) > 0
+    print(f"repeatability (small, bf16, 10 steps, two runs): losses and grad norms "
+          f"{'identical to the bit' if same else 'DIFFER'}")
+except OSError:
+    print("repeatability: no metrics")
 if attn:
     print(f"attention (bf16, seq {attn['seq']}): forward {attn['attn_fwd_ms']:.2f} ms = {attn['fwd_vs_gemm_bound']:.2f}x, "
           f"backward {attn['attn_bwd_ms']:.2f} ms = {attn['bwd_vs_gemm_bound']:.2f}x the GEMM-bound time "
