@@ -49,6 +49,7 @@ struct Tc {
   static constexpr size_t kScores = size_t(16) * kLds * sizeof(float);
   static constexpr size_t kProbs = size_t(16) * kLdp * sizeof(bf16);
   static constexpr size_t kOut = size_t(16) * kLdo * sizeof(float);
+  static_assert(kLdh % 8 == 0, "16-byte staging chunks stay aligned");
   static_assert(kTile % 128 == 0 && kScores % 32 == 0 && kProbs % 32 == 0 && kOut % 32 == 0, "alignment");
   // forward: Q, K, V tiles; per warp scores, P, O staging
   static constexpr size_t kFwdBytes = 3 * kTile + 4 * (kScores + kProbs + kOut);
@@ -63,8 +64,24 @@ __device__ __forceinline__ const __nv_bfloat16* nv(const bf16* p) { return reint
 
 // dst(kRows, ld) <- rows [row0, row0 + kRows) of src (row stride lds, at the
 // head's first column), zero past n_valid rows and hd columns.
+// 16-byte chunks (8 bf16) when the source rows allow it, as they do for the
+// model's QKV layouts; element by element otherwise.
+struct alignas(16) Chunk {
+  uint32_t w[4];
+};
 template <int HD>
 __device__ __forceinline__ void stage(bf16* dst, const bf16* src, int lds, size_t row0, int n_valid, int hd) {
+  const bool vector = hd == HD && lds % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  if (vector) {
+    constexpr int kPerRow = HD / 8;
+    for (int i = threadIdx.x; i < kRows * kPerRow; i += kThreads) {
+      const int r = i / kPerRow, c = i % kPerRow;
+      Chunk v{};
+      if (r < n_valid) v = *reinterpret_cast<const Chunk*>(src + (row0 + r) * size_t(lds) + c * 8);
+      *reinterpret_cast<Chunk*>(dst + r * Tc<HD>::kLdh + c * 8) = v;
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < kRows * HD; i += kThreads) {
     const int r = i / HD, d = i % HD;
     dst[r * Tc<HD>::kLdh + d] = (r < n_valid && d < hd) ? src[(row0 + r) * size_t(lds) + d] : bf16(0.f);

@@ -201,6 +201,7 @@ TEST(CudaBf16, RmsNormRopeSwiglu) {
 struct Bf16AttnCase {
   int batch, tq, tk, hq, hkv, hd, q_offset;
   bool docs, fused;
+  int pad = 0;  // extra columns per row of unfused q/k/v (an odd pad defeats the 16-byte staging)
 };
 
 class CudaBf16Attention : public ::testing::TestWithParam<Bf16AttnCase> {};
@@ -233,10 +234,10 @@ TEST_P(CudaBf16Attention, ForwardBackwardMatchCpu) {
     k_off = qd;
     v_off = qd + kvd;
   } else {
-    s.ldq = qd;
-    s.ldk = s.ldv = kvd;
-    q_size = size_t(c.batch) * c.tq * qd;
-    kv_size = size_t(c.batch) * c.tk * kvd;
+    s.ldq = qd + c.pad;
+    s.ldk = s.ldv = kvd + c.pad;
+    q_size = size_t(c.batch) * c.tq * s.ldq;
+    kv_size = size_t(c.batch) * c.tk * s.ldk;
   }
   std::vector<int32_t> doc(size_t(c.batch) * c.tq, 0);
   for (int b = 0; b < c.batch; ++b)
@@ -248,6 +249,7 @@ TEST_P(CudaBf16Attention, ForwardBackwardMatchCpu) {
   auto docs = x.putf(doc);
   auto q = x.put(randn(q_size, 100, 2.f)), k = c.fused ? q : x.put(randn(kv_size, 101, 2.f));
   auto v = c.fused ? q : x.put(randn(kv_size, 102));
+  // Gradients start as garbage: only the head columns may change.
   auto dq = x.put(randn(q_size, 103)), dk = c.fused ? dq : x.put(randn(kv_size, 104));
   auto dv = c.fused ? dq : x.put(randn(kv_size, 105));
   const size_t rows = size_t(c.batch) * c.tq;
@@ -289,14 +291,15 @@ INSTANTIATE_TEST_SUITE_P(
         // batch, tq, tk, hq, hkv, hd, q_offset, docs, fused
         Bf16AttnCase{2, 70, 70, 4, 2, 64, 0, true, true},     // tensor cores: fused QKV, GQA, docs, partial tile
         Bf16AttnCase{1, 130, 130, 2, 1, 128, 0, false, false}, // tensor cores, hd 128, three query tiles
-        Bf16AttnCase{1, 9, 75, 4, 2, 64, 66, true, false},    // chunked prefill over a cache, a fully masked row
-        Bf16AttnCase{1, 1, 77, 2, 2, 128, 76, false, false},  // decode one token
+        Bf16AttnCase{1, 9, 75, 4, 2, 64, 66, true, false, 3}, // chunked prefill over a cache, a fully masked row,
+                                                               // padded rows (element-wise staging)
+        Bf16AttnCase{1, 1, 77, 2, 2, 128, 76, false, false, 8}, // decode one token
         Bf16AttnCase{1, 70, 80, 2, 1, 64, 0, false, false},   // trailing keys nobody sees get zero gradients
         Bf16AttnCase{2, 37, 37, 4, 1, 32, 0, true, false}),   // hd 32: the SIMT kernels in bf16
     [](const ::testing::TestParamInfo<Bf16AttnCase>& info) {
       const Bf16AttnCase& c = info.param;
       return "tq" + std::to_string(c.tq) + "_tk" + std::to_string(c.tk) + "_hd" + std::to_string(c.hd) + "_off" +
-             std::to_string(c.q_offset) + (c.docs ? "_docs" : "") + (c.fused ? "_fused" : "");
+             std::to_string(c.q_offset) + (c.docs ? "_docs" : "") + (c.fused ? "_fused" : "") + "_pad" + std::to_string(c.pad);
     });
 
 // Loss in fp32 from bf16 logits; the gradient overwrites the logits in bf16.
