@@ -142,7 +142,9 @@ class Backend {
   // its arithmetic in fp32 and rounds only what it stores; statistics (rstd,
   // lse, per-row losses) and weight gradients (the fp32 overload of gemm,
   // rmsnorm's dw, the embedding table gradient) stay fp32. A backend that
-  // stores fp32 only (the CPU reference) keeps these defaults, which throw.
+  // computes in fp32 only keeps these defaults, which throw; the CPU
+  // reference implements just the data movements unpack_bf16 and
+  // dequantize_unit, so FSDP's bf16 units are testable without a GPU.
   virtual bool has_bf16_storage() const { return false; }
   virtual void fill(bf16* p, float value, size_t n);
   virtual void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda,

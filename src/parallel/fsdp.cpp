@@ -212,6 +212,8 @@ const bf16* Fsdp::params_bf16(int unit) {
       be_.dequantize_unit(*codec, g.buffer ? g.buffer : master_[unit].data(), reinterpret_cast<bf16*>(g.half));
       if (g.buffer) give_buffer(g.buffer);
       g.buffer = nullptr;
+    } else if (!g.words) {
+      LLAMAFT_FAIL("unit ", unit, " was already widened to fp32 by params(); release it before params_bf16()");
     } else if (geo.shard_size % 2 == 0 || mesh_.shard_size == 1) {
       g.half = g.words;  // shard after shard with no padding word between: already the unit
       g.words = nullptr;

@@ -214,6 +214,22 @@ class CpuBackend final : public Backend {
     codec.dequantize(regions, out);  // host memory: no staging; parallel over items
   }
 
+  // The two bf16 data movements (no bf16 arithmetic: the CPU computes in
+  // fp32), so FSDP's bf16 units can be checked at any shard count here.
+  void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const auto* bits = reinterpret_cast<const uint16_t*>(words + r * stride_words);
+      for (size_t i = 0; i < n; ++i) out[r * n + i].bits = bits[i];
+    }
+  }
+  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override {
+    std::vector<float> wide(static_cast<size_t>(codec.numel()));
+    codec.dequantize(regions, wide.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(wide.size()); ++i) out[i] = bf16(wide[i]);
+  }
+
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override {
 #pragma omp parallel for schedule(static)
