@@ -2,6 +2,7 @@
 #include <type_traits>
 
 #include "attention.cuh"
+#include "attention_mask.cuh"
 #include "cuda_common.cuh"
 
 namespace llamaft::cuda {
@@ -63,28 +64,6 @@ __device__ __forceinline__ void load_tile(float* dst, int ld, int rows, const T*
     const int r = i / HD, d = i % HD;
     dst[r * ld + d] = (r < n_valid && d < hd) ? static_cast<float>(src[(row0 + r) * size_t(lds) + d]) : 0.f;
   }
-}
-
-// Keys query t of batch row b may see: [lo, hi). Padding rows (t >= tq) see none.
-__device__ __forceinline__ void key_range(const AttnShape& s, int b, int t, int& lo, int& hi) {
-  if (t >= s.tq) {
-    lo = hi = 0;
-    return;
-  }
-  hi = min(s.tk, s.q_offset + t + 1);
-  lo = s.doc_start ? s.doc_start[size_t(b) * s.tq + t] : 0;
-}
-
-// First key any query of [t0, t0 + rows) may see. Contains __syncthreads().
-__device__ __forceinline__ int tile_first_key(const AttnShape& s, int b, int t0, int rows) {
-  if (!s.doc_start) return 0;
-  __shared__ int first;
-  if (threadIdx.x == 0) first = s.tk;
-  __syncthreads();
-  const int r = threadIdx.x;
-  if (r < rows && t0 + r < s.tq) atomicMin(&first, s.doc_start[size_t(b) * s.tq + t0 + r]);
-  __syncthreads();
-  return first;
 }
 
 // ---- forward ------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "attention.cuh"
+#include "attention_mask.cuh"
 #include "cuda_common.cuh"
 
 namespace llamaft::cuda {
@@ -88,27 +89,6 @@ __device__ __forceinline__ void stage(bf16* dst, const bf16* src, int lds, size_
   }
 }
 
-// Keys query t may see: [lo, hi); none for padding rows.
-__device__ __forceinline__ void visible_keys(const AttnShape& s, int b, int t, int& lo, int& hi) {
-  if (t >= s.tq) {
-    lo = hi = 0;
-    return;
-  }
-  hi = min(s.tk, s.q_offset + t + 1);
-  lo = s.doc_start ? s.doc_start[size_t(b) * s.tq + t] : 0;
-}
-
-// First key any query of [t0, t0 + kRows) may see. Contains __syncthreads().
-__device__ __forceinline__ int first_visible_key(const AttnShape& s, int b, int t0) {
-  __shared__ int first;
-  if (!s.doc_start) return 0;
-  if (threadIdx.x == 0) first = s.tk;
-  __syncthreads();
-  if (threadIdx.x < kRows && t0 + int(threadIdx.x) < s.tq) atomicMin(&first, s.doc_start[size_t(b) * s.tq + t0 + threadIdx.x]);
-  __syncthreads();
-  return first;
-}
-
 // out(16, 16 * n_frags) += A(16, 16 * k_steps) B: A from shared memory (row-major bf16, lda), B either row-major
 // (k, n) at b[k * ldb + n] or its transpose stored as rows (n, k) at b[n * ldb + k].
 template <int kSteps, int kFrags, bool kBTransposed>
@@ -164,13 +144,13 @@ __global__ void __launch_bounds__(kThreads)
   const int hd = s.head_dim, g = h / (s.n_heads / s.n_kv_heads);
   const size_t qrow0 = size_t(b) * s.tq + t0, krow0 = size_t(b) * s.tk;
   stage<HD>(qs, q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0, hd);
-  const int first = first_visible_key(s, b, t0);
+  const int first = tile_first_key(s, b, t0, kRows);
   const int last = min(s.tk, s.q_offset + min(t0 + kRows, s.tq));  // one past the last key any row sees
 
   // Lane pair (2r, 2r+1) owns row r of the warp's 16, columns [32 half, 32 half + 32) of each tile.
   const int r = lane / 2, half = lane % 2, t = t0 + warp * 16 + r;
   int lo, hi;
-  visible_keys(s, b, t, lo, hi);
+  key_range(s, b, t, lo, hi);
   const float sl2 = s.scale * kLog2e;
   float row_max = -INFINITY, row_sum = 0.f;
   FragC o[HD / 16];
@@ -251,12 +231,12 @@ __global__ void __launch_bounds__(kThreads)
   const size_t qrow0 = size_t(b) * s.tq + t0, krow0 = size_t(b) * s.tk;
   stage<HD>(qs, q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0, hd);
   stage<HD>(dos, dout + size_t(h) * hd, s.ldo, qrow0, s.tq - t0, hd);
-  const int first = first_visible_key(s, b, t0);
+  const int first = tile_first_key(s, b, t0, kRows);
   const int last = min(s.tk, s.q_offset + min(t0 + kRows, s.tq));
 
   const int r = lane / 2, half = lane % 2, t = t0 + warp * 16 + r;
   int lo, hi;
-  visible_keys(s, b, t, lo, hi);
+  key_range(s, b, t, lo, hi);
   const size_t stat = (size_t(b) * s.n_heads + h) * s.tq + t;
   const float lse2 = t < s.tq ? lse[stat] * kLog2e : 0.f, row_d = t < s.tq ? dsum[stat] : 0.f;
   const float sl2 = s.scale * kLog2e;
@@ -357,7 +337,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int c = 0; c < 32; ++c) {
         const int col = half * 32 + c, tt = t0 + col;
         int lo, hi;
-        visible_keys(s, b, tt, lo, hi);
+        key_range(s, b, tt, lo, hi);
         const float p = (j >= lo && j < hi) ? exp2f(sw[r * L::kLds + col] * sl2 - q_lse2[col]) : 0.f;
         pw[r * L::kLdp + col] = bf16(p);
         dsw[r * L::kLdp + col] = bf16(p * (dpw[r * L::kLds + col] - q_d[col]));

@@ -115,14 +115,14 @@ int run_plan(const Config& cfg) {
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "total");
   const std::string only = cfg.get_string("fsdp.strategy");
+  // bf16 activations where train would have them: the CUDA backend with bf16 params.
+  const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
+  const bool bf16_storage = bf16 && cfg.get_string("runtime.backend") == "cuda";
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
-    // bf16 activations where train would have them: the CUDA backend with bf16 params.
-    const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg), bf16,
-                                     bf16 && cfg.get_string("runtime.backend") == "cuda");
+                                     base_quant_from_config(cfg), bf16, bf16_storage);
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",

@@ -165,15 +165,20 @@ Fsdp::Gathered& Fsdp::start_gather(int unit) {
   return ref;
 }
 
-const float* Fsdp::params(int unit) {
-  const quant::UnitCodec* codec = codec_[unit].get();
-  if (!gathers(unit)) return master_[unit].data();
+Fsdp::Gathered& Fsdp::completed_gather(int unit) {
   auto it = gathered_.find(unit);
   Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
   if (g.request) {
     g.request->wait();
     g.request.reset();
   }
+  return g;
+}
+
+const float* Fsdp::params(int unit) {
+  const quant::UnitCodec* codec = codec_[unit].get();
+  if (!gathers(unit)) return master_[unit].data();
+  Gathered& g = completed_gather(unit);
   if (g.words) {  // bf16 params: widen every shard into the fp32 unit, then drop the words
     const ShardGeometry& geo = geom_[unit];
     g.buffer = take_buffer(geo.padded);
@@ -199,12 +204,7 @@ const float* Fsdp::params(int unit) {
 const bf16* Fsdp::params_bf16(int unit) {
   LLAMAFT_CHECK(bf16_params_, "bf16 parameters need train.param_dtype = bf16");
   const quant::UnitCodec* codec = codec_[unit].get();
-  auto it = gathered_.find(unit);
-  Gathered& g = it != gathered_.end() ? *it->second : start_gather(unit);
-  if (g.request) {
-    g.request->wait();
-    g.request.reset();
-  }
+  Gathered& g = completed_gather(unit);
   if (!g.half) {
     const ShardGeometry& geo = geom_[unit];
     if (codec) {

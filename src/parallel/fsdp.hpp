@@ -126,6 +126,7 @@ class Fsdp final : public UnitAccess {
   struct Gathered;
   struct PendingReduce;
   Gathered& start_gather(int unit);
+  Gathered& completed_gather(int unit);  // started now if prefetch did not, and waited for
   void drop(Gathered& g);  // waits, and returns its buffers to the pool
   float* take_buffer(int64_t n);
   void give_buffer(float* p);

@@ -70,6 +70,21 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
                         << ", reference " << want[at] << " (atol " << tol.atol << ", rtol " << tol.rtol << ")";
 }
 
+// An attention problem with the model's scale 1/sqrt(head_dim); strides and
+// doc_start are the caller's.
+inline AttnShape attn_shape(int batch, int tq, int tk, int hq, int hkv, int hd, int q_offset) {
+  AttnShape s;
+  s.batch = batch;
+  s.tq = tq;
+  s.tk = tk;
+  s.n_heads = hq;
+  s.n_kv_heads = hkv;
+  s.head_dim = hd;
+  s.q_offset = q_offset;
+  s.scale = 1.f / std::sqrt(float(hd));
+  return s;
+}
+
 // A block-like unit from (name, shape) pairs, laid out back to back.
 inline Unit make_unit(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
   Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};

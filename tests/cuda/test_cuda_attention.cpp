@@ -56,15 +56,7 @@ TEST_P(CudaAttention, ForwardBackwardMatchCpu) {
   Dual d;
   const int qd = c.hq * c.hd, kvd = c.hkv * c.hd, pad = 3;
 
-  AttnShape s;
-  s.batch = c.batch;
-  s.tq = c.tq;
-  s.tk = c.tk;
-  s.n_heads = c.hq;
-  s.n_kv_heads = c.hkv;
-  s.head_dim = c.hd;
-  s.q_offset = c.q_offset;
-  s.scale = 1.f / std::sqrt(float(c.hd));
+  AttnShape s = cuda_test::attn_shape(c.batch, c.tq, c.tk, c.hq, c.hkv, c.hd, c.q_offset);
   s.ldo = qd + (c.fused ? 0 : pad);
   size_t q_off = 0, k_off = 0, v_off = 0, q_size, kv_size;
   if (c.fused) {  // one (B*T, qd + 2 kvd + pad) buffer, as the model's qkv and dqkv

@@ -217,15 +217,7 @@ TEST_P(CudaBf16Attention, ForwardBackwardMatchCpu) {
   const Bf16AttnCase c = GetParam();
   Bf16Dual x;
   const int qd = c.hq * c.hd, kvd = c.hkv * c.hd;
-  AttnShape s;
-  s.batch = c.batch;
-  s.tq = c.tq;
-  s.tk = c.tk;
-  s.n_heads = c.hq;
-  s.n_kv_heads = c.hkv;
-  s.head_dim = c.hd;
-  s.q_offset = c.q_offset;
-  s.scale = 1.f / std::sqrt(float(c.hd));
+  AttnShape s = attn_shape(c.batch, c.tq, c.tk, c.hq, c.hkv, c.hd, c.q_offset);
   s.ldo = qd;
   size_t k_off = 0, v_off = 0, q_size, kv_size;
   if (c.fused) {
