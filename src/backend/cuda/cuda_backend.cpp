@@ -311,7 +311,7 @@ void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* o
 }
 
 // Deterministic embedding gradients: group the positions by id on the host
-// (a stable counting sort of n ints), then one thread per (id, column) adds
+// (a stable sort of n ints), then one thread per (id, column) adds
 // its group in position order. No atomics, so repeated tokens sum in the
 // same order every run.
 const int32_t* CudaBackend::group_by_id(const int32_t* ids, int n, int& n_rows) {
@@ -341,11 +341,16 @@ const int32_t* CudaBackend::group_by_id(const int32_t* ids, int n, int& n_rows) 
   return groups_;
 }
 
-void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
+template <typename T>
+void CudaBackend::embedding_bwd_grouped(const int32_t* ids, const T* dout, float* dtable, int n, int dim) {
   if (n <= 0) return;
   int rows = 0;
   const int32_t* g = group_by_id(ids, n, rows);
   cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
+}
+
+void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
+  embedding_bwd_grouped(ids, dout, dtable, n, dim);
 }
 
 void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) {
@@ -394,6 +399,7 @@ const uint64_t* CudaBackend::device_dropout_keys(const uint64_t* row_keys, int r
   const size_t n = static_cast<size_t>((rows + seq - 1) / seq);
   if (n > dropout_keys_cap_) {
     const size_t grown = std::max<size_t>(n, 2 * dropout_keys_cap_);
+    if (dropout_keys_) arena_.release(dropout_keys_);  // stream order keeps earlier kernels' use safe
     dropout_keys_ = static_cast<uint64_t*>(pool_alloc(sizeof(uint64_t) * grown, "LoRA dropout keys"));
     dropout_keys_cap_ = grown;
   }
@@ -450,10 +456,7 @@ void CudaBackend::embedding_fwd(const int32_t* ids, const bf16* table, bf16* out
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 void CudaBackend::embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) {
-  if (n <= 0) return;
-  int rows = 0;
-  const int32_t* g = group_by_id(ids, n, rows);
-  cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
+  embedding_bwd_grouped(ids, dout, dtable, n, dim);
 }
 void CudaBackend::rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) {
   cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);

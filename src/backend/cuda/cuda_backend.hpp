@@ -127,6 +127,8 @@ class CudaBackend final : public Backend {
   // The embedding backward's grouping of positions by token id, on the
   // device: {rows, offsets, order} (see embedding.cuh). One small host round trip.
   const int32_t* group_by_id(const int32_t* ids, int n, int& n_rows);
+  template <typename T>
+  void embedding_bwd_grouped(const int32_t* ids, const T* dout, float* dtable, int n, int dim);
 
   int device_ = 0;
   CUstream_st* stream_ = nullptr;
