@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 
 namespace fs = std::filesystem;
@@ -146,14 +148,6 @@ std::string read_attr_str(hid_t obj, const char* name, const std::string& path) 
   H5_CHECK(H5Aread(a.get(), type.get(), v.data()), path, ": cannot read attribute ", name);
   while (!v.empty() && v.back() == '\0') v.pop_back();
   return v;
-}
-
-void fsync_path(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY);
-  LLAMAFT_REQUIRE(fd >= 0, "cannot open '", path, "' to fsync: ", std::strerror(errno));
-  const int rc = fsync(fd);
-  close(fd);
-  LLAMAFT_REQUIRE(rc == 0, "fsync of '", path, "' failed: ", std::strerror(errno));
 }
 
 std::string step_name(int64_t step) {
@@ -369,6 +363,7 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
     write_attr_str(f, "strategy", id.strategy);
     write_attr_str(f, "data_path", id.data_path);
+    write_attr_i64(f, "data_seq_len", id.seq_len);
     write_attr_i64(f, "world_size", size);
     write_attr_i64(f, "global_batch_size", id.global_batch);
     write_attr_i64(f, "seed", id.seed);
@@ -450,6 +445,23 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
              std::to_string(expect.global_batch));
   must_match("train.seed", std::to_string(read_attr_i64(f, "seed", path)), std::to_string(expect.seed));
   must_match("data.shuffle", std::to_string(read_attr_i64(f, "shuffle", path)), std::to_string(expect.shuffle ? 1 : 0));
+  // The data position is a row index into this data: other data (or rows cut
+  // to another length) continue from the same index only when asked to.
+  const std::string saved_data = read_attr_str(f, "data_path", path);
+  const std::string saved_seq =
+      H5Aexists(f, "data_seq_len") > 0 ? std::to_string(read_attr_i64(f, "data_seq_len", path)) : "";
+  const std::string now_seq = std::to_string(expect.seq_len);
+  const bool data_differs = saved_data != expect.data_path || (!saved_seq.empty() && saved_seq != now_seq);
+  if (data_differs && !expect.allow_data_change)
+    throw Error(str_cat(where, " was trained on data.path = '", saved_data, "'",
+                        saved_seq.empty() ? "" : ", data.seq_len = " + saved_seq, "; this run has '",
+                        expect.data_path, "', ", now_seq,
+                        ". Set checkpoint.allow_data_change = true to continue on other data from row ",
+                        read_attr_i64(f, "global_batch_size", path), " x step, or checkpoint.resume = none"));
+  if (data_differs && world_rank() == 0)
+    std::cerr << "llamaft train: checkpoint.allow_data_change = true: resuming on data.path = '" << expect.data_path
+              << "', data.seq_len = " << now_seq << " (the checkpoint was trained on '" << saved_data << "'"
+              << (saved_seq.empty() ? "" : ", seq_len " + saved_seq) << ")\n";
 
   H5Handle dxpl = transfer(H5FD_MPIO_INDEPENDENT);
   const char* groups[3] = {"model", "optim/exp_avg", "optim/exp_avg_sq"};

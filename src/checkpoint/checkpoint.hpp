@@ -44,7 +44,9 @@ struct RunIdentity {
   int64_t global_batch = 0;       // data position semantics (must match)
   int64_t seed = 0;
   bool shuffle = false;
-  std::string data_path;          // logged; a different file is allowed
+  std::string data_path;          // must match unless allow_data_change
+  int64_t seq_len = 0;            // data.seq_len; likewise
+  bool allow_data_change = false; // checkpoint.allow_data_change
   std::string strategy;           // informational: resharding is allowed
   std::string effective_config;   // informational
 };

@@ -10,6 +10,7 @@
 #include "cli/command.hpp"
 #include "cli/runtime.hpp"
 #include "core/error.hpp"
+#include "data/prepared_dataset.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
@@ -28,7 +29,13 @@ int run_eval(const Config& cfg) {
 
   const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));
-  const TokenDataset ds = load_dataset(cfg.get_string("data.path"), cfg.get_string("data.format"), seq_len, mc.vocab_size);
+  std::string split;
+  const std::string data_path = resolve_prepared_split(cfg.get_string("data.path"), true, &split);
+  if (!split.empty())
+    std::cerr << "eval: " << cfg.get_string("data.path") << " is a prepared dataset; evaluating its " << split
+              << " split (" << data_path << ")\n";
+  if (!mc.unused_keys.empty()) std::cerr << "eval: " << unused_keys_note(mc) << "\n";
+  const TokenDataset ds = load_dataset(data_path, cfg.get_string("data.format"), seq_len, mc.vocab_size);
   if (ds.truncated_rows)
     std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
               << " tokens) to seq_len " << seq_len << "\n";
@@ -50,6 +57,10 @@ int run_eval(const Config& cfg) {
   }
   LLAMAFT_REQUIRE(total.tokens > 0, "eval: the dataset has no target tokens (all labels are -100?)");
   const double loss = total.loss_sum / static_cast<double>(total.tokens);
+  if (!std::isfinite(loss))
+    throw Error(str_cat("eval: the loss is ", loss, " (non-finite): the model's weights or activations overflow; "
+                        "nothing is reported"),
+                kExitDiverged);
   nlohmann::json j = {{"loss", loss},
                       {"ppl", std::exp(loss)},
                       {"tokens", total.tokens},

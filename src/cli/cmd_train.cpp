@@ -1,4 +1,4 @@
-// `llamaft train`: full fine-tuning with FSDP over MPI. Every rank runs this
+// `llamaft train`: full fine-tuning, LoRA and QLoRA with FSDP over MPI. Every rank runs this
 // same code; rank 0 alone prints and writes metrics. The loss of a step is the
 // mean cross-entropy over every non-ignored target of the global batch, so
 // results do not depend on np or on how the batch is split.
@@ -83,6 +83,11 @@ TrainSettings settings_from(const Config& cfg, int world) {
   s.opt.total_steps = s.steps;
   LLAMAFT_REQUIRE(s.opt.min_lr <= s.opt.lr, "train.min_lr (", s.opt.min_lr, ") must not exceed train.lr (",
                   s.opt.lr, ")");
+  LLAMAFT_REQUIRE(s.opt.eps > 0, "train.eps = ", s.opt.eps, ": AdamW divides by sqrt(v) + eps, so with eps = 0 every "
+                  "element whose gradient is exactly zero becomes 0/0 = NaN; use a positive eps (torch's default is 1e-8)");
+  LLAMAFT_REQUIRE(s.opt.warmup_steps <= s.steps, "train.warmup_steps = ", s.opt.warmup_steps,
+                  " is more than train.steps = ", s.steps, ": the learning rate would never reach train.lr; "
+                  "lower warmup_steps or raise steps");
   return s;
 }
 
@@ -111,10 +116,15 @@ int run_train(const Config& cfg) {
   const std::string model_dir = cfg.get_string("model.path");
   const std::string out_dir = cfg.get_string("output.dir");
   const LlamaConfig mc = read_model_config(model_dir);
-  const TokenDataset ds = load_dataset(cfg.get_string("data.path"), cfg.get_string("data.format"), ts.seq_len, mc.vocab_size);
+  // data.path may be the folder `llamaft prepare` wrote: its train split.
+  std::string split;
+  const std::string data_path = resolve_prepared_split(cfg.get_string("data.path"), false, &split);
+  if (lead && !split.empty())
+    std::cerr << "llamaft train: " << cfg.get_string("data.path") << " is a prepared dataset; training on its "
+              << split << " split (" << data_path << ")\n";
+  const TokenDataset ds = load_dataset(data_path, cfg.get_string("data.format"), ts.seq_len, mc.vocab_size);
   // Validation split: data.val_path, or DIR/val next to a prepared DIR/train.
   std::string val_path = cfg.get_string("data.val_path");
-  const std::string data_path = cfg.get_string("data.path");
   if (val_path.empty() && is_prepared_dataset(data_path) && data_path.size() > 6 &&
       data_path.compare(data_path.size() - 6, 6, "/train") == 0 &&
       is_prepared_dataset(data_path.substr(0, data_path.size() - 6) + "/val"))
@@ -197,7 +207,9 @@ int run_train(const Config& cfg) {
   identity.global_batch = ts.global_batch;
   identity.seed = cfg.get_int("train.seed");
   identity.shuffle = cfg.get_bool("data.shuffle");
-  identity.data_path = cfg.get_string("data.path");
+  identity.data_path = data_path;
+  identity.seq_len = ts.seq_len;
+  identity.allow_data_change = cfg.get_bool("checkpoint.allow_data_change");
   identity.strategy = strategy_name(strategy);
   identity.effective_config = cfg.dump();
   ckpt.remove_stale();
@@ -283,6 +295,7 @@ int run_train(const Config& cfg) {
               << " micro x " << nranks << " ranks x " << ts.accumulation << " accumulation, seq " << ts.seq_len
               << ", " << ds.rows.size() << " rows";
     if (ds.truncated_rows) std::cerr << " (" << ds.truncated_rows << " truncated)";
+    if (!mc.unused_keys.empty()) std::cerr << "\nllamaft train: " << unused_keys_note(mc);
     const MemoryPlan plan = plan_memory(mc, strategy, nranks, fsdp.mesh().shard_size, static_cast<int>(ts.micro_batch),
                                         ts.seq_len, mopts.activation_checkpointing, mopts.lora, base_quant, bf16_params,
                                         mopts.bf16_storage);
@@ -344,6 +357,13 @@ int run_train(const Config& cfg) {
     StepResult r;
     if (std::isfinite(loss)) {
       r = adamw_step(fsdp, *be, ts.opt, step);
+      // A finite gradient can still give non-finite weights (an overflowing
+      // update); those cannot be skipped, since the shards already hold them.
+      if (r.finite && !r.weights_finite)
+        throw Error(str_cat("step ", step + 1, ": the optimizer produced non-finite weights (grad norm ", r.grad_norm,
+                            ", lr ", r.lr, "); stopping without saving or exporting them. The last committed "
+                            "checkpoint is intact; check train.eps, train.lr and the data"),
+                    kExitDiverged);
     } else {
       r.finite = false;
       r.lr = learning_rate(ts.opt, step);

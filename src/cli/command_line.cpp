@@ -80,8 +80,12 @@ std::string nearest_option(const Command& cmd, const std::string& name) {
     if (dist < best_d) best_d = dist, best = cand;
   };
   for (const auto& f : cmd.flags) consider(f.flag);
-  for (const auto& k : global_schema().keys()) consider(k.key);
   for (const char* g : {"config", "print-config", "help"}) consider(g);
+  // Section keys: the same rules as keys in a config file.
+  if (best.empty() || name.find('.') != std::string::npos) {
+    const std::string key = global_schema().nearest(name);
+    if (!key.empty()) best = key;
+  }
   return best;
 }
 

@@ -34,6 +34,28 @@ const KeySpec* ConfigSchema::find(const std::string& key) const {
   return it == index_.end() ? nullptr : &keys_[it->second];
 }
 
+namespace {
+// Names users bring from Hugging Face TrainingArguments, torchtune and PEFT,
+// matched on the part after the section.
+const std::map<std::string, std::string>& foreign_names() {
+  static const std::map<std::string, std::string> names = {
+      {"learning_rate", "train.lr"},
+      {"max_steps", "train.steps"},           {"num_steps", "train.steps"},
+      {"lr_scheduler_type", "train.lr_schedule"}, {"lr_scheduler", "train.lr_schedule"},
+      {"num_warmup_steps", "train.warmup_steps"}, {"adam_epsilon", "train.eps"},
+      {"adam_beta1", "train.beta1"},          {"adam_beta2", "train.beta2"},
+      {"max_grad_norm", "train.max_grad_norm"}, {"clip_grad_norm", "train.max_grad_norm"},
+      {"per_device_train_batch_size", "train.micro_batch_size"}, {"batch_size", "train.global_batch_size"},
+      {"max_seq_length", "data.seq_len"},     {"max_seq_len", "data.seq_len"},
+      {"lora_rank", "lora.r"},                {"rank", "lora.r"},
+      {"lora_alpha", "lora.alpha"},           {"lora_dropout", "lora.dropout"},
+      {"target_modules", "lora.targets"},     {"lora_target_modules", "lora.targets"},
+      {"output_dir", "output.dir"},           {"seed", "train.seed"},
+  };
+  return names;
+}
+}  // namespace
+
 std::string ConfigSchema::nearest(const std::string& key) const {
   std::string best;
   size_t best_d = std::max<size_t>(3, key.size() / 3) + 1;
@@ -46,6 +68,16 @@ std::string ConfigSchema::nearest(const std::string& key) const {
     if (dist < best_d) {
       best_d = dist;
       best = k.key;
+    }
+  }
+  if (best_d > 1) {
+    // A name from another tool, or a typo of one ("learnig_rate").
+    for (const auto& [foreign, ours] : foreign_names()) {
+      const size_t dist = edit_distance(short_key, foreign) + 1;
+      if (dist <= std::max<size_t>(2, foreign.size() / 6) && dist < best_d && find(ours)) {
+        best_d = dist;
+        best = ours;
+      }
     }
   }
   return best;
@@ -93,6 +125,18 @@ bool parse_float(const std::string& v, double* out) {
   return true;
 }
 
+// One dtype, several spellings: every dtype key accepts each of them.
+std::string dtype_spelling_in(const std::string& v, const std::vector<std::string>& choices) {
+  static const std::vector<std::vector<std::string>> groups = {
+      {"float32", "fp32", "f32"}, {"bfloat16", "bf16"}, {"float16", "fp16", "f16", "half"}};
+  for (const auto& g : groups) {
+    if (std::find(g.begin(), g.end(), v) == g.end()) continue;
+    for (const auto& c : choices)
+      if (std::find(g.begin(), g.end(), c) != g.end()) return c;
+  }
+  return "";
+}
+
 }  // namespace
 
 Config::Config(const ConfigSchema& schema) : schema_(schema) {}
@@ -106,7 +150,7 @@ const KeySpec& Config::spec(const std::string& key) const {
 void Config::set(const std::string& key, const std::string& raw, const std::string& source) {
   const KeySpec* s = schema_.find(key);
   if (!s) LLAMAFT_FAIL(source, ": unknown key '", key, "'", suggestion(schema_, key));
-  const std::string value = trim(raw);
+  std::string value = trim(raw);
   auto bad = [&](const std::string& why) {
     LLAMAFT_FAIL(source, ": bad value '", value, "' for '", key, "': ", why);
   };
@@ -131,7 +175,12 @@ void Config::set(const std::string& key, const std::string& raw, const std::stri
       break;
     }
     case KeyType::kChoice: {
-      if (std::find(s->choices.begin(), s->choices.end(), value) == s->choices.end()) {
+      if (std::find(s->choices.begin(), s->choices.end(), value) != s->choices.end()) break;
+      if (const std::string same = dtype_spelling_in(value, s->choices); !same.empty()) {
+        value = same;
+        break;
+      }
+      {
         std::string list;
         for (const auto& c : s->choices) list += (list.empty() ? "" : "|") + c;
         bad("expected one of " + list);
@@ -149,6 +198,7 @@ void Config::load_file(const std::string& path) {
   LLAMAFT_REQUIRE(in.good(), "cannot open config file '", path, "'");
   std::string line, section;
   int lineno = 0;
+  std::map<std::string, int> first_line;  // key -> the line that set it
   while (std::getline(in, line)) {
     ++lineno;
     const std::string where = path + ":" + std::to_string(lineno);
@@ -174,6 +224,9 @@ void Config::load_file(const std::string& path) {
     LLAMAFT_REQUIRE(!section.empty() || name.find('.') != std::string::npos, where, ": key '", name,
                     "' is outside any [section]");
     const std::string key = section.empty() ? name : section + "." + name;
+    const auto [it, fresh] = first_line.emplace(key, lineno);
+    LLAMAFT_REQUIRE(fresh, where, ": '", key, "' is set twice, here and at ", path, ":", it->second,
+                    "; remove one (a config file states each value once)");
     set(key, value, where);
   }
 }
@@ -224,18 +277,22 @@ void Config::require(const std::string& key, const std::string& command) const {
 }
 
 std::string Config::dump() const {
-  std::ostringstream os;
-  std::string section;
+  // Sections in the order they first appear in the schema, each once.
+  std::vector<std::string> sections;
   for (const auto& s : schema_.keys()) {
-    const auto dot = s.key.find('.');
-    const std::string sec = s.key.substr(0, dot);
-    if (sec != section) {
-      os << (section.empty() ? "" : "\n") << "[" << sec << "]\n";
-      section = sec;
+    const std::string sec = s.key.substr(0, s.key.find('.'));
+    if (std::find(sections.begin(), sections.end(), sec) == sections.end()) sections.push_back(sec);
+  }
+  std::ostringstream os;
+  for (size_t i = 0; i < sections.size(); ++i) {
+    os << (i ? "\n" : "") << "[" << sections[i] << "]\n";
+    for (const auto& s : schema_.keys()) {
+      const auto dot = s.key.find('.');
+      if (s.key.compare(0, dot, sections[i]) != 0 || dot != sections[i].size()) continue;
+      const std::string v = get_string(s.key);
+      os << s.key.substr(dot + 1) << " = " << v;
+      os << std::string(v.size() < 24 ? 24 - v.size() : 1, ' ') << "# " << source(s.key) << "\n";
     }
-    const std::string v = get_string(s.key);
-    os << s.key.substr(dot + 1) << " = " << v;
-    os << std::string(v.size() < 24 ? 24 - v.size() : 1, ' ') << "# " << source(s.key) << "\n";
   }
   return os.str();
 }

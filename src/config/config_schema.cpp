@@ -47,7 +47,8 @@ ConfigSchema build() {
   s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
   s.add(int_key("init.seed", "0", "random seed for the initial weights", 0));
   s.add(key("init.output", KeyType::kString, "", "output directory for the new model"));
-  s.add(choice_key("init.dtype", "float32", "dtype of the written safetensors", {"float32", "bfloat16"}));
+  s.add(choice_key("init.dtype", "float32", "dtype of the written safetensors (float32|fp32, bfloat16|bf16)",
+                   {"float32", "bfloat16"}));
 
   s.add(int_key("eval.batch_size", "8", "rows per forward pass", 1, 1 << 20));
 
@@ -78,7 +79,7 @@ ConfigSchema build() {
   s.add(float_key("train.weight_decay", "0", "AdamW decoupled weight decay (applied to every parameter)", 0, 10));
   s.add(float_key("train.beta1", "0.9", "AdamW beta1", 0, 0.999999));
   s.add(float_key("train.beta2", "0.999", "AdamW beta2", 0, 0.99999999));
-  s.add(float_key("train.eps", "1e-8", "AdamW epsilon (added after the square root)", 0, 1));
+  s.add(float_key("train.eps", "1e-8", "AdamW epsilon (added after the square root; must be positive)", 0, 1));
   s.add(float_key("train.max_grad_norm", "1.0", "clip the global gradient norm to this; 0 disables", 0));
   s.add(int_key("train.seed", "0", "seed for data shuffling", 0));
   s.add(choice_key("train.param_dtype", "fp32",
@@ -140,6 +141,9 @@ ConfigSchema build() {
             "signals that mean: checkpoint at the next step boundary and exit 85"));
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
+  s.add(key("checkpoint.allow_data_change", KeyType::kBool, "false",
+            "resume even though data.path or data.seq_len differ from the checkpoint's (the data position, a row "
+            "index, then points into the new data); the banner says so"));
 
   KeySpec inputs = key("prepare.input", KeyType::kString, "", "input files (JSONL, a JSON array, or .txt for text)");
   inputs.list = true;

@@ -1,5 +1,10 @@
 #include "core/util.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -16,6 +21,53 @@ void make_directories(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   LLAMAFT_REQUIRE(!ec, "cannot create directory '", dir, "': ", ec.message());
+}
+
+std::string partial_path(const std::string& path) { return path + ".partial"; }
+
+void fsync_path(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  LLAMAFT_REQUIRE(fd >= 0, "cannot open '", path, "' to fsync: ", std::strerror(errno));
+  const int rc = fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  LLAMAFT_REQUIRE(rc == 0, "fsync of '", path, "' failed: ", std::strerror(err));
+}
+
+namespace {
+std::string parent_of(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+}  // namespace
+
+void commit_partial(const std::string& path) {
+  const std::string partial = partial_path(path);
+  LLAMAFT_REQUIRE(std::rename(partial.c_str(), path.c_str()) == 0, "cannot rename '", partial, "' to '", path,
+                  "': ", std::strerror(errno));
+  fsync_path(parent_of(path));
+}
+
+void write_file_durably(const std::string& path, const std::string& content) {
+  const std::string partial = partial_path(path);
+  const int fd = open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  LLAMAFT_REQUIRE(fd >= 0, "cannot create '", partial, "': ", std::strerror(errno));
+  const char* p = content.data();
+  size_t left = content.size();
+  int err = 0;
+  while (left > 0 && !err) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) err = n < 0 ? errno : ENOSPC;
+    else p += n, left -= static_cast<size_t>(n);
+  }
+  if (!err && fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && !err) err = errno;
+  if (err) {
+    ::unlink(partial.c_str());
+    LLAMAFT_FAIL("writing '", path, "' failed: ", std::strerror(err), "; nothing was written under that name");
+  }
+  commit_partial(path);
 }
 
 }  // namespace llamaft

@@ -30,6 +30,13 @@ bool is_prepared_dataset(const std::string& path) {
   return stat((path + "/manifest.json").c_str(), &st) == 0 && stat((path + "/index.bin").c_str(), &st) == 0;
 }
 
+std::string resolve_prepared_split(const std::string& path, bool for_eval, std::string* chosen) {
+  if (is_prepared_dataset(path) || !is_prepared_dataset(path + "/train")) return path;
+  const std::string split = for_eval && is_prepared_dataset(path + "/val") ? "val" : "train";
+  if (chosen) *chosen = split;
+  return path + "/" + split;
+}
+
 TokenDataset load_prepared(const std::string& dir, int seq_len, int64_t vocab_size) {
   LLAMAFT_REQUIRE(is_prepared_dataset(dir), "'", dir, "' is not a prepared dataset split (no manifest.json and ",
                   "index.bin); run `llamaft prepare` and point data.path at DIR/train");

@@ -20,6 +20,11 @@ constexpr const char* kPreparedFormat = "llamaft-prepared-v1";
 
 bool is_prepared_dataset(const std::string& path);
 
+// The folder `llamaft prepare --output DIR` wrote, given as data.path: DIR/train
+// for training; DIR/val (when it exists, else DIR/train) for evaluation. Any
+// other path is returned as it is. `chosen` says which split was picked.
+std::string resolve_prepared_split(const std::string& path, bool for_eval, std::string* chosen = nullptr);
+
 // Reads one split folder. Rows longer than seq_len are truncated (counted).
 TokenDataset load_prepared(const std::string& dir, int seq_len, int64_t vocab_size);
 

@@ -14,6 +14,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "io/safetensors.hpp"
 
 namespace llamaft::io {
@@ -155,10 +156,15 @@ void SafetensorsWriter::create(const std::string& path) const {
                   header.size(), " bytes, above the 100 MB limit readers accept");
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   LLAMAFT_REQUIRE(fd >= 0, "cannot create '", path, "': ", std::strerror(errno));
-  if (ftruncate(fd, static_cast<off_t>(file_size())) != 0) {
-    const int err = errno;
+  // Reserve every block now, so a full disk fails here, before any data is
+  // written, rather than in the middle (or, for a sparse file, at read time).
+  int err = posix_fallocate(fd, 0, static_cast<off_t>(file_size()));
+  if (err == EOPNOTSUPP || err == EINVAL)  // a filesystem without fallocate
+    err = ftruncate(fd, static_cast<off_t>(file_size())) == 0 ? 0 : errno;
+  if (err != 0) {
     ::close(fd);
-    LLAMAFT_FAIL("cannot size '", path, "' to ", file_size(), " bytes: ", std::strerror(err));
+    ::unlink(path.c_str());
+    LLAMAFT_FAIL("cannot allocate ", file_size(), " bytes for '", path, "': ", std::strerror(err));
   }
   ::close(fd);
   SafetensorsOutput out(path);
@@ -205,12 +211,19 @@ void save_safetensors(const std::string& path, const std::vector<TensorToSave>& 
   SafetensorsWriter w;
   for (const auto& t : tensors) w.add(t.name, dtype, t.shape);
   for (const auto& [k, v] : metadata) w.set_metadata(k, v);
-  w.create(path);
-  SafetensorsOutput out(path);
-  for (size_t i = 0; i < tensors.size(); ++i)
-    w.write_f32(out, tensors[i].name, 0, w.tensors()[i].numel(), tensors[i].data);
-  out.sync();
-  out.close();
+  const std::string partial = partial_path(path);
+  w.create(partial);
+  try {
+    SafetensorsOutput out(partial);
+    for (size_t i = 0; i < tensors.size(); ++i)
+      w.write_f32(out, tensors[i].name, 0, w.tensors()[i].numel(), tensors[i].data);
+    out.sync();
+    out.close();
+  } catch (...) {
+    ::unlink(partial.c_str());
+    throw;
+  }
+  commit_partial(path);
 }
 
 }  // namespace llamaft::io

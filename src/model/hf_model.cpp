@@ -1,6 +1,9 @@
 #include "model/hf_model.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
 
 #include <fstream>
 #include <set>
@@ -47,6 +50,7 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
       LLAMAFT_REQUIRE(info.shape == slot.shape, model_dir, ": tensor '", slot.hf_name, "' has shape ",
                       shape_str(info.shape), " but config.json implies ", shape_str(slot.shape));
       set.read_f32(slot.hf_name, 0, slot.numel(), staging.data() + slot.offset);
+      require_finite(staging.data() + slot.offset, slot.numel(), model_dir + ": tensor '" + slot.hf_name + "'");
     }
     be.to_device(params.mutable_params(u), staging.data(), staging.size() * sizeof(float));
   }
@@ -64,33 +68,51 @@ void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, boo
   make_directories(model_dir);
   LlamaConfig out_cfg = cfg;
   out_cfg.torch_dtype = bf16 ? "bfloat16" : "float32";
-  std::ofstream f(model_dir + "/config.json");
-  LLAMAFT_REQUIRE(f.good(), "cannot write '", model_dir, "/config.json'");
-  f << out_cfg.to_json();
-  LLAMAFT_REQUIRE(f.good(), "error writing '", model_dir, "/config.json'");
+  write_file_durably(model_dir + "/config.json", out_cfg.to_json());
+}
+
+void require_finite(const float* x, size_t n, const std::string& what) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      throw Error(str_cat(what, " holds a non-finite value (", x[i], " at element ", i,
+                          "); refusing to write or use it"),
+                  kExitDiverged);
 }
 
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
                    bool bf16, const std::function<void(const TensorSlot&, float*)>& fill) {
-  save_model_config(model_dir, cfg, bf16);
+  make_directories(model_dir);
   io::SafetensorsWriter writer;
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
   for (const auto& u : layout.units())
     if (u.kind != UnitKind::kLora)
       for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
   writer.set_metadata("format", "pt");
+  writer.set_metadata("producer", "llamaft " LLAMAFT_VERSION);
+  // Written under a temporary name and renamed when complete and on disk;
+  // config.json last, so a folder with a config.json is a whole model.
   const std::string path = model_dir + "/model.safetensors";
-  writer.create(path);
-  io::SafetensorsOutput out(path);
-  std::vector<float> buf;
-  for (const auto& u : layout.units())
-    for (const auto& t : u.tensors) {
-      if (u.kind == UnitKind::kLora) break;
-      buf.resize(t.numel());
-      fill(t, buf.data());
-      writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
-    }
-  out.sync();
+  const std::string partial = partial_path(path);
+  writer.create(partial);
+  try {
+    io::SafetensorsOutput out(partial);
+    std::vector<float> buf;
+    for (const auto& u : layout.units())
+      for (const auto& t : u.tensors) {
+        if (u.kind == UnitKind::kLora) break;
+        buf.resize(t.numel());
+        fill(t, buf.data());
+        require_finite(buf.data(), buf.size(), "tensor '" + t.hf_name + "'");
+        writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
+      }
+    out.sync();
+    out.close();
+  } catch (...) {
+    ::unlink(partial.c_str());
+    throw;
+  }
+  commit_partial(path);
+  save_model_config(model_dir, cfg, bf16);
 }
 
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,

@@ -44,10 +44,16 @@ struct ResidentModel {
 ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be,
                                   quant::Kind base_quant = quant::Kind::kNone);
 
-// Creates model_dir (and parents) and writes config.json.
+// Creates model_dir (and parents) and writes config.json (atomically).
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);
 
-// Writes config.json and model.safetensors. `fill(slot, out)` produces a
+// Throws (exit 3) naming `what` when any of x[0..n) is NaN or infinite:
+// nothing non-finite is written or used.
+void require_finite(const float* x, size_t n, const std::string& what);
+
+// Writes model.safetensors, then config.json, each under a temporary name
+// renamed into place once complete and fsynced. A non-finite weight is an
+// error (exit 3) and leaves nothing behind. `fill(slot, out)` produces a
 // tensor's values (host fp32, slot.numel() floats) one tensor at a time, so
 // the whole model never needs to be in host memory at once.
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,

@@ -49,7 +49,7 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
       {"target_modules", targets},    {"bias", "none"},                {"use_rslora", spec.rslora},
       {"fan_in_fan_out", false},      {"inference_mode", true},        {"init_lora_weights", true},
       {"modules_to_save", nullptr},   {"revision", nullptr},           {"layers_to_transform", nullptr},
-      {"use_dora", false},            {"library", "llamaft " LLAMAFT_VERSION}};
+      {"use_dora", false}};  // only LoraConfig's own keys: PEFT warns on any other
   return j.dump(2) + "\n";
 }
 
@@ -82,15 +82,35 @@ LoraSpec read_adapter_config(const std::string& adapter_dir) {
   LLAMAFT_REQUIRE(in.good(), "adapter: cannot open '", path, "' (expected a PEFT adapter folder)");
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   LLAMAFT_REQUIRE(!j.is_discarded() && j.value("peft_type", "") == "LORA", path, ": not a PEFT LoRA adapter config");
+  // Every field of PEFT's LoraConfig that changes the adapted model is
+  // honoured or refused; r and lora_alpha are required (PEFT always writes
+  // them, and its defaults are not ours to guess).
+  for (const char* key : {"r", "lora_alpha"})
+    LLAMAFT_REQUIRE(j.contains(key) && j[key].is_number(), path, ": '", key, "' must be a number");
+  auto off = [&](const char* key) {
+    if (!j.contains(key) || j[key].is_null()) return true;
+    const auto& v = j[key];
+    return (v.is_boolean() && !v.get<bool>()) || (v.is_object() && v.empty()) || (v.is_array() && v.empty());
+  };
+  for (const char* key : {"use_dora", "fan_in_fan_out", "layers_to_transform", "layers_pattern", "rank_pattern",
+                          "alpha_pattern", "modules_to_save", "lora_bias", "exclude_modules", "layer_replication",
+                          "trainable_token_indices", "use_qalora", "megatron_config", "loftq_config"})
+    LLAMAFT_REQUIRE(off(key), path,
+                    ": '", key, "' = ", j[key].dump(), " is not supported (llamaft adapts every layer's target "
+                    "modules with one r and alpha, LoRA only)");
+  LLAMAFT_REQUIRE(!j.contains("bias") || j["bias"] == "none", path, ": bias = ", j.contains("bias") ? j["bias"].dump() : "",
+                  " is not supported (only \"none\")");
   LoraSpec s;
-  s.rank = j.value("r", 0);
-  s.alpha = j.value("lora_alpha", 16.0);
+  s.rank = j["r"].is_number_integer() ? j["r"].get<int>() : 0;
+  s.alpha = j["lora_alpha"].get<double>();
+  LLAMAFT_REQUIRE(!j.contains("use_rslora") || j["use_rslora"].is_boolean(), path, ": use_rslora must be true or false");
   s.rslora = j.value("use_rslora", false);
-  s.dropout = j.value("lora_dropout", 0.0);
-  LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be positive");
+  s.dropout = j.contains("lora_dropout") && j["lora_dropout"].is_number() ? j["lora_dropout"].get<double>() : 0.0;
+  LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be a positive integer");
   LLAMAFT_REQUIRE(j.contains("target_modules") && j["target_modules"].is_array(), path,
                   ": target_modules must be a list of module names");
   for (const auto& t : j["target_modules"]) {
+    LLAMAFT_REQUIRE(t.is_string(), path, ": target_modules must hold module names, got ", t.dump());
     bool found = false;
     for (int i = 0; i < kNumLoraTargets; ++i)
       if (t.get<std::string>() == lora_target_name(i)) s.targets[i] = found = true;

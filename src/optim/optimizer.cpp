@@ -55,6 +55,12 @@ StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t
   a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   a.grad_scale = clip;
   be.adamw_many(shards.data(), static_cast<int>(shards.size()), a);
+  // The updated weights must be finite everywhere (one read of the shards).
+  std::vector<const float*> masters;
+  for (const auto& s : shards) masters.push_back(s.p);
+  double wsq = be.sum_squares_many(masters.data(), sizes.data(), static_cast<int>(masters.size()));
+  fsdp.shard_comm().all_reduce_sum(&wsq, 1);
+  r.weights_finite = std::isfinite(wsq);
   return r;
 }
 

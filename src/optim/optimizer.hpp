@@ -30,6 +30,7 @@ struct StepResult {
   double grad_norm = 0;   // global L2 norm before clipping
   double lr = 0;
   bool finite = true;     // false: the update was skipped
+  bool weights_finite = true;  // false: the update made a weight NaN/inf
 };
 
 // Global norm over all shards (sum over the shard communicator), clipping,

@@ -1,6 +1,9 @@
 #include "parallel/fsdp_io.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <vector>
@@ -63,38 +66,66 @@ void load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
 
 namespace {
 
-// Collective: rank 0 lays out `path` with the selected units' tensors, then
-// every writing rank pwrite()s its slices.
+// Collective: rank 0 lays out `path`'s temporary twin with the selected
+// units' tensors, every writing rank pwrite()s its slices and fsyncs, all
+// ranks agree on the outcome, and only then does rank 0 rename the file into
+// place and run `rank0_commit` (the small JSON beside it). Non-finite
+// weights are refused (exit 3) before anything is written.
 void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bool lora_units,
-                 const std::function<void()>& rank0_prepare) {
+                 const std::function<void()>& rank0_commit) {
   const auto& layout = fsdp.layout();
   Communicator& world = fsdp.world();
   auto selected = [&](const Unit& u) { return (u.kind == UnitKind::kLora) == lora_units; };
+
+  // Every rank checks its own shards; all must be finite.
+  std::vector<const float*> shards;
+  std::vector<size_t> sizes;
+  for (int u = 0; u < layout.num_units(); ++u)
+    if (selected(layout.units()[u])) {
+      shards.push_back(fsdp.master(u));
+      sizes.push_back(static_cast<size_t>(fsdp.geometry(u).shard_size));
+    }
+  double sq = be.sum_squares_many(shards.data(), sizes.data(), static_cast<int>(shards.size()));
+  world.all_reduce_sum(&sq, 1);
+  if (!std::isfinite(sq))
+    throw Error(str_cat("the trained ", lora_units ? "adapter" : "model",
+                        " holds non-finite weights; refusing to export it to '", path, "'"),
+                kExitDiverged);
+
   io::SafetensorsWriter writer;
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
   for (const auto& u : layout.units())
     if (selected(u))
       for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
   writer.set_metadata("format", "pt");
+  writer.set_metadata("producer", "llamaft " LLAMAFT_VERSION);
+  const std::string partial = partial_path(path);
 
-  // Rank 0 lays the file out; a failure there must reach every rank.
-  int64_t failed = 0;
+  // One outcome for every rank: a failure anywhere (a full disk on rank 0's
+  // create, a write or fsync error on any writer) is seen by all before any
+  // rank leaves, and the previous file under `path` is untouched.
   std::string error;
-  if (world.rank() == 0) {
-    try {
-      rank0_prepare();
-      writer.create(path);
-    } catch (const Error& e) {
-      failed = 1;
-      error = e.what();
+  auto attempt = [&](const std::function<void()>& work) {
+    int64_t failed = 0;
+    if (error.empty()) {
+      try {
+        work();
+      } catch (const Error& e) {
+        error = e.what();
+      }
     }
-  }
-  world.all_reduce_max(&failed, 1);
-  if (world.rank() == 0 && failed) throw Error(error);
-  LLAMAFT_REQUIRE(!failed, "writing '", path, "' failed on rank 0");
-
-  if (fsdp.writes_exports()) {
-    io::SafetensorsOutput out(path);
+    failed = error.empty() ? 0 : 1;
+    world.all_reduce_max(&failed, 1);
+    return failed == 0;
+  };
+  bool ok = attempt([&] {
+    if (world.rank() != 0) return;
+    make_directories(std::filesystem::path(path).parent_path().string());
+    writer.create(partial);
+  });
+  if (ok) ok = attempt([&] {
+    if (!fsdp.writes_exports()) return;
+    io::SafetensorsOutput out(partial);
     std::vector<float> host;
     for (int u = 0; u < layout.num_units(); ++u) {
       if (!selected(layout.units()[u])) continue;
@@ -106,8 +137,19 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
       });
     }
     out.sync();
+    out.close();
+  });
+  if (ok) ok = attempt([&] {
+    if (world.rank() != 0) return;
+    commit_partial(path);
+    rank0_commit();
+  });
+  if (!ok) {
+    if (world.rank() == 0) ::unlink(partial.c_str());
+    world.barrier();
+    if (!error.empty()) throw Error(error + " (the export was not written; any earlier file there is intact)");
+    throw Error(str_cat("writing '", path, "' failed on another rank (its message names it)"));
   }
-  world.barrier();
 }
 
 }  // namespace
@@ -118,8 +160,7 @@ void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, 
 
 void export_adapter_sharded(const std::string& dir, const std::string& base_model_path, Fsdp& fsdp, Backend& be) {
   write_units(dir + "/adapter_model.safetensors", fsdp, be, false, true, [&] {
-    make_directories(dir);
-    std::ofstream(dir + "/adapter_config.json") << adapter_config_json(fsdp.layout().lora(), base_model_path);
+    write_file_durably(dir + "/adapter_config.json", adapter_config_json(fsdp.layout().lora(), base_model_path));
   });
 }
 

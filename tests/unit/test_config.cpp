@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "config/config.hpp"
@@ -140,6 +141,64 @@ TEST(Cli, PrintConfigShowsOverrides) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("seq_len = 77"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("[eval]"), std::string::npos) << r.output;
+}
+
+TEST(Config, DuplicateKeyNamesBothLines) {
+  const auto path = write_temp("dup.cfg", "[train]\nlr = 1e-4\nsteps = 5\n\n[train]\nlr = 3e-4\n");
+  Config cfg;
+  const std::string msg = error_of([&] { cfg.load_file(path); });
+  EXPECT_NE(msg.find("dup.cfg:6"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("dup.cfg:2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'train.lr' is set twice"), std::string::npos) << msg;
+}
+
+TEST(Config, EveryDtypeKeyTakesEverySpelling) {
+  Config cfg;
+  for (const char* v : {"bf16", "bfloat16"}) {
+    cfg.set("init.dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("init.dtype"), "bfloat16") << v;
+    cfg.set("output.export_dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("output.export_dtype"), "bfloat16") << v;
+    cfg.set("train.param_dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("train.param_dtype"), "bf16") << v;
+  }
+  for (const char* v : {"fp32", "float32", "f32"}) {
+    cfg.set("init.dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("init.dtype"), "float32") << v;
+    cfg.set("train.param_dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("train.param_dtype"), "fp32") << v;
+  }
+  EXPECT_NE(error_of([&] { cfg.set("init.dtype", "fp16", "cli"); }).find("expected one of"), std::string::npos);
+}
+
+TEST(Cli, CommandLineTypoOfASectionKeySuggests) {
+  const auto r = run("eval --model /m --data /d --eval.batch_sise 4");
+  EXPECT_EQ(r.code, kExitUserError);
+  EXPECT_NE(r.output.find("did you mean '--eval.batch_size'"), std::string::npos) << r.output;
+  // A name from Hugging Face's TrainingArguments, misspelt, still finds ours.
+  const auto hf = run("train --model /m --data /d --output.dir /o --train.learnig_rate 1e-4");
+  EXPECT_EQ(hf.code, kExitUserError);
+  EXPECT_NE(hf.output.find("did you mean '--train.lr'"), std::string::npos) << hf.output;
+}
+
+TEST(Cli, PrintConfigListsEachSectionOnce) {
+  const auto r = run("train --model /m --data /d --output.dir /o --print-config");
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const char* sec : {"[model]", "[data]", "[train]", "[lora]", "[quant]", "[checkpoint]"}) {
+    const auto first = r.output.find(sec);
+    ASSERT_NE(first, std::string::npos) << sec;
+    EXPECT_EQ(r.output.find(sec, first + 1), std::string::npos) << sec << " printed twice:\n" << r.output;
+  }
+}
+
+TEST(Cli, InitTakesBf16) {
+  const std::string dir = ::testing::TempDir() + "/init_bf16";
+  const auto r = run("init --preset tiny --dtype bf16 --output " + dir);
+  EXPECT_EQ(r.code, 0) << r.output;
+  std::ifstream cfg(dir + "/config.json");
+  std::stringstream ss;
+  ss << cfg.rdbuf();
+  EXPECT_NE(ss.str().find("\"dtype\": \"bfloat16\""), std::string::npos) << ss.str();
 }
 
 TEST(Cli, VersionAndHelp) {
