@@ -1,9 +1,11 @@
 // llamaft: one SPMD binary. `llamaft <command> [options]`; `llamaft --config
 // FILE` with no command means `train`. Errors print once, with the rank, and
 // bring every rank down with MPI_Abort and the documented exit code.
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <thread>
 
 #include "cli/command.hpp"
 #include "comm/communicator.hpp"
@@ -73,11 +75,13 @@ int main(int argc, char** argv) {
   // rank can be brought down together on an error.
   bool wants_train = argc > 1 && (std::strcmp(argv[1], "train") == 0 || std::strncmp(argv[1], "--config", 8) == 0);
   int code = 0;
+  bool quiet_failure = false;
   try {
     if (wants_train || launched_by_mpi()) llamaft::init_mpi(&argc, &argv);
     code = dispatch(argc, argv);
   } catch (const llamaft::Error& e) {
-    std::cerr << llamaft::where_prefix() << "llamaft: error: " << e.what() << std::endl;
+    quiet_failure = e.is_reported_elsewhere();
+    if (!quiet_failure) std::cerr << llamaft::where_prefix() << "llamaft: error: " << e.what() << std::endl;
     code = e.exit_code();
   } catch (const std::bad_alloc&) {
     std::cerr << llamaft::where_prefix() << "llamaft: error: out of host memory" << std::endl;
@@ -86,6 +90,9 @@ int main(int argc, char** argv) {
     std::cerr << llamaft::where_prefix() << "llamaft: internal error: " << e.what() << std::endl;
     code = llamaft::kExitInternal;
   }
+  // A rank whose failure another rank reports gives that rank time to print
+  // and abort first, so the one message is not cut off by this rank's abort.
+  if (quiet_failure) std::this_thread::sleep_for(std::chrono::seconds(2));
   // kExitRequeue is agreed by every rank (all checkpointed): a clean exit.
   if (code != 0 && code != llamaft::kExitRequeue) llamaft::abort_all(code);  // brings every rank down
   llamaft::finalize_mpi();

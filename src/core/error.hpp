@@ -27,9 +27,18 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& msg, int exit_code = kExitUserError)
       : std::runtime_error(msg), exit_code_(exit_code) {}
   int exit_code() const { return exit_code_; }
+  // The same failure, agreed by every rank, whose message another rank
+  // prints: main() exits with the code without printing it again.
+  static Error reported_elsewhere(const std::string& msg, int exit_code = kExitUserError) {
+    Error e(msg, exit_code);
+    e.reported_elsewhere_ = true;
+    return e;
+  }
+  bool is_reported_elsewhere() const { return reported_elsewhere_; }
 
  private:
   int exit_code_;
+  bool reported_elsewhere_ = false;
 };
 
 // Process identity used in messages; set once MPI is up (rank -1 before).

@@ -148,7 +148,7 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
     if (world.rank() == 0) ::unlink(partial.c_str());
     world.barrier();
     if (!error.empty()) throw Error(error + " (the export was not written; any earlier file there is intact)");
-    throw Error(str_cat("writing '", path, "' failed on another rank (its message names it)"));
+    throw Error::reported_elsewhere(str_cat("writing '", path, "' failed on another rank"));
   }
 }
 
