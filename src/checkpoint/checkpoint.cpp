@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/fault_points.hpp"
 #include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 
@@ -289,8 +290,8 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
   }
   MPI_Barrier(MPI_COMM_WORLD);
   const std::string path = tmp_dir + "/state.h5";
-  const char* kill_step = std::getenv("LLAMAFT_INJECT_KILL_IN_SAVE");  // test hook: SIGKILL mid-save
-  const bool kill_me = kill_step && std::atoll(kill_step) == state.step && rank == size - 1;
+  const auto kill_step = fault::armed(fault::Point::kKillInSave);  // tests: SIGKILL mid-save
+  const bool kill_me = kill_step && *kill_step == state.step && rank == size - 1;
 
   {
     H5Handle fapl = file_access();

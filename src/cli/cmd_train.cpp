@@ -23,6 +23,7 @@
 #include "cli/runtime.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/fault_points.hpp"
 #include "core/util.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/token_dataset.hpp"
@@ -100,12 +101,8 @@ int run_train(const Config& cfg) {
   const int rank = world->rank(), nranks = world->size();
   const bool lead = rank == 0;
 
-  // Fault injection for the tests (documented in tests/mpi/check_train_errors.py).
-  const char* fail_rank = std::getenv("LLAMAFT_INJECT_FAIL_RANK");
-  if (fail_rank && std::atoi(fail_rank) == rank)
-    LLAMAFT_FAIL("injected failure on this rank (LLAMAFT_INJECT_FAIL_RANK)");
-  const char* nan_step_env = std::getenv("LLAMAFT_INJECT_NAN_STEP");
-  const int64_t nan_step = nan_step_env ? std::atoll(nan_step_env) : -1;
+  if (fault::armed(fault::Point::kFailRank) == rank) LLAMAFT_FAIL("injected failure on this rank (fault point fail_rank)");
+  const int64_t nan_step = fault::armed(fault::Point::kNanLossFrom).value_or(-1);
 
   // ---- validate everything before touching a device --------------------------------
   // Before the (possibly minutes-long) load: a preemption signal that arrives while the model and data are

@@ -10,6 +10,7 @@
 #include "cli/command.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
+#include "core/fault_points.hpp"
 
 namespace {
 
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
   bool quiet_failure = false;
   try {
     if (wants_train || launched_by_mpi()) llamaft::init_mpi(&argc, &argv);
+    llamaft::fault::arm_from_environment();
     code = dispatch(argc, argv);
   } catch (const llamaft::Error& e) {
     quiet_failure = e.is_reported_elsewhere();

@@ -121,7 +121,7 @@ def main():
         check(d < 1e-5, f"np={np_} resume: final weights within {d:.1e} of the np=2 run")
 
     # 3. SIGKILL of a rank in the middle of the step-10 save
-    env = dict(ENV, LLAMAFT_INJECT_KILL_IN_SAVE="10")
+    env = dict(ENV, LLAMAFT_FAULTS="kill_in_save=10")
     r = R.run(2, f"{w}/killed", ["--checkpoint.every_steps", "5"], env=env, expect=None)
     ck = f"{w}/killed/checkpoints"
     stale = [d for d in os.listdir(ck) if ".tmp." in d]

@@ -3,9 +3,9 @@
 code, an error on one rank brings every rank down (no hang), and NaN losses are
 skipped then stop the run with exit 3.
 
-Fault injection (test hooks in cmd_train.cpp):
-  LLAMAFT_INJECT_FAIL_RANK=r   rank r raises a user error at start-up
-  LLAMAFT_INJECT_NAN_STEP=s    from step s on, the last rank's loss is NaN
+Fault injection (the named fault points of src/core/fault_points.hpp):
+  LLAMAFT_FAULTS=fail_rank=r      rank r raises a user error at start-up
+  LLAMAFT_FAULTS=nan_loss_from=s  from step s on, the last rank's loss is NaN
 """
 import argparse
 import json
@@ -96,12 +96,12 @@ def main():
     check(code == 2 and "is stored pre-quantized (U8" in text and "give the bf16/fp32 base model" in text,
           f"a pre-quantized (bitsandbytes-style) base: exit {code}, says to give the bf16/fp32 model")
 
-    env = dict(BASE_ENV, LLAMAFT_INJECT_FAIL_RANK="1")
+    env = dict(BASE_ENV, LLAMAFT_FAULTS="fail_rank=1")
     code, text, secs = mpirun(args, 2, [], env=env, timeout=60)
     check(code == 2 and "[rank 1/2" in text and "injected failure" in text and secs < 30,
           f"error on rank 1 of 2 brings all ranks down: exit {code} in {secs:.1f}s")
 
-    env = dict(BASE_ENV, LLAMAFT_INJECT_NAN_STEP="2")
+    env = dict(BASE_ENV, LLAMAFT_FAULTS="nan_loss_from=2")
     code, text, _ = mpirun(args, 2, ["--train.steps", "10", "--train.max_nonfinite_skips", "2"], env=env)
     skipped = text.count("update skipped")
     check(code == 3 and "training diverged" in text and skipped == 3,
