@@ -1,5 +1,6 @@
 // `llamaft eval`: mean next-token NLL over the non-ignored targets of a
-// dataset, printed as one JSON line {"loss", "ppl", "tokens"}.
+// dataset (train/evaluate, the same code as train's validation), printed as
+// one JSON line {"loss", "ppl", "tokens", "accuracy"}.
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
+#include "train/evaluate.hpp"
 
 namespace llamaft {
 
@@ -40,31 +42,18 @@ int run_eval(const Config& cfg) {
     std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
               << " tokens) to seq_len " << seq_len << "\n";
 
-  LossSum total;
   DeviceBatch dev(*be);
-  for (size_t first = 0; first < ds.rows.size(); first += batch_size) {
-    std::vector<const TokenRow*> rows;
-    int longest = 2;
-    for (size_t r = first; r < std::min(ds.rows.size(), first + batch_size); ++r) {
-      rows.push_back(&ds.rows[r]);
-      longest = std::max<int>(longest, static_cast<int>(ds.rows[r].input_ids.size()));
-    }
-    const HostBatch hb = make_batch(rows, longest);
-    const LossSum s = model.forward_loss(dev.upload(hb), params, true);
-    total.loss_sum += s.loss_sum;
-    total.tokens += s.tokens;
-    total.correct += s.correct;
-  }
+  const SplitLoss total = evaluate_split(model, params, dev, ds, 0, batch_size, nullptr);
   LLAMAFT_REQUIRE(total.tokens > 0, "eval: the dataset has no target tokens (all labels are -100?)");
-  const double loss = total.loss_sum / static_cast<double>(total.tokens);
+  const double loss = total.mean();
   if (!std::isfinite(loss))
     throw Error(str_cat("eval: the loss is ", loss, " (non-finite): the model's weights or activations overflow; "
                         "nothing is reported"),
                 kExitDiverged);
   nlohmann::json j = {{"loss", loss},
                       {"ppl", std::exp(loss)},
-                      {"tokens", total.tokens},
-                      {"accuracy", static_cast<double>(total.correct) / static_cast<double>(total.tokens)}};
+                      {"tokens", static_cast<int64_t>(total.tokens)},
+                      {"accuracy", total.correct / total.tokens}};
   std::cout << j.dump() << std::endl;
   return 0;
 }

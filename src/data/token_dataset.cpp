@@ -1,5 +1,6 @@
 #include "data/token_dataset.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -100,6 +101,17 @@ HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
     }
   }
   return b;
+}
+
+HostBatch make_batch(const TokenDataset& ds, const int64_t* rows, size_t count) {
+  std::vector<const TokenRow*> picked;
+  int longest = 2;
+  for (size_t i = 0; i < count; ++i) {
+    const TokenRow& r = ds.rows[static_cast<size_t>(rows[i])];
+    picked.push_back(&r);
+    longest = std::max<int>(longest, static_cast<int>(r.input_ids.size()));
+  }
+  return make_batch(picked, longest);
 }
 
 }  // namespace llamaft

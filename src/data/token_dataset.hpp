@@ -45,4 +45,8 @@ struct HostBatch {
 // past the row end; positions restart at each document; padding uses id 0.
 HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len);
 
+// The batch of dataset rows `rows` (indices into ds), padded to its longest
+// row (at least 2 tokens): what train, its evaluation and eval all build.
+HostBatch make_batch(const TokenDataset& ds, const int64_t* rows, size_t count);
+
 }  // namespace llamaft

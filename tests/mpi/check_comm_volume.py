@@ -54,7 +54,9 @@ def expected(cfg, strategy, world, group, micro, bf16=False):
     if R > 1:  # once per step, after local accumulation over the micro-batches; each unit once
         ar = sum(4 * p // S for p in [embed, head] + [block] * L)
     return {"all_gather_bytes": micro * ag, "reduce_scatter_bytes": micro * rs,
-            "all_reduce_bytes": ar + 24 + 8}
+            # + 24: token counts and loss; + 8: the gradient norm; + 8: the
+            # updated weights' finiteness check (a non-finite update stops the run)
+            "all_reduce_bytes": ar + 24 + 8 + 8}
 
 
 def main():

@@ -1,0 +1,57 @@
+// When training saves and when it stops: checkpoint.every_steps and
+// every_minutes, train.exit_after_steps, the end of training, and the
+// preemption signals. Decisions are taken at step boundaries and agreed by
+// every rank with one all-reduce (a signal or the minute timer may be seen
+// by one rank first), so all ranks save, or stop, together.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "comm/communicator.hpp"
+#include "config/config.hpp"
+
+namespace llamaft {
+
+struct CheckpointSettings {
+  int64_t every_steps = 0;      // 0: off
+  double every_minutes = 0;     // 0: off
+  int64_t exit_after_steps = 0; // 0: off
+  bool at_end = true;
+  int grace_seconds = 0;        // after a signal; 0: no limit
+  std::string signals = "SIGTERM,SIGUSR1,SIGUSR2";
+
+  static CheckpointSettings from_config(const Config& cfg);
+};
+
+struct BoundaryDecision {
+  bool save = false;       // save a checkpoint now
+  int signal = 0;          // a preemption signal arrived: save, then exit 85
+  bool stop_after = false; // train.exit_after_steps reached: save, then exit 0
+};
+
+class CheckpointPolicy {
+ public:
+  CheckpointPolicy(CheckpointSettings s, int64_t total_steps);
+  // Installs the signal handlers (before the model loads, so a signal during
+  // start-up is kept and honoured at the first step boundary).
+  void install_signals() const;
+  // Collective over `world`: what to do after `step` steps completed.
+  BoundaryDecision at_step_boundary(int64_t step, Communicator& world);
+  // Called after every save (restarts the minute timer); a signal arms the
+  // grace timer before its save.
+  void saved(int64_t step);
+  void restart_timer() { last_save_ = std::chrono::steady_clock::now(); }
+  void arm_grace() const;
+  // A last save at the end of training, unless this step is saved already.
+  bool save_at_end(int64_t step) const { return settings_.at_end && step > 0 && last_saved_step_ != step; }
+
+ private:
+  CheckpointSettings settings_;
+  int64_t total_steps_;
+  int64_t last_saved_step_ = -1;
+  std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace llamaft

@@ -1,0 +1,96 @@
+#include "train/settings.hpp"
+
+#include "core/error.hpp"
+#include "model/lora.hpp"
+
+namespace llamaft {
+
+namespace {
+
+void check_batch_geometry(const TrainSettings& s, int world) {
+  if (s.global_batch % (s.micro_batch * world) == 0) return;
+  std::string ok_globals, ok_micros;
+  for (int64_t k = 1; k <= 4; ++k) ok_globals += (k > 1 ? ", " : "") + std::to_string(k * s.micro_batch * world);
+  for (int64_t m = 1; m <= s.global_batch / world; ++m)
+    if (s.global_batch % (m * world) == 0) ok_micros += (ok_micros.empty() ? "" : ", ") + std::to_string(m);
+  LLAMAFT_FAIL("train.global_batch_size = ", s.global_batch, " is not a multiple of micro_batch_size (",
+               s.micro_batch, ") x data-parallel ranks (", world, "); use global_batch_size in {", ok_globals,
+               ", ...}", ok_micros.empty() ? std::string("") : " or micro_batch_size in {" + ok_micros + "}");
+}
+
+OptimizerConfig optimizer_from(const Config& cfg, int64_t steps) {
+  OptimizerConfig o;
+  o.lr = cfg.get_float("train.lr");
+  o.min_lr = cfg.get_float("train.min_lr");
+  o.weight_decay = cfg.get_float("train.weight_decay");
+  o.beta1 = cfg.get_float("train.beta1");
+  o.beta2 = cfg.get_float("train.beta2");
+  o.eps = cfg.get_float("train.eps");
+  o.max_grad_norm = cfg.get_float("train.max_grad_norm");
+  o.schedule = cfg.get_string("train.lr_schedule");
+  o.warmup_steps = cfg.get_int("train.warmup_steps");
+  o.total_steps = steps;
+  LLAMAFT_REQUIRE(o.min_lr <= o.lr, "train.min_lr (", o.min_lr, ") must not exceed train.lr (", o.lr, ")");
+  LLAMAFT_REQUIRE(o.eps > 0, "train.eps = ", o.eps, ": AdamW divides by sqrt(v) + eps, so with eps = 0 every "
+                  "element whose gradient is exactly zero becomes 0/0 = NaN; use a positive eps (torch's default is 1e-8)");
+  LLAMAFT_REQUIRE(o.warmup_steps <= steps, "train.warmup_steps = ", o.warmup_steps, " is more than train.steps = ",
+                  steps, ": the learning rate would never reach train.lr; lower warmup_steps or raise steps");
+  return o;
+}
+
+}  // namespace
+
+TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
+  TrainSettings s;
+  s.model_dir = cfg.get_string("model.path");
+  s.data_path = cfg.get_string("data.path");
+  s.data_format = cfg.get_string("data.format");
+  s.val_path = cfg.get_string("data.val_path");
+  s.out_dir = cfg.get_string("output.dir");
+  s.checkpoint_dir = cfg.get_string("checkpoint.dir").empty() ? s.out_dir + "/checkpoints"
+                                                              : cfg.get_string("checkpoint.dir");
+  s.resume = cfg.get_string("checkpoint.resume");
+  s.export_model = cfg.get_bool("output.export");
+  s.export_bf16 = cfg.get_string("output.export_dtype") == "bfloat16";
+  s.tensorboard = cfg.get_bool("output.tensorboard");
+  s.progress = cfg.get_bool("output.progress");
+
+  s.global_batch = cfg.get_int("train.global_batch_size");
+  s.micro_batch = cfg.get_int("train.micro_batch_size");
+  s.steps = cfg.get_int("train.steps");
+  s.seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
+  check_batch_geometry(s, world);
+  s.accumulation = s.global_batch / (s.micro_batch * world);
+  s.shuffle = cfg.get_bool("data.shuffle");
+  s.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
+  s.opt = optimizer_from(cfg, s.steps);
+  s.max_nonfinite_skips = cfg.get_int("train.max_nonfinite_skips");
+  s.log_every = cfg.get_int("train.log_every");
+  s.eval_every = cfg.get_int("train.eval_every");
+  s.eval_rows = cfg.get_int("train.eval_rows");
+  s.sample_every = cfg.get_int("train.sample_every");
+  s.sample_max_new_tokens = static_cast<int>(cfg.get_int("train.sample_max_new_tokens"));
+  s.sample_prompts = cfg.get_string("train.sample_prompts");
+  LLAMAFT_REQUIRE(s.sample_every == 0 || !s.sample_prompts.empty(),
+                  "train.sample_every needs train.sample_prompts (token ids, e.g. '1,12,13;1,15')");
+
+  s.method = cfg.get_string("finetune.method");
+  s.lora = lora_spec_from_config(cfg);
+  s.lora_init_from = cfg.get_string("lora.init_from");
+  s.base_quant = base_quant_from_config(cfg);
+  s.bf16_params = cfg.get_string("train.param_dtype") == "bf16";
+  s.strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
+  s.shard_group_size = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
+  s.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
+  s.allow_data_change = cfg.get_bool("checkpoint.allow_data_change");
+  s.keep_last = static_cast<int>(cfg.get_int("checkpoint.keep_last"));
+  s.comm_timeout_s = cfg.get_float("runtime.comm_timeout_s");
+  return s;
+}
+
+int default_shard_group(int world, int ranks_per_node) {
+  if (ranks_per_node > 0 && ranks_per_node <= world && world % ranks_per_node == 0) return ranks_per_node;
+  return world;
+}
+
+}  // namespace llamaft

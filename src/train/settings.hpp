@@ -1,0 +1,55 @@
+// Everything `train` reads from the configuration, parsed and validated in
+// one place before any device is touched: batch geometry (Megatron's global
+// and micro batch), the optimizer and its schedule, the fine-tuning method
+// and its base storage, FSDP, evaluation and samples, outputs. Checkpoint
+// timing is CheckpointSettings (checkpoint/policy.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/config.hpp"
+#include "model/param_layout.hpp"
+#include "optim/optimizer.hpp"
+#include "parallel/fsdp.hpp"
+#include "quant/quant.hpp"
+
+namespace llamaft {
+
+struct TrainSettings {
+  // Inputs and outputs.
+  std::string model_dir, data_path, data_format, val_path, out_dir, checkpoint_dir, resume;
+  bool export_model = true, export_bf16 = false, tensorboard = false, progress = true;
+  // Batch geometry: global = micro x ranks x accumulation rows per step.
+  int seq_len = 0;
+  int64_t global_batch = 0, micro_batch = 0, accumulation = 0, steps = 0;
+  bool shuffle = false;
+  uint64_t seed = 0;
+  OptimizerConfig opt;
+  int64_t max_nonfinite_skips = 0;
+  int64_t log_every = 1, eval_every = 0, eval_rows = 0, sample_every = 0;
+  int sample_max_new_tokens = 16;
+  std::string sample_prompts;  // token ids, parsed once the vocabulary is known
+  // Method and parallelism.
+  std::string method;  // full | lora | qlora
+  LoraSpec lora;
+  std::string lora_init_from;
+  quant::Kind base_quant = quant::Kind::kNone;
+  bool bf16_params = false;  // train.param_dtype = bf16
+  ShardStrategy strategy = ShardStrategy::kFullShard;
+  int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
+  bool activation_checkpointing = false;
+  bool allow_data_change = false;
+  int keep_last = 2;
+  double comm_timeout_s = 600;
+
+  // Throws a user error naming the key for anything inconsistent.
+  static TrainSettings from_config(const Config& cfg, int world);
+};
+
+// hybrid_shard's default shard group: the ranks of one node when that
+// divides the world, else the whole world. `plan` passes plan.ranks_per_node,
+// `train` the size of MPI's shared-memory split (ranks_per_node()).
+int default_shard_group(int world, int ranks_per_node);
+
+}  // namespace llamaft

@@ -1,0 +1,421 @@
+#include "train/trainer.hpp"
+
+#include <cblas.h>
+#include <hdf5.h>
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstddef>
+#include <iostream>
+#include <sstream>
+
+#include "checkpoint/preemption.hpp"
+#include "core/error.hpp"
+#include "core/fault_points.hpp"
+#include "data/prepared_dataset.hpp"
+#include "data/token_ids.hpp"
+#include "model/decode.hpp"
+#include "model/hf_model.hpp"
+#include "model/lora.hpp"
+#include "optim/optimizer.hpp"
+#include "parallel/fsdp_io.hpp"
+#include "train/memory_plan.hpp"
+#ifdef LLAMAFT_HAS_CUDA
+#include "backend/cuda/cuda_backend.hpp"
+#include "comm/nccl_comm.hpp"
+#endif
+#include "comm/topology.hpp"
+
+namespace llamaft {
+
+const char* git_revision();  // generated at configure time (CMakeLists.txt)
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+int64_t min_over_ranks(Communicator& world, int64_t v) {
+  int64_t negated = -v;
+  world.all_reduce_max(&negated, 1);
+  return -negated;
+}
+
+int64_t max_over_ranks(Communicator& world, int64_t v) {
+  world.all_reduce_max(&v, 1);
+  return v;
+}
+
+}  // namespace
+
+Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
+    : world_(make_mpi_world_comm()),
+      lead_(world_->rank() == 0),
+      settings_(TrainSettings::from_config(cfg, world_->size())),
+      policy_(CheckpointSettings::from_config(cfg), settings_.steps) {
+  if (fault::armed(fault::Point::kFailRank) == world_->rank())
+    LLAMAFT_FAIL("injected failure on this rank (fault point fail_rank)");
+  // Before the (possibly minutes-long) load: a preemption signal that arrives while the model and data are
+  // read is kept, and honoured at the first step boundary, instead of killing the rank with no checkpoint.
+  policy_.install_signals();
+  model_config_ = read_model_config(settings_.model_dir);
+  identity_.effective_config = cfg.dump();
+  load_data();
+  build_model(make_backend);
+  order_ = std::make_unique<DataOrder>(static_cast<int64_t>(train_data_.rows.size()), settings_.global_batch,
+                                       settings_.shuffle, settings_.seed);
+  resume();
+  const char* restarts = std::getenv("SLURM_RESTART_COUNT");
+  restarts_ = restarts ? std::atoll(restarts) : 0;
+  write_run_info(cfg);
+  progress_ = std::make_unique<Progress>(lead_ && settings_.progress, settings_.steps);
+  device_batch_ = std::make_unique<DeviceBatch>(*backend_);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::load_data() {
+  // data.path may be the folder `llamaft prepare` wrote: its train split.
+  std::string split;
+  const std::string given = settings_.data_path;
+  settings_.data_path = resolve_prepared_split(given, false, &split);
+  if (lead_ && !split.empty())
+    std::cerr << "llamaft train: " << given << " is a prepared dataset; training on its " << split << " split ("
+              << settings_.data_path << ")\n";
+  const int64_t vocab = model_config_.vocab_size;
+  train_data_ = load_dataset(settings_.data_path, settings_.data_format, settings_.seq_len, vocab);
+  // Validation split: data.val_path, or DIR/val next to a prepared DIR/train.
+  const std::string& path = settings_.data_path;
+  if (settings_.val_path.empty() && is_prepared_dataset(path) && path.size() > 6 &&
+      path.compare(path.size() - 6, 6, "/train") == 0 && is_prepared_dataset(path.substr(0, path.size() - 6) + "/val"))
+    settings_.val_path = path.substr(0, path.size() - 6) + "/val";
+  sample_prompts_ = parse_token_id_lists(settings_.sample_prompts, vocab, "train.sample_prompts");
+  if (settings_.eval_every > 0) {
+    LLAMAFT_REQUIRE(!settings_.val_path.empty(), "train.eval_every needs a validation split: set data.val_path, or "
+                    "prepare with --val-fraction and point data.path at DIR/train");
+    val_data_ = load_dataset(settings_.val_path, settings_.data_format, settings_.seq_len, vocab);
+  }
+}
+
+void Trainer::build_model(const BackendFactory& make_backend) {
+  if (settings_.strategy == ShardStrategy::kHybridShard && settings_.shard_group_size == 0)
+    settings_.shard_group_size = default_shard_group(world_->size(), ranks_per_node());
+  backend_ = make_backend();
+  model_options_.activation_checkpointing = settings_.activation_checkpointing;
+  model_options_.lora = settings_.lora;
+  model_options_.lora_dropout = static_cast<float>(settings_.lora.dropout);
+  dropout_seed_ = rowmath::mix64(settings_.seed ^ 0xD50u);
+  // bf16 activations where the backend has them (CUDA); the CPU reference
+  // widens the bf16-gathered weights and computes in fp32.
+  model_options_.bf16_storage = settings_.bf16_params && backend_->has_bf16_storage();
+  model_ = std::make_unique<LlamaModel>(model_config_, *backend_, model_options_);
+  // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
+  // backend's stream). world_ (MPI) keeps the host-side coordination.
+  Communicator* fsdp_comm = world_.get();
+#ifdef LLAMAFT_HAS_CUDA
+  if (auto* cuda = dynamic_cast<CudaBackend*>(backend_.get())) {
+    device_comm_ = make_nccl_world_comm(cuda->device(), settings_.comm_timeout_s, cuda->stream());
+    fsdp_comm = device_comm_.get();
+  }
+#endif
+  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, settings_.strategy,
+                                 settings_.shard_group_size, settings_.base_quant, settings_.bf16_params);
+  // The base always comes from the HF files under LoRA (checkpoints hold only
+  // the adapters); a full fine-tune resumes everything from the checkpoint.
+  const bool lora = settings_.lora.enabled();
+  if (lora || settings_.resume == "none") load_sharded(settings_.model_dir, *fsdp_, *backend_);
+  if (!lora) return;
+  if (!settings_.lora_init_from.empty()) load_adapter_sharded(settings_.lora_init_from, *fsdp_, *backend_);
+  else init_lora_sharded(*fsdp_, *backend_, settings_.seed);
+}
+
+void Trainer::resume() {
+  checkpoints_ = std::make_unique<CheckpointManager>(settings_.checkpoint_dir, settings_.keep_last);
+  identity_.model_config_json = model_config_.to_json();
+  identity_.method = settings_.method;
+  identity_.base_fingerprint = model_fingerprint(settings_.model_dir);
+  identity_.global_batch = settings_.global_batch;
+  identity_.seed = static_cast<int64_t>(settings_.seed);
+  identity_.shuffle = settings_.shuffle;
+  identity_.data_path = settings_.data_path;
+  identity_.seq_len = settings_.seq_len;
+  identity_.allow_data_change = settings_.allow_data_change;
+  identity_.strategy = strategy_name(settings_.strategy);
+  checkpoints_->remove_stale();
+  if (settings_.resume == "none") return;
+  std::vector<std::string> candidates;
+  if (settings_.resume == "auto") {
+    // Rank 0 lists; everyone tries the same folders in the same order.
+    std::string joined;
+    if (lead_)
+      for (const auto& c : checkpoints_->auto_candidates()) joined += c + "\n";
+    int64_t n = static_cast<int64_t>(joined.size());
+    world_->broadcast(&n, sizeof(n), 0);
+    joined.resize(static_cast<size_t>(n));
+    world_->broadcast(joined.data(), joined.size(), 0);
+    std::stringstream ss(joined);
+    for (std::string line; std::getline(ss, line);) candidates.push_back(line);
+  } else {
+    candidates.push_back(settings_.resume);
+  }
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    try {
+      const auto t_load = Clock::now();
+      state_ = checkpoints_->load(candidates[i], *fsdp_, *backend_, identity_);
+      if (lead_)
+        std::cerr << "llamaft train: resumed from " << candidates[i] << " at step " << state_.step << " in "
+                  << seconds_since(t_load) << " s\n";
+      return;
+    } catch (const CheckpointError& e) {
+      if (settings_.resume != "auto") throw;  // an explicit path must be usable
+      if (lead_)
+        std::cerr << "llamaft train: skipping unusable checkpoint: " << e.what()
+                  << (i + 1 < candidates.size() ? "; falling back to the previous one\n" : "\n");
+    }
+  }
+  if (!candidates.empty())
+    throw CheckpointError(str_cat("none of the ", candidates.size(), " checkpoints in '", settings_.checkpoint_dir,
+                                  "' is usable; fix or remove them, or set checkpoint.resume = none"));
+  if (!settings_.lora.enabled()) load_sharded(settings_.model_dir, *fsdp_, *backend_);  // nothing to resume
+}
+
+void Trainer::write_run_info(const Config& cfg) {
+  const std::vector<std::string> hosts = all_hostnames();  // collective: before any rank-0-only work
+  metrics_ = std::make_unique<MetricsWriter>(lead_, settings_.out_dir, cfg.dump(), settings_.tensorboard);
+  if (!lead_) return;
+  unsigned h5maj = 0, h5min = 0, h5rel = 0;
+  H5get_libversion(&h5maj, &h5min, &h5rel);
+  const char* job = std::getenv("SLURM_JOB_ID");
+  metrics_->run_info({
+      {"llamaft_version", LLAMAFT_VERSION},
+      {"git_revision", git_revision()},
+      {"world_size", world_->size()},
+      {"hostnames", hosts},
+      {"strategy", strategy_name(settings_.strategy)},
+      {"method", settings_.method},
+      {"backend", backend_->name()},
+      {"omp_threads", omp_get_max_threads()},
+      {"slurm_job_id", job ? job : ""},
+      {"restarts", restarts_},
+      {"libraries", {{"mpi", mpi_library_version()},
+                     {"hdf5", str_cat(h5maj, ".", h5min, ".", h5rel)},
+                     {"openblas", openblas_get_config()}}},
+  });
+  const quant::Kind q = settings_.base_quant;
+  const bool qlora = q == quant::Kind::kNf4 || q == quant::Kind::kNf4Plain;
+  std::cerr << "llamaft train: " << model_config_.num_parameters() << " parameters"
+            << (settings_.lora.enabled()
+                    ? str_cat(" (", qlora ? "QLoRA" : "LoRA", " r=", settings_.lora.rank, " over a frozen ",
+                              q == quant::Kind::kNone ? "fp32" : quant::kind_name(q), " base)")
+                    : std::string(" (full fine-tuning)"))
+            << ", " << world_->size() << " ranks, fsdp " << strategy_name(settings_.strategy) << " (shard "
+            << fsdp_->mesh().shard_size << " x replica " << fsdp_->mesh().replica_size << "), global batch "
+            << settings_.global_batch << " = " << settings_.micro_batch << " micro x " << world_->size()
+            << " ranks x " << settings_.accumulation << " accumulation, seq " << settings_.seq_len << ", "
+            << train_data_.rows.size() << " rows";
+  if (train_data_.truncated_rows) std::cerr << " (" << train_data_.truncated_rows << " truncated)";
+  if (!model_config_.unused_keys.empty()) std::cerr << "\nllamaft train: " << unused_keys_note(model_config_);
+  const MemoryPlan plan = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
+                                      static_cast<int>(settings_.micro_batch), settings_.seq_len,
+                                      settings_.activation_checkpointing, settings_.lora, q, settings_.bf16_params,
+                                      model_options_.bf16_storage);
+  std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
+            << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
+            << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
+            << plan.buffers / 1048576.0 << ")\n";
+}
+
+StepMetrics Trainer::step() {
+  const auto t0 = Clock::now();
+  const CommStats comm0 = fsdp_->comm_totals();
+  const int rank = world_->rank(), nranks = world_->size();
+  const int64_t step = state_.step, micro_rows = settings_.micro_batch;
+  const std::vector<int64_t> my_rows = order_->rows_for(step, rank, nranks);
+  StepMetrics m;
+  m.step = step + 1;
+  std::vector<HostBatch> micro;
+  for (int64_t k = 0; k < settings_.accumulation; ++k) {
+    const int64_t* rows = my_rows.data() + k * micro_rows;
+    micro.push_back(make_batch(train_data_, rows, static_cast<size_t>(micro_rows)));
+    for (int64_t j = 0; j < micro_rows; ++j) {
+      m.input_tokens += static_cast<double>(train_data_.rows[rows[j]].input_ids.size());
+      // Each sequence's dropout masks depend on (seed, step, dataset row) only:
+      // the same at any rank count, accumulation or activation checkpointing.
+      if (model_options_.lora_dropout > 0)
+        micro.back().dropout_keys.push_back(rowmath::mix64(
+            dropout_seed_ ^ rowmath::mix64(static_cast<uint64_t>(step) << 32 ^ static_cast<uint64_t>(rows[j]))));
+    }
+    m.target_tokens += static_cast<double>(micro.back().target_tokens);
+  }
+  static_assert(offsetof(StepMetrics, target_tokens) == offsetof(StepMetrics, input_tokens) + sizeof(double),
+                "the token counts are reduced as two adjacent doubles");
+  world_->all_reduce_sum(&m.input_tokens, 2);
+  LLAMAFT_REQUIRE(m.target_tokens > 0, "step ", m.step, ": the global batch has no target tokens (all labels -100?)");
+
+  fsdp_->zero_grad_shards();
+  double loss_sum = 0;
+  for (const auto& hb : micro) {
+    loss_sum += model_->forward_backward(device_batch_->upload(hb), *fsdp_,
+                                         static_cast<float>(1.0 / m.target_tokens)).loss_sum;
+    fsdp_->end_backward();
+  }
+  const auto nan_from = fault::armed(fault::Point::kNanLossFrom);
+  if (nan_from && m.step >= *nan_from && rank == nranks - 1) loss_sum = std::nan("");
+  world_->all_reduce_sum(&loss_sum, 1);
+  m.loss = loss_sum / m.target_tokens;
+  StepResult r;
+  if (std::isfinite(m.loss)) {
+    r = adamw_step(*fsdp_, *backend_, settings_.opt, step);
+    // A finite gradient can still give non-finite weights (an overflowing
+    // update); those cannot be skipped, since the shards already hold them.
+    if (r.finite && !r.weights_finite)
+      throw Error(str_cat("step ", m.step, ": the optimizer produced non-finite weights (grad norm ", r.grad_norm,
+                          ", lr ", r.lr, "); stopping without saving or exporting them. The last committed "
+                          "checkpoint is intact; check train.eps, train.lr and the data"),
+                  kExitDiverged);
+  } else {
+    r.finite = false;
+    r.lr = learning_rate(settings_.opt, step);
+  }
+  m.lr = r.lr;
+  m.grad_norm = r.grad_norm;
+  m.skipped = !r.finite;
+  if (m.skipped) {
+    ++state_.skips_in_row;
+    if (lead_) std::cerr << "llamaft train: step " << m.step << ": non-finite loss or gradient norm; update skipped\n";
+    if (state_.skips_in_row > settings_.max_nonfinite_skips)
+      throw Error(str_cat("training diverged: ", state_.skips_in_row, " consecutive steps with NaN/inf loss or "
+                          "gradients (train.max_nonfinite_skips = ", settings_.max_nonfinite_skips,
+                          "); lower train.lr or check the data"),
+                  kExitDiverged);
+  } else {
+    state_.skips_in_row = 0;
+  }
+  m.step_s = seconds_since(t0);
+  const CommStats comm1 = fsdp_->comm_totals();
+  m.comm_wait_s = comm1.wait_seconds - comm0.wait_seconds;
+  m.all_gather_bytes = comm1.all_gather_bytes - comm0.all_gather_bytes;
+  m.reduce_scatter_bytes = comm1.reduce_scatter_bytes - comm0.reduce_scatter_bytes;
+  m.all_reduce_bytes = comm1.all_reduce_bytes - comm0.all_reduce_bytes;
+  state_.step = m.step;
+  state_.consumed_rows = state_.step * settings_.global_batch;
+  state_.consumed_tokens += static_cast<int64_t>(m.input_tokens);
+  return m;
+}
+
+SplitLoss Trainer::evaluate() {
+  const SplitLoss v = evaluate_split(*model_, *fsdp_, *device_batch_, val_data_, settings_.eval_rows,
+                                     static_cast<int>(settings_.micro_batch), world_.get());
+  fsdp_->end_backward();
+  return v;
+}
+
+std::vector<std::vector<int32_t>> Trainer::sample() {
+  // Every rank decodes in lockstep (each token gathers units); rank 0's token
+  // is broadcast so the ranks can never disagree.
+  const TokenPicker greedy_agreed = [&](const std::vector<float>& logits) {
+    int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    world_->broadcast(&next, sizeof(next), 0);
+    return next;
+  };
+  std::vector<std::vector<int32_t>> out;
+  for (const auto& prompt : sample_prompts_) {
+    out.push_back(decode_tokens(*model_, *fsdp_, prompt, settings_.sample_max_new_tokens, greedy_agreed,
+                                model_config_.eos_token_ids).ids);
+    fsdp_->end_backward();
+  }
+  return out;
+}
+
+void Trainer::save_checkpoint() {
+  const std::string path = checkpoints_->save(*fsdp_, *backend_, state_, identity_);
+  policy_.saved(state_.step);
+  if (lead_)
+    std::cerr << "llamaft train: checkpoint " << path << " (" << checkpoints_->last_save_bytes() / 1e6 << " MB in "
+              << checkpoints_->last_save_seconds() << " s)\n";
+}
+
+int Trainer::train() {
+  const auto train_start = Clock::now();
+  policy_.restart_timer();
+  const nlohmann::ordered_json run_fields = {
+      {"mem_params_bytes", fsdp_->param_bytes()},   {"mem_grads_bytes", fsdp_->grad_bytes()},
+      {"mem_optimizer_bytes", fsdp_->optimizer_bytes()}};
+  while (state_.step < settings_.steps) {
+    const StepMetrics m = step();
+    if (m.step % settings_.log_every == 0 || m.step == settings_.steps) {
+      nlohmann::ordered_json extra = run_fields;
+      extra["mem_activations_bytes"] = model_->activation_bytes();
+      extra["mem_buffers_bytes"] = fsdp_->peak_buffer_bytes();
+      extra["mem_peak_bytes"] = backend_->peak_bytes();
+      extra["world_size"] = world_->size();
+      extra["strategy"] = strategy_name(settings_.strategy);
+      extra["restarts"] = restarts_;
+      metrics_->step(m, extra);
+    }
+    progress_->update(m.step, m.loss, m.tokens_per_s(), backend_->peak_bytes());
+    if (settings_.eval_every > 0 && (m.step % settings_.eval_every == 0 || m.step == settings_.steps)) {
+      const SplitLoss v = evaluate();
+      if (lead_ && v.tokens > 0) {
+        metrics_->validation(m.step, v.mean(), v.correct / v.tokens, static_cast<int64_t>(v.tokens));
+        std::cerr << "llamaft train: step " << m.step << " validation loss " << v.mean() << "\n";
+      }
+    }
+    if (settings_.sample_every > 0 && m.step % settings_.sample_every == 0) {
+      const auto samples = sample();
+      for (size_t i = 0; i < samples.size(); ++i) metrics_->sample(m.step, i, sample_prompts_[i], samples[i]);
+    }
+    const BoundaryDecision d = policy_.at_step_boundary(state_.step, *world_);
+    if (!d.save) continue;
+    if (d.signal) policy_.arm_grace();
+    save_checkpoint();
+    if (d.signal || d.stop_after) {
+      if (lead_ && d.signal)
+        std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state_.step
+                  << ", exiting " << kExitRequeue << " (requeue me)\n";
+      if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
+      progress_->finish();
+      return d.signal ? kExitRequeue : kExitOk;
+    }
+  }
+  progress_->finish();
+  if (policy_.save_at_end(state_.step)) save_checkpoint();
+  write_summary(seconds_since(train_start));
+  if (settings_.export_model) export_result();
+  return kExitOk;
+}
+
+void Trainer::write_summary(double train_s) {
+  // Peak resident memory of every rank (ru_maxrss is KiB on Linux).
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const int64_t peak = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  const int64_t max_peak = max_over_ranks(*world_, peak), min_peak = min_over_ranks(*world_, peak);
+  metrics_->summary({
+      {"world_size", world_->size()},
+      {"strategy", strategy_name(settings_.strategy)},
+      {"steps", settings_.steps},
+      {"train_s", train_s},
+      {"peak_rss_bytes_max_rank", max_peak},
+      {"peak_rss_bytes_min_rank", min_peak},
+      {"peak_backend_bytes_rank0", backend_->peak_bytes()},
+  });
+}
+
+void Trainer::export_result() {
+  if (settings_.lora.enabled()) {
+    const std::string dir = settings_.out_dir + "/adapter";
+    export_adapter_sharded(dir, settings_.model_dir, *fsdp_, *backend_);
+    if (lead_) std::cerr << "llamaft train: exported the PEFT adapter to " << dir << "\n";
+  } else {
+    const std::string dir = settings_.out_dir + "/model";
+    export_sharded(dir, model_config_, *fsdp_, *backend_, settings_.export_bf16);
+    if (lead_) std::cerr << "llamaft train: exported the model to " << dir << "\n";
+  }
+}
+
+}  // namespace llamaft

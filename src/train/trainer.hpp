@@ -1,0 +1,87 @@
+// Training, as torchtitan's Trainer lays it out: the constructor builds the
+// run (settings, backend, model, FSDP, data, checkpoint resume, outputs),
+// step() runs one optimizer step and returns its metrics, evaluate() and
+// sample() run the validation loss and the greedy samples, and train() is
+// the loop with its checkpoint policy and the export. Every rank runs the
+// same code (SPMD); rank 0 alone prints and writes.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/policy.hpp"
+#include "comm/communicator.hpp"
+#include "config/config.hpp"
+#include "data/token_dataset.hpp"
+#include "model/device_batch.hpp"
+#include "model/llama.hpp"
+#include "parallel/fsdp.hpp"
+#include "train/data_order.hpp"
+#include "train/evaluate.hpp"
+#include "train/metrics.hpp"
+#include "train/progress.hpp"
+#include "train/settings.hpp"
+
+namespace llamaft {
+
+// Makes the compute backend once the settings are validated (the command
+// passes the runtime's choice; tests can pass a CPU backend).
+using BackendFactory = std::function<std::unique_ptr<Backend>()>;
+
+class Trainer {
+ public:
+  // Collective over MPI's world. Validates everything before a device is
+  // touched; resumes from a checkpoint as checkpoint.resume says.
+  Trainer(const Config& cfg, const BackendFactory& make_backend);
+  ~Trainer();
+
+  // One optimizer step at the current step; collective.
+  StepMetrics step();
+  // Validation loss over data.val_path (train.eval_rows rows); collective.
+  SplitLoss evaluate();
+  // Greedy continuations of train.sample_prompts; collective.
+  std::vector<std::vector<int32_t>> sample();
+  // The loop, checkpoints and export; returns the process exit code.
+  int train();
+
+  const TrainState& state() const { return state_; }
+  Fsdp& fsdp() { return *fsdp_; }
+  const TrainSettings& settings() const { return settings_; }
+
+ private:
+  void load_data();
+  void build_model(const BackendFactory& make_backend);
+  void resume();
+  void write_run_info(const Config& cfg);
+  void save_checkpoint();
+  void export_result();
+  void write_summary(double train_s);
+
+  std::unique_ptr<Communicator> world_;
+  bool lead_ = false;
+  TrainSettings settings_;
+  CheckpointPolicy policy_;
+  LlamaConfig model_config_;
+  TokenDataset train_data_, val_data_;
+  std::vector<std::vector<int32_t>> sample_prompts_;
+  std::unique_ptr<Backend> backend_;
+  ModelOptions model_options_;
+  uint64_t dropout_seed_ = 0;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Communicator> device_comm_;  // NCCL between GPUs; null: the MPI world
+  std::unique_ptr<Fsdp> fsdp_;
+  std::unique_ptr<DataOrder> order_;
+  std::unique_ptr<CheckpointManager> checkpoints_;
+  RunIdentity identity_;
+  TrainState state_;
+  int64_t restarts_ = 0;
+  std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<Progress> progress_;
+  std::unique_ptr<DeviceBatch> device_batch_;
+};
+
+}  // namespace llamaft
