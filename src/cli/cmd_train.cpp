@@ -39,6 +39,7 @@
 #include "train/memory_plan.hpp"
 #include "train/progress.hpp"
 #include "train/tensorboard.hpp"
+#include "train/tracker.hpp"
 
 namespace llamaft {
 
@@ -292,6 +293,8 @@ int run_train(const Config& cfg) {
               << plan.buffers / 1048576.0 << ")\n";
   }
 
+  TrackerFollower tracker(cfg, out_dir, lead);  // output.tracker: W&B or MLflow beside the run (never fatal)
+
   Progress progress(lead && cfg.get_bool("output.progress"), ts.steps);
   std::unique_ptr<TensorBoardWriter> tb;
   if (lead && cfg.get_bool("output.tensorboard")) tb = std::make_unique<TensorBoardWriter>(out_dir + "/tensorboard");
@@ -530,6 +533,7 @@ int run_train(const Config& cfg) {
       if (lead) std::cerr << "llamaft train: exported the model to " << export_dir << "\n";
     }
   }
+  tracker.finish();
   return 0;
 }
 
