@@ -28,6 +28,7 @@ KEYs are llamaft config keys (output.tracker, tracker.mode, tracker.uri, ...);
 they win over RUN_DIR/config.cfg.
 """
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -326,6 +327,25 @@ class Follower:
         except OSError:
             pass
 
+    def lock(self, wait):
+        """One logger per run and tracker: a requeued job's follower waits for the previous job's follower
+        (still draining after llamaft stopped waiting), a replay refuses to run beside a follower. Where the
+        filesystem has no flock (some Lustre mounts), there is no lock."""
+        os.makedirs(os.path.dirname(self.state.path), exist_ok=True)
+        self.lock_file = open(self.state.path + ".lock", "a+")
+        while True:
+            try:
+                fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait():
+                    raise ClientError(f"another llamaft_track.py is logging {self.run_dir} to {self.tracker}; "
+                                      "run this again when it has finished") from None
+                time.sleep(0.5)
+            except OSError:
+                break
+        self.state = State(self.state.path)  # as the previous holder left it
+
     def open(self):
         if self.tracker not in ("wandb", "mlflow"):
             raise ClientError(f"output.tracker is '{self.tracker}'; choose wandb or mlflow")
@@ -405,10 +425,11 @@ def follow(f, parent_pid, poll_s):
             os.dup2(null, f.warn_stream.fileno())
             os.close(null)
 
+    marker = os.path.join(f.run_dir, "tracker", "finish")
     threading.Thread(target=watchdog, daemon=True).start()
+    f.lock(wait=lambda: not (stop.is_set() or parent_gone() or os.path.exists(marker)))
     f.open()
     tail = Tail(os.path.join(f.run_dir, "metrics.jsonl"))
-    marker = os.path.join(f.run_dir, "tracker", "finish")
     while True:
         how = open(marker).read().strip() if os.path.exists(marker) else None
         if how is None and (stop.is_set() or parent_gone()):
@@ -444,6 +465,7 @@ def main():
             return follow(f, a.parent_pid, a.poll_s)
         if not os.path.exists(os.path.join(a.run_dir, "metrics.jsonl")):
             raise ClientError(f"{a.run_dir}/metrics.jsonl does not exist: not a llamaft run folder")
+        f.lock(wait=lambda: False)
         f.open()
         n = f.log(Tail(os.path.join(a.run_dir, "metrics.jsonl")).read())
         print(f"llamaft track: logged {n} new steps", flush=True)
