@@ -201,10 +201,11 @@ class WandbSink:
                     "`wandb sync` from a login node")
             raise ClientError(f"wandb.init failed ({type(e).__name__}: {e}); {hint}") from e
 
-    def log_step(self, step, metrics, texts):
-        data = dict(metrics)
-        data.update(texts)
-        self.run.log(data, step=step)
+    def log_steps(self, steps):
+        for step, metrics, texts in steps:
+            data = dict(metrics)
+            data.update(texts)
+            self.run.log(data, step=step)
 
     def log_artifact(self, path, kind):
         art = self.wandb.Artifact(re.sub(r"[^A-Za-z0-9._-]", "-", f"{self.run.name}-{kind}"), type="model")
@@ -282,13 +283,15 @@ class MlflowSink:
         except Exception as e:  # noqa: BLE001
             raise ClientError(f"MLflow at {uri} failed ({type(e).__name__}: {e})") from e
 
-    def log_step(self, step, metrics, texts):
+    def log_steps(self, steps):
+        # One log_batch (one store transaction) for up to 1000 values of any number of steps.
         now = int(time.time() * 1000)
-        ms = [self.Metric(k, float(v), now, step) for k, v in metrics.items()]
+        ms = [self.Metric(k, float(v), now, step) for step, metrics, _ in steps for k, v in metrics.items()]
         for i in range(0, len(ms), 1000):
             self.client.log_batch(self.run_id, metrics=ms[i:i + 1000])
-        for k, v in texts.items():
-            self.client.log_text(self.run_id, v, f"samples/step_{step:06d}_{k.rsplit('/', 1)[-1]}.txt")
+        for step, _, texts in steps:
+            for k, v in texts.items():
+                self.client.log_text(self.run_id, v, f"samples/step_{step:06d}_{k.rsplit('/', 1)[-1]}.txt")
 
     def log_artifact(self, path, kind):
         self.client.log_artifacts(self.run_id, path, artifact_path=kind)
@@ -372,15 +375,16 @@ class Follower:
             else:
                 metrics.update(numbers(rec))
             marks.append(c)
-        for step in sorted(steps):
-            metrics, texts, marks = steps[step]
+        order = sorted(steps)
+        for i in range(0, len(order), 200):  # the state is saved after each chunk: a failed replay resumes there
+            chunk = order[i:i + 200]
             try:
-                self.sink.log_step(step, metrics, texts)
+                self.sink.log_steps([(step, steps[step][0], steps[step][1]) for step in chunk])
             except Exception as e:  # noqa: BLE001
-                raise ClientError(f"logging step {step} failed ({type(e).__name__}: {e})") from e
-            for kind, key in marks:
-                self.state.mark(kind, key)
-        if steps:
+                raise ClientError(f"logging steps {chunk[0]}-{chunk[-1]} failed ({type(e).__name__}: {e})") from e
+            for step in chunk:
+                for kind, key in steps[step][2]:
+                    self.state.mark(kind, key)
             self.state.save()
         return len(steps)
 
@@ -408,6 +412,10 @@ class Follower:
 
 
 def follow(f, parent_pid, poll_s):
+    try:
+        os.nice(10)  # the ranks' cores come first: the client's start-up (imports, MLflow's schema) is seconds of CPU
+    except OSError:
+        pass
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
