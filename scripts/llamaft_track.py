@@ -29,6 +29,7 @@ they win over RUN_DIR/config.cfg.
 """
 import argparse
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -227,9 +228,7 @@ class MlflowSink:
     name = "mlflow"
 
     def __init__(self, run_dir, settings, state, run_cfg, run_info):
-        uri = settings["tracker.uri"] or os.environ.get("MLFLOW_TRACKING_URI", "")
-        if not uri:
-            uri = "sqlite:///" + os.path.abspath(os.path.join(run_dir, "tracker", "mlflow.db"))
+        uri = settings["tracker.uri"]
         if uri.startswith("file:") or "://" not in uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file stores without it
         try:
@@ -317,7 +316,15 @@ class Follower:
         self.run_cfg.update(overrides)
         self.warn_stream = os.fdopen(warn_fd, "w", buffering=1) if warn_fd is not None else sys.stderr
         self.tracker = self.settings["output.tracker"]
-        self.state = State(os.path.join(run_dir, "tracker", f"{self.tracker}.json"))
+        state_name = f"{self.tracker}.json"
+        if self.tracker == "mlflow":
+            # One state per MLflow store: replaying into another store (a server, later) is a new run there.
+            default = "sqlite:///" + os.path.abspath(os.path.join(run_dir, "tracker", "mlflow.db"))
+            uri = self.settings["tracker.uri"] or os.environ.get("MLFLOW_TRACKING_URI", "") or default
+            self.settings["tracker.uri"] = uri
+            if uri != default:
+                state_name = f"mlflow-{hashlib.sha1(uri.encode()).hexdigest()[:8]}.json"
+        self.state = State(os.path.join(run_dir, "tracker", state_name))
         self.sink = None
 
     def warn(self, msg):
@@ -480,9 +487,14 @@ def main():
         # summary.json is written when training completes; until then the run stays resumable.
         f.close(os.path.exists(os.path.join(a.run_dir, "summary.json")))
         return 0
-    except ClientError as e:
+    except Exception as e:  # noqa: BLE001  (a bug here must not cost more than a warning either)
+        if not isinstance(e, ClientError):
+            import traceback
+            traceback.print_exc(file=sys.stdout)
+            where = f"in {a.run_dir}/tracker/follower.log" if a.mode == "follow" else "above"
+            e = f"internal error ({type(e).__name__}: {e}; traceback {where})"
         after = (f"replay it later with `llamaft track {a.run_dir}`" if a.mode == "follow" else
-                 f"what was logged is recorded in {a.run_dir}/tracker/{f.tracker}.json; running it again continues")
+                 f"what was logged is recorded in {f.state.path}; running it again continues")
         f.warn(f"{e}; training goes on without {f.tracker}; {after}" if a.mode == "follow" else f"{e}; {after}")
         return EXIT_CLIENT
 

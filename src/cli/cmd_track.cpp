@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace llamaft {
 
 int run_track(const Config& cfg) {
   const std::string dir = cfg.get_string("output.dir");
+  LLAMAFT_REQUIRE(std::ifstream(dir + "/metrics.jsonl").good(), "llamaft track: '", dir,
+                  "' has no metrics.jsonl: not a llamaft train output.dir");
   Config run_cfg;
   try {
     run_cfg.load_file(dir + "/config.cfg");

@@ -114,9 +114,10 @@ def mlflow_case(runs, py):
     if not check(len(found) == 1, f"MLflow holds one run for the two jobs ({len(found)})"):
         return
     run = found[0]
-    state = json.load(open(f"{out}/tracker/mlflow.json"))
-    check(run.info.run_id == state["run_id"] and run.info.status == "FINISHED",
-          f"it is the run of tracker/mlflow.json, {run.info.status}")
+    states = glob.glob(f"{out}/tracker/mlflow*.json")
+    state = json.load(open(states[0]))
+    check(len(states) == 1 and run.info.run_id == state["run_id"] and run.info.status == "FINISHED",
+          f"it is the run of {[os.path.basename(p) for p in states]}, {run.info.status}")
     train, val = metrics_by_step(out)
     bad, n = [], 0
     for lines in (train, val):
@@ -140,6 +141,17 @@ def mlflow_case(runs, py):
           "run_info.json is tags; job 2's changed train.exit_after_steps is a tag")
     arts = [a.path for a in c.list_artifacts(run.info.run_id, "model")]
     check("model/model.safetensors" in arts, f"the model folder is an artifact ({arts})")
+
+    # The same run copied into another store (a server, later) is a new run there, with every step.
+    uri3 = f"sqlite:///{runs.w}/copy.db"
+    r = subprocess.run([runs.a.llamaft, "track", out, "--uri", uri3, "--python", py], capture_output=True, text=True,
+                       env=ENV)
+    c3 = MlflowClient(tracking_uri=uri3)
+    found = c3.search_runs([c3.get_experiment_by_name("roundtrip").experiment_id]) if r.returncode == 0 else []
+    hist = sorted((h.step, h.value) for h in c3.get_metric_history(found[0].info.run_id, "grad_norm")) if found else []
+    check(len(found) == 1 and hist == [(s, m["grad_norm"]) for s, m in sorted(train.items())],
+          f"`llamaft track RUN_DIR --uri OTHER` copies the followed run into another store ({len(hist)} steps)"
+          + ("" if r.returncode == 0 else r.stderr[-500:]))
 
     # Replay: a run trained without a tracker, logged after the fact, twice.
     plain = f"{runs.w}/plain_run"
