@@ -2,7 +2,7 @@
 # Installs everything llamaft's build, tests and demo need on Debian 12.
 # Idempotent: runs apt-get only when a package is missing.
 #   scripts/install-deps.sh           build + demo dependencies
-#   scripts/install-deps.sh --tests   also the Python reference environment
+#   scripts/install-deps.sh --tests   also the Python reference and tracker environments
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -40,4 +40,6 @@ if [ "${1:-}" = "--tests" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
   fi
   "$here/setup_python_env.sh"
+  # The W&B and MLflow clients of the tracker tests (~35 s, ~245 MB; no torch).
+  "$here/setup_tracker_env.sh"
 fi

@@ -23,6 +23,7 @@ struct Command {
   std::vector<FlagAlias> flags;
   std::vector<std::string> required;
   int (*run)(const Config& cfg) = nullptr;
+  std::string positional = "";  // a key that one bare argument sets ("" : none), e.g. `track RUN_DIR`
 };
 
 const std::vector<Command>& all_commands();
@@ -39,5 +40,6 @@ int run_merge(const Config& cfg);
 int run_init(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_generate(const Config& cfg);
+int run_track(const Config& cfg);
 
 }  // namespace llamaft

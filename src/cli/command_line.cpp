@@ -66,6 +66,14 @@ const std::vector<Command>& all_commands() {
         {"json", "generate.json", true}, {"threads", "runtime.threads"}},
        {"model.path"},
        run_generate},
+      {"track", "log a run folder to W&B or MLflow after the fact, or finish one the follower left",
+       "RUN_DIR [--tracker wandb|mlflow --mode offline|online --uri URI --project P --python PY --artifact]",
+       {{"tracker", "output.tracker"}, {"project", "tracker.project"}, {"run-name", "tracker.run_name"},
+        {"entity", "tracker.entity"}, {"mode", "tracker.mode"}, {"uri", "tracker.uri"},
+        {"python", "tracker.python"}, {"artifact", "tracker.log_artifact", true}},
+       {"output.dir"},
+       run_track,
+       "output.dir"},
   };
   return commands;
 }
@@ -115,7 +123,9 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
   try {
     // No prefix guessing: a truncated key is a typo, not an abbreviation.
     const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
-    po::store(po::command_line_parser(args).options(all).style(style).run(), vm);
+    po::positional_options_description positional;
+    if (!cmd.positional.empty()) positional.add(cmd.positional.c_str(), 1);
+    po::store(po::command_line_parser(args).options(all).positional(positional).style(style).run(), vm);
   } catch (const po::unknown_option& e) {
     std::string name = e.get_option_name();
     while (!name.empty() && name[0] == '-') name.erase(0, 1);

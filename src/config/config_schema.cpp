@@ -1,5 +1,5 @@
 // Every configuration key llamaft accepts, documented where it is defined.
-// Sections: [model] [data] [init] [eval] [generate] [runtime].
+// Sections: [model] [data] [init] [eval] [generate] [tracker] [runtime].
 #include "config/config.hpp"
 
 namespace llamaft {
@@ -130,6 +130,29 @@ ConfigSchema build() {
   s.add(key("output.tensorboard", KeyType::kBool, "false",
             "also write TensorBoard event files to output.dir/tensorboard (metrics.jsonl stays the source of truth)"));
   s.add(key("output.progress", KeyType::kBool, "true", "live progress line when stderr is a terminal"));
+  s.add(choice_key("output.tracker", "none",
+                   "also log the run to Weights & Biases or MLflow: rank 0 starts scripts/llamaft_track.py, which "
+                   "tails metrics.jsonl with the official Python client (see [tracker]); never fatal",
+                   {"none", "wandb", "mlflow"}));
+
+  s.add(key("tracker.project", KeyType::kString, "llamaft", "W&B project, or MLflow experiment name"));
+  s.add(key("tracker.run_name", KeyType::kString, "", "display name of the run (default: the output.dir folder name)"));
+  s.add(key("tracker.entity", KeyType::kString, "", "W&B entity (user or team; default: the API key's)"));
+  s.add(choice_key("tracker.mode", "offline",
+                   "W&B: offline writes output.dir/wandb/offline-run-* for `wandb sync` from a login node; online "
+                   "needs the network on the node of rank 0",
+                   {"offline", "online"}));
+  s.add(key("tracker.uri", KeyType::kString, "",
+            "MLflow tracking URI: http(s)://server, sqlite:///path.db, file:/path (default: MLFLOW_TRACKING_URI, "
+            "else sqlite:///output.dir/tracker/mlflow.db)"));
+  s.add(key("tracker.python", KeyType::kString, "python3",
+            "Python that runs the follower and has the wandb or mlflow client (e.g. .venv-tracker/bin/python from "
+            "scripts/setup_tracker_env.sh)"));
+  s.add(key("tracker.script", KeyType::kString, "", "the follower script (default: scripts/llamaft_track.py of this llamaft)"));
+  s.add(key("tracker.log_artifact", KeyType::kBool, "false",
+            "at the end, log output.dir/adapter or output.dir/model as an artifact (W&B copies it into its run folder)"));
+  s.add(float_key("tracker.finish_timeout_s", "60",
+                  "at exit, seconds rank 0 waits for the follower to log the last lines; past that it goes on alone", 0));
 
   s.add(key("checkpoint.dir", KeyType::kString, "", "checkpoint folder (default: output.dir/checkpoints)"));
   s.add(int_key("checkpoint.every_steps", "0", "save every N steps (0: only at the end and on signals)", 0));

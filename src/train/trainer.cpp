@@ -72,6 +72,7 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   const char* restarts = std::getenv("SLURM_RESTART_COUNT");
   restarts_ = restarts ? std::atoll(restarts) : 0;
   write_run_info(cfg);
+  tracker_ = std::make_unique<TrackerFollower>(cfg, settings_.out_dir, lead_);
   progress_ = std::make_unique<Progress>(lead_ && settings_.progress, settings_.steps);
   device_batch_ = std::make_unique<DeviceBatch>(*backend_);
 }
@@ -386,6 +387,7 @@ int Trainer::train() {
   if (policy_.save_at_end(state_.step)) save_checkpoint();
   write_summary(seconds_since(train_start));
   if (settings_.export_model) export_result();
+  tracker_->finish();
   return kExitOk;
 }
 

@@ -25,6 +25,7 @@
 #include "train/metrics.hpp"
 #include "train/progress.hpp"
 #include "train/settings.hpp"
+#include "train/tracker.hpp"
 
 namespace llamaft {
 
@@ -82,6 +83,7 @@ class Trainer {
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<DeviceBatch> device_batch_;
+  std::unique_ptr<TrackerFollower> tracker_;  // output.tracker: W&B or MLflow beside the run (never fatal)
 };
 
 }  // namespace llamaft
