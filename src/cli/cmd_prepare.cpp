@@ -126,13 +126,77 @@ Rendered render_record(const json& j, const std::string& format, const Tokenizer
   return r;
 }
 
-}  // namespace
+// Documents into the train/val splits: truncation, the dropped-document
+// rule, the seeded split, and packing into seq_len rows.
+class SplitWriter {
+ public:
+  SplitWriter(const std::string& out_dir, int seq_len, bool pack, double val_fraction)
+      : seq_len_(seq_len), pack_(pack), val_fraction_(val_fraction), train_(out_dir + "/train") {
+    if (val_fraction > 0) val_ = std::make_unique<PreparedWriter>(out_dir + "/val");
+  }
 
-int run_prepare(const Config& cfg) {
-  const auto t0 = std::chrono::steady_clock::now();
+  void add(Rendered r, const std::string& where, Stats& st, std::vector<std::string>& errors) {
+    if (static_cast<int>(r.ids.size()) > seq_len_) {
+      st.truncated_documents++;
+      st.truncated_tokens += static_cast<int64_t>(r.ids.size()) - seq_len_;
+      r.ids.resize(seq_len_);
+      r.labels.resize(seq_len_);
+    }
+    int64_t trained = 0;
+    for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != rowmath::kIgnoreIndex;
+    if (trained == 0) {  // e.g. a prompt longer than seq_len: nothing left to learn
+      st.dropped_documents++;
+      errors.push_back(where + ": dropped, no trained token within seq_len " + std::to_string(seq_len_));
+      return;
+    }
+    st.documents++;
+    st.target_tokens += trained;
+    Rng split_rng(0x5917, static_cast<uint64_t>(doc_index_++));
+    const int split = val_ && split_rng.uniform() < val_fraction_ ? 1 : 0;
+    if (!pack_) {
+      writer(split).add_row(r.ids, r.labels, {});
+      return;
+    }
+    Pack& p = packs_[split];
+    if (p.ids.size() + r.ids.size() > static_cast<size_t>(seq_len_)) flush(split);
+    const int32_t start = static_cast<int32_t>(p.ids.size());
+    p.ids.insert(p.ids.end(), r.ids.begin(), r.ids.end());
+    p.labels.insert(p.labels.end(), r.labels.begin(), r.labels.end());
+    p.docs.insert(p.docs.end(), r.ids.size(), start);
+  }
+
+  void flush_all() {
+    flush(0);
+    if (val_) flush(1);
+  }
+  PreparedWriter& train() { return train_; }
+  PreparedWriter* val() { return val_.get(); }
+
+ private:
+  struct Pack {
+    std::vector<int32_t> ids, labels, docs;
+  };
+  PreparedWriter& writer(int split) { return split ? *val_ : train_; }
+  void flush(int split) {
+    Pack& p = packs_[split];
+    if (p.ids.empty()) return;
+    writer(split).add_row(p.ids, p.labels, p.docs);
+    p = Pack{};
+  }
+
+  int seq_len_;
+  bool pack_;
+  double val_fraction_;
+  PreparedWriter train_;
+  std::unique_ptr<PreparedWriter> val_;
+  Pack packs_[2];  // the row being packed, per split
+  int64_t doc_index_ = 0;
+};
+
+// The tokenizer `prepare` needs: none for token data (ids are checked
+// against the model at train time), else --tokenizer or the model's.
+std::unique_ptr<Tokenizer> prepare_tokenizer(const Config& cfg, const std::string& format) {
   const std::string tok_path = cfg.get_string("model.tokenizer");
-  const std::string format = cfg.get_string("prepare.format");
-  // Token data needs no tokenizer (ids are checked against the model at train time).
   const bool need_tok = format != "tokens";
   LLAMAFT_REQUIRE(!need_tok || !tok_path.empty() || !cfg.get_string("model.path").empty(),
                   "prepare: pass --tokenizer PATH (tokenizer.model or tokenizer.json)");
@@ -140,6 +204,28 @@ int run_prepare(const Config& cfg) {
   if (need_tok || !tok_path.empty() || !cfg.get_string("model.path").empty())
     tok = load_tokenizer(tok_path, cfg.get_string("model.path"));
   LLAMAFT_REQUIRE(tok || !need_tok, "prepare: no tokenizer found next to the model; pass --tokenizer PATH");
+  return tok;
+}
+
+void report_errors(const std::vector<std::string>& errors, const Stats& st, const Config& cfg,
+                   const std::string& inputs_list) {
+  for (size_t i = 0; i < errors.size() && i < 20; ++i) std::cerr << "prepare: " << errors[i] << "\n";
+  if (errors.size() > 20) std::cerr << "prepare: ... and " << errors.size() - 20 << " more\n";
+  const int64_t total = st.documents + st.bad_rows + st.dropped_documents;
+  const double bad_fraction = total ? static_cast<double>(st.bad_rows) / static_cast<double>(total) : 1.0;
+  LLAMAFT_REQUIRE(st.documents > 0, "prepare: no usable rows in ", inputs_list);
+  LLAMAFT_REQUIRE(bad_fraction <= cfg.get_float("prepare.max_bad_fraction"), "prepare: ", st.bad_rows, " of ", total,
+                  " rows are bad (", 100 * bad_fraction, "%), over prepare.max_bad_fraction = ",
+                  cfg.get_float("prepare.max_bad_fraction"), "; fix the input or raise the limit");
+}
+
+}  // namespace
+
+int run_prepare(const Config& cfg) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string tok_path = cfg.get_string("model.tokenizer");
+  const std::string format = cfg.get_string("prepare.format");
+  const std::unique_ptr<Tokenizer> tok = prepare_tokenizer(cfg, format);
   const Template tmpl = parse_template(cfg.get_string("prepare.template"));
   const int seq_len = static_cast<int>(cfg.get_int("prepare.seq_len"));
   const bool pack = cfg.get_bool("prepare.pack");
@@ -147,7 +233,7 @@ int run_prepare(const Config& cfg) {
   const double val_fraction = cfg.get_float("prepare.val_fraction");
   const std::string out_dir = cfg.get_string("prepare.output");
   const bool tty = isatty(STDERR_FILENO);
-  std::string inputs_list = cfg.get_string("prepare.input");
+  const std::string inputs_list = cfg.get_string("prepare.input");
 
   std::vector<std::string> inputs;
   std::stringstream ss(inputs_list);
@@ -156,23 +242,11 @@ int run_prepare(const Config& cfg) {
   LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
 
   make_directories(out_dir);
-  PreparedWriter train(out_dir + "/train");
-  std::unique_ptr<PreparedWriter> val;
-  if (val_fraction > 0) val = std::make_unique<PreparedWriter>(out_dir + "/val");
-
+  SplitWriter splits(out_dir, seq_len, pack, val_fraction);
+  PreparedWriter& train = splits.train();
+  PreparedWriter* val = splits.val();
   Stats st;
   std::vector<std::string> errors;
-  // Packing buffers, one per split.
-  struct Pack {
-    std::vector<int32_t> ids, labels, docs;
-  } packs[2];
-  auto flush = [&](int split) {
-    Pack& p = packs[split];
-    if (p.ids.empty()) return;
-    (split ? *val : train).add_row(p.ids, p.labels, p.docs);
-    p = Pack{};
-  };
-  int64_t doc_index = 0;
   for (const auto& path : inputs) {
     for (auto& [where, rec] : read_records(path, format, st, errors)) {
       Rendered r;
@@ -183,49 +257,15 @@ int run_prepare(const Config& cfg) {
         st.bad_rows++;
         continue;
       }
-      if (static_cast<int>(r.ids.size()) > seq_len) {
-        st.truncated_documents++;
-        st.truncated_tokens += static_cast<int64_t>(r.ids.size()) - seq_len;
-        r.ids.resize(seq_len);
-        r.labels.resize(seq_len);
-      }
-      int64_t trained = 0;
-      for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != rowmath::kIgnoreIndex;
-      if (trained == 0) {  // e.g. a prompt longer than seq_len: nothing left to learn
-        st.dropped_documents++;
-        errors.push_back(where + ": dropped, no trained token within seq_len " + std::to_string(seq_len));
-        continue;
-      }
-      st.documents++;
-      st.target_tokens += trained;
-      Rng split_rng(0x5917, static_cast<uint64_t>(doc_index++));
-      const int split = val && split_rng.uniform() < val_fraction ? 1 : 0;
-      if (!pack) {
-        (split ? *val : train).add_row(r.ids, r.labels, {});
-      } else {
-        Pack& p = packs[split];
-        if (p.ids.size() + r.ids.size() > static_cast<size_t>(seq_len)) flush(split);
-        const int32_t start = static_cast<int32_t>(p.ids.size());
-        p.ids.insert(p.ids.end(), r.ids.begin(), r.ids.end());
-        p.labels.insert(p.labels.end(), r.labels.begin(), r.labels.end());
-        p.docs.insert(p.docs.end(), r.ids.size(), start);
-      }
+      splits.add(std::move(r), where, st, errors);
       if (tty && st.documents % 1000 == 0)
         std::fprintf(stderr, "\rprepare: %lld documents, %lld tokens", static_cast<long long>(st.documents),
                      static_cast<long long>(train.tokens()));
     }
   }
-  flush(0);
-  if (val) flush(1);
+  splits.flush_all();
   if (tty) std::fprintf(stderr, "\n");
-  for (size_t i = 0; i < errors.size() && i < 20; ++i) std::cerr << "prepare: " << errors[i] << "\n";
-  if (errors.size() > 20) std::cerr << "prepare: ... and " << errors.size() - 20 << " more\n";
-  const int64_t total = st.documents + st.bad_rows + st.dropped_documents;
-  const double bad_fraction = total ? static_cast<double>(st.bad_rows) / static_cast<double>(total) : 1.0;
-  LLAMAFT_REQUIRE(st.documents > 0, "prepare: no usable rows in ", inputs_list);
-  LLAMAFT_REQUIRE(bad_fraction <= cfg.get_float("prepare.max_bad_fraction"), "prepare: ", st.bad_rows, " of ", total,
-                  " rows are bad (", 100 * bad_fraction, "%), over prepare.max_bad_fraction = ",
-                  cfg.get_float("prepare.max_bad_fraction"), "; fix the input or raise the limit");
+  report_errors(errors, st, cfg, inputs_list);
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::string tok_file =

@@ -31,27 +31,34 @@ KeySpec choice_key(std::string k, std::string def, std::string help, std::vector
   return s;
 }
 
-ConfigSchema build() {
-  ConfigSchema s;
+void add_model_keys(ConfigSchema& s) {
   s.add(key("model.path", KeyType::kString, "", "Hugging Face model directory (config.json + safetensors)"));
   s.add(key("model.adapter", KeyType::kString, "", "a PEFT LoRA adapter folder applied on top (eval, generate, merge)"));
   s.add(key("model.tokenizer", KeyType::kString, "",
             "tokenizer.model path (default: tokenizer.model next to the model)"));
+}
 
+void add_data_keys(ConfigSchema& s) {
   s.add(key("data.path", KeyType::kString, "", "dataset file (JSONL with input_ids and optional labels)"));
   s.add(choice_key("data.format", "auto", "dataset format: tokens (JSONL), prepared (a `llamaft prepare` split "
                    "folder), auto (prepared when data.path is a folder)", {"auto", "tokens", "prepared"}));
   s.add(key("data.val_path", KeyType::kString, "", "validation split (default: DIR/val next to a prepared DIR/train)"));
   s.add(int_key("data.seq_len", "256", "sequence length; longer rows are truncated (and counted)", 2, 1 << 20));
+}
 
+void add_init_keys(ConfigSchema& s) {
   s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
   s.add(int_key("init.seed", "0", "random seed for the initial weights", 0));
   s.add(key("init.output", KeyType::kString, "", "output directory for the new model"));
   s.add(choice_key("init.dtype", "float32", "dtype of the written safetensors (float32|fp32, bfloat16|bf16)",
                    {"float32", "bfloat16"}));
+}
 
+void add_eval_keys(ConfigSchema& s) {
   s.add(int_key("eval.batch_size", "8", "rows per forward pass", 1, 1 << 20));
+}
 
+void add_generate_keys(ConfigSchema& s) {
   s.add(key("generate.prompt", KeyType::kString, "", "prompt text (needs a tokenizer)"));
   s.add(key("generate.prompt_ids", KeyType::kString, "", "prompt as comma-separated token ids"));
   s.add(int_key("generate.max_new_tokens", "64", "tokens to generate at most", 1, 1 << 20));
@@ -64,10 +71,14 @@ ConfigSchema build() {
   s.add(key("generate.system", KeyType::kString, "", "system message (with a chat template)"));
   s.add(key("generate.stop_ids", KeyType::kString, "", "extra stop token ids, comma-separated"));
   s.add(key("generate.stop_at_eos", KeyType::kBool, "true", "stop at the model's EOS token(s)"));
+}
 
+void add_data_order_keys(ConfigSchema& s) {
   s.add(key("data.shuffle", KeyType::kBool, "false",
             "false: step s reads rows s*G..(s+1)*G-1 in file order; true: a seeded permutation per epoch"));
+}
 
+void add_train_keys(ConfigSchema& s) {
   s.add(int_key("train.global_batch_size", "8", "rows per optimizer step, over all ranks (Megatron's G)", 1));
   s.add(int_key("train.micro_batch_size", "1", "rows per forward/backward on one rank", 1));
   s.add(int_key("train.steps", "10", "optimizer steps to run", 1));
@@ -98,7 +109,9 @@ ConfigSchema build() {
   s.add(key("train.sample_prompts", KeyType::kString, "", "prompts as token ids: '1,12,13;1,15,16' (';' separates prompts)"));
   s.add(int_key("train.sample_max_new_tokens", "16", "tokens generated per sample", 1, 4096));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
+}
 
+void add_finetune_keys(ConfigSchema& s) {
   s.add(choice_key("finetune.method", "full",
                    "full: every weight trains; lora: low-rank adapters on a frozen base; qlora: lora over an NF4 "
                    "base (bitsandbytes' blocks of 64 with double quantization)",
@@ -118,12 +131,16 @@ ConfigSchema build() {
             "comma-separated modules: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj (or all)"));
   s.add(key("lora.rslora", KeyType::kBool, "false", "rank-stabilised scaling alpha/sqrt(r)"));
   s.add(key("lora.init_from", KeyType::kString, "", "start from this PEFT adapter folder instead of fresh adapters"));
+}
 
+void add_fsdp_keys(ConfigSchema& s) {
   s.add(choice_key("fsdp.strategy", "full_shard", "sharding strategy",
                    {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard"}));
   s.add(int_key("fsdp.shard_group_size", "0", "hybrid_shard: ranks per shard group (0: ranks per node)", 0));
   s.add(key("fsdp.activation_checkpointing", KeyType::kBool, "false", "recompute each block in backward"));
+}
 
+void add_output_keys(ConfigSchema& s) {
   s.add(key("output.dir", KeyType::kString, "", "run folder: metrics.jsonl, config, exported model"));
   s.add(key("output.export", KeyType::kBool, "true", "write the trained model to output.dir/model at the end"));
   s.add(choice_key("output.export_dtype", "float32", "dtype of the exported safetensors", {"float32", "bfloat16"}));
@@ -134,7 +151,9 @@ ConfigSchema build() {
                    "also log the run to Weights & Biases or MLflow: rank 0 starts scripts/llamaft_track.py, which "
                    "tails metrics.jsonl with the official Python client (see [tracker]); never fatal",
                    {"none", "wandb", "mlflow"}));
+}
 
+void add_tracker_keys(ConfigSchema& s) {
   s.add(key("tracker.project", KeyType::kString, "llamaft", "W&B project, or MLflow experiment name"));
   s.add(key("tracker.run_name", KeyType::kString, "", "display name of the run (default: the output.dir folder name)"));
   s.add(key("tracker.entity", KeyType::kString, "", "W&B entity (user or team; default: the API key's)"));
@@ -153,7 +172,9 @@ ConfigSchema build() {
             "at the end, log output.dir/adapter or output.dir/model as an artifact (W&B copies it into its run folder)"));
   s.add(float_key("tracker.finish_timeout_s", "60",
                   "at exit, seconds rank 0 waits for the follower to log the last lines; past that it goes on alone", 0));
+}
 
+void add_checkpoint_keys(ConfigSchema& s) {
   s.add(key("checkpoint.dir", KeyType::kString, "", "checkpoint folder (default: output.dir/checkpoints)"));
   s.add(int_key("checkpoint.every_steps", "0", "save every N steps (0: only at the end and on signals)", 0));
   s.add(float_key("checkpoint.every_minutes", "0", "save when this many minutes passed since the last save (0: off)", 0));
@@ -167,7 +188,9 @@ ConfigSchema build() {
   s.add(key("checkpoint.allow_data_change", KeyType::kBool, "false",
             "resume even though data.path or data.seq_len differ from the checkpoint's (the data position, a row "
             "index, then points into the new data); the banner says so"));
+}
 
+void add_prepare_keys(ConfigSchema& s) {
   KeySpec inputs = key("prepare.input", KeyType::kString, "", "input files (JSONL, a JSON array, or .txt for text)");
   inputs.list = true;
   s.add(inputs);
@@ -183,17 +206,40 @@ ConfigSchema build() {
   s.add(key("tokenize.json_lines", KeyType::kBool, "false", "each input line is a JSON string"));
   s.add(key("tokenize.bos", KeyType::kBool, "false", "prepend the BOS id"));
   s.add(key("tokenize.decode", KeyType::kBool, "false", "also print the decoded text"));
+}
 
+void add_plan_keys(ConfigSchema& s) {
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
+}
 
+void add_runtime_keys(ConfigSchema& s) {
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
   s.add(float_key("runtime.comm_timeout_s", "600",
                   "cuda: seconds an NCCL collective may make no progress before the job is aborted with a message "
                   "naming the rank, host and collective (longer than any legitimate wait, e.g. a checkpoint write)",
                   1));
   s.add(int_key("runtime.threads", "0", "CPU threads per process (0: OMP_NUM_THREADS or all cores)", 0, 4096));
+}
+
+ConfigSchema build() {
+  ConfigSchema s;
+  add_model_keys(s);
+  add_data_keys(s);
+  add_init_keys(s);
+  add_eval_keys(s);
+  add_generate_keys(s);
+  add_data_order_keys(s);
+  add_train_keys(s);
+  add_finetune_keys(s);
+  add_fsdp_keys(s);
+  add_output_keys(s);
+  add_tracker_keys(s);
+  add_checkpoint_keys(s);
+  add_prepare_keys(s);
+  add_plan_keys(s);
+  add_runtime_keys(s);
   return s;
 }
 }  // namespace
