@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "backend/row_math.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/ignore_index.hpp"
 #include "core/util.hpp"
 #include "core/rng.hpp"
 #include "data/prepared_dataset.hpp"
@@ -190,7 +190,7 @@ int run_prepare(const Config& cfg) {
         r.labels.resize(seq_len);
       }
       int64_t trained = 0;
-      for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != rowmath::kIgnoreIndex;
+      for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != kIgnoreIndex;
       if (trained == 0) {  // e.g. a prompt longer than seq_len: nothing left to learn
         st.dropped_documents++;
         errors.push_back(where + ": dropped, no trained token within seq_len " + std::to_string(seq_len));

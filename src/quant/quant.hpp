@@ -29,8 +29,8 @@
 #include <string>
 #include <vector>
 
-#include "backend/row_math.hpp"  // LLAMAFT_HD
 #include "core/dtype.hpp"
+#include "core/host_device.hpp"
 #include "model/param_layout.hpp"
 
 namespace llamaft::quant {
