@@ -34,6 +34,12 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(float* p, float value, size_t n) = 0;
   virtual void synchronize() {}
+  // The stream this backend queues its work on (a cudaStream_t for CUDA), or
+  // nullptr when it computes synchronously on the host. The communicator
+  // registry (comm/registry.hpp) runs NCCL on it.
+  virtual void* native_stream() const { return nullptr; }
+  // The device's ordinal among those this process sees; -1 on the host.
+  virtual int device_ordinal() const { return -1; }
   // Bytes allocated through alloc_bytes: now, and the high-water mark.
   size_t live_bytes() const { return live_bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }
