@@ -8,11 +8,11 @@
 // record the format, the configs, the base model's fingerprint, the world
 // size and the strategy. Datasets are chunked with Fletcher-32 checksums.
 //
-// Commit protocol (see ../shared/RELIABILITY.md): write into
-// step_N.tmp.<job>, H5Fflush(GLOBAL) then close, agree with an all-reduce,
-// then rank 0 fsyncs the manifest, renames the folder, fsyncs the parent and
-// atomically replaces `latest`. A crash at any point leaves the previous
-// checkpoint intact.
+// Commit protocol (the README's "Checkpoints and preemption" section): write
+// into step_N.tmp.<job>, H5Fflush(GLOBAL) then close, agree with an
+// all-reduce, then rank 0 fsyncs the manifest, renames the folder, fsyncs the
+// parent and atomically replaces `latest`. A crash at any point leaves the
+// previous checkpoint intact.
 #pragma once
 
 #include <cstdint>
