@@ -11,8 +11,9 @@ parameters padded to a multiple of S, and L blocks:
   reduce-scatter (S > 1), bytes fed = 4 P_u per unit (tied embed: twice);
   all-reduce across replicas (R > 1) = 4 P_u / S per unit, once per step
     (micro-batches accumulate locally first, as DDP's no_sync);
-plus per step: 24 bytes of loss/token counts over the world and 8 bytes of
-gradient norm over the shard group. With train.param_dtype = bf16 the
+plus per step: 24 bytes of loss/token counts over the world, and over the
+shard group 8 bytes of gradient norm and 8 of the updated weights' norm (the
+finiteness check after AdamW). With train.param_dtype = bf16 the
 gathers carry bf16: ceil(P_u / S / 2) 4-byte words per gather.
 
 Usage: check_comm_volume.py --llamaft BIN --workdir DIR
@@ -54,7 +55,7 @@ def expected(cfg, strategy, world, group, micro, bf16=False):
     if R > 1:  # once per step, after local accumulation over the micro-batches; each unit once
         ar = sum(4 * p // S for p in [embed, head] + [block] * L)
     return {"all_gather_bytes": micro * ag, "reduce_scatter_bytes": micro * rs,
-            "all_reduce_bytes": ar + 24 + 8}
+            "all_reduce_bytes": ar + 24 + 8 + 8}
 
 
 def main():
