@@ -69,7 +69,7 @@ class CheckpointManager {
   // Collective over `comm`, the MPI communicator of every rank that holds
   // shards (the world). keep_last >= 2.
   CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last);
-  // The same over MPI_COMM_WORLD.
+  // The same over every rank (make_mpi_world_communicator()).
   CheckpointManager(std::string dir, int keep_last);
   ~CheckpointManager();
 
