@@ -1,6 +1,6 @@
 // Causal grouped-query attention, flash-attention style: tiles of queries
 // against tiles of keys in shared memory with an online softmax, so no T x T
-// matrix is ever materialised. Semantics are backend.hpp's AttnShape: query t
+// matrix is ever materialised. Semantics are backend/attn_shape.hpp's AttnShape: query t
 // sits at position q_offset + t and sees keys [doc_start or 0, q_offset+t].
 //
 // attention.cu: SIMT kernels computing in fp32 (128 threads, register
@@ -20,7 +20,7 @@
 
 #include <cstddef>
 
-#include "backend/backend.hpp"
+#include "backend/attn_shape.hpp"
 #include "core/dtype.hpp"
 
 namespace llamaft::cuda {

@@ -3,7 +3,7 @@
 // q_offset, and doc_start for packed documents). Device code only.
 #pragma once
 
-#include "backend/backend.hpp"
+#include "backend/attn_shape.hpp"
 #include "cuda_common.cuh"
 
 namespace llamaft::cuda {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "backend/attn_shape.hpp"
 #include "backend/row_math.hpp"
 #include "core/dtype.hpp"
 
@@ -19,21 +20,6 @@ namespace quant {
 class UnitCodec;
 struct DequantItem;
 }
-
-// Causal grouped-query attention over packed (token, head, head_dim) rows.
-// q: (B*Tq, ldq) with head h at column h*hd; k, v: (B*Tk, ldk) with kv head g
-// at column g*hd. Query t of row b sits at absolute position q_offset + t and
-// may attend to keys s <= q_offset + t (s >= doc_start[b*Tq + t] when
-// doc_start is given, for packed sequences).
-struct AttnShape {
-  int batch = 1;
-  int tq = 0, tk = 0;
-  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
-  int q_offset = 0;
-  int ldq = 0, ldk = 0, ldv = 0, ldo = 0;  // row strides in elements
-  float scale = 1.f;
-  const int32_t* doc_start = nullptr;      // (B*Tq) or null
-};
 
 class Backend {
  public:
@@ -48,6 +34,12 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(float* p, float value, size_t n) = 0;
   virtual void synchronize() {}
+  // The stream this backend queues its work on (a cudaStream_t for CUDA), or
+  // nullptr when it computes synchronously on the host. The communicator
+  // registry (comm/registry.hpp) runs NCCL on it.
+  virtual void* native_stream() const { return nullptr; }
+  // The device's ordinal among those this process sees; -1 on the host.
+  virtual int device_ordinal() const { return -1; }
   // Bytes allocated through alloc_bytes: now, and the high-water mark.
   size_t live_bytes() const { return live_bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }

@@ -16,6 +16,14 @@ bool cuda_backend_built() {
 #endif
 }
 
+int pick_device(const std::string& name, int local_rank) {
+#ifdef LLAMAFT_HAS_CUDA
+  // One GPU per rank.
+  if (name == "cuda") return pick_local_device(local_rank);
+#endif
+  return 0;
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
   if (name == "cpu") return make_cpu_backend();
   if (name == "cuda") {

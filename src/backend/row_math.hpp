@@ -1,21 +1,18 @@
 // Row and element math shared by the CPU backend and the CUDA kernels.
 // Everything here is a __host__ __device__ inline function, so the CPU tests
 // exercise exactly the arithmetic the GPU runs. No CUDA headers are needed:
-// LLAMAFT_HD expands to nothing in plain C++ builds.
+// LLAMAFT_HD (core/host_device.hpp) is plain inline in g++ builds.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LLAMAFT_HD __host__ __device__ __forceinline__
-#else
-#define LLAMAFT_HD inline
-#endif
+#include "core/host_device.hpp"
+#include "core/ignore_index.hpp"
 
 namespace llamaft::rowmath {
 
-constexpr int kIgnoreIndex = -100;
+using ::llamaft::kIgnoreIndex;  // rowmath::kIgnoreIndex, as the kernels spell it
 
 // SplitMix64's finaliser: a counter-based hash, so a dropout mask depends only
 // on its keys and never on the order or the device that computes it.

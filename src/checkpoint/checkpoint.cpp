@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
-#include <mpi.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "comm/mpi_comm.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
 #include "core/util.hpp"
@@ -63,9 +63,9 @@ H5Handle checked(hid_t id, herr_t (*closer)(hid_t), const std::string& what) {
   return H5Handle(id, closer);
 }
 
-H5Handle file_access() {
+H5Handle file_access(MPI_Comm comm) {
   H5Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate failed");
-  H5_CHECK(H5Pset_fapl_mpio(fapl.get(), MPI_COMM_WORLD, MPI_INFO_NULL), "cannot use MPI-IO");
+  H5_CHECK(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL), "cannot use MPI-IO");
   H5_CHECK(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), "cannot set format bounds");
   H5_CHECK(H5Pset_all_coll_metadata_ops(fapl.get(), true), "cannot set collective metadata reads");
   H5_CHECK(H5Pset_coll_metadata_write(fapl.get(), true), "cannot set collective metadata writes");
@@ -174,26 +174,6 @@ std::vector<std::pair<int64_t, std::string>> committed_steps(const std::string& 
   return out;
 }
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-// Every rank learns whether any rank failed, and the first failure's message.
-void agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error) {
-  int rank = world_rank(), size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  int first = failed ? rank : size;
-  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (first == size) return;
-  char buf[2048] = {0};
-  if (rank == first) std::snprintf(buf, sizeof(buf), "%s", message.c_str());
-  MPI_Bcast(buf, sizeof(buf), MPI_CHAR, first, MPI_COMM_WORLD);
-  if (as_checkpoint_error) throw CheckpointError(buf);
-  throw Error(buf);
-}
-
 }  // namespace
 
 std::string model_fingerprint(const std::string& model_dir) {
@@ -242,13 +222,30 @@ std::string model_fingerprint(const std::string& model_dir) {
   return buf;
 }
 
-CheckpointManager::CheckpointManager(std::string dir, int keep_last) : dir_(std::move(dir)), keep_last_(keep_last) {
+CheckpointManager::CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last)
+    : comm_(comm.duplicate()), dir_(std::move(dir)), keep_last_(keep_last) {
   LLAMAFT_REQUIRE(keep_last_ >= 2, "checkpoint.keep_last must be at least 2 (got ", keep_last_, ")");
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // our messages replace HDF5's stack dumps
 }
 
+CheckpointManager::~CheckpointManager() = default;
+
+void CheckpointManager::agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error) {
+  const int rank = comm_->rank(), size = comm_->size();
+  // The lowest failing rank r wins: the maximum of size - r (0 when none failed).
+  int64_t key = failed ? size - rank : 0;
+  comm_->all_reduce_max(&key, 1);
+  if (key == 0) return;
+  const int first = size - static_cast<int>(key);
+  char buf[2048] = {0};
+  if (rank == first) std::snprintf(buf, sizeof(buf), "%s", message.c_str());
+  comm_->broadcast(buf, sizeof(buf), first);
+  if (as_checkpoint_error) throw CheckpointError(buf);
+  throw Error(buf);
+}
+
 void CheckpointManager::remove_stale() {
-  if (world_rank() == 0) {
+  if (comm_->rank() == 0) {
     std::error_code ec;
     fs::create_directories(dir_, ec);
     for (const auto& e : fs::directory_iterator(dir_, ec)) {
@@ -259,14 +256,12 @@ void CheckpointManager::remove_stale() {
       }
     }
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  comm_->barrier();
 }
 
 std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int rank = world_rank();
-  int size = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int rank = comm_->rank(), size = comm_->size();
   // Never save a state that holds non-finite values.
   double sq = 0;
   for (int u = 0; u < fsdp.num_units(); ++u)
@@ -279,7 +274,7 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     const char* slurm = std::getenv("SLURM_JOB_ID");
     job = slurm ? std::atoll(slurm) : static_cast<long long>(getpid());
   }
-  MPI_Bcast(&job, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+  comm_->broadcast(&job, sizeof(job), 0);
   const std::string final_dir = dir_ + "/" + step_name(state.step);
   const std::string tmp_dir = final_dir + ".tmp." + std::to_string(job);
   if (rank == 0) {
@@ -288,13 +283,13 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     fs::create_directories(tmp_dir, ec);
     if (ec) std::fprintf(stderr, "cannot create %s: %s\n", tmp_dir.c_str(), ec.message().c_str());
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  comm_->barrier();
   const std::string path = tmp_dir + "/state.h5";
   const auto kill_step = fault::armed(fault::Point::kKillInSave);  // tests: SIGKILL mid-save
   const bool kill_me = kill_step && *kill_step == state.step && rank == size - 1;
 
   {
-    H5Handle fapl = file_access();
+    H5Handle fapl = file_access(comm_->native());
     H5Handle file = checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
                             str_cat("cannot create checkpoint file '", path, "'"));
     H5Handle dxpl = transfer(H5FD_MPIO_COLLECTIVE);
@@ -371,12 +366,12 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     write_attr_i64(f, "shuffle", id.shuffle ? 1 : 0);
     // HDF5 1.10's MPI-IO driver issues no fsync on close: flush first.
     H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing ", path);
-    uint64_t total = bytes;
-    MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
-    last_save_bytes_ = total;
+    double total = static_cast<double>(bytes);  // exact below 2^53 bytes
+    comm_->all_reduce_sum(&total, 1);
+    last_save_bytes_ = static_cast<uint64_t>(total);
   }
   // Every rank closed the file without error (a throw above brings all down).
-  MPI_Barrier(MPI_COMM_WORLD);
+  comm_->barrier();
   if (rank == 0) {
     fsync_path(path);
     {
@@ -404,7 +399,7 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     auto steps = committed_steps(dir_);
     for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  comm_->barrier();
   last_save_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return final_dir;
 }
@@ -424,7 +419,7 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
   const std::string path = ckpt_dir + "/state.h5";
   bool exists = fs::exists(path);
   agree_or_throw(!exists, str_cat("checkpoint '", ckpt_dir, "' has no state.h5"), true);
-  H5Handle fapl = file_access();
+  H5Handle fapl = file_access(comm_->native());
   const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   agree_or_throw(fid < 0, str_cat("checkpoint '", path, "' cannot be opened: truncated or not an HDF5 file"), true);
   H5Handle file(fid, H5Fclose);
@@ -459,7 +454,7 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
                         expect.data_path, "', ", now_seq,
                         ". Set checkpoint.allow_data_change = true to continue on other data from row ",
                         read_attr_i64(f, "global_batch_size", path), " x step, or checkpoint.resume = none"));
-  if (data_differs && world_rank() == 0)
+  if (data_differs && comm_->rank() == 0)
     std::cerr << "llamaft train: checkpoint.allow_data_change = true: resuming on data.path = '" << expect.data_path
               << "', data.seq_len = " << now_seq << " (the checkpoint was trained on '" << saved_data << "'"
               << (saved_seq.empty() ? "" : ", seq_len " + saved_seq) << ")\n";

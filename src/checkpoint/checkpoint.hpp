@@ -8,14 +8,19 @@
 // record the format, the configs, the base model's fingerprint, the world
 // size and the strategy. Datasets are chunked with Fletcher-32 checksums.
 //
-// Commit protocol (see ../shared/RELIABILITY.md): write into
-// step_N.tmp.<job>, H5Fflush(GLOBAL) then close, agree with an all-reduce,
-// then rank 0 fsyncs the manifest, renames the folder, fsyncs the parent and
-// atomically replaces `latest`. A crash at any point leaves the previous
-// checkpoint intact.
+// Commit protocol (the README's "Checkpoints and preemption" section): write
+// into step_N.tmp.<job>, H5Fflush(GLOBAL) then close, agree with an
+// all-reduce, then rank 0 fsyncs the manifest, renames the folder, fsyncs the
+// parent and atomically replaces `latest`. A crash at any point leaves the
+// previous checkpoint intact.
+//
+// Every collective goes through an MpiCommunicator (a duplicate of the one
+// given, so checkpoint traffic is not counted as FSDP's); MPI-IO opens the
+// file on its native MPI_Comm.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,10 +62,14 @@ class CheckpointError : public Error {
   explicit CheckpointError(const std::string& msg) : Error(msg, kExitBadCheckpoint) {}
 };
 
+class MpiCommunicator;
+
 class CheckpointManager {
  public:
-  // Collective over MPI_COMM_WORLD. keep_last >= 2.
-  CheckpointManager(std::string dir, int keep_last);
+  // Collective over `comm`, the MPI communicator of every rank that holds
+  // shards (the world). keep_last >= 2.
+  CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last);
+  ~CheckpointManager();
 
   // Rank 0 removes step_*.tmp.* folders left by crashed saves.
   void remove_stale();
@@ -79,6 +88,10 @@ class CheckpointManager {
   uint64_t last_save_bytes() const { return last_save_bytes_; }
 
  private:
+  // Every rank learns whether any rank failed, and the first failure's message.
+  void agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error);
+
+  std::unique_ptr<MpiCommunicator> comm_;
   std::string dir_;
   int keep_last_;
   double last_save_s_ = 0;

@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "backend/row_math.hpp"
+#include "core/ignore_index.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/util.hpp"
@@ -143,7 +143,7 @@ class SplitWriter {
       r.labels.resize(seq_len_);
     }
     int64_t trained = 0;
-    for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != rowmath::kIgnoreIndex;
+    for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != kIgnoreIndex;
     if (trained == 0) {  // e.g. a prompt longer than seq_len: nothing left to learn
       st.dropped_documents++;
       errors.push_back(where + ": dropped, no trained token within seq_len " + std::to_string(seq_len_));

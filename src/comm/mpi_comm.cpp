@@ -1,12 +1,10 @@
-// The MPI communicator: non-blocking MPI-3 collectives (MPI_Iallgather,
-// MPI_Ireduce_scatter_block) so FSDP can prefetch the next unit's gather.
-#include <mpi.h>
+// The MPI communicator (mpi_comm.hpp) and the process-wide MPI state.
+#include "comm/mpi_comm.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
-#include "comm/communicator.hpp"
 #include "core/error.hpp"
 
 #define MPI_CHECK(stmt)                                                                              \
@@ -45,79 +43,84 @@ class MpiRequest final : public Request {
   CommStats* stats_;
 };
 
-class MpiComm final : public Communicator {
- public:
-  MpiComm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &size_);
-  }
-  ~MpiComm() override {
-    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-  }
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  std::string name() const override { return "mpi"; }
-
-  RequestPtr all_gather(const float* in, float* out, size_t count) override {
-    MPI_Request req;
-    stats_.all_gather_bytes += count * sizeof(float);
-    stats_.calls++;
-    MPI_CHECK(MPI_Iallgather(in, checked(count), MPI_FLOAT, out, checked(count), MPI_FLOAT, comm_, &req));
-    return std::make_unique<MpiRequest>(req, &stats_);
-  }
-  RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) override {
-    MPI_Request req;
-    stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
-    stats_.calls++;
-    MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_FLOAT, MPI_SUM, comm_, &req));
-    return std::make_unique<MpiRequest>(req, &stats_);
-  }
-  void all_reduce_sum(float* data, size_t count) override {
-    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_FLOAT, MPI_SUM, comm_)); });
-    stats_.all_reduce_bytes += count * sizeof(float);
-  }
-  void all_reduce_sum(double* data, size_t count) override {
-    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_DOUBLE, MPI_SUM, comm_)); });
-    stats_.all_reduce_bytes += count * sizeof(double);
-  }
-  void all_reduce_max(int64_t* data, size_t count) override {
-    timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_INT64_T, MPI_MAX, comm_)); });
-    stats_.all_reduce_bytes += count * sizeof(int64_t);
-  }
-  void broadcast(void* data, size_t bytes, int root) override {
-    timed([&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
-  }
-  void barrier() override {
-    timed([&] { MPI_CHECK(MPI_Barrier(comm_)); });
-  }
-  std::unique_ptr<Communicator> split(int color, int key) override {
-    MPI_Comm sub;
-    MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
-    return std::make_unique<MpiComm>(sub, true);
-  }
-
- private:
-  static int checked(size_t count) {
-    LLAMAFT_CHECK(count <= static_cast<size_t>(INT32_MAX), "collective of ", count,
-                  " elements exceeds MPI's int count; split the unit");
-    return static_cast<int>(count);
-  }
-  template <typename F>
-  void timed(F&& f) {
-    const auto t0 = Clock::now();
-    f();
-    stats_.calls++;
-    stats_.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-  }
-  MPI_Comm comm_;
-  bool owned_;
-  int rank_ = 0, size_ = 1;
-};
+int checked(size_t count) {
+  LLAMAFT_CHECK(count <= static_cast<size_t>(INT32_MAX), "collective of ", count,
+                " elements exceeds MPI's int count; split the unit");
+  return static_cast<int>(count);
+}
 
 MpiWorld g_world;
 bool g_initialized_here = false;
 
 }  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+template <typename F>
+void MpiCommunicator::timed(F&& f) {
+  const auto t0 = Clock::now();
+  f();
+  stats_.calls++;
+  stats_.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::duplicate() const {
+  MPI_Comm dup;
+  MPI_CHECK(MPI_Comm_dup(comm_, &dup));
+  return std::make_unique<MpiCommunicator>(dup, true);
+}
+
+RequestPtr MpiCommunicator::all_gather(const float* in, float* out, size_t count) {
+  MPI_Request req;
+  stats_.all_gather_bytes += count * sizeof(float);
+  stats_.calls++;
+  MPI_CHECK(MPI_Iallgather(in, checked(count), MPI_FLOAT, out, checked(count), MPI_FLOAT, comm_, &req));
+  return std::make_unique<MpiRequest>(req, &stats_);
+}
+
+RequestPtr MpiCommunicator::reduce_scatter_sum(const float* in, float* out, size_t count) {
+  MPI_Request req;
+  stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
+  stats_.calls++;
+  MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_FLOAT, MPI_SUM, comm_, &req));
+  return std::make_unique<MpiRequest>(req, &stats_);
+}
+
+void MpiCommunicator::all_reduce_sum(float* data, size_t count) {
+  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_FLOAT, MPI_SUM, comm_)); });
+  stats_.all_reduce_bytes += count * sizeof(float);
+}
+
+void MpiCommunicator::all_reduce_sum(double* data, size_t count) {
+  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_DOUBLE, MPI_SUM, comm_)); });
+  stats_.all_reduce_bytes += count * sizeof(double);
+}
+
+void MpiCommunicator::all_reduce_max(int64_t* data, size_t count) {
+  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_INT64_T, MPI_MAX, comm_)); });
+  stats_.all_reduce_bytes += count * sizeof(int64_t);
+}
+
+void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+  timed([&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
+}
+
+void MpiCommunicator::barrier() {
+  timed([&] { MPI_CHECK(MPI_Barrier(comm_)); });
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  MPI_Comm sub;
+  MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  return std::make_unique<MpiCommunicator>(sub, true);
+}
 
 MpiWorld mpi_world() { return g_world; }
 
@@ -146,10 +149,12 @@ bool mpi_active() {
   return initialized && !finalized;
 }
 
-std::unique_ptr<Communicator> make_mpi_world_comm() {
+std::unique_ptr<MpiCommunicator> make_mpi_world_communicator() {
   LLAMAFT_CHECK(mpi_active(), "MPI is not initialised");
-  return std::make_unique<MpiComm>(MPI_COMM_WORLD, false);
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
 }
+
+std::unique_ptr<Communicator> make_mpi_world_comm() { return make_mpi_world_communicator(); }
 
 std::vector<std::string> all_hostnames() {
   int size = 1;

@@ -518,24 +518,6 @@ void NcclRequest::wait() {
 
 }  // namespace
 
-int pick_local_device(int local_rank) {
-  LLAMAFT_CHECK(local_rank >= 0, "local rank ", local_rank);
-  int count = 0;
-  const cudaError_t rc = cudaGetDeviceCount(&count);
-  if (rc != cudaSuccess || count <= 0) {
-    if (rc != cudaSuccess) cudaGetLastError();
-    LLAMAFT_FAIL(where_prefix(), "no CUDA device visible on host ", process_host(), " (",
-                 rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices",
-                 "); runtime.backend=cuda needs one GPU per rank: request GPUs for the job, check "
-                 "CUDA_VISIBLE_DEVICES, or use runtime.backend=cpu");
-  }
-  // More ranks than GPUs on a node: ranks share a device, which
-  // ncclCommInitRank rejects with its own message.
-  const int device = local_rank % count;
-  CUDA_CHECK(cudaSetDevice(device));
-  return device;
-}
-
 std::string nccl_library_version() {
   int code = 0;
   NCCL_CHECK(ncclGetVersion(&code));

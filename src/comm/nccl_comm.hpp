@@ -19,8 +19,8 @@
 // and ends the process once an operation is overdue by timeout_s plus a grace
 // of max(5 s, timeout_s / 4), so the launcher brings every rank down.
 //
-// Built only with the CUDA backend (LLAMAFT_HAS_CUDA): callers guard with it,
-// as the backend registry does.
+// Built only with the CUDA backend: comm/registry.cpp's
+// make_device_communicator is the one caller outside the tests.
 #pragma once
 
 #include <memory>
@@ -31,10 +31,6 @@
 struct CUstream_st;  // cudaStream_t is CUstream_st*
 
 namespace llamaft {
-
-// cudaSetDevice(local_rank % visible devices) and returns that device; a user
-// error naming the host when this process sees no CUDA device.
-int pick_local_device(int local_rank);
 
 // Every rank of MPI_COMM_WORLD, or this process alone when MPI is not up: the
 // ncclUniqueId comes from rank 0 over MPI_Bcast, then ncclCommInitRank on

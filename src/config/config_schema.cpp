@@ -211,6 +211,9 @@ void add_prepare_keys(ConfigSchema& s) {
 void add_plan_keys(ConfigSchema& s) {
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
+  s.add(int_key("plan.ranks_per_node", "8",
+                "ranks (GPUs) per node of the planned job: hybrid_shard's default shard group, as train takes it "
+                "from MPI's shared-memory split", 1, 1 << 20));
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
 }
 

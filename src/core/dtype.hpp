@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "backend/row_math.hpp"
+#include "core/host_device.hpp"
 
 namespace llamaft {
 

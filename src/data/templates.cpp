@@ -1,13 +1,13 @@
 #include "data/templates.hpp"
 
-#include "backend/row_math.hpp"
 #include "core/error.hpp"
+#include "core/ignore_index.hpp"
 
 namespace llamaft {
 
 namespace {
 
-constexpr int32_t kIgnore = rowmath::kIgnoreIndex;
+constexpr int32_t kIgnore = kIgnoreIndex;
 
 std::string strip(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "backend/row_math.hpp"
+#include "core/ignore_index.hpp"
 #include "core/error.hpp"
 #include "data/prepared_dataset.hpp"
 
@@ -54,7 +54,7 @@ TokenDataset load_token_jsonl(const std::string& path, int seq_len, int64_t voca
       LLAMAFT_REQUIRE(row.labels.size() == row.input_ids.size(), where, ": 'labels' has ",
                       row.labels.size(), " entries but 'input_ids' has ", row.input_ids.size());
       for (int32_t id : row.labels)
-        LLAMAFT_REQUIRE(id == rowmath::kIgnoreIndex || (id >= 0 && id < vocab_size), where,
+        LLAMAFT_REQUIRE(id == kIgnoreIndex || (id >= 0 && id < vocab_size), where,
                         ": label ", id, " is neither -100 nor a valid token id");
     } else {
       row.labels = row.input_ids;
@@ -78,7 +78,7 @@ HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
   const size_t n = static_cast<size_t>(b.batch) * seq_len;
   b.ids.assign(n, 0);
   b.positions.assign(n, 0);
-  b.targets.assign(n, rowmath::kIgnoreIndex);
+  b.targets.assign(n, kIgnoreIndex);
   bool packed = false;
   for (const TokenRow* row : rows) packed |= !row->doc_start.empty();
   if (packed) b.doc_start.assign(n, 0);
@@ -96,7 +96,7 @@ HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
       const bool same_doc = t + 1 < len && (!docs || row.doc_start[t + 1] == row.doc_start[t]);
       if (same_doc) {
         b.targets[i] = row.labels[t + 1];
-        b.target_tokens += row.labels[t + 1] != rowmath::kIgnoreIndex;
+        b.target_tokens += row.labels[t + 1] != kIgnoreIndex;
       }
     }
   }

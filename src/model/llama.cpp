@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "backend/row_math.hpp"
 #include "core/error.hpp"
+#include "core/ignore_index.hpp"
 
 namespace llamaft {
 
@@ -403,7 +403,7 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
   logits_.resize(be_, static_cast<size_t>(chunk) * vocab);
   std::vector<int32_t> host_targets(rows);
   be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
-  for (int t : host_targets) result.tokens += (t != rowmath::kIgnoreIndex);
+  for (int t : host_targets) result.tokens += (t != kIgnoreIndex);
   S* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
   const bool base_trains = !layout_.has_lora();
   float* dwlm = mode == HeadMode::kLossBackward && base_trains ? lm_head_grad(access) : nullptr;
@@ -418,7 +418,7 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
       be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(S));
       for (int r = 0; r < n; ++r) {
         const int tgt = host_targets[r0 + r];
-        if (tgt == rowmath::kIgnoreIndex) continue;
+        if (tgt == kIgnoreIndex) continue;
         const S* row = host_logits.data() + static_cast<size_t>(r) * vocab;
         const auto less = [](S p, S q) { return static_cast<float>(p) < static_cast<float>(q); };
         result.correct += (std::max_element(row, row + vocab, less) - row) == tgt;

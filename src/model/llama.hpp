@@ -79,8 +79,9 @@ class LlamaModel {
   bool bf16_storage() const { return opts_.bf16_storage; }
 
   // Forward and backward over one micro-batch. Gradients of
-  // loss_scale * sum(token NLL) accumulate into access.grads(). `tokens` is
-  // counted on the host from the targets passed in host_targets.
+  // loss_scale * sum(token NLL) accumulate into access.grads(). `tokens`
+  // (the targets that are not kIgnoreIndex) is counted on the host, from a
+  // copy of b.targets.
   LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale);
 
   // Forward only: per-token NLL sum and count (and accuracy when asked).

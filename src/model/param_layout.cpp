@@ -6,14 +6,6 @@
 
 namespace llamaft {
 
-const TensorSlot& Unit::slot(const std::string& suffix) const {
-  for (const auto& t : tensors)
-    if (t.hf_name.size() >= suffix.size() &&
-        t.hf_name.compare(t.hf_name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return t;
-  LLAMAFT_CHECK(false, "unit ", name, " has no tensor ending in ", suffix);
-}
-
 namespace {
 void add(Unit& u, std::string name, std::vector<int64_t> shape) {
   TensorSlot s{std::move(name), std::move(shape), u.numel};

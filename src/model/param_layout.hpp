@@ -1,6 +1,7 @@
-// How the model's parameters are grouped into flat buffers ("units"). Each
-// transformer block is one unit; so are the embeddings and the final norm
-// (+ lm_head when untied). FSDP shards and gathers whole units; the model
+// How the model's parameters are grouped into flat buffers ("units"; the
+// Unit and TensorSlot types live in tensor/flat_unit.hpp). Each transformer
+// block is one unit; so are the embeddings and the final norm (+ lm_head
+// when untied). FSDP shards and gathers whole units; the model
 // reads tensors out of a unit's flat buffer at fixed offsets.
 //
 // Block order inside a unit is chosen so that q,k,v are one contiguous
@@ -13,31 +14,9 @@
 #include <vector>
 
 #include "model/llama_config.hpp"
+#include "tensor/flat_unit.hpp"  // TensorSlot, Unit, UnitKind
 
 namespace llamaft {
-
-struct TensorSlot {
-  std::string hf_name;           // e.g. model.layers.3.self_attn.q_proj.weight
-  std::vector<int64_t> shape;
-  int64_t offset = 0;            // elements from the start of the unit
-  int64_t numel() const {
-    int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
-};
-
-enum class UnitKind { kEmbedding, kBlock, kHead, kLora };
-
-struct Unit {
-  UnitKind kind;
-  int layer = -1;                // block index for kBlock and kLora
-  std::string name;              // "embed", "layers.3", "head", "lora.3"
-  std::vector<TensorSlot> tensors;
-  int64_t numel = 0;
-  bool trainable = true;         // false: frozen base under LoRA (no grads, no optimizer state)
-  const TensorSlot& slot(const std::string& suffix) const;  // by name suffix
-};
 
 // The seven linear layers LoRA can adapt, in the order their adapters sit
 // in a LoRA unit.

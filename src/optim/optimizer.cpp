@@ -20,22 +20,22 @@ double learning_rate(const OptimizerConfig& c, int64_t step) {
   return c.min_lr + (c.lr - c.min_lr) * mult;
 }
 
-StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t step) {
+StepResult adamw_step(OptimizerShards& state, Backend& be, const OptimizerConfig& c, int64_t step) {
   StepResult r;
-  fsdp.sync_replicas();  // gradients accumulated locally over the micro-batches meet across replicas here
+  state.sync_replicas();  // gradients accumulated locally over the micro-batches meet across replicas here
   std::vector<const float*> grads;
   std::vector<size_t> sizes;
   std::vector<Backend::AdamWShard> shards;
-  for (int u = 0; u < fsdp.num_units(); ++u) {
-    if (!fsdp.trainable(u)) continue;  // a frozen base has no optimizer state
-    const size_t n = static_cast<size_t>(fsdp.geometry(u).shard_size);
-    grads.push_back(fsdp.grad_shard(u));
+  for (int u = 0; u < state.num_units(); ++u) {
+    if (!state.trainable(u)) continue;  // a frozen base has no optimizer state
+    const size_t n = static_cast<size_t>(state.shard_numel(u));
+    grads.push_back(state.grad_shard(u));
     sizes.push_back(n);
-    shards.push_back({fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u), fsdp.grad_shard(u), n});
+    shards.push_back({state.master(u), state.exp_avg(u), state.exp_avg_sq(u), state.grad_shard(u), n});
   }
   double sq = be.sum_squares_many(grads.data(), sizes.data(), static_cast<int>(grads.size()));
   // Shards are disjoint within a shard group and identical across replicas.
-  fsdp.shard_comm().all_reduce_sum(&sq, 1);
+  state.shard_comm().all_reduce_sum(&sq, 1);
   r.grad_norm = std::sqrt(sq);
   r.lr = learning_rate(c, step);
   r.finite = std::isfinite(r.grad_norm);
@@ -59,7 +59,7 @@ StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t
   std::vector<const float*> masters;
   for (const auto& s : shards) masters.push_back(s.p);
   double wsq = be.sum_squares_many(masters.data(), sizes.data(), static_cast<int>(masters.size()));
-  fsdp.shard_comm().all_reduce_sum(&wsq, 1);
+  state.shard_comm().all_reduce_sum(&wsq, 1);
   r.weights_finite = std::isfinite(wsq);
   return r;
 }

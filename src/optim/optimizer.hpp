@@ -1,14 +1,15 @@
 // AdamW with exactly torch.optim.AdamW's semantics, gradient clipping with
 // exactly torch.nn.utils.clip_grad_norm_'s, and the learning-rate schedules,
-// all applied to FSDP shards. The element math is rowmath::adamw_elem, shared
-// with the CUDA kernel.
+// all applied to sharded state through OptimizerShards (which Fsdp
+// implements). The element math is rowmath::adamw_elem, shared with the CUDA
+// kernel.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "backend/backend.hpp"
-#include "parallel/fsdp.hpp"
+#include "optim/optimizer_shards.hpp"
 
 namespace llamaft {
 
@@ -35,6 +36,7 @@ struct StepResult {
 
 // Global norm over all shards (sum over the shard communicator), clipping,
 // then AdamW on every shard. `step` is 0-based; bias correction uses step+1.
-StepResult adamw_step(Fsdp& fsdp, Backend& be, const OptimizerConfig& c, int64_t step);
+// An Fsdp converts to OptimizerShards&: adamw_step(fsdp, be, c, step).
+StepResult adamw_step(OptimizerShards& shards, Backend& be, const OptimizerConfig& c, int64_t step);
 
 }  // namespace llamaft

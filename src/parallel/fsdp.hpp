@@ -23,6 +23,7 @@
 #include "comm/communicator.hpp"
 #include "model/llama.hpp"
 #include "model/param_layout.hpp"
+#include "optim/optimizer_shards.hpp"
 #include "quant/quant.hpp"
 
 namespace llamaft {
@@ -56,7 +57,7 @@ inline void for_each_piece(const Unit& unit, const ShardGeometry& g, Fn&& fn) {
   }
 }
 
-class Fsdp final : public UnitAccess {
+class Fsdp final : public UnitAccess, public OptimizerShards {
  public:
   // base_quant (int8 or nf4): frozen block units are stored quantized (a
   // quant::UnitCodec over the shard ranks); their shards are the quantized
@@ -91,24 +92,27 @@ class Fsdp final : public UnitAccess {
   // hybrid_shard), once per step after the last micro-batch, as DDP's no_sync
   // accumulation does: micro-batches accumulate locally in between.
   // adamw_step calls it; a no-op with one replica or nothing pending.
-  void sync_replicas();
+  void sync_replicas() override;
 
   // ---- state ------------------------------------------------------------------------
   const ParamLayout& layout() const { return layout_; }
   const ShardGeometry& geometry(int unit) const { return geom_[unit]; }
-  int num_units() const { return static_cast<int>(geom_.size()); }
-  bool trainable(int unit) const { return layout_.units()[unit].trainable; }
+  // ---- OptimizerShards (called by adamw_step) ------------------------------------
+  int num_units() const override { return static_cast<int>(geom_.size()); }
+  bool trainable(int unit) const override { return layout_.units()[unit].trainable; }
+  int64_t shard_numel(int unit) const override { return geom_[unit].shard_size; }
+  float* master(int unit) override { return master_[unit].data(); }
+  float* grad_shard(int unit) override { return grad_[unit].data(); }
+  float* exp_avg(int unit) override { return m_[unit].data(); }
+  float* exp_avg_sq(int unit) override { return v_[unit].data(); }
+  Communicator& shard_comm() override { return *shard_comm_; }
+
   // The codec of a quantized unit, or null (its master shard is then fp32).
   const quant::UnitCodec* codec(int unit) const { return codec_[unit].get(); }
   quant::Kind base_quant() const { return base_quant_; }
   bool bf16_params() const { return bf16_params_; }
-  float* master(int unit) { return master_[unit].data(); }
-  float* grad_shard(int unit) { return grad_[unit].data(); }
-  float* exp_avg(int unit) { return m_[unit].data(); }
-  float* exp_avg_sq(int unit) { return v_[unit].data(); }
   ShardStrategy strategy() const { return strategy_; }
   const MeshShape& mesh() const { return mesh_; }
-  Communicator& shard_comm() { return *shard_comm_; }
   Communicator& replica_comm() { return *replica_comm_; }
   Communicator& world() { return world_; }
   // Whether this rank writes its shard when exporting (replica 0 only).

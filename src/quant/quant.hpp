@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include "backend/row_math.hpp"  // LLAMAFT_HD
 #include "core/dtype.hpp"
-#include "model/param_layout.hpp"
+#include "core/host_device.hpp"
+#include "tensor/flat_unit.hpp"
 
 namespace llamaft::quant {
 

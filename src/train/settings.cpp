@@ -1,5 +1,7 @@
 #include "train/settings.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "model/lora.hpp"
 
@@ -89,8 +91,9 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
 }
 
 int default_shard_group(int world, int ranks_per_node) {
-  if (ranks_per_node > 0 && ranks_per_node <= world && world % ranks_per_node == 0) return ranks_per_node;
-  return world;
+  int group = std::max(1, std::min(world, ranks_per_node));
+  while (world % group) --group;  // the largest divisor of the world that fits on a node
+  return group;
 }
 
 }  // namespace llamaft

@@ -47,9 +47,9 @@ struct TrainSettings {
   static TrainSettings from_config(const Config& cfg, int world);
 };
 
-// hybrid_shard's default shard group: the ranks of one node when that
-// divides the world, else the whole world. `plan` passes plan.ranks_per_node,
-// `train` the size of MPI's shared-memory split (ranks_per_node()).
+// hybrid_shard's default shard group: the ranks of one node, or the largest
+// divisor of the world below that. `plan` passes plan.ranks_per_node, `train`
+// the size of MPI's shared-memory split (comm/topology.hpp's ranks_per_node()).
 int default_shard_group(int world, int ranks_per_node);
 
 }  // namespace llamaft

@@ -24,10 +24,7 @@
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
 #include "train/memory_plan.hpp"
-#ifdef LLAMAFT_HAS_CUDA
-#include "backend/cuda/cuda_backend.hpp"
-#include "comm/nccl_comm.hpp"
-#endif
+#include "comm/registry.hpp"
 #include "comm/topology.hpp"
 
 namespace llamaft {
@@ -53,7 +50,7 @@ int64_t max_over_ranks(Communicator& world, int64_t v) {
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
-    : world_(make_mpi_world_comm()),
+    : world_(make_mpi_world_communicator()),
       lead_(world_->rank() == 0),
       settings_(TrainSettings::from_config(cfg, world_->size())),
       policy_(CheckpointSettings::from_config(cfg), settings_.steps) {
@@ -116,13 +113,8 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   model_ = std::make_unique<LlamaModel>(model_config_, *backend_, model_options_);
   // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
   // backend's stream). world_ (MPI) keeps the host-side coordination.
-  Communicator* fsdp_comm = world_.get();
-#ifdef LLAMAFT_HAS_CUDA
-  if (auto* cuda = dynamic_cast<CudaBackend*>(backend_.get())) {
-    device_comm_ = make_nccl_world_comm(cuda->device(), settings_.comm_timeout_s, cuda->stream());
-    fsdp_comm = device_comm_.get();
-  }
-#endif
+  device_comm_ = make_device_communicator(*backend_, *world_, settings_.comm_timeout_s);
+  Communicator* fsdp_comm = device_comm_ ? device_comm_.get() : world_.get();
   fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, settings_.strategy,
                                  settings_.shard_group_size, settings_.base_quant, settings_.bf16_params);
   // The base always comes from the HF files under LoRA (checkpoints hold only
@@ -135,7 +127,7 @@ void Trainer::build_model(const BackendFactory& make_backend) {
 }
 
 void Trainer::resume() {
-  checkpoints_ = std::make_unique<CheckpointManager>(settings_.checkpoint_dir, settings_.keep_last);
+  checkpoints_ = std::make_unique<CheckpointManager>(*world_, settings_.checkpoint_dir, settings_.keep_last);
   identity_.model_config_json = model_config_.to_json();
   identity_.method = settings_.method;
   identity_.base_fingerprint = model_fingerprint(settings_.model_dir);

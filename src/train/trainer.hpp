@@ -15,6 +15,7 @@
 #include "checkpoint/checkpoint.hpp"
 #include "checkpoint/policy.hpp"
 #include "comm/communicator.hpp"
+#include "comm/mpi_comm.hpp"
 #include "config/config.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
@@ -62,7 +63,7 @@ class Trainer {
   void export_result();
   void write_summary(double train_s);
 
-  std::unique_ptr<Communicator> world_;
+  std::unique_ptr<MpiCommunicator> world_;
   bool lead_ = false;
   TrainSettings settings_;
   CheckpointPolicy policy_;

@@ -16,6 +16,7 @@
 #include "model/device_batch.hpp"
 #include "model/hf_model.hpp"
 #include "train/trainer.hpp"
+#include "mpi_unit_util.hpp"
 
 namespace llamaft {
 namespace {
@@ -25,7 +26,7 @@ constexpr int kRows = 16, kGlobal = 4, kSteps = 3;
 std::string shared_dir(const std::string& name) {
   // The same folder on every rank (one host): rank 0 makes it.
   const std::string dir = std::filesystem::temp_directory_path().string() + "/llamaft_trainer_test_" +
-                          std::to_string(mpi_world().size) + "_" + name;
+                          std::to_string(mpi_unit::world().size()) + "_" + name;
   return dir;
 }
 
@@ -82,8 +83,7 @@ Config config_for(const Fixture& f) {
 }
 
 TEST(Trainer, StepMatchesAResidentOneProcessReference) {
-  auto world = make_mpi_world_comm();
-  const Fixture f = make_inputs(*world);
+  const Fixture f = make_inputs(mpi_unit::world());
   const Config cfg = config_for(f);
   Trainer trainer(cfg, [] { return make_backend("cpu"); });
 
@@ -98,8 +98,10 @@ TEST(Trainer, StepMatchesAResidentOneProcessReference) {
   double input_tokens = 0;
   for (int64_t r : first) input_tokens += static_cast<double>(ds.rows[r].input_ids.size());
 
-  const float* master = trainer.fsdp().master(0);
-  const std::vector<float> initial(master, master + trainer.fsdp().geometry(0).shard_size);
+  // Unit 1 is block 0: every one of its weights gets a gradient (the
+  // embedding's rows on one rank may see no token of these batches).
+  const float* master = trainer.fsdp().master(1);
+  const std::vector<float> initial(master, master + trainer.fsdp().geometry(1).shard_size);
   const StepMetrics m1 = trainer.step();
   EXPECT_EQ(m1.step, 1);
   EXPECT_EQ(m1.target_tokens, static_cast<double>(want.tokens));

@@ -40,6 +40,24 @@ bool cuda_device_available() {
   return n > 0;
 }
 
+int pick_local_device(int local_rank) {
+  LLAMAFT_CHECK(local_rank >= 0, "local rank ", local_rank);
+  int count = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess || count <= 0) {
+    if (rc != cudaSuccess) cudaGetLastError();
+    LLAMAFT_FAIL(where_prefix(), "no CUDA device visible on host ", process_host(), " (",
+                 rc != cudaSuccess ? cudaGetErrorString(rc) : "0 devices",
+                 "); runtime.backend=cuda needs one GPU per rank: request GPUs for the job, check "
+                 "CUDA_VISIBLE_DEVICES, or use runtime.backend=cpu");
+  }
+  // More ranks than GPUs on a node: ranks share a device, which
+  // ncclCommInitRank rejects with its own message.
+  const int device = local_rank % count;
+  CUDA_CHECK(cudaSetDevice(device));
+  return device;
+}
+
 size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes) {
   const size_t reserve = std::max(size_t(2) << 30, total_bytes / 32);
   return free_bytes > 2 * reserve ? free_bytes - reserve : free_bytes / 2;

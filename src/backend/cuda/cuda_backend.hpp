@@ -29,6 +29,10 @@ namespace llamaft {
 // False (never throws) when there is no driver or no device.
 bool cuda_device_available();
 
+// cudaSetDevice(local_rank % visible devices) and returns that device; a user
+// error naming the host when this process sees no CUDA device.
+int pick_local_device(int local_rank);
+
 // Default pool: the device's free memory less a reserve of max(2 GiB, total/32)
 // for the CUDA context, cuBLAS, NCCL and other libraries (half the free
 // memory when that leaves too little).
@@ -45,6 +49,8 @@ class CudaBackend final : public Backend {
   std::string name() const override;
   int device() const { return device_; }
   CUstream_st* stream() const { return stream_; }  // for NCCL on the same stream
+  void* native_stream() const override { return stream_; }
+  int device_ordinal() const override { return device_; }
   const DeviceArena& arena() const { return arena_; }
 
   void* alloc_bytes(size_t bytes) override;
