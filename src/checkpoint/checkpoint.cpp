@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -151,6 +152,28 @@ std::string read_attr_str(hid_t obj, const char* name, const std::string& path) 
   return v;
 }
 
+// The bytes a checkpoint of these shards takes: weights and both AdamW
+// moments in fp32, plus HDF5's metadata (chunk indexes, checksums, the
+// attributes), bounded by 1% and 4 MiB.
+uint64_t checkpoint_bytes(Fsdp& fsdp) {
+  uint64_t elements = 0;
+  for (int u = 0; u < fsdp.num_units(); ++u)
+    if (fsdp.trainable(u)) elements += static_cast<uint64_t>(fsdp.layout().units()[u].numel);
+  const uint64_t data = 3 * 4 * elements;
+  return data + data / 100 + (4u << 20);
+}
+
+// "" when `dir`'s filesystem has room for `need` bytes, else the message.
+std::string space_shortfall(const std::string& dir, uint64_t need, int64_t step) {
+  struct statvfs st;
+  if (statvfs(dir.c_str(), &st) != 0) return "";  // nothing to say: the writes will tell
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  if (free_bytes >= need) return "";
+  return str_cat("checkpoint of step ", step, " at '", dir, "' (host ", process_host(), ", rank ", process_rank(),
+                 "): No space left on device: it needs ", need / 1048576.0, " MiB and ", free_bytes / 1048576.0,
+                 " MiB are free; nothing was written and the previous checkpoint is intact");
+}
+
 std::string step_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "step_%06lld", static_cast<long long>(step));
@@ -259,6 +282,128 @@ void CheckpointManager::remove_stale() {
   comm_->barrier();
 }
 
+// Collective: every rank writes its slices of the weights and both moments
+// into `path`, plus the state and identity attributes; the file is flushed
+// (HDF5 1.10's MPI-IO driver does not fsync on close) and closed.
+void CheckpointManager::write_state_file(const std::string& path, Fsdp& fsdp, Backend& be, const TrainState& state,
+                                         const RunIdentity& id, bool kill_me) {
+  const int size = comm_->size();
+  H5Handle fapl = file_access(comm_->native());
+  H5Handle file = checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+                          str_cat("cannot create checkpoint file '", path, "'"));
+  H5Handle dxpl = transfer(H5FD_MPIO_COLLECTIVE);
+  H5Handle g_model = checked(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+  H5Handle g_optim = checked(H5Gcreate2(file.get(), "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+  H5Handle g_m = checked(H5Gcreate2(g_optim.get(), "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+  H5Handle g_v = checked(H5Gcreate2(g_optim.get(), "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+  const hid_t groups[3] = {g_model.get(), g_m.get(), g_v.get()};
+  const auto& layout = fsdp.layout();
+  std::vector<float> host[3];
+  uint64_t bytes = 0;
+  int written = 0;
+  for (int u = 0; u < layout.num_units(); ++u) {
+    if (!fsdp.trainable(u)) continue;  // LoRA: the frozen base is identified by its fingerprint
+    const ShardGeometry& g = fsdp.geometry(u);
+    float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
+    for (int k = 0; k < 3; ++k) {
+      host[k].resize(g.shard_size);
+      be.to_host(host[k].data(), sources[k], g.shard_size * sizeof(float));
+    }
+    for (const auto& slot : layout.units()[u].tensors) {
+      // This rank's piece of the tensor (replicas other than 0 write nothing).
+      int64_t elem = 0, count = 0, src = 0;
+      if (fsdp.writes_exports()) {
+        const int64_t lo = std::max(g.begin, slot.offset), hi = std::min(g.begin + g.shard_size, slot.offset + slot.numel());
+        if (lo < hi) elem = lo - slot.offset, count = hi - lo, src = lo - g.begin;
+      }
+      std::vector<hsize_t> dims(slot.shape.begin(), slot.shape.end()), chunk(dims);
+      LLAMAFT_CHECK(dims.size() == 1 || dims.size() == 2, "checkpoint supports 1-D and 2-D tensors");
+      if (dims.size() == 2) chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], kChunkElems / dims[1]));
+      else chunk[0] = std::min<hsize_t>(dims[0], kChunkElems);
+      H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate failed");
+      H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
+      H5_CHECK(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
+      H5Handle fspace = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space");
+      hsize_t mcount = static_cast<hsize_t>(std::max<int64_t>(count, 1));
+      H5Handle mspace = checked(H5Screate_simple(1, &mcount, nullptr), H5Sclose, "space");
+      if (count == 0) H5_CHECK(H5Sselect_none(mspace.get()), "selection failed");
+      select_flat_range(fspace.get(), slot.shape, elem, count);
+      for (int k = 0; k < 3; ++k) {
+        H5Handle ds = checked(H5Dcreate2(groups[k], slot.hf_name.c_str(), H5T_IEEE_F32LE, fspace.get(), H5P_DEFAULT,
+                                         dcpl.get(), H5P_DEFAULT),
+                              H5Dclose, str_cat("cannot create dataset ", slot.hf_name, " in ", path));
+        H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(),
+                          count ? host[k].data() + src : host[k].data()),
+                 "writing ", slot.hf_name, " to ", path);
+        bytes += static_cast<uint64_t>(count) * 4;
+      }
+      if (kill_me && ++written == 3) raise(SIGKILL);
+    }
+  }
+  H5Handle g_state = checked(H5Gcreate2(file.get(), "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+  const hid_t s = g_state.get();
+  write_attr_i64(s, "step", state.step);
+  write_attr_i64(s, "consumed_rows", state.consumed_rows);
+  write_attr_i64(s, "consumed_tokens", state.consumed_tokens);
+  write_attr_i64(s, "skips_in_row", state.skips_in_row);
+  write_attr_i64(s, "lr_schedule_step", state.step);
+  write_attr_i64(s, "data_position", state.consumed_rows);
+  write_attr_i64(s, "rng_seed", id.seed);  // the data order and init are pure functions of (seed, step)
+  const hid_t f = file.get();
+  write_attr_i64(f, "format_version", kCheckpointFormat);
+  write_attr_str(f, "llamaft_version", LLAMAFT_VERSION);
+  write_attr_str(f, "effective_config", id.effective_config);
+  write_attr_str(f, "model_config", id.model_config_json);
+  write_attr_str(f, "method", id.method);
+  write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
+  write_attr_str(f, "strategy", id.strategy);
+  write_attr_str(f, "data_path", id.data_path);
+  write_attr_i64(f, "data_seq_len", id.seq_len);
+  write_attr_i64(f, "world_size", size);
+  write_attr_i64(f, "global_batch_size", id.global_batch);
+  write_attr_i64(f, "seed", id.seed);
+  write_attr_i64(f, "shuffle", id.shuffle ? 1 : 0);
+  // HDF5 1.10's MPI-IO driver issues no fsync on close: flush first.
+  H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing ", path);
+  double total = static_cast<double>(bytes);  // exact below 2^53 bytes
+  comm_->all_reduce_sum(&total, 1);
+  last_save_bytes_ = static_cast<uint64_t>(total);
+}
+
+// Rank 0, once every rank wrote and closed the file: fsync it and the
+// manifest, rename the folder into place, replace `latest`, then drop the
+// oldest checkpoints beyond keep_last.
+void CheckpointManager::commit(const std::string& tmp_dir, const std::string& final_dir, const TrainState& state,
+                               const RunIdentity& id) {
+  const int size = comm_->size();
+  const std::string path = tmp_dir + "/state.h5";
+  fsync_path(path);
+  {
+    std::ofstream m(tmp_dir + "/manifest.json");
+    m << "{\"format_version\": " << kCheckpointFormat << ", \"step\": " << state.step << ", \"world_size\": " << size
+      << ", \"strategy\": \"" << id.strategy << "\", \"files\": [\"state.h5\"], \"bytes\": " << last_save_bytes_
+      << "}\n";
+  }
+  fsync_path(tmp_dir + "/manifest.json");
+  fsync_path(tmp_dir);
+  std::error_code ec;
+  fs::remove_all(final_dir, ec);  // a same-step folder from an earlier, interrupted run
+  fs::rename(tmp_dir, final_dir, ec);
+  LLAMAFT_REQUIRE(!ec, "cannot rename '", tmp_dir, "' to '", final_dir, "': ", ec.message());
+  fsync_path(dir_);
+  {
+    std::ofstream l(dir_ + "/latest.tmp");
+    l << step_name(state.step) << "\n";
+  }
+  fsync_path(dir_ + "/latest.tmp");
+  fs::rename(dir_ + "/latest.tmp", dir_ + "/latest", ec);
+  LLAMAFT_REQUIRE(!ec, "cannot update '", dir_, "/latest': ", ec.message());
+  fsync_path(dir_);
+  // Only after the commit: drop the oldest beyond keep_last.
+  auto steps = committed_steps(dir_);
+  for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
+}
+
 std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
   const auto t0 = std::chrono::steady_clock::now();
   const int rank = comm_->rank(), size = comm_->size();
@@ -277,128 +422,27 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
   comm_->broadcast(&job, sizeof(job), 0);
   const std::string final_dir = dir_ + "/" + step_name(state.step);
   const std::string tmp_dir = final_dir + ".tmp." + std::to_string(job);
+  // A full disk must be found here, where the ranks can agree on it, not in
+  // a collective HDF5 write: the rank whose write fails leaves the collective
+  // while the others wait in it forever (seen at np = 2 on a full tmpfs).
+  std::string space_error;
   if (rank == 0) {
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);
     fs::create_directories(tmp_dir, ec);
-    if (ec) std::fprintf(stderr, "cannot create %s: %s\n", tmp_dir.c_str(), ec.message().c_str());
+    if (ec) space_error = str_cat("cannot create checkpoint folder '", tmp_dir, "': ", ec.message());
+    else space_error = space_shortfall(tmp_dir, checkpoint_bytes(fsdp), state.step);
+    if (!space_error.empty()) fs::remove_all(tmp_dir, ec);
   }
-  comm_->barrier();
+  agree_or_throw(!space_error.empty(), space_error, true);
   const std::string path = tmp_dir + "/state.h5";
   const auto kill_step = fault::armed(fault::Point::kKillInSave);  // tests: SIGKILL mid-save
   const bool kill_me = kill_step && *kill_step == state.step && rank == size - 1;
 
-  {
-    H5Handle fapl = file_access(comm_->native());
-    H5Handle file = checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
-                            str_cat("cannot create checkpoint file '", path, "'"));
-    H5Handle dxpl = transfer(H5FD_MPIO_COLLECTIVE);
-    H5Handle g_model = checked(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-    H5Handle g_optim = checked(H5Gcreate2(file.get(), "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-    H5Handle g_m = checked(H5Gcreate2(g_optim.get(), "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-    H5Handle g_v = checked(H5Gcreate2(g_optim.get(), "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-    const hid_t groups[3] = {g_model.get(), g_m.get(), g_v.get()};
-    const auto& layout = fsdp.layout();
-    std::vector<float> host[3];
-    uint64_t bytes = 0;
-    int written = 0;
-    for (int u = 0; u < layout.num_units(); ++u) {
-      if (!fsdp.trainable(u)) continue;  // LoRA: the frozen base is identified by its fingerprint
-      const ShardGeometry& g = fsdp.geometry(u);
-      float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
-      for (int k = 0; k < 3; ++k) {
-        host[k].resize(g.shard_size);
-        be.to_host(host[k].data(), sources[k], g.shard_size * sizeof(float));
-      }
-      for (const auto& slot : layout.units()[u].tensors) {
-        // This rank's piece of the tensor (replicas other than 0 write nothing).
-        int64_t elem = 0, count = 0, src = 0;
-        if (fsdp.writes_exports()) {
-          const int64_t lo = std::max(g.begin, slot.offset), hi = std::min(g.begin + g.shard_size, slot.offset + slot.numel());
-          if (lo < hi) elem = lo - slot.offset, count = hi - lo, src = lo - g.begin;
-        }
-        std::vector<hsize_t> dims(slot.shape.begin(), slot.shape.end()), chunk(dims);
-        LLAMAFT_CHECK(dims.size() == 1 || dims.size() == 2, "checkpoint supports 1-D and 2-D tensors");
-        if (dims.size() == 2) chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], kChunkElems / dims[1]));
-        else chunk[0] = std::min<hsize_t>(dims[0], kChunkElems);
-        H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate failed");
-        H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
-        H5_CHECK(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
-        H5Handle fspace = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space");
-        hsize_t mcount = static_cast<hsize_t>(std::max<int64_t>(count, 1));
-        H5Handle mspace = checked(H5Screate_simple(1, &mcount, nullptr), H5Sclose, "space");
-        if (count == 0) H5_CHECK(H5Sselect_none(mspace.get()), "selection failed");
-        select_flat_range(fspace.get(), slot.shape, elem, count);
-        for (int k = 0; k < 3; ++k) {
-          H5Handle ds = checked(H5Dcreate2(groups[k], slot.hf_name.c_str(), H5T_IEEE_F32LE, fspace.get(), H5P_DEFAULT,
-                                           dcpl.get(), H5P_DEFAULT),
-                                H5Dclose, str_cat("cannot create dataset ", slot.hf_name, " in ", path));
-          H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(),
-                            count ? host[k].data() + src : host[k].data()),
-                   "writing ", slot.hf_name, " to ", path);
-          bytes += static_cast<uint64_t>(count) * 4;
-        }
-        if (kill_me && ++written == 3) raise(SIGKILL);
-      }
-    }
-    H5Handle g_state = checked(H5Gcreate2(file.get(), "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-    const hid_t s = g_state.get();
-    write_attr_i64(s, "step", state.step);
-    write_attr_i64(s, "consumed_rows", state.consumed_rows);
-    write_attr_i64(s, "consumed_tokens", state.consumed_tokens);
-    write_attr_i64(s, "skips_in_row", state.skips_in_row);
-    write_attr_i64(s, "lr_schedule_step", state.step);
-    write_attr_i64(s, "data_position", state.consumed_rows);
-    write_attr_i64(s, "rng_seed", id.seed);  // the data order and init are pure functions of (seed, step)
-    const hid_t f = file.get();
-    write_attr_i64(f, "format_version", kCheckpointFormat);
-    write_attr_str(f, "llamaft_version", LLAMAFT_VERSION);
-    write_attr_str(f, "effective_config", id.effective_config);
-    write_attr_str(f, "model_config", id.model_config_json);
-    write_attr_str(f, "method", id.method);
-    write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
-    write_attr_str(f, "strategy", id.strategy);
-    write_attr_str(f, "data_path", id.data_path);
-    write_attr_i64(f, "data_seq_len", id.seq_len);
-    write_attr_i64(f, "world_size", size);
-    write_attr_i64(f, "global_batch_size", id.global_batch);
-    write_attr_i64(f, "seed", id.seed);
-    write_attr_i64(f, "shuffle", id.shuffle ? 1 : 0);
-    // HDF5 1.10's MPI-IO driver issues no fsync on close: flush first.
-    H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing ", path);
-    double total = static_cast<double>(bytes);  // exact below 2^53 bytes
-    comm_->all_reduce_sum(&total, 1);
-    last_save_bytes_ = static_cast<uint64_t>(total);
-  }
+  write_state_file(path, fsdp, be, state, id, kill_me);
   // Every rank closed the file without error (a throw above brings all down).
   comm_->barrier();
-  if (rank == 0) {
-    fsync_path(path);
-    {
-      std::ofstream m(tmp_dir + "/manifest.json");
-      m << "{\"format_version\": " << kCheckpointFormat << ", \"step\": " << state.step << ", \"world_size\": " << size
-        << ", \"strategy\": \"" << id.strategy << "\", \"files\": [\"state.h5\"], \"bytes\": " << last_save_bytes_
-        << "}\n";
-    }
-    fsync_path(tmp_dir + "/manifest.json");
-    fsync_path(tmp_dir);
-    std::error_code ec;
-    fs::remove_all(final_dir, ec);  // a same-step folder from an earlier, interrupted run
-    fs::rename(tmp_dir, final_dir, ec);
-    LLAMAFT_REQUIRE(!ec, "cannot rename '", tmp_dir, "' to '", final_dir, "': ", ec.message());
-    fsync_path(dir_);
-    {
-      std::ofstream l(dir_ + "/latest.tmp");
-      l << step_name(state.step) << "\n";
-    }
-    fsync_path(dir_ + "/latest.tmp");
-    fs::rename(dir_ + "/latest.tmp", dir_ + "/latest", ec);
-    LLAMAFT_REQUIRE(!ec, "cannot update '", dir_, "/latest': ", ec.message());
-    fsync_path(dir_);
-    // Only after the commit: drop the oldest beyond keep_last.
-    auto steps = committed_steps(dir_);
-    for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
-  }
+  if (rank == 0) commit(tmp_dir, final_dir, state, id);
   comm_->barrier();
   last_save_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return final_dir;

@@ -90,6 +90,10 @@ class CheckpointManager {
  private:
   // Every rank learns whether any rank failed, and the first failure's message.
   void agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error);
+  void write_state_file(const std::string& path, Fsdp& fsdp, Backend& be, const TrainState& state,
+                        const RunIdentity& id, bool kill_me);
+  void commit(const std::string& tmp_dir, const std::string& final_dir, const TrainState& state,
+              const RunIdentity& id);
 
   std::unique_ptr<MpiCommunicator> comm_;
   std::string dir_;

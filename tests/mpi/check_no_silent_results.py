@@ -11,6 +11,9 @@
 - a disk that fills during export (a small tmpfs) exits non-zero, names the
   cause, and leaves the previous export byte for byte intact with no partial
   file, at np = 1 and np = 2;
+- a checkpoint that does not fit on the disk (a small tmpfs) exits 4 within
+  seconds at np = 1 and 2, naming the cause, with the previous checkpoint
+  intact and resumable (it used to deadlock at np = 2 inside HDF5);
 - resuming with another data.path or data.seq_len is refused unless
   checkpoint.allow_data_change = true, and then the banner says so;
 - eval and train accept the folder `llamaft prepare --output DIR` wrote.
@@ -24,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -154,6 +158,42 @@ def main():
                 shutil.rmtree(run_dir)
         finally:
             subprocess.run(["umount", tfs])
+
+    # ---- a disk too full for the next checkpoint: exit 4 at once, the previous one intact
+    ck_fs = os.path.join(a.workdir, "ck_tmpfs")
+    os.makedirs(ck_fs)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", ck_fs],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        print("skip full-disk checkpoint: cannot mount a tmpfs here (needs root)")
+    else:
+        try:
+            for np_ in (1, 2):
+                ck = os.path.join(ck_fs, f"np{np_}")
+                run_dir = os.path.join(a.workdir, f"ckfull_out{np_}")
+                base = ["--output.dir", run_dir, "--checkpoint.dir", ck, "--train.steps", "4"]
+                code, _ = train(a, np_, base + ["--train.exit_after_steps", "2"])
+                check(code == 0 and os.path.isdir(os.path.join(ck, "step_000002")),
+                      f"np={np_}: checkpoint of step 2 on a 40 MB tmpfs: exit {code}")
+                st = os.statvfs(ck_fs)
+                filler = os.path.join(ck_fs, "filler")
+                with open(filler, "wb") as f:  # 4 MB left: less than the ~17 MB a checkpoint needs
+                    f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (4 << 20)))
+                t0 = time.time()
+                code, text = train(a, np_, base)
+                secs = time.time() - t0
+                check(code == 4 and "No space left on device" in text and "rank 0" in text and secs < 60,
+                      f"np={np_}: the step-4 checkpoint on a full disk exits 4 in {secs:.1f} s, naming host, "
+                      f"rank, path and the cause")
+                left = sorted(os.listdir(ck))
+                os.remove(filler)
+                code, text = train(a, np_, base)
+                check(code == 0 and "resumed from" in text and "step_000002 at step 2" in text and
+                      not any(".tmp." in n for n in left),
+                      f"np={np_}: the previous checkpoint is intact and resumes (folders then: {left}): exit {code}")
+                shutil.rmtree(ck)
+        finally:
+            subprocess.run(["umount", ck_fs])
 
     # ---- resume with other data
     res = os.path.join(a.workdir, "resume")
