@@ -263,8 +263,16 @@ void CheckpointManager::agree_or_throw(bool failed, const std::string& message, 
   char buf[2048] = {0};
   if (rank == first) std::snprintf(buf, sizeof(buf), "%s", message.c_str());
   comm_->broadcast(buf, sizeof(buf), first);
-  if (as_checkpoint_error) throw CheckpointError(buf);
-  throw Error(buf);
+  // Every rank throws (the resume fallback catches CheckpointError on all of
+  // them alike); only the rank that found it prints it.
+  if (as_checkpoint_error) {
+    CheckpointError e(buf);
+    if (rank != first) e.mark_reported_elsewhere();
+    throw e;
+  }
+  Error e(buf);
+  if (rank != first) e.mark_reported_elsewhere();
+  throw e;
 }
 
 void CheckpointManager::remove_stale() {

@@ -35,6 +35,7 @@ class Error : public std::runtime_error {
     return e;
   }
   bool is_reported_elsewhere() const { return reported_elsewhere_; }
+  void mark_reported_elsewhere() { reported_elsewhere_ = true; }
 
  private:
   int exit_code_;

@@ -157,7 +157,7 @@ def main():
                 os.remove(os.path.join(tfs, f"filler{np_}"))
                 shutil.rmtree(run_dir)
         finally:
-            subprocess.run(["umount", tfs])
+            subprocess.run(["umount", "-l", tfs])
 
     # ---- a disk too full for the next checkpoint: exit 4 at once, the previous one intact
     ck_fs = os.path.join(a.workdir, "ck_tmpfs")
@@ -193,7 +193,7 @@ def main():
                       f"np={np_}: the previous checkpoint is intact and resumes (folders then: {left}): exit {code}")
                 shutil.rmtree(ck)
         finally:
-            subprocess.run(["umount", ck_fs])
+            subprocess.run(["umount", "-l", ck_fs])
 
     # ---- resume with other data
     res = os.path.join(a.workdir, "resume")
