@@ -399,14 +399,7 @@ void CheckpointManager::commit(const std::string& tmp_dir, const std::string& fi
   fs::rename(tmp_dir, final_dir, ec);
   LLAMAFT_REQUIRE(!ec, "cannot rename '", tmp_dir, "' to '", final_dir, "': ", ec.message());
   fsync_path(dir_);
-  {
-    std::ofstream l(dir_ + "/latest.tmp");
-    l << step_name(state.step) << "\n";
-  }
-  fsync_path(dir_ + "/latest.tmp");
-  fs::rename(dir_ + "/latest.tmp", dir_ + "/latest", ec);
-  LLAMAFT_REQUIRE(!ec, "cannot update '", dir_, "/latest': ", ec.message());
-  fsync_path(dir_);
+  write_file_durably(dir_ + "/latest", step_name(state.step) + "\n");  // temp, fsync, rename, fsync dir_
   // Only after the commit: drop the oldest beyond keep_last.
   auto steps = committed_steps(dir_);
   for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -116,6 +117,11 @@ class SafetensorsWriter {
   void write_f32(const std::string& path, const std::string& name, int64_t elem_begin, int64_t count,
                  const float* src) const;
   std::string header_json() const;  // the padded header, as create() writes it
+  // One process writes the whole file atomically: create() under
+  // partial_path(path), `fill` writes every tensor, fsync, close, rename into
+  // place (core/util.hpp); on any error the partial file is removed and
+  // nothing appears under `path`.
+  void write_file(const std::string& path, const std::function<void(SafetensorsOutput&)>& fill) const;
 
  private:
   uint64_t header_bytes() const;
@@ -134,7 +140,7 @@ struct TensorToSave {
   const float* data;  // numel floats
 };
 
-// Single-process convenience: create, write every tensor, fsync, close.
+// Single-process convenience: every tensor through write_file().
 void save_safetensors(const std::string& path, const std::vector<TensorToSave>& tensors, DType dtype,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -206,17 +206,12 @@ void SafetensorsWriter::write_f32(const std::string& path, const std::string& na
   out.close();
 }
 
-void save_safetensors(const std::string& path, const std::vector<TensorToSave>& tensors, DType dtype,
-                      const std::map<std::string, std::string>& metadata) {
-  SafetensorsWriter w;
-  for (const auto& t : tensors) w.add(t.name, dtype, t.shape);
-  for (const auto& [k, v] : metadata) w.set_metadata(k, v);
+void SafetensorsWriter::write_file(const std::string& path, const std::function<void(SafetensorsOutput&)>& fill) const {
   const std::string partial = partial_path(path);
-  w.create(partial);
+  create(partial);
   try {
     SafetensorsOutput out(partial);
-    for (size_t i = 0; i < tensors.size(); ++i)
-      w.write_f32(out, tensors[i].name, 0, w.tensors()[i].numel(), tensors[i].data);
+    fill(out);
     out.sync();
     out.close();
   } catch (...) {
@@ -224,6 +219,17 @@ void save_safetensors(const std::string& path, const std::vector<TensorToSave>& 
     throw;
   }
   commit_partial(path);
+}
+
+void save_safetensors(const std::string& path, const std::vector<TensorToSave>& tensors, DType dtype,
+                      const std::map<std::string, std::string>& metadata) {
+  SafetensorsWriter w;
+  for (const auto& t : tensors) w.add(t.name, dtype, t.shape);
+  for (const auto& [k, v] : metadata) w.set_metadata(k, v);
+  w.write_file(path, [&](SafetensorsOutput& out) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      w.write_f32(out, tensors[i].name, 0, w.tensors()[i].numel(), tensors[i].data);
+  });
 }
 
 }  // namespace llamaft::io

@@ -1,10 +1,8 @@
 #include "model/hf_model.hpp"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmath>
-
 #include <fstream>
 #include <set>
 
@@ -91,11 +89,7 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
   writer.set_metadata("producer", "llamaft " LLAMAFT_VERSION);
   // Written under a temporary name and renamed when complete and on disk;
   // config.json last, so a folder with a config.json is a whole model.
-  const std::string path = model_dir + "/model.safetensors";
-  const std::string partial = partial_path(path);
-  writer.create(partial);
-  try {
-    io::SafetensorsOutput out(partial);
+  writer.write_file(model_dir + "/model.safetensors", [&](io::SafetensorsOutput& out) {
     std::vector<float> buf;
     for (const auto& u : layout.units())
       for (const auto& t : u.tensors) {
@@ -105,13 +99,7 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
         require_finite(buf.data(), buf.size(), "tensor '" + t.hf_name + "'");
         writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
       }
-    out.sync();
-    out.close();
-  } catch (...) {
-    ::unlink(partial.c_str());
-    throw;
-  }
-  commit_partial(path);
+  });
   save_model_config(model_dir, cfg, bf16);
 }
 
