@@ -31,7 +31,7 @@ class Error : public std::runtime_error {
   // prints: main() exits with the code without printing it again.
   static Error reported_elsewhere(const std::string& msg, int exit_code = kExitUserError) {
     Error e(msg, exit_code);
-    e.reported_elsewhere_ = true;
+    e.mark_reported_elsewhere();
     return e;
   }
   bool is_reported_elsewhere() const { return reported_elsewhere_; }

@@ -8,12 +8,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstddef>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
-#include "checkpoint/preemption.hpp"
+#include "comm/registry.hpp"
+#include "comm/topology.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
 #include "data/prepared_dataset.hpp"
@@ -24,8 +25,6 @@
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
 #include "train/memory_plan.hpp"
-#include "comm/registry.hpp"
-#include "comm/topology.hpp"
 
 namespace llamaft {
 
