@@ -1,7 +1,7 @@
-// HfTensorSet: resolves a Hugging Face model directory to mapped
+// HfTensorSet: resolves a Hugging Face model directory to open
 // safetensors files. The index is trusted only after checking it: shard
 // names must be plain file names inside the directory, every shard must
-// exist and parse, and every mapped tensor must be in its shard.
+// exist and parse, and every listed tensor must be in its shard.
 #include "io/hf_tensors.hpp"
 
 #include <dirent.h>

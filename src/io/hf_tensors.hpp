@@ -1,7 +1,7 @@
 // A Hugging Face model directory's tensors: model.safetensors, or
 // model.safetensors.index.json ("weight_map": name -> shard file) with the
-// shard files. Every shard is mapped and its header validated on open, and
-// every mapped tensor is checked to exist in its file, so a bad checkpoint
+// shard files. Every shard is opened and its header validated up front, and
+// every indexed tensor is checked to exist in its file, so a bad checkpoint
 // fails before any rank starts loading.
 #pragma once
 

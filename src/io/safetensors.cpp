@@ -1,12 +1,11 @@
 // safetensors reading: dtype table, the validating header parser and the
-// mmap reader. The parser is the fuzzed surface (tests/fuzz): it never reads
+// pread reader. The parser is the fuzzed surface (tests/fuzz): it never reads
 // past `available`, never recurses over attacker-controlled depth (values
 // are described by type, not dumped, in messages) and reports every rule
 // violation as one llamaft::Error sentence naming the file and the tensor.
 #include "io/safetensors.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <vector>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -242,73 +242,97 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
 }
 
 // ---- reading ----------------------------------------------------------------------
+//
+// pread() into bounded buffers, never a mapping of the file: the bytes a rank
+// reads pass through the page cache (reclaimable, not the process's RSS) into
+// its own staging, so a 16 GB checkpoint read at np = 1 costs its staging
+// buffer and not 16 GB of file-backed resident pages, and a file truncated
+// under a running job is a read error instead of SIGBUS.
+
+namespace {
+
+constexpr size_t kReadChunkBytes = size_t{4} << 20;  // converted reads go through a buffer this size
+
+// Reads exactly n bytes at `offset` or throws (EINTR and short reads retried).
+void pread_exactly(int fd, void* dst, size_t n, uint64_t offset, const std::string& path) {
+  auto* p = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd, p, std::min(n, size_t{1} << 30), static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    LLAMAFT_REQUIRE(got >= 0, "cannot read '", path, "' at byte ", offset, ": ", std::strerror(errno));
+    LLAMAFT_REQUIRE(got > 0, "'", path, "' ends at byte ", offset, " while ", n,
+                    " more bytes were expected (was the file truncated or replaced while the job ran?)");
+    p += got;
+    n -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+}
+
+}  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  LLAMAFT_REQUIRE(fd >= 0, "cannot open '", path, "': ", std::strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    const int stat_errno = errno;
-    ::close(fd);
-    LLAMAFT_FAIL("cannot stat '", path, "': ", std::strerror(stat_errno));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    const bool is_dir = S_ISDIR(st.st_mode);
-    ::close(fd);
-    LLAMAFT_FAIL("'", path, "' is not a regular file", is_dir ? " (it is a directory)" : "",
-                 "; expected a .safetensors file");
-  }
-  size_ = static_cast<size_t>(st.st_size);
-  if (size_ > 0) {
-    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int mmap_errno = errno;
-    ::close(fd);
-    LLAMAFT_REQUIRE(p != MAP_FAILED, "cannot mmap '", path, "': ", std::strerror(mmap_errno));
-    base_ = static_cast<const uint8_t*>(p);
-  } else {
-    ::close(fd);
-  }
+  fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  LLAMAFT_REQUIRE(fd_ >= 0, "cannot open '", path, "': ", std::strerror(errno));
   try {
-    header_ = parse_safetensors_header(base_, size_, size_, path);
+    struct stat st;
+    LLAMAFT_REQUIRE(fstat(fd_, &st) == 0, "cannot stat '", path, "': ", std::strerror(errno));
+    LLAMAFT_REQUIRE(S_ISREG(st.st_mode), "'", path, "' is not a regular file",
+                    S_ISDIR(st.st_mode) ? " (it is a directory)" : "", "; expected a .safetensors file");
+    size_ = static_cast<uint64_t>(st.st_size);
+    // The 8-byte length, then as much of the header as it claims (bounded by
+    // the file and by kMaxHeaderBytes; the parser reports either excess).
+    std::vector<uint8_t> head(static_cast<size_t>(std::min<uint64_t>(size_, 8)));
+    pread_exactly(fd_, head.data(), head.size(), 0, path);
+    if (head.size() == 8) {
+      uint64_t n = 0;
+      std::memcpy(&n, head.data(), 8);
+      const uint64_t want = std::min<uint64_t>({n, kMaxHeaderBytes, size_ - 8});
+      head.resize(static_cast<size_t>(8 + want));
+      pread_exactly(fd_, head.data() + 8, static_cast<size_t>(want), 8, path);
+    }
+    header_ = parse_safetensors_header(head.data(), head.size(), size_, path);
+    // The loaders read each tensor front to back: ask for a large readahead.
+    (void)posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
   } catch (...) {
-    unmap();
+    close_fd();
     throw;
   }
 }
 
-void SafetensorsFile::unmap() noexcept {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
-  base_ = nullptr;
-  size_ = 0;
+void SafetensorsFile::close_fd() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
-    : path_(std::move(o.path_)), base_(o.base_), size_(o.size_), header_(std::move(o.header_)) {
-  o.base_ = nullptr;
+    : path_(std::move(o.path_)), fd_(o.fd_), size_(o.size_), header_(std::move(o.header_)) {
+  o.fd_ = -1;
   o.size_ = 0;
 }
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
-    unmap();
+    close_fd();
     path_ = std::move(o.path_);
     header_ = std::move(o.header_);
-    base_ = o.base_;
+    fd_ = o.fd_;
     size_ = o.size_;
-    o.base_ = nullptr;
+    o.fd_ = -1;
     o.size_ = 0;
   }
   return *this;
 }
 
-SafetensorsFile::~SafetensorsFile() { unmap(); }
+SafetensorsFile::~SafetensorsFile() { close_fd(); }
 
-const uint8_t* SafetensorsFile::data(const TensorInfo& t) const {
+void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t byte_begin, size_t n, void* out) const {
   // Guards against a TensorInfo from another file or built by hand.
   const uint64_t data_size = size_ >= header_.data_offset ? size_ - header_.data_offset : 0;
-  LLAMAFT_REQUIRE(base_ && t.begin <= t.end && t.end <= data_size, path_, ": tensor '", t.name, "' bytes [",
+  LLAMAFT_REQUIRE(fd_ >= 0 && t.begin <= t.end && t.end <= data_size, path_, ": tensor '", t.name, "' bytes [",
                   t.begin, ", ", t.end, ") are outside this file's ", data_size, "-byte data section");
-  return base_ + header_.data_offset + t.begin;
+  LLAMAFT_REQUIRE(byte_begin <= t.end - t.begin && n <= t.end - t.begin - byte_begin, path_, ": read of ", n,
+                  " bytes at ", byte_begin, " is outside tensor '", t.name, "' (", t.end - t.begin, " bytes)");
+  pread_exactly(fd_, out, n, header_.data_offset + t.begin + byte_begin, path_);
 }
 
 void SafetensorsFile::read_f32(const TensorInfo& t, int64_t elem_begin, int64_t count, float* out) const {
@@ -316,29 +340,30 @@ void SafetensorsFile::read_f32(const TensorInfo& t, int64_t elem_begin, int64_t 
   LLAMAFT_REQUIRE(elem_begin >= 0 && count >= 0 && elem_begin <= numel && count <= numel - elem_begin, path_,
                   ": read of ", count, " elements at ", elem_begin, " is outside tensor '", t.name, "' (", numel,
                   " elements)");
-  const uint8_t* p = data(t);
   const uint64_t es = dtype_size(t.dtype);
   LLAMAFT_REQUIRE(static_cast<uint64_t>(numel) * es == t.end - t.begin, path_, ": tensor '", t.name,
                   "' metadata is inconsistent with its byte range");
-  p += static_cast<uint64_t>(elem_begin) * es;
+  const uint64_t first = static_cast<uint64_t>(elem_begin) * es;
   switch (t.dtype) {
-    case DType::F32:
-      if (count > 0) std::memcpy(out, p, static_cast<size_t>(count) * 4);
-      break;
+    case DType::F32:  // straight into the caller's buffer
+      read_bytes(t, first, static_cast<size_t>(count) * 4, out);
+      return;
     case DType::BF16:
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
+    case DType::F16: {
+      const bool bf16 = t.dtype == DType::BF16;
+      std::vector<uint16_t> buf(static_cast<size_t>(std::min<int64_t>(count, kReadChunkBytes / 2)));
+      for (int64_t done = 0; done < count;) {
+        const int64_t n = std::min<int64_t>(count - done, static_cast<int64_t>(buf.size()));
+        read_bytes(t, first + static_cast<uint64_t>(done) * 2, static_cast<size_t>(n) * 2, buf.data());
+        float* dst = out + done;
+        if (bf16)
+          for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(buf[static_cast<size_t>(i)]);
+        else
+          for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(buf[static_cast<size_t>(i)]);
+        done += n;
       }
-      break;
-    case DType::F16:
-      for (int64_t i = 0; i < count; ++i) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = f16_to_f32(h);
-      }
-      break;
+      return;
+    }
     default:
       LLAMAFT_FAIL(path_, ": tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
                    "; only F32, BF16 and F16 tensors can be loaded as weights");

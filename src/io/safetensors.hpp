@@ -1,5 +1,6 @@
-// safetensors: a validating header parser, an mmap reader that converts any
-// slice of a tensor to fp32 (how FSDP ranks read only their shard), and a
+// safetensors: a validating header parser, a pread() reader that converts any
+// slice of a tensor to fp32 through a bounded buffer (how FSDP ranks read
+// only their shard, in memory that does not grow with the file), and a
 // writer whose layout is fixed up front so every rank of a job can pwrite()
 // its own slices at precomputed offsets without gathering.
 //
@@ -49,7 +50,9 @@ constexpr uint64_t kMaxHeaderBytes = 100000000;
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available, uint64_t file_size,
                                            const std::string& what);
 
-// A safetensors file mapped read-only.
+// A safetensors file open for reading; its header is parsed and validated on
+// open. Reads are pread()s: no mapping, so nothing of the file stays resident
+// in the process, and the object may be used from several threads at once.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
@@ -61,17 +64,18 @@ class SafetensorsFile {
 
   const SafetensorsHeader& header() const { return header_; }
   const std::string& path() const { return path_; }
-  // Raw bytes of t (t must describe a range inside this file).
-  const uint8_t* data(const TensorInfo& t) const;
+  // Bytes [byte_begin, byte_begin + n) of t's raw data into out (t must
+  // describe a range inside this file).
+  void read_bytes(const TensorInfo& t, uint64_t byte_begin, size_t n, void* out) const;
   // Elements [elem_begin, elem_begin + count) of t (flat, row-major),
   // converted to fp32 from F32, BF16 or F16.
   void read_f32(const TensorInfo& t, int64_t elem_begin, int64_t count, float* out) const;
 
  private:
-  void unmap() noexcept;
+  void close_fd() noexcept;
   std::string path_;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
+  int fd_ = -1;
+  uint64_t size_ = 0;
   SafetensorsHeader header_;
 };
 
