@@ -34,7 +34,8 @@ int run_merge(const Config& cfg) {
     }
   }
   const std::string out = cfg.get_string("init.output");
-  save_hf_model(out, mc, layout, cfg.get_string("init.dtype") == "bfloat16", *be, params);
+  save_hf_model(out, mc, layout, cfg.get_string("init.dtype") == "bfloat16", *be, params,
+                parse_shard_size(cfg.get_string("init.max_shard_size"), "init.max_shard_size"));
   std::cout << "merge: wrote " << base << " + " << adapter << " (r=" << lora.rank << ", scale " << scale
             << ") to " << out << "\n";
   return 0;

@@ -47,11 +47,15 @@ void add_data_keys(ConfigSchema& s) {
 }
 
 void add_init_keys(ConfigSchema& s) {
-  s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
+  s.add(key("init.preset", KeyType::kString, "", "model shape: tiny, tiny-tied, small, medium, llama3.2-1b, llama3.2-3b, llama3-8b, llama3-70b"));
   s.add(int_key("init.seed", "0", "random seed for the initial weights", 0));
   s.add(key("init.output", KeyType::kString, "", "output directory for the new model"));
   s.add(choice_key("init.dtype", "float32", "dtype of the written safetensors (float32|fp32, bfloat16|bf16)",
                    {"float32", "bfloat16"}));
+  s.add(key("init.max_shard_size", KeyType::kString, "0",
+            "largest safetensors file init and merge write, as save_pretrained's max_shard_size (5GB = 5e9 bytes, "
+            "4GiB = 2^32); larger models become model-0000K-of-0000N.safetensors with model.safetensors.index.json. "
+            "0: one model.safetensors"));
 }
 
 void add_eval_keys(ConfigSchema& s) {

@@ -17,6 +17,8 @@ enum class Point {
   kFailRank,       // fail_rank=R: rank R raises a user error at start-up
   kNanLossFrom,    // nan_loss_from=S: from step S on, the last rank's loss is NaN
   kKillInSave,     // kill_in_save=S: SIGKILL on rank 0 while writing step S's checkpoint
+  kMapWeights,     // map_weights=1: the HF weights are also mmapped and every page touched, as the old
+                   // reader did (the memory test shows that its bound catches it)
 };
 
 // The value the point was armed with, or nothing.

@@ -19,10 +19,12 @@ class Rng {
   }
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-  // Standard normal (Box-Muller; one value per call, deterministic).
+  // Standard normal (Box-Muller; one value per call, deterministic). Every
+  // call takes exactly two draws, so a stream can be split with skip(2 * i):
+  // the 2^-53-likely u1 = 0 becomes 2^-54 instead of a third draw.
   double normal() {
     double u1 = uniform();
-    while (u1 <= 0.0) u1 = uniform();
+    if (u1 <= 0.0) u1 = 0x1p-54;
     const double u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }

@@ -4,6 +4,10 @@
 // exist and parse, and every listed tensor must be in its shard.
 #include "io/hf_tensors.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -15,6 +19,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/fault_points.hpp"
 
 namespace llamaft::io {
 
@@ -42,6 +47,35 @@ std::string safetensors_files_in(const std::string& dir, size_t limit) {
 }  // namespace
 
 HfTensorSet::HfTensorSet(const std::string& model_dir) : dir_(model_dir) {
+  open(model_dir);
+  if (fault::armed(fault::Point::kMapWeights)) map_and_touch_all();
+}
+
+HfTensorSet::~HfTensorSet() {
+  for (const auto& [p, n] : mapped_) munmap(p, n);
+}
+
+// The fault point map_weights: what the mmap reader used to cost, every page
+// of every shard resident in this process (RssFile) while the set is open.
+void HfTensorSet::map_and_touch_all() {
+  for (const auto& f : files_) {
+    const int fd = ::open(f->path().c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+      if (fd >= 0) ::close(fd);
+      continue;
+    }
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) continue;
+    mapped_.emplace_back(p, static_cast<size_t>(st.st_size));
+    volatile uint8_t sink = 0;
+    for (size_t off = 0; off < static_cast<size_t>(st.st_size); off += 4096) sink ^= static_cast<const uint8_t*>(p)[off];
+    (void)sink;
+  }
+}
+
+void HfTensorSet::open(const std::string& model_dir) {
   struct stat st;
   LLAMAFT_REQUIRE(stat(model_dir.c_str(), &st) == 0, "model directory '", model_dir,
                   "' does not exist: ", std::strerror(errno));
@@ -120,6 +154,11 @@ const TensorInfo& HfTensorSet::info(const std::string& name) const { return *loc
 void HfTensorSet::read_f32(const std::string& name, int64_t elem_begin, int64_t count, float* out) const {
   const Location& loc = locate(name);
   files_[loc.file]->read_f32(*loc.info, elem_begin, count, out);
+}
+
+void HfTensorSet::prefetch(const std::string& name, int64_t elem_begin, int64_t count) const {
+  auto it = where_.find(name);
+  if (it != where_.end()) files_[it->second.file]->prefetch(*it->second.info, elem_begin, count);
 }
 
 std::vector<std::string> HfTensorSet::names() const {

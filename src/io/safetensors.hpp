@@ -70,6 +70,9 @@ class SafetensorsFile {
   // Elements [elem_begin, elem_begin + count) of t (flat, row-major),
   // converted to fp32 from F32, BF16 or F16.
   void read_f32(const TensorInfo& t, int64_t elem_begin, int64_t count, float* out) const;
+  // Asks the kernel to start reading those elements into the page cache
+  // (POSIX_FADV_WILLNEED) and returns; advisory, never fails.
+  void prefetch(const TensorInfo& t, int64_t elem_begin, int64_t count) const;
 
  private:
   void close_fd() noexcept;

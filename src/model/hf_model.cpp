@@ -1,9 +1,14 @@
 #include "model/hf_model.hpp"
 
+#include <dirent.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.hpp"
@@ -70,48 +75,150 @@ void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, boo
 }
 
 void require_finite(const float* x, size_t n, const std::string& what) {
+  // The first non-finite index, found by every core (the common case, all
+  // finite, reads the array once).
+  size_t first = n;
+#pragma omp parallel for reduction(min : first) schedule(static) if (n >= (1 << 16))
   for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]) && i < first) first = i;
+  for (size_t i = first; i < n; ++i)
     if (!std::isfinite(x[i]))
       throw Error(str_cat(what, " holds a non-finite value (", x[i], " at element ", i,
                           "); refusing to write or use it"),
                   kExitDiverged);
 }
 
-void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, const std::function<void(const TensorSlot&, float*)>& fill) {
+uint64_t parse_shard_size(const std::string& text, const std::string& key) {
+  // transformers' convert_file_size_to_int: GB/MB/KB are powers of 1000,
+  // GiB/MiB/KiB of 1024; a bare number is bytes; 0 or "" means one file.
+  if (text.empty()) return 0;
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  static const std::pair<const char*, double> kUnits[] = {{"", 1},          {"B", 1},          {"KB", 1e3},
+                                                          {"MB", 1e6},      {"GB", 1e9},       {"TB", 1e12},
+                                                          {"KiB", 1024.0},  {"MiB", 1048576.0}, {"GiB", 1073741824.0},
+                                                          {"TiB", 1099511627776.0}};
+  for (const auto& [name, scale] : kUnits)
+    if (used > 0 && unit == name && value >= 0 && std::isfinite(value) && value * scale < 1.8e19)
+      return static_cast<uint64_t>(value * scale);
+  LLAMAFT_FAIL(key, " = '", text, "' is not a size: give bytes or a number with KB, MB, GB (powers of 1000) or "
+               "KiB, MiB, GiB (powers of 1024), e.g. 5GB as Hugging Face writes; 0 writes a single file");
+}
+
+namespace {
+
+// One output file: the layout's tensors [first, last) in order.
+struct ShardPlan {
+  std::string file;
+  std::vector<const TensorSlot*> tensors;
+  uint64_t bytes = 0;
+};
+
+// Hugging Face's split (transformers' shard_checkpoint): tensors in order, a
+// new shard whenever the next one would overflow `max_bytes`; a tensor larger
+// than the limit sits alone. File names as transformers writes them.
+std::vector<ShardPlan> plan_shards(const ParamLayout& layout, size_t elem_bytes, uint64_t max_bytes) {
+  std::vector<ShardPlan> shards(1);
+  for (const auto& u : layout.units()) {
+    if (u.kind == UnitKind::kLora) continue;
+    for (const auto& t : u.tensors) {
+      const uint64_t b = static_cast<uint64_t>(t.numel()) * elem_bytes;
+      if (max_bytes > 0 && !shards.back().tensors.empty() && shards.back().bytes + b > max_bytes) shards.emplace_back();
+      shards.back().tensors.push_back(&t);
+      shards.back().bytes += b;
+    }
+  }
+  if (shards.size() == 1 || max_bytes == 0) {
+    shards.resize(1);
+    shards[0].file = "model.safetensors";
+    return shards;
+  }
+  char name[64];
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    shards[i].file = name;
+  }
+  return shards;
+}
+
+// The other form's files from an earlier write into the same folder: the
+// index (when writing one file), model.safetensors (when writing shards), and
+// shard files that are not part of this write. Left in place they would be
+// read instead of, or beside, what was just written.
+void remove_stale_weights(const std::string& model_dir, const std::vector<ShardPlan>& written) {
+  std::set<std::string> keep;
+  for (const auto& s : written) keep.insert(s.file);
+  if (written.size() > 1) keep.insert("model.safetensors.index.json");
+  DIR* d = opendir(model_dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (const dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    const bool weights = n == "model.safetensors" || n == "model.safetensors.index.json" ||
+                         (n.rfind("model-", 0) == 0 && n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0);
+    if (weights && !keep.count(n)) stale.push_back(n);
+  }
+  closedir(d);
+  for (const auto& n : stale) LLAMAFT_REQUIRE(std::remove((model_dir + "/" + n).c_str()) == 0,
+                                              "cannot remove the stale '", model_dir, "/", n, "': ", std::strerror(errno));
+}
+
+}  // namespace
+
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout, bool bf16,
+                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes) {
   make_directories(model_dir);
-  io::SafetensorsWriter writer;
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
-  for (const auto& u : layout.units())
-    if (u.kind != UnitKind::kLora)
-      for (const auto& t : u.tensors) writer.add(t.hf_name, dt, t.shape);
-  writer.set_metadata("format", "pt");
-  writer.set_metadata("producer", "llamaft " LLAMAFT_VERSION);
-  // Written under a temporary name and renamed when complete and on disk;
-  // config.json last, so a folder with a config.json is a whole model.
-  writer.write_file(model_dir + "/model.safetensors", [&](io::SafetensorsOutput& out) {
-    std::vector<float> buf;
-    for (const auto& u : layout.units())
-      for (const auto& t : u.tensors) {
-        if (u.kind == UnitKind::kLora) break;
-        buf.resize(t.numel());
-        fill(t, buf.data());
-        require_finite(buf.data(), buf.size(), "tensor '" + t.hf_name + "'");
-        writer.write_f32(out, t.hf_name, 0, t.numel(), buf.data());
+  const std::vector<ShardPlan> shards = plan_shards(layout, io::dtype_size(dt), max_shard_bytes);
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  uint64_t total = 0;
+  // Each file written under a temporary name and renamed when complete and on
+  // disk; then the index; config.json last, so a folder with a config.json
+  // is a whole model.
+  for (const ShardPlan& shard : shards) {
+    io::SafetensorsWriter writer;
+    for (const TensorSlot* t : shard.tensors) writer.add(t->hf_name, dt, t->shape);
+    writer.set_metadata("format", "pt");
+    writer.set_metadata("producer", "llamaft " LLAMAFT_VERSION);
+    writer.write_file(model_dir + "/" + shard.file, [&](io::SafetensorsOutput& out) {
+      // Uninitialised (fill writes every element): zero-filling the largest
+      // tensor, the embedding, would be a serial pass over gigabytes.
+      std::unique_ptr<float[]> buf;
+      int64_t capacity = 0;
+      for (const TensorSlot* t : shard.tensors) {
+        if (t->numel() > capacity) buf.reset(new float[static_cast<size_t>(capacity = t->numel())]);
+        fill(*t, buf.get());
+        require_finite(buf.get(), static_cast<size_t>(t->numel()), "tensor '" + t->hf_name + "'");
+        writer.write_f32(out, t->hf_name, 0, t->numel(), buf.get());
+        weight_map[t->hf_name] = shard.file;
       }
-  });
+    });
+    total += shard.bytes;
+  }
+  if (shards.size() > 1) {
+    const nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    write_file_durably(model_dir + "/model.safetensors.index.json", index.dump(2) + "\n");
+  }
+  remove_stale_weights(model_dir, shards);
   save_model_config(model_dir, cfg, bf16);
 }
 
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, Backend& be, ResidentParams& params) {
+                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes) {
   std::vector<int> unit_of;
   save_hf_model(model_dir, cfg, layout, bf16, [&](const TensorSlot& slot, float* dst) {
     int unit = -1;
     const TensorSlot* s = nullptr;
     LLAMAFT_CHECK(layout.find(slot.hf_name, &unit, &s), "unknown tensor ", slot.hf_name);
     be.to_host(dst, params.params(unit) + s->offset, sizeof(float) * s->numel());
-  });
+  }, max_shard_bytes);
 }
 
 const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const TensorSlot& slot,

@@ -51,16 +51,23 @@ void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, boo
 // nothing non-finite is written or used.
 void require_finite(const float* x, size_t n, const std::string& what);
 
-// Writes model.safetensors, then config.json, each under a temporary name
-// renamed into place once complete and fsynced. A non-finite weight is an
-// error (exit 3) and leaves nothing behind. `fill(slot, out)` produces a
-// tensor's values (host fp32, slot.numel() floats) one tensor at a time, so
-// the whole model never needs to be in host memory at once.
-void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, const std::function<void(const TensorSlot&, float*)>& fill);
+// Writes model.safetensors (or, when max_shard_bytes > 0 and the model is
+// larger, model-0000K-of-0000N.safetensors and model.safetensors.index.json,
+// split as transformers' save_pretrained splits), then config.json, each
+// under a temporary name renamed into place once complete and fsynced; the
+// other form's files left from an earlier write are removed. A non-finite
+// weight is an error (exit 3) and leaves no new file behind. `fill(slot,
+// out)` produces a tensor's values (host fp32, slot.numel() floats) one
+// tensor at a time, so the whole model never needs to be in host memory.
+void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout, bool bf16,
+                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes = 0);
 
 // Convenience: save resident params.
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, Backend& be, ResidentParams& params);
+                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes = 0);
+
+// init.max_shard_size: "5GB" (10^9), "2GiB" (2^30), a byte count, or 0 / ""
+// for one file. Anything else throws naming `key`.
+uint64_t parse_shard_size(const std::string& text, const std::string& key);
 
 }  // namespace llamaft

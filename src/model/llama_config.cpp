@@ -409,16 +409,21 @@ LlamaConfig llama3_shape(int64_t vocab, int64_t hidden, int64_t inter, int64_t l
 }  // namespace
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "tiny-tied", "small", "llama3.2-1b", "llama3.2-3b", "llama3-8b", "llama3-70b"};
+  return {"tiny", "tiny-tied", "small", "medium", "llama3.2-1b", "llama3.2-3b", "llama3-8b", "llama3-70b"};
 }
 
 LlamaConfig preset_config(const std::string& name) {
-  if (name == "tiny" || name == "tiny-tied" || name == "small") {
+  if (name == "tiny" || name == "tiny-tied" || name == "small" || name == "medium") {
     // tiny: ~1M parameters with GQA, llama3 rope scaling and untied
     // embeddings, fast enough for every test. small: the stories15M shape.
+    // medium: ~110M parameters (dim 768, 12 layers, 12 heads / 4 KV heads),
+    // 440 MB in fp32: big enough that a test sees a file-sized memory cost.
     LlamaConfig c = llama3_shape(1024, 128, 384, 4, 4, 2, name == "tiny-tied", 32.0);
     if (name == "small") {
       c = llama3_shape(32000, 288, 768, 6, 6, 6, false, 32.0);
+    }
+    if (name == "medium") {
+      c = llama3_shape(32000, 768, 2048, 12, 12, 4, false, 32.0);
     }
     c.max_position_embeddings = 4096;
     c.bos_token_id = 1;

@@ -12,8 +12,21 @@
 
 namespace llamaft {
 
+// fp32 shards are loaded through a host window of this many floats (64 MiB);
+// quantized units through their quantized region plus one item of fp32.
+constexpr int64_t kLoadWindowFloats = int64_t{1} << 24;
+constexpr size_t kLoadItemBytes = 64 * 256 * sizeof(float);  // quant::UnitCodec's largest item, in fp32
+constexpr size_t kLoadReadBufferBytes = size_t{4} << 20;     // io::SafetensorsFile's conversion buffer
+
+// Where a load's time went: reading (pread and conversion to fp32) and the
+// rest (quantization, copies to the device).
+struct LoadStats {
+  double read_s = 0, other_s = 0;
+  uint64_t bytes_read = 0;  // of the files
+};
+
 // Fills every master shard from an HF model directory (validated against cfg).
-void load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be);
+LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be);
 
 // Writes config.json + model.safetensors (the base units) into dir, collectively.
 void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16);

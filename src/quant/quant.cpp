@@ -1,7 +1,10 @@
 #include "quant/quant.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <exception>
 
 #include "core/error.hpp"
 
@@ -87,9 +90,19 @@ std::vector<float> make_dynamic_map() {
 }
 
 float block_absmax(const float* x, int64_t n) {
-  float m = 0.f;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  return m;
+  // On the bit patterns with the sign cleared: for non-negative floats
+  // (infinity included) unsigned order is float order, and the integer max
+  // vectorises where the float one (NaN-ordered) does not. A NaN weight gives
+  // a NaN absmax, as in bitsandbytes (the float max here used to skip it).
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    m = std::max(m, b & 0x7fffffffu);
+  }
+  float f;
+  std::memcpy(&f, &m, 4);
+  return f;
 }
 
 // absmax[b] of every block of 64 in x(n) (the last block may be partial).
@@ -105,11 +118,15 @@ std::vector<float> block_absmaxes(const float* x, int64_t n) {
 // NF4 codes of x(n), two per byte with the first value in the high nibble;
 // each value scaled by 1 / its block's absmax as bitsandbytes does.
 void nf4_codes(const float* x, int64_t n, const float* absmax, uint8_t* packed) {
-  for (int64_t j = 0; j < n; j += 2) {
-    const float inv = 1.0f / absmax[j / kBlock];
-    uint8_t byte = static_cast<uint8_t>(nf4_code(x[j] * inv) << 4);
-    if (j + 1 < n) byte |= nf4_code(x[j + 1] * inv);
-    packed[j / 2] = byte;
+  // A block at a time: one reciprocal per block and a branch-free code loop
+  // the compiler vectorises (15 compares per value), then the nibble packing.
+  uint8_t codes[kBlock];
+  for (int64_t lo = 0; lo < n; lo += kBlock) {
+    const int64_t m = std::min<int64_t>(kBlock, n - lo);
+    const float inv = 1.0f / absmax[lo / kBlock];
+    for (int64_t j = 0; j < m; ++j) codes[j] = nf4_code(x[lo + j] * inv);
+    for (int64_t j = 0; j < m; j += 2)
+      packed[(lo + j) / 2] = static_cast<uint8_t>(codes[j] << 4 | (j + 1 < m ? codes[j + 1] : 0));
   }
 }
 
@@ -239,6 +256,19 @@ UnitCodec::UnitCodec(const Unit& unit, Kind kind, int shards) : kind_(kind), sha
   for (size_t p = 0; p < plain_.size(); ++p) plain_copies_.push_back({plain_word_[p], plain_[p]->offset, plain_[p]->numel()});
 }
 
+std::vector<UnitCodec::SourceRange> UnitCodec::source_ranges(int rank) const {
+  std::vector<SourceRange> out;
+  for (const Item& it : items_[rank]) {
+    const int slot = qindex_[it.tensor];
+    if (!out.empty() && out.back().slot == slot && out.back().begin + out.back().count == it.begin)
+      out.back().count += it.count;
+    else
+      out.push_back({slot, it.begin, it.count});
+  }
+  for (size_t p = 0; p < plain_.size(); ++p) out.push_back({pindex_[p], 0, plain_[p]->numel()});
+  return out;
+}
+
 bool UnitCodec::serves(const Unit& unit) const {
   if (unit.numel != numel_ || unit.tensors.size() != slots_.size()) return false;
   for (size_t i = 0; i < slots_.size(); ++i)
@@ -249,13 +279,56 @@ bool UnitCodec::serves(const Unit& unit) const {
 }
 
 void UnitCodec::quantize_region(int rank, float* region, const ReadFn& read, const SumFn& sum_over_ranks) const {
+  // One item (at most one double-quantization group, 64 x 256 values) in
+  // memory at a time: read, block absmax, codes. Only NF4's block absmax
+  // values (1/64 of the values) wait for the offsets, which need every
+  // rank's blocks; the scratch is bounded by an item, not by the unit.
+  // Items are independent: every core takes its own (`read` must be
+  // thread-safe). Each item's bytes are its own, so the result does not
+  // depend on the thread count.
   const auto& mine = items_[rank];
-  std::vector<std::vector<float>> values(mine.size()), absmax(mine.size());
+  std::fill(region, region + shard_words_, 0.f);
+  std::vector<std::vector<float>> absmax(mine.size());
+  std::exception_ptr failure;
+  std::atomic<bool> failed{false};
+#pragma omp parallel
+  {
+  std::vector<float> values;
+#pragma omp for schedule(dynamic, 16)
   for (size_t i = 0; i < mine.size(); ++i) {
-    values[i].resize(mine[i].count);
-    read(qindex_[mine[i].tensor], mine[i].begin, mine[i].count, values[i].data());
-    if (kind_ != Kind::kBf16) absmax[i] = block_absmaxes(values[i].data(), mine[i].count);
+    if (failed.load(std::memory_order_relaxed)) continue;
+    const Item& it = mine[i];
+    values.resize(static_cast<size_t>(it.count));
+    try {
+      read(qindex_[it.tensor], it.begin, it.count, values.data());
+    } catch (...) {
+#pragma omp critical(llamaft_quantize_region)
+      if (!failure) failure = std::current_exception();
+      failed = true;
+      continue;
+    }
+    const float* x = values.data();
+    auto* bytes = reinterpret_cast<uint8_t*>(region + it.word);
+    if (kind_ == Kind::kBf16) {
+      auto* bits = reinterpret_cast<uint16_t*>(bytes);
+      for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
+      continue;
+    }
+    const std::vector<float> amax = block_absmaxes(x, it.count);
+    const int64_t nb = blocks(it.count);
+    if (kind_ == Kind::kNf4) {
+      nf4_codes(x, it.count, amax.data(), bytes + 4 + nb);
+      absmax[i] = amax;  // for the double quantization below
+    } else if (kind_ == Kind::kNf4Plain) {
+      std::memcpy(bytes, amax.data(), 4 * nb);
+      nf4_codes(x, it.count, amax.data(), bytes + 4 * nb);
+    } else {
+      std::memcpy(bytes, amax.data(), 4 * nb);
+      int8_codes(x, it.count, amax.data(), reinterpret_cast<int8_t*>(bytes + 4 * nb));
+    }
   }
+  }
+  if (failure) std::rethrow_exception(failure);
   // NF4 with double quantization: offset = the mean of the tensor's block
   // absmax over every rank's blocks.
   std::vector<float> offsets(qslots_.size(), 0.f);
@@ -265,32 +338,15 @@ void UnitCodec::quantize_region(int rank, float* region, const ReadFn& read, con
     sum_over_ranks(sums.data(), sums.size());
     for (size_t t = 0; t < qslots_.size(); ++t)
       offsets[t] = static_cast<float>(sums[t] / static_cast<double>(blocks(qslots_[t]->numel())));
-  }
-  std::fill(region, region + shard_words_, 0.f);
-  std::copy(offsets.begin(), offsets.end(), region);
-  for (size_t p = 0; p < plain_.size(); ++p) read(pindex_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
-  for (size_t i = 0; i < mine.size(); ++i) {
-    const Item& it = mine[i];
-    const float* x = values[i].data();
-    const int64_t nb = blocks(it.count);
-    auto* bytes = reinterpret_cast<uint8_t*>(region + it.word);
-    if (kind_ == Kind::kNf4) {
-      uint8_t* qabs = bytes + 4;
-      nf4_codes(x, it.count, absmax[i].data(), qabs + nb);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      auto* bytes = reinterpret_cast<uint8_t*>(region + mine[i].word);
       std::vector<float> amax2;  // one group: an item is at most 64 x 256 values
-      dq_groups(absmax[i].data(), nb, offsets[it.tensor], qabs, amax2);
+      dq_groups(absmax[i].data(), blocks(mine[i].count), offsets[mine[i].tensor], bytes + 4, amax2);
       std::memcpy(bytes, amax2.data(), 4);
-    } else if (kind_ == Kind::kNf4Plain) {
-      std::memcpy(bytes, absmax[i].data(), 4 * nb);
-      nf4_codes(x, it.count, absmax[i].data(), bytes + 4 * nb);
-    } else if (kind_ == Kind::kBf16) {
-      auto* bits = reinterpret_cast<uint16_t*>(bytes);
-      for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
-    } else {
-      std::memcpy(bytes, absmax[i].data(), 4 * nb);
-      int8_codes(x, it.count, absmax[i].data(), reinterpret_cast<int8_t*>(bytes + 4 * nb));
     }
   }
+  std::copy(offsets.begin(), offsets.end(), region);
+  for (size_t p = 0; p < plain_.size(); ++p) read(pindex_[p], 0, plain_[p]->numel(), region + plain_word_[p]);
 }
 
 void UnitCodec::dequantize(const float* regions, float* out) const {

@@ -202,6 +202,13 @@ class UnitCodec {
   using ReadFn = std::function<void(int slot_index, int64_t elem, int64_t count, float* dst)>;
   using SumFn = std::function<void(double* data, size_t count)>;
   void quantize_region(int rank, float* region, const ReadFn& read, const SumFn& sum_over_ranks) const;
+  // What quantize_region(rank) reads, merged into ranges: (slot index into
+  // Unit::tensors, first value, count). For read-ahead.
+  struct SourceRange {
+    int slot;
+    int64_t begin, count;
+  };
+  std::vector<SourceRange> source_ranges(int rank) const;
 
   // out(numel) = the whole unit from all regions (shards * shard_words words).
   void dequantize(const float* regions, float* out) const;

@@ -5,6 +5,7 @@
 // without any rank existing.
 #include "train/memory_plan.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "model/llama.hpp"
+#include "parallel/fsdp_io.hpp"
 
 namespace llamaft {
 
@@ -63,6 +65,17 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   LlamaModel model(mc, *be, opts);
   Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params);
   MemoryPlan p;
+  // Loading: everything resident so far, plus the loader's staging (see
+  // load_sharded): the largest of the units' windows.
+  const size_t resident = be->live_bytes();
+  for (int u = 0; u < model.layout().num_units(); ++u) {
+    if (model.layout().units()[u].kind == UnitKind::kLora) continue;
+    const int64_t shard = fsdp.geometry(u).shard_size;
+    const size_t staging = fsdp.codec(u) ? static_cast<size_t>(shard) * sizeof(float) + kLoadItemBytes
+                                         : static_cast<size_t>(std::min(shard, kLoadWindowFloats)) * sizeof(float);
+    p.load_scratch = std::max(p.load_scratch, staging + kLoadReadBufferBytes);
+  }
+  p.load = resident + p.load_scratch;
   p.params = fsdp.param_bytes();
   p.grads = fsdp.grad_bytes();
   p.optimizer = fsdp.optimizer_bytes();
@@ -80,8 +93,9 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   fsdp.end_backward();
   p.activations = model.activation_bytes();
   p.buffers = fsdp.peak_buffer_bytes();
-  p.total = be->peak_bytes() - 3 * n * sizeof(int32_t);
-  p.workspace = p.total - p.params - p.grads - p.optimizer - p.activations - p.buffers;
+  p.step = be->peak_bytes() - 3 * n * sizeof(int32_t);
+  p.workspace = p.step - p.params - p.grads - p.optimizer - p.activations - p.buffers;
+  p.total = std::max(p.load, p.step);
   (void)before;
   return p;
 }

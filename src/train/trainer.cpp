@@ -3,7 +3,6 @@
 #include <cblas.h>
 #include <hdf5.h>
 #include <omp.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -35,17 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-int64_t min_over_ranks(Communicator& world, int64_t v) {
-  int64_t negated = -v;
-  world.all_reduce_max(&negated, 1);
-  return -negated;
-}
-
-int64_t max_over_ranks(Communicator& world, int64_t v) {
-  world.all_reduce_max(&v, 1);
-  return v;
-}
-
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
@@ -53,6 +41,14 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
       lead_(world_->rank() == 0),
       settings_(TrainSettings::from_config(cfg, world_->size())),
       policy_(CheckpointSettings::from_config(cfg), settings_.steps) {
+  memory_ = std::make_unique<MemoryPhases>();
+  startup_.launch = std::max(0.0, process_age_seconds());
+  auto t_phase = Clock::now();
+  auto lap = [&t_phase] {
+    const double s = seconds_since(t_phase);
+    t_phase = Clock::now();
+    return s;
+  };
   if (fault::armed(fault::Point::kFailRank) == world_->rank())
     LLAMAFT_FAIL("injected failure on this rank (fault point fail_rank)");
   // Before the (possibly minutes-long) load: a preemption signal that arrives while the model and data are
@@ -61,16 +57,40 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   model_config_ = read_model_config(settings_.model_dir);
   identity_.effective_config = cfg.dump();
   load_data();
+  startup_.config = lap();
   build_model(make_backend);
+  startup_.allocate = lap() - startup_.load.read_s - startup_.load.other_s;
   order_ = std::make_unique<DataOrder>(static_cast<int64_t>(train_data_.rows.size()), settings_.global_batch,
                                        settings_.shuffle, settings_.seed);
+  const double load_before_resume = startup_.load.read_s + startup_.load.other_s;
   resume();
+  startup_.resume = lap() - (startup_.load.read_s + startup_.load.other_s - load_before_resume);
   const char* restarts = std::getenv("SLURM_RESTART_COUNT");
   restarts_ = restarts ? std::atoll(restarts) : 0;
+  // The slowest rank's time in each phase (the job waits for it).
+  int64_t us[7] = {};
+  const double phases[7] = {startup_.launch, startup_.config, startup_.allocate, startup_.load.read_s,
+                            startup_.load.other_s, startup_.resume, 0};
+  for (int i = 0; i < 6; ++i) us[i] = static_cast<int64_t>(phases[i] * 1e6);
+  us[6] = static_cast<int64_t>(startup_.load.bytes_read);
+  world_->all_reduce_max(us, 7);
+  startup_.launch = us[0] * 1e-6, startup_.config = us[1] * 1e-6, startup_.allocate = us[2] * 1e-6;
+  startup_.load.read_s = us[3] * 1e-6, startup_.load.other_s = us[4] * 1e-6, startup_.resume = us[5] * 1e-6;
+  startup_.load.bytes_read = static_cast<uint64_t>(us[6]);
   write_run_info(cfg);
   tracker_ = std::make_unique<TrackerFollower>(cfg, settings_.out_dir, lead_);
   progress_ = std::make_unique<Progress>(lead_ && settings_.progress, settings_.steps);
   device_batch_ = std::make_unique<DeviceBatch>(*backend_);
+  startup_.outputs = lap();
+  if (lead_) {
+    const bool quantized = settings_.base_quant != quant::Kind::kNone && settings_.lora.enabled();
+    const double mb_s = startup_.load.read_s > 0 ? startup_.load.bytes_read / 1e6 / startup_.load.read_s : 0;
+    std::cerr << "llamaft train: start-up " << startup_.total() << " s to the first step (slowest rank per phase): "
+              << "launch " << startup_.launch << ", config and data " << startup_.config << ", allocation "
+              << startup_.allocate << ", reading " << startup_.load.read_s << " (" << startup_.load.bytes_read / 1e9
+              << " GB per rank at most, " << mb_s << " MB/s), " << (quantized ? "quantization and copies " : "copies ")
+              << startup_.load.other_s << ", resume " << startup_.resume << ", outputs " << startup_.outputs << "\n";
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -119,7 +139,7 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   const bool lora = settings_.lora.enabled();
-  if (lora || settings_.resume == "none") load_sharded(settings_.model_dir, *fsdp_, *backend_);
+  if (lora || settings_.resume == "none") startup_.load = load_sharded(settings_.model_dir, *fsdp_, *backend_);
   if (!lora) return;
   if (!settings_.lora_init_from.empty()) load_adapter_sharded(settings_.lora_init_from, *fsdp_, *backend_);
   else init_lora_sharded(*fsdp_, *backend_, settings_.seed);
@@ -172,13 +192,16 @@ void Trainer::resume() {
   if (!candidates.empty())
     throw CheckpointError(str_cat("none of the ", candidates.size(), " checkpoints in '", settings_.checkpoint_dir,
                                   "' is usable; fix or remove them, or set checkpoint.resume = none"));
-  if (!settings_.lora.enabled()) load_sharded(settings_.model_dir, *fsdp_, *backend_);  // nothing to resume
+  if (!settings_.lora.enabled()) startup_.load = load_sharded(settings_.model_dir, *fsdp_, *backend_);  // nothing to resume
 }
 
 void Trainer::write_run_info(const Config& cfg) {
   const std::vector<std::string> hosts = all_hostnames();  // collective: before any rank-0-only work
   metrics_ = std::make_unique<MetricsWriter>(lead_, settings_.out_dir, cfg.dump(), settings_.tensorboard);
   if (!lead_) return;
+  plan_ = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
+                      static_cast<int>(settings_.micro_batch), settings_.seq_len, settings_.activation_checkpointing,
+                      settings_.lora, settings_.base_quant, settings_.bf16_params, model_options_.bf16_storage);
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");
@@ -196,6 +219,14 @@ void Trainer::write_run_info(const Config& cfg) {
       {"libraries", {{"mpi", mpi_library_version()},
                      {"hdf5", str_cat(h5maj, ".", h5min, ".", h5rel)},
                      {"openblas", openblas_get_config()}}},
+      {"startup_s", {{"launch", startup_.launch}, {"config_and_data", startup_.config},
+                     {"allocation", startup_.allocate}, {"reading", startup_.load.read_s},
+                     {"quantization_and_copies", startup_.load.other_s}, {"resume", startup_.resume},
+                     {"bytes_read_max_rank", startup_.load.bytes_read}}},
+      {"memory_plan_bytes", {{"total", plan_.total}, {"load", plan_.load}, {"step", plan_.step},
+                             {"params", plan_.params}, {"grads", plan_.grads}, {"optimizer", plan_.optimizer},
+                             {"activations", plan_.activations}, {"buffers", plan_.buffers},
+                             {"load_scratch", plan_.load_scratch}}},
   });
   const quant::Kind q = settings_.base_quant;
   const bool qlora = q == quant::Kind::kNf4 || q == quant::Kind::kNf4Plain;
@@ -211,11 +242,9 @@ void Trainer::write_run_info(const Config& cfg) {
             << train_data_.rows.size() << " rows";
   if (train_data_.truncated_rows) std::cerr << " (" << train_data_.truncated_rows << " truncated)";
   if (!model_config_.unused_keys.empty()) std::cerr << "\nllamaft train: " << unused_keys_note(model_config_);
-  const MemoryPlan plan = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
-                                      static_cast<int>(settings_.micro_batch), settings_.seq_len,
-                                      settings_.activation_checkpointing, settings_.lora, q, settings_.bf16_params,
-                                      model_options_.bf16_storage);
-  std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB (params "
+  const MemoryPlan& plan = plan_;
+  std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB, the larger of loading "
+            << plan.load / 1048576.0 << " and the step " << plan.step / 1048576.0 << " (params "
             << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
             << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
             << plan.buffers / 1048576.0 << ")\n";
@@ -323,8 +352,20 @@ std::vector<std::vector<int32_t>> Trainer::sample() {
   return out;
 }
 
+void Trainer::end_memory_phase(const std::string& next) {
+  const std::string ending = memory_->current();
+  const MemoryPhases::Peak p = memory_->switch_to(next);
+  MemoryPhases::Peak& kept = memory_peaks_[ending];
+  kept.hwm = std::max(kept.hwm, p.hwm);
+  kept.anon = std::max(kept.anon, p.anon);
+  kept.file = std::max(kept.file, p.file);
+  kept.shmem = std::max(kept.shmem, p.shmem);
+}
+
 void Trainer::save_checkpoint() {
+  end_memory_phase("checkpoint");
   const std::string path = checkpoints_->save(*fsdp_, *backend_, state_, identity_);
+  end_memory_phase("train");
   policy_.saved(state_.step);
   if (lead_)
     std::cerr << "llamaft train: checkpoint " << path << " (" << checkpoints_->last_save_bytes() / 1e6 << " MB in "
@@ -333,12 +374,14 @@ void Trainer::save_checkpoint() {
 
 int Trainer::train() {
   const auto train_start = Clock::now();
+  end_memory_phase("train");
   policy_.restart_timer();
   const nlohmann::ordered_json run_fields = {
       {"mem_params_bytes", fsdp_->param_bytes()},   {"mem_grads_bytes", fsdp_->grad_bytes()},
       {"mem_optimizer_bytes", fsdp_->optimizer_bytes()}};
   while (state_.step < settings_.steps) {
     const StepMetrics m = step();
+    if (first_step_s_ < 0) first_step_s_ = m.step_s;
     if (m.step % settings_.log_every == 0 || m.step == settings_.steps) {
       nlohmann::ordered_json extra = run_fields;
       extra["mem_activations_bytes"] = model_->activation_bytes();
@@ -376,25 +419,53 @@ int Trainer::train() {
   }
   progress_->finish();
   if (policy_.save_at_end(state_.step)) save_checkpoint();
-  write_summary(seconds_since(train_start));
-  if (settings_.export_model) export_result();
+  const double train_s = seconds_since(train_start);
+  if (settings_.export_model) {
+    end_memory_phase("export");
+    export_result();
+  }
+  write_summary(train_s);
   tracker_->finish();
   return kExitOk;
 }
 
 void Trainer::write_summary(double train_s) {
-  // Peak resident memory of every rank (ru_maxrss is KiB on Linux).
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  const int64_t peak = static_cast<int64_t>(ru.ru_maxrss) * 1024;
-  const int64_t max_peak = max_over_ranks(*world_, peak), min_peak = min_over_ranks(*world_, peak);
+  // Every rank's peak resident memory per phase (VmHWM, reset at each phase
+  // change) and the largest RssAnon / RssFile / RssShmem its sampler saw.
+  end_memory_phase("summary");
+  const char* kPhases[] = {"startup", "train", "checkpoint", "export"};
+  constexpr int kN = 4;
+  int64_t peaks[5 * kN];
+  for (int i = 0; i < kN; ++i) {
+    const MemoryPhases::Peak p = memory_peaks_.count(kPhases[i]) ? memory_peaks_[kPhases[i]] : MemoryPhases::Peak{};
+    const int64_t v[5] = {p.hwm, -p.hwm, p.anon, p.file, p.shmem};
+    std::copy(v, v + 5, peaks + 5 * i);
+  }
+  world_->all_reduce_max(peaks, 5 * kN);
+  nlohmann::ordered_json phases = nlohmann::ordered_json::object();
+  int64_t max_peak = 0, min_peak = 0;
+  for (int i = 0; i < kN; ++i) {
+    const int64_t* p = peaks + 5 * i;
+    if (p[0] == 0) continue;  // not reached (no checkpoint or export)
+    max_peak = std::max(max_peak, p[0]);
+    min_peak = std::max(min_peak, -p[1]);
+    phases[kPhases[i]] = {{"peak_rss_bytes_max_rank", p[0]}, {"peak_rss_bytes_min_rank", -p[1]},
+                          {"plan_ratio_max_rank", plan_.total ? static_cast<double>(p[0]) / plan_.total : 0.0},
+                          {"rss_anon_bytes_max_rank", p[2]}, {"rss_file_bytes_max_rank", p[3]},
+                          {"rss_shmem_bytes_max_rank", p[4]}};
+  }
   metrics_->summary({
       {"world_size", world_->size()},
       {"strategy", strategy_name(settings_.strategy)},
       {"steps", settings_.steps},
       {"train_s", train_s},
+      {"first_step_s", first_step_s_},
+      {"startup_s", startup_.total()},
       {"peak_rss_bytes_max_rank", max_peak},
       {"peak_rss_bytes_min_rank", min_peak},
+      {"memory_plan_bytes", plan_.total},
+      {"peak_rss_plan_ratio_max_rank", plan_.total ? static_cast<double>(max_peak) / plan_.total : 0.0},
+      {"memory_phases", phases},
       {"peak_backend_bytes_rank0", backend_->peak_bytes()},
   });
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,12 +18,15 @@
 #include "comm/communicator.hpp"
 #include "comm/mpi_comm.hpp"
 #include "config/config.hpp"
+#include "core/proc_stats.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/llama.hpp"
 #include "parallel/fsdp.hpp"
+#include "parallel/fsdp_io.hpp"
 #include "train/data_order.hpp"
 #include "train/evaluate.hpp"
+#include "train/memory_plan.hpp"
 #include "train/metrics.hpp"
 #include "train/progress.hpp"
 #include "train/settings.hpp"
@@ -62,6 +66,18 @@ class Trainer {
   void save_checkpoint();
   void export_result();
   void write_summary(double train_s);
+  void end_memory_phase(const std::string& next);
+
+  // Launch to the first step, by phase (seconds; printed and in run_info.json).
+  struct Startup {
+    double launch = 0;     // process start to the Trainer (MPI_Init, the runtime's checks)
+    double config = 0;     // settings, config.json, the datasets
+    double allocate = 0;   // backend, model, FSDP shards
+    LoadStats load;        // reading the base (and quantizing it)
+    double resume = 0;     // the checkpoint, when resuming
+    double outputs = 0;    // run_info, trackers, the plan
+    double total() const { return launch + config + allocate + load.read_s + load.other_s + resume + outputs; }
+  };
 
   std::unique_ptr<MpiCommunicator> world_;
   bool lead_ = false;
@@ -81,6 +97,11 @@ class Trainer {
   RunIdentity identity_;
   TrainState state_;
   int64_t restarts_ = 0;
+  Startup startup_;
+  MemoryPlan plan_;
+  std::unique_ptr<MemoryPhases> memory_;  // per-phase peak RSS of this rank
+  std::map<std::string, MemoryPhases::Peak> memory_peaks_;
+  double first_step_s_ = -1;
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<DeviceBatch> device_batch_;

@@ -137,6 +137,8 @@ def main():
     ap.add_argument("--dump", required=True, help="the ref_dump binary")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--tied", action="store_true", help="use preset tiny-tied")
+    ap.add_argument("--max-shard-size", default="",
+                    help="have init write sharded safetensors with an index (read by transformers and by llamaft)")
     a = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     os.makedirs(a.workdir, exist_ok=True)
@@ -149,8 +151,14 @@ def main():
         elif os.path.exists(stale):
             os.remove(stale)
 
-    run([a.llamaft, "init", "--preset", "tiny-tied" if a.tied else "tiny", "--seed", "7", "--output", model],
-        "llamaft init")
+    run([a.llamaft, "init", "--preset", "tiny-tied" if a.tied else "tiny", "--seed", "7", "--output", model]
+        + (["--max-shard-size", a.max_shard_size] if a.max_shard_size else []), "llamaft init")
+    if a.max_shard_size:
+        with open(os.path.join(model, "model.safetensors.index.json")) as f:
+            shard_files = sorted(set(json.load(f)["weight_map"].values()))
+        if len(shard_files) < 2 or os.path.exists(os.path.join(model, "model.safetensors")):
+            raise Failure(f"init --max-shard-size {a.max_shard_size} wrote {shard_files}, want several shards only")
+        print(f"init wrote {len(shard_files)} shards: {shard_files[0]} .. {shard_files[-1]}")
     cfg, params = llama_ref.load_hf(model, dtype=torch.float64)
     check_config(cfg, a.tied)
     rows = write_data(data, cfg["vocab_size"])

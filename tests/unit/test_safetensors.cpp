@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -502,6 +504,78 @@ TEST(HfModel, MissingAndUnexpectedTensors) {
   ResidentParams p2(*be, fewer_layout);
   EXPECT_NE(error_of([&] { load_hf_weights(dir, fewer_layout, *be, p2); }).find("unexpected tensor 'model.layers.3."),
             std::string::npos);
+}
+
+// init.max_shard_size follows transformers' convert_file_size_to_int.
+TEST(HfModel, ShardSizeParsesAsTransformersDoes) {
+  EXPECT_EQ(parse_shard_size("5GB", "k"), 5000000000u);
+  EXPECT_EQ(parse_shard_size("2GiB", "k"), uint64_t{2} << 30);
+  EXPECT_EQ(parse_shard_size("300KB", "k"), 300000u);
+  EXPECT_EQ(parse_shard_size("1.5MiB", "k"), 1572864u);
+  EXPECT_EQ(parse_shard_size("4096", "k"), 4096u);
+  EXPECT_EQ(parse_shard_size("0", "k"), 0u);
+  EXPECT_EQ(parse_shard_size("", "k"), 0u);
+  EXPECT_ERROR_HAS("init.max_shard_size = '5XB' is not a size", parse_shard_size("5XB", "init.max_shard_size"));
+  EXPECT_ERROR_HAS("is not a size", parse_shard_size("GB", "k"));
+  EXPECT_ERROR_HAS("is not a size", parse_shard_size("-1GB", "k"));
+}
+
+// A sharded write holds the same tensors as one file, split as
+// save_pretrained splits (in order, a new file when the next tensor would
+// overflow, an oversized tensor alone), with an index whose total_size is
+// the data bytes; writing one file into the same folder removes the shards.
+TEST(HfModel, ShardedSaveMatchesOneFile) {
+  const LlamaConfig cfg = preset_config("tiny");
+  const ParamLayout layout(cfg);
+  auto fill = [](const TensorSlot& s, float* out) {
+    for (int64_t i = 0; i < s.numel(); ++i) out[i] = static_cast<float>(s.hf_name.size() % 7) + 1e-3f * (i % 977);
+  };
+  TempDir tmp;
+  const std::string one = tmp.file("one"), many = tmp.file("many");
+  const uint64_t max = 100000;
+  save_hf_model(one, cfg, layout, false, fill);
+  save_hf_model(many, cfg, layout, false, fill, max);
+  std::ifstream in(many + "/model.safetensors.index.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json index = nlohmann::json::parse(in);
+  std::map<std::string, uint64_t> shard_bytes;
+  uint64_t total = 0;
+  std::string previous_file;
+  for (const auto& u : layout.units()) {
+    if (u.kind == UnitKind::kLora) continue;
+    for (const auto& t : u.tensors) {
+      const std::string file = index["weight_map"].at(t.hf_name).get<std::string>();
+      EXPECT_GE(file, previous_file) << "tensors must stay in layout order across the shards";
+      previous_file = file;
+      shard_bytes[file] += static_cast<uint64_t>(t.numel()) * 4;
+      total += static_cast<uint64_t>(t.numel()) * 4;
+    }
+  }
+  EXPECT_EQ(index["metadata"]["total_size"].get<uint64_t>(), total);
+  ASSERT_GT(shard_bytes.size(), 2u);
+  char expect_name[64];
+  std::snprintf(expect_name, sizeof(expect_name), "model-00001-of-%05zu.safetensors", shard_bytes.size());
+  EXPECT_EQ(shard_bytes.begin()->first, expect_name);
+  for (const auto& [file, bytes] : shard_bytes) {
+    EXPECT_TRUE(bytes <= max || SafetensorsFile(many + "/" + file).header().tensors.size() == 1) << file;
+  }
+  EXPECT_FALSE(std::ifstream(many + "/model.safetensors").good());
+  auto be = make_cpu_backend();
+  ResidentParams a(*be, layout), b(*be, layout);
+  load_hf_weights(one, layout, *be, a);
+  load_hf_weights(many, layout, *be, b);
+  for (int u = 0; u < layout.num_units(); ++u) {
+    if (layout.units()[u].kind == UnitKind::kLora) continue;
+    const size_t n = static_cast<size_t>(layout.units()[u].numel);
+    EXPECT_EQ(std::memcmp(a.params(u), b.params(u), n * sizeof(float)), 0) << "unit " << u;
+  }
+  // One file over the sharded folder: the index and shards go, the loader
+  // reads the new file.
+  save_hf_model(many, cfg, layout, false, fill);
+  EXPECT_FALSE(std::ifstream(many + "/model.safetensors.index.json").good());
+  EXPECT_FALSE(std::ifstream(many + "/" + std::string(expect_name)).good());
+  ResidentParams c(*be, layout);
+  load_hf_weights(many, layout, *be, c);
 }
 
 }  // namespace
