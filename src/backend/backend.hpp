@@ -40,6 +40,10 @@ class Backend {
   virtual void* native_stream() const { return nullptr; }
   // The device's ordinal among those this process sees; -1 on the host.
   virtual int device_ordinal() const { return -1; }
+  // Whether device pointers are host memory the CPU may read and write
+  // directly (the CPU backend): checkpoints then write from and read into
+  // the shards themselves, with no host staging copy.
+  virtual bool host_resident() const { return false; }
   // Bytes allocated through alloc_bytes: now, and the high-water mark.
   size_t live_bytes() const { return live_bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }

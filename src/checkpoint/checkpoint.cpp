@@ -312,10 +312,13 @@ void CheckpointManager::write_state_file(const std::string& path, Fsdp& fsdp, Ba
   for (int u = 0; u < layout.num_units(); ++u) {
     if (!fsdp.trainable(u)) continue;  // LoRA: the frozen base is identified by its fingerprint
     const ShardGeometry& g = fsdp.geometry(u);
-    float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
-    for (int k = 0; k < 3; ++k) {
+    // Written from the shards themselves where the backend's memory is host
+    // memory; otherwise through host copies (three of the largest shard).
+    const float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
+    for (int k = 0; k < 3 && !be.host_resident(); ++k) {
       host[k].resize(g.shard_size);
       be.to_host(host[k].data(), sources[k], g.shard_size * sizeof(float));
+      sources[k] = host[k].data();
     }
     for (const auto& slot : layout.units()[u].tensors) {
       // This rank's piece of the tensor (replicas other than 0 write nothing).
@@ -340,8 +343,7 @@ void CheckpointManager::write_state_file(const std::string& path, Fsdp& fsdp, Ba
         H5Handle ds = checked(H5Dcreate2(groups[k], slot.hf_name.c_str(), H5T_IEEE_F32LE, fspace.get(), H5P_DEFAULT,
                                          dcpl.get(), H5P_DEFAULT),
                               H5Dclose, str_cat("cannot create dataset ", slot.hf_name, " in ", path));
-        H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(),
-                          count ? host[k].data() + src : host[k].data()),
+        H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(), sources[k] + src),
                  "writing ", slot.hf_name, " to ", path);
         bytes += static_cast<uint64_t>(count) * 4;
       }
@@ -512,7 +514,15 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
   for (int u = 0; u < layout.num_units(); ++u) {
     if (!fsdp.trainable(u)) continue;
     const ShardGeometry& g = fsdp.geometry(u);
-    for (auto& h : host) h.assign(g.shard_size, 0.f);
+    // Read into the shards themselves where they are host memory (their
+    // padding is zero from allocation and never read from a file); otherwise
+    // into zeroed host copies uploaded whole.
+    float* targets[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
+    float* into[3] = {targets[0], targets[1], targets[2]};
+    for (int k = 0; k < 3 && !be.host_resident(); ++k) {
+      host[k].assign(g.shard_size, 0.f);
+      into[k] = host[k].data();
+    }
     for (const auto& slot : layout.units()[u].tensors) {
       const int64_t lo = std::max(g.begin, slot.offset), hi = std::min(g.begin + g.shard_size, slot.offset + slot.numel());
       const int64_t elem = lo < hi ? lo - slot.offset : 0, count = lo < hi ? hi - lo : 0, dst = lo < hi ? lo - g.begin : 0;
@@ -529,14 +539,13 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
         H5Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
         if (count == 0) H5Sselect_none(mspace.get());
         select_flat_range(fspace.get(), slot.shape, elem, count);
-        const herr_t rc = H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(),
-                                  host[k].data() + dst);
+        const herr_t rc = H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(), into[k] + dst);
         if (rc < 0 && first_error.empty())
           first_error = str_cat(where, ": dataset '/", name, "' failed its checksum or could not be read (corrupt file)");
       }
     }
-    float* targets[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
-    for (int k = 0; k < 3; ++k) be.to_device(targets[k], host[k].data(), g.shard_size * sizeof(float));
+    for (int k = 0; k < 3 && !be.host_resident(); ++k)
+      be.to_device(targets[k], host[k].data(), g.shard_size * sizeof(float));
   }
   agree_or_throw(!first_error.empty(), first_error, true);
   TrainState st;

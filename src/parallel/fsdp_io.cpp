@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <cmath>
 #include <functional>
+#include <future>
 
 namespace llamaft {
 
@@ -61,11 +62,15 @@ LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
       set.prefetch(slot.hf_name, elem, count);
     });
   };
+  // On a helper thread: a WILLNEED can block while it submits the reads, and
+  // that wait should not hold up this unit's conversion or quantization.
   prefetch(0);
+  std::future<void> ahead;
   for (int u = 0; u < layout.num_units(); ++u) {
     const Unit& unit = layout.units()[u];
     if (unit.kind == UnitKind::kLora) continue;  // adapters: init_lora_sharded / load_adapter_sharded
-    prefetch(u + 1);
+    if (ahead.valid()) ahead.get();
+    ahead = std::async(std::launch::async, prefetch, u + 1);
     for (const auto& slot : unit.tensors) {
       LLAMAFT_REQUIRE(set.has(slot.hf_name), model_dir, ": tensor '", slot.hf_name,
                       "' is missing from the safetensors files (config.json says it must exist)");
@@ -102,6 +107,7 @@ LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
       be.to_device(fsdp.master(u) + w0, staging.data(), staging.size() * sizeof(float));
     }
   }
+  if (ahead.valid()) ahead.get();
   const double wall = std::chrono::duration<double>(Clock::now() - t_start).count();
   stats.read_s = std::min(wall, 1e-9 * (serial_ns.load() + parallel_ns.load() / std::max(1, omp_get_max_threads())));
   stats.bytes_read = bytes.load();

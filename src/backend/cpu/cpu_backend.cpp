@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend() : gemm_impl_(cpu::default_gemm_impl()) {}
   std::string name() const override { return std::string("cpu/") + cpu::gemm_impl_name(gemm_impl_); }
+  bool host_resident() const override { return true; }
 
   void* alloc_bytes(size_t bytes) override {
     if (bytes == 0) return nullptr;
