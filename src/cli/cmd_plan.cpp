@@ -1,5 +1,6 @@
 // `llamaft plan`: per-rank memory for params, grads, optimizer state,
-// activations and buffers under each FSDP strategy, without running. The
+// activations and buffers under each FSDP strategy, without running; the
+// total is the largest of the step, loading and a checkpoint save. The
 // prediction itself is train/memory_plan.cpp's; this file reads the config
 // and prints the table (or JSON lines).
 #include <algorithm>
@@ -40,8 +41,8 @@ int run_plan(const Config& cfg) {
                   .c_str(),
               world, mb, seq,
               recompute ? ", activation checkpointing" : "");
-  if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s\n", "params", "grads", "optimizer",
-              "activations", "buffers", "workspace", "total");
+  if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s   %8s %8s %10s\n", "params", "grads", "optimizer",
+              "activations", "buffers", "workspace", "step", "loading", "ckpt", "total");
   const std::string only = cfg.get_string("fsdp.strategy");
   // bf16 activations where train would have them: the CUDA backend with bf16 params.
   const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
@@ -50,19 +51,22 @@ int run_plan(const Config& cfg) {
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg), bf16, bf16_storage);
+                                     base_quant_from_config(cfg), bf16, bf16_storage,
+                                     cfg.get_string("runtime.backend") != "cuda");
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
-                  "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"total\": %zu}\n",
+                  "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"load\": %zu, \"step\": %zu, "
+                  "\"checkpoint\": %zu, \"total\": %zu}\n",
                   strategy_name(s), world, p.params, p.grads, p.optimizer, p.activations, p.buffers, p.workspace,
-                  p.total);
+                  p.load, p.step, p.checkpoint, p.total);
       continue;
     }
     const double g = 1024.0 * 1024.0 * 1024.0;
     std::string label = strategy_name(s);
     if (s == ShardStrategy::kHybridShard) label += " (g=" + std::to_string(group) + ")";
-    std::printf("%-22s %10.4f %10.4f %10.4f %11.4f %10.4f %10.4f %10.4f\n", label.c_str(), p.params / g,
-                p.grads / g, p.optimizer / g, p.activations / g, p.buffers / g, p.workspace / g, p.total / g);
+    std::printf("%-22s %10.4f %10.4f %10.4f %11.4f %10.4f %10.4f %10.4f   %8.4f %8.4f %10.4f\n", label.c_str(),
+                p.params / g, p.grads / g, p.optimizer / g, p.activations / g, p.buffers / g, p.workspace / g,
+                p.step / g, p.load / g, p.checkpoint / g, p.total / g);
   }
   return 0;
 }

@@ -54,7 +54,7 @@ class PlanComm final : public Communicator {
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
-                       quant::Kind base_quant, bool bf16_params, bool bf16_storage) {
+                       quant::Kind base_quant, bool bf16_params, bool bf16_storage, bool host_resident) {
   auto be = make_counting_backend(bf16_storage);
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
@@ -95,7 +95,18 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   p.buffers = fsdp.peak_buffer_bytes();
   p.step = be->peak_bytes() - 3 * n * sizeof(int32_t);
   p.workspace = p.step - p.params - p.grads - p.optimizer - p.activations - p.buffers;
-  p.total = std::max(p.load, p.step);
+  if (host_resident) {
+    for (int u = 0; u < model.layout().num_units(); ++u) {
+      if (!fsdp.trainable(u)) continue;
+      const ShardGeometry& g = fsdp.geometry(u);
+      for (const auto& t : model.layout().units()[u].tensors) {
+        const int64_t piece = std::min(g.begin + g.shard_size, t.offset + t.numel()) - std::max(g.begin, t.offset);
+        p.checkpoint_scratch = std::max(p.checkpoint_scratch, static_cast<size_t>(std::max<int64_t>(piece, 0)) * 4);
+      }
+    }
+    p.checkpoint = p.step - p.activations + p.checkpoint_scratch;
+  }
+  p.total = std::max({p.load, p.step, p.checkpoint});
   (void)before;
   return p;
 }

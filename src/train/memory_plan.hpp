@@ -8,20 +8,25 @@
 
 namespace llamaft {
 
-// Two phases, and the plan is the larger: loading (every shard allocated,
-// plus the host staging the loader reads through: a 64 MiB window, or a
-// quantized unit's region and one item, plus the 4 MiB read buffer) and the
-// training step (the step's own peak, activations and gathered units included).
+// Three phases, and the plan is the largest: loading (every shard
+// allocated, plus the host staging the loader reads through: a 64 MiB
+// window, or a quantized unit's region and one item, plus the 4 MiB read
+// buffer), the training step (the step's own peak, activations and gathered
+// units included) and, where the backend's memory is host memory, a
+// checkpoint save (the step's peak less its activations, since the gathered
+// units' buffers stay pooled, plus the largest trainable tensor piece, which
+// HDF5's filtered collective write holds whole while it checksums the chunks).
 struct MemoryPlan {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0, buffers = 0, workspace = 0;
-  size_t load_scratch = 0;  // host staging while loading
-  size_t load = 0, step = 0;
-  size_t total = 0;  // max(load, step)
+  size_t load_scratch = 0;     // host staging while loading
+  size_t checkpoint_scratch = 0;  // HDF5's chunk buffers for the largest tensor piece
+  size_t load = 0, step = 0, checkpoint = 0;
+  size_t total = 0;  // max(load, step, checkpoint)
 };
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {},
                        quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
-                       bool bf16_storage = false);
+                       bool bf16_storage = false, bool host_resident = true);
 
 }  // namespace llamaft

@@ -201,7 +201,8 @@ void Trainer::write_run_info(const Config& cfg) {
   if (!lead_) return;
   plan_ = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
                       static_cast<int>(settings_.micro_batch), settings_.seq_len, settings_.activation_checkpointing,
-                      settings_.lora, settings_.base_quant, settings_.bf16_params, model_options_.bf16_storage);
+                      settings_.lora, settings_.base_quant, settings_.bf16_params, model_options_.bf16_storage,
+                      backend_->host_resident());
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");
@@ -224,6 +225,7 @@ void Trainer::write_run_info(const Config& cfg) {
                      {"quantization_and_copies", startup_.load.other_s}, {"resume", startup_.resume},
                      {"bytes_read_max_rank", startup_.load.bytes_read}}},
       {"memory_plan_bytes", {{"total", plan_.total}, {"load", plan_.load}, {"step", plan_.step},
+                             {"checkpoint", plan_.checkpoint}, {"checkpoint_scratch", plan_.checkpoint_scratch},
                              {"params", plan_.params}, {"grads", plan_.grads}, {"optimizer", plan_.optimizer},
                              {"activations", plan_.activations}, {"buffers", plan_.buffers},
                              {"load_scratch", plan_.load_scratch}}},
@@ -243,8 +245,9 @@ void Trainer::write_run_info(const Config& cfg) {
   if (train_data_.truncated_rows) std::cerr << " (" << train_data_.truncated_rows << " truncated)";
   if (!model_config_.unused_keys.empty()) std::cerr << "\nllamaft train: " << unused_keys_note(model_config_);
   const MemoryPlan& plan = plan_;
-  std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB, the larger of loading "
-            << plan.load / 1048576.0 << " and the step " << plan.step / 1048576.0 << " (params "
+  std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB, the largest of loading "
+            << plan.load / 1048576.0 << ", the step " << plan.step / 1048576.0 << " and a checkpoint "
+            << plan.checkpoint / 1048576.0 << " (params "
             << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
             << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
             << plan.buffers / 1048576.0 << ")\n";
