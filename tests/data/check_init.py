@@ -27,6 +27,9 @@ import struct
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import st_numpy  # noqa: E402
+
 FAILURES = []
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -60,21 +63,6 @@ def normals(seed, stream, first, count):
     return out
 
 
-def read_tensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        base = 8 + n
-        out = {}
-        for name, t in header.items():
-            if name == "__metadata__":
-                continue
-            b, e = t["data_offsets"]
-            f.seek(base + b)
-            out[name] = (t["dtype"], t["shape"], f.read(e - b))
-    return out, list(k for k in header if k != "__metadata__")
-
-
 def ulps(a, b):
     ia = struct.unpack("<i", struct.pack("<f", a))[0]
     ib = struct.unpack("<i", struct.pack("<f", b))[0]
@@ -97,7 +85,8 @@ def main():
     check(filecmp.cmp(one, os.path.join(dirs["t2"], "model.safetensors"), shallow=False),
           "init at 1 and 2 threads writes the same bytes")
 
-    tensors, order = read_tensors(one)
+    tensors = st_numpy.read_raw(one)
+    order = list(tensors)
     dtype, shape, raw = tensors["model.embed_tokens.weight"]
     check(order[0] == "model.embed_tokens.weight" and dtype == "F32", "the embedding is the first tensor, in fp32")
     got = struct.unpack(f"<{len(raw) // 4}f", raw)
@@ -122,7 +111,7 @@ def main():
           "total_size is the sum of the tensor bytes")
     same = True
     for fn in files:
-        part, names = read_tensors(os.path.join(sd, fn))
+        part = st_numpy.read_raw(os.path.join(sd, fn))
         size = sum(len(t[2]) for t in part.values())
         check(size <= 10_000_000 or len(part) == 1, f"{fn}: {size} data bytes within 10 MB (or one tensor)")
         for n, t in part.items():

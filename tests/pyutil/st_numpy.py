@@ -6,7 +6,8 @@ import struct
 import numpy as np
 
 
-def load(path):
+def read_raw(path):
+    """{name: (dtype, shape, raw bytes)} in the header's order."""
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -17,8 +18,13 @@ def load(path):
         if name == "__metadata__":
             continue
         a, b = info["data_offsets"]
-        raw = data[base + a:base + b]
-        dt = info["dtype"]
+        out[name] = (info["dtype"], info["shape"], data[base + a:base + b])
+    return out
+
+
+def load(path):
+    out = {}
+    for name, (dt, shape, raw) in read_raw(path).items():
         if dt == "F32":
             arr = np.frombuffer(raw, dtype="<f4")
         elif dt == "F16":
@@ -27,7 +33,7 @@ def load(path):
             arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
         else:
             raise ValueError(f"unsupported dtype {dt} for {name}")
-        out[name] = arr.reshape(info["shape"]).astype(np.float32)
+        out[name] = arr.reshape(shape).astype(np.float32)
     return out
 
 
