@@ -98,11 +98,9 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   if (host_resident) {
     for (int u = 0; u < model.layout().num_units(); ++u) {
       if (!fsdp.trainable(u)) continue;
-      const ShardGeometry& g = fsdp.geometry(u);
-      for (const auto& t : model.layout().units()[u].tensors) {
-        const int64_t piece = std::min(g.begin + g.shard_size, t.offset + t.numel()) - std::max(g.begin, t.offset);
-        p.checkpoint_scratch = std::max(p.checkpoint_scratch, static_cast<size_t>(std::max<int64_t>(piece, 0)) * 4);
-      }
+      for_each_piece(model.layout().units()[u], fsdp.geometry(u), [&](const TensorSlot&, int64_t, int64_t count, int64_t) {
+        p.checkpoint_scratch = std::max(p.checkpoint_scratch, static_cast<size_t>(count) * sizeof(float));
+      });
     }
     p.checkpoint = p.step - p.activations + p.checkpoint_scratch;
   }

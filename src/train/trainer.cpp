@@ -68,15 +68,15 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   const char* restarts = std::getenv("SLURM_RESTART_COUNT");
   restarts_ = restarts ? std::atoll(restarts) : 0;
   // The slowest rank's time in each phase (the job waits for it).
-  int64_t us[7] = {};
-  const double phases[7] = {startup_.launch, startup_.config, startup_.allocate, startup_.load.read_s,
-                            startup_.load.other_s, startup_.resume, 0};
-  for (int i = 0; i < 6; ++i) us[i] = static_cast<int64_t>(phases[i] * 1e6);
-  us[6] = static_cast<int64_t>(startup_.load.bytes_read);
-  world_->all_reduce_max(us, 7);
-  startup_.launch = us[0] * 1e-6, startup_.config = us[1] * 1e-6, startup_.allocate = us[2] * 1e-6;
-  startup_.load.read_s = us[3] * 1e-6, startup_.load.other_s = us[4] * 1e-6, startup_.resume = us[5] * 1e-6;
-  startup_.load.bytes_read = static_cast<uint64_t>(us[6]);
+  double* const phases[] = {&startup_.launch, &startup_.config, &startup_.allocate, &startup_.load.read_s,
+                            &startup_.load.other_s, &startup_.resume};
+  constexpr int kPhases = sizeof(phases) / sizeof(phases[0]);
+  int64_t us[kPhases + 1];  // microseconds, then the bytes read
+  for (int i = 0; i < kPhases; ++i) us[i] = static_cast<int64_t>(*phases[i] * 1e6);
+  us[kPhases] = static_cast<int64_t>(startup_.load.bytes_read);
+  world_->all_reduce_max(us, kPhases + 1);
+  for (int i = 0; i < kPhases; ++i) *phases[i] = us[i] * 1e-6;
+  startup_.load.bytes_read = static_cast<uint64_t>(us[kPhases]);
   write_run_info(cfg);
   tracker_ = std::make_unique<TrackerFollower>(cfg, settings_.out_dir, lead_);
   progress_ = std::make_unique<Progress>(lead_ && settings_.progress, settings_.steps);
