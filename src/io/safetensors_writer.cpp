@@ -10,11 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <exception>
 #include <nlohmann/json.hpp>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "core/util.hpp"
 #include "io/safetensors.hpp"
 
@@ -199,27 +199,16 @@ void SafetensorsWriter::write_f32(SafetensorsOutput& out, const std::string& nam
   // parallel too). The first failure is rethrown after the loop.
   const int64_t chunks = (count + kConvertChunk - 1) / kConvertChunk;
   const bool f32 = t.dtype == DType::F32, bf16 = t.dtype == DType::BF16;
-  std::exception_ptr failure;
-#pragma omp parallel if (chunks > 1)
-  {
-    std::vector<uint16_t> buf(f32 ? 0 : static_cast<size_t>(std::min(count, kConvertChunk)));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t done = c * kConvertChunk, n = std::min(kConvertChunk, count - done);
-      try {
-        if (f32) {
-          out.pwrite_all(src + done, static_cast<size_t>(n) * 4, offset + static_cast<uint64_t>(done) * 4);
-          continue;
-        }
-        for (int64_t i = 0; i < n; ++i) buf[i] = bf16 ? f32_to_bf16(src[done + i]) : f32_to_f16(src[done + i]);
-        out.pwrite_all(buf.data(), static_cast<size_t>(n) * 2, offset + static_cast<uint64_t>(done) * 2);
-      } catch (...) {
-#pragma omp critical(llamaft_write_f32)
-        if (!failure) failure = std::current_exception();
-      }
+  parallel_for_each<std::vector<uint16_t>>(chunks, chunks > 1, [&](std::vector<uint16_t>& buf, int64_t c) {
+    const int64_t done = c * kConvertChunk, n = std::min(kConvertChunk, count - done);
+    if (f32) {
+      out.pwrite_all(src + done, static_cast<size_t>(n) * 4, offset + static_cast<uint64_t>(done) * 4);
+      return;
     }
-  }
-  if (failure) std::rethrow_exception(failure);
+    buf.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) buf[i] = bf16 ? f32_to_bf16(src[done + i]) : f32_to_f16(src[done + i]);
+    out.pwrite_all(buf.data(), static_cast<size_t>(n) * 2, offset + static_cast<uint64_t>(done) * 2);
+  });
 }
 
 void SafetensorsWriter::write_f32(const std::string& path, const std::string& name, int64_t elem_begin,

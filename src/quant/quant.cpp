@@ -1,12 +1,11 @@
 #include "quant/quant.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <exception>
 
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 
 namespace llamaft::quant {
 
@@ -289,36 +288,23 @@ void UnitCodec::quantize_region(int rank, float* region, const ReadFn& read, con
   const auto& mine = items_[rank];
   std::fill(region, region + shard_words_, 0.f);
   std::vector<std::vector<float>> absmax(mine.size());
-  std::exception_ptr failure;
-  std::atomic<bool> failed{false};
-#pragma omp parallel
-  {
-  std::vector<float> values;
-#pragma omp for schedule(dynamic, 16)
-  for (size_t i = 0; i < mine.size(); ++i) {
-    if (failed.load(std::memory_order_relaxed)) continue;
+  parallel_for_each<std::vector<float>>(static_cast<int64_t>(mine.size()), true, [&](std::vector<float>& values,
+                                                                                        int64_t i) {
     const Item& it = mine[i];
     values.resize(static_cast<size_t>(it.count));
-    try {
-      read(qindex_[it.tensor], it.begin, it.count, values.data());
-    } catch (...) {
-#pragma omp critical(llamaft_quantize_region)
-      if (!failure) failure = std::current_exception();
-      failed = true;
-      continue;
-    }
+    read(qindex_[it.tensor], it.begin, it.count, values.data());
     const float* x = values.data();
     auto* bytes = reinterpret_cast<uint8_t*>(region + it.word);
     if (kind_ == Kind::kBf16) {
       auto* bits = reinterpret_cast<uint16_t*>(bytes);
       for (int64_t j = 0; j < it.count; ++j) bits[j] = f32_to_bf16(x[j]);
-      continue;
+      return;
     }
-    const std::vector<float> amax = block_absmaxes(x, it.count);
+    std::vector<float> amax = block_absmaxes(x, it.count);
     const int64_t nb = blocks(it.count);
     if (kind_ == Kind::kNf4) {
       nf4_codes(x, it.count, amax.data(), bytes + 4 + nb);
-      absmax[i] = amax;  // for the double quantization below
+      absmax[i] = std::move(amax);  // for the double quantization below
     } else if (kind_ == Kind::kNf4Plain) {
       std::memcpy(bytes, amax.data(), 4 * nb);
       nf4_codes(x, it.count, amax.data(), bytes + 4 * nb);
@@ -326,9 +312,7 @@ void UnitCodec::quantize_region(int rank, float* region, const ReadFn& read, con
       std::memcpy(bytes, amax.data(), 4 * nb);
       int8_codes(x, it.count, amax.data(), reinterpret_cast<int8_t*>(bytes + 4 * nb));
     }
-  }
-  }
-  if (failure) std::rethrow_exception(failure);
+  });
   // NF4 with double quantization: offset = the mean of the tensor's block
   // absmax over every rank's blocks.
   std::vector<float> offsets(qslots_.size(), 0.f);
