@@ -29,7 +29,8 @@ fi
 
 # The tests also start a real one-node Slurm cluster.
 if [ "${1:-}" = "--tests" ]; then
-  test_packages=(slurm-wlm munge)
+  # python3-crc32c: an independent CRC-32C for the checkpoint tests.
+  test_packages=(slurm-wlm munge python3-crc32c)
   missing=()
   for p in "${test_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

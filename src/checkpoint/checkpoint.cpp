@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cmath>
 #include <chrono>
@@ -15,10 +18,13 @@
 #include <iostream>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "comm/mpi_comm.hpp"
+#include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
+#include "core/parallel.hpp"
 #include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 
@@ -28,9 +34,13 @@ namespace llamaft {
 
 namespace {
 
-// Chunks of ~4 MiB: Fletcher-32 checksums per chunk, and few enough chunks
-// that HDF5's collective filtered writes stay cheap.
-constexpr hsize_t kChunkElems = hsize_t(1) << 20;
+using Clock = std::chrono::steady_clock;
+
+// Writes go out in pieces of this size (a whole number of checksum blocks),
+// each followed by a request to start its writeback, so the disk is busy
+// while the next piece is checksummed.
+constexpr uint64_t kWriteBytes = 16 * kChecksumBlockBytes;
+const char* const kGroups[3] = {"model", "optim/exp_avg", "optim/exp_avg_sq"};
 
 // ---- small HDF5 helpers ---------------------------------------------------------------
 
@@ -64,21 +74,14 @@ H5Handle checked(hid_t id, herr_t (*closer)(hid_t), const std::string& what) {
   return H5Handle(id, closer);
 }
 
-H5Handle file_access(MPI_Comm comm) {
+// Serial HDF5 (sec2): rank 0 alone creates a file, every rank may read one.
+// Objects of 4 KiB and more start on a 4 KiB page.
+H5Handle file_access() {
   H5Handle fapl = checked(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate failed");
-  H5_CHECK(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL), "cannot use MPI-IO");
+  H5_CHECK(H5Pset_fapl_sec2(fapl.get()), "cannot use the sec2 driver");
   H5_CHECK(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), "cannot set format bounds");
-  H5_CHECK(H5Pset_all_coll_metadata_ops(fapl.get(), true), "cannot set collective metadata reads");
-  H5_CHECK(H5Pset_coll_metadata_write(fapl.get(), true), "cannot set collective metadata writes");
+  H5_CHECK(H5Pset_alignment(fapl.get(), 4096, 4096), "cannot set the alignment");
   return fapl;
-}
-
-// Writes to filtered (checksummed) datasets must be collective in HDF5 1.10;
-// reads may be independent, which is faster when each rank reads its slices.
-H5Handle transfer(H5FD_mpio_xfer_t mode) {
-  H5Handle dxpl = checked(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate failed");
-  H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), mode), "cannot set the MPI-IO transfer mode");
-  return dxpl;
 }
 
 // Selects the row-major flat range [begin, begin + count) of a 1-D or 2-D
@@ -152,26 +155,100 @@ std::string read_attr_str(hid_t obj, const char* name, const std::string& path) 
   return v;
 }
 
-// The bytes a checkpoint of these shards takes: weights and both AdamW
-// moments in fp32, plus HDF5's metadata (chunk indexes, checksums, the
-// attributes), bounded by 1% and 4 MiB.
-uint64_t checkpoint_bytes(Fsdp& fsdp) {
-  uint64_t elements = 0;
-  for (int u = 0; u < fsdp.num_units(); ++u)
-    if (fsdp.trainable(u)) elements += static_cast<uint64_t>(fsdp.layout().units()[u].numel);
-  const uint64_t data = 3 * 4 * elements;
-  return data + data / 100 + (4u << 20);
+// One dataset of a checkpoint: group k (kGroups) of a trainable tensor.
+struct DatasetSpec {
+  int group = 0;
+  std::string hf_name;
+  std::vector<int64_t> shape;
+  uint64_t bytes = 0;
+  uint64_t blocks() const { return (bytes + kChecksumBlockBytes - 1) / kChecksumBlockBytes; }
+  std::string name() const { return std::string(kGroups[group]) + "/" + hf_name; }
+  std::string checksum_name() const { return "checksums/" + name(); }
+};
+
+// Every trainable tensor x kGroups, in an order every rank computes alike:
+// unit u's slot i, group k is specs[first[u] + 3 i + k].
+struct DatasetTable {
+  std::vector<DatasetSpec> specs;
+  std::vector<size_t> first;
+};
+
+DatasetTable dataset_table(const Fsdp& fsdp) {
+  DatasetTable t;
+  const auto& units = fsdp.layout().units();
+  t.first.assign(units.size(), 0);
+  for (size_t u = 0; u < units.size(); ++u) {
+    t.first[u] = t.specs.size();
+    if (!fsdp.trainable(static_cast<int>(u))) continue;  // LoRA: the frozen base is identified by its fingerprint
+    for (const auto& slot : units[u].tensors) {
+      LLAMAFT_CHECK(slot.shape.size() == 1 || slot.shape.size() == 2, "checkpoint supports 1-D and 2-D tensors");
+      LLAMAFT_CHECK(slot.numel() > 0, "checkpoint: empty tensor ", slot.hf_name);
+      for (int k = 0; k < 3; ++k)
+        t.specs.push_back({k, slot.hf_name, slot.shape, static_cast<uint64_t>(slot.numel()) * sizeof(float)});
+    }
+  }
+  return t;
 }
 
-// "" when `dir`'s filesystem has room for `need` bytes, else the message.
-std::string space_shortfall(const std::string& dir, uint64_t need, int64_t step) {
+// A slice of one dataset that this rank writes: bytes [at, at + bytes) of
+// dataset `dataset`, from host memory at `src`.
+struct WritePiece {
+  uint32_t dataset = 0;
+  uint64_t at = 0, bytes = 0;
+  const char* src = nullptr;
+};
+
+// A writer's CRC-32C of bytes [start, start + len) of one checksum block.
+struct BlockPart {
+  uint32_t dataset, crc;
+  uint64_t block, start, len;
+};
+
+// 0, or the errno of the first failing call.
+int pwrite_all(int fd, const char* p, uint64_t n, uint64_t off) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    if (w == 0) return EIO;
+    p += w, n -= static_cast<uint64_t>(w), off += static_cast<uint64_t>(w);
+  }
+  return 0;
+}
+
+// 0, -1 when the file ends first, or the errno of the first failing call.
+int pread_all(int fd, char* p, uint64_t n, uint64_t off) {
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) return -1;
+    p += r, n -= static_cast<uint64_t>(r), off += static_cast<uint64_t>(r);
+  }
+  return 0;
+}
+
+std::string save_failure(int64_t step, const std::string& what, const std::string& path, const std::string& why) {
+  return str_cat("checkpoint of step ", step, " (host ", process_host(), ", rank ", process_rank(), "): ", what, " '",
+                 path, "': ", why, "; the save was abandoned and the previous checkpoint is intact");
+}
+
+// Reserves `size` bytes for the open file `fd` before any data is written,
+// so a full disk fails here, where the ranks can still agree on it.
+void reserve_space(int fd, const std::string& path, uint64_t size, int64_t step) {
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(size)) == 0) return;
+  const int err = errno;
   struct statvfs st;
-  if (statvfs(dir.c_str(), &st) != 0) return "";  // nothing to say: the writes will tell
-  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-  if (free_bytes >= need) return "";
-  return str_cat("checkpoint of step ", step, " at '", dir, "' (host ", process_host(), ", rank ", process_rank(),
-                 "): No space left on device: it needs ", need / 1048576.0, " MiB and ", free_bytes / 1048576.0,
-                 " MiB are free; nothing was written and the previous checkpoint is intact");
+  const bool have_free = statvfs(path.c_str(), &st) == 0;
+  const double free_mib = have_free ? static_cast<double>(st.f_bavail) * st.f_frsize / 1048576.0 : -1;
+  if (err == EOPNOTSUPP || err == ENOSYS) {  // no fallocate here (some network filesystems): compare only
+    if (!have_free || free_mib * 1048576.0 >= static_cast<double>(size)) return;
+  } else if (err != ENOSPC) {
+    throw CheckpointError(save_failure(step, "reserving space for", path, std::strerror(err)));
+  }
+  throw CheckpointError(save_failure(step, "reserving space for", path,
+                                     str_cat(std::strerror(ENOSPC), ": it needs ", size / 1048576.0, " MiB and ",
+                                             free_mib, " MiB are free")));
 }
 
 std::string step_name(int64_t step) {
@@ -195,6 +272,238 @@ std::vector<std::pair<int64_t, std::string>> committed_steps(const std::string& 
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+}  // namespace
+
+// One save between prepare() and its commit.
+struct PendingSave {
+  TrainState state;
+  std::string strategy, tmp_dir, final_dir, path;
+  std::vector<DatasetSpec> specs;
+  std::vector<uint64_t> offsets;   // each dataset's data, then each checksum table, in the file
+  std::vector<WritePiece> pieces;  // this rank's
+  Clock::time_point t0;
+  bool async = false;
+  double stall_s = 0;
+  // Test seams (fault points).
+  bool kill_me = false, enospc = false;
+  int64_t delay_ms = 0;
+  // The writer's results; `done` is set last.
+  std::string error;
+  std::vector<BlockPart> parts;
+  uint64_t bytes = 0;
+  std::thread worker;
+  std::atomic<bool> done{false};
+};
+
+namespace {
+
+// Rank 0: the folder and the file with every dataset allocated but unwritten
+// (its offsets into p.offsets), the attributes, and the space reserved.
+void create_file(PendingSave& p, const RunIdentity& id, int world_size) {
+  std::error_code ec;
+  fs::remove_all(p.tmp_dir, ec);
+  fs::create_directories(p.tmp_dir, ec);
+  if (ec) throw CheckpointError(save_failure(p.state.step, "creating the folder", p.tmp_dir, ec.message()));
+  const size_t n = p.specs.size();
+  p.offsets.assign(2 * n, 0);
+  {
+    H5Handle fapl = file_access();
+    H5Handle file = checked(H5Fcreate(p.path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), H5Fclose,
+                            save_failure(p.state.step, "creating", p.path, "HDF5 could not create the file"));
+    H5Handle lcpl = checked(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5Pcreate failed");
+    H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1), "H5Pset_create_intermediate_group failed");
+    // Contiguous, allocated now, never filled: rank writes land at fixed offsets.
+    H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate failed");
+    H5_CHECK(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS), "H5Pset_layout failed");
+    H5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time failed");
+    H5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), "H5Pset_fill_time failed");
+    auto create = [&](const std::string& name, hid_t type, const std::vector<hsize_t>& dims) {
+      H5Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space");
+      H5Handle ds = checked(H5Dcreate2(file.get(), name.c_str(), type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+                            H5Dclose, str_cat("cannot create dataset ", name, " in ", p.path));
+      const haddr_t at = H5Dget_offset(ds.get());
+      if (at == HADDR_UNDEF) throw CheckpointError(str_cat("HDF5 gave no offset for dataset ", name, " in ", p.path));
+      return static_cast<uint64_t>(at);
+    };
+    for (size_t i = 0; i < n; ++i) {
+      const DatasetSpec& s = p.specs[i];
+      p.offsets[i] = create(s.name(), H5T_IEEE_F32LE, std::vector<hsize_t>(s.shape.begin(), s.shape.end()));
+      p.offsets[n + i] = create(s.checksum_name(), H5T_STD_U32LE, {s.blocks()});
+    }
+    H5Handle g_state = checked(H5Gcreate2(file.get(), "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
+    const hid_t s = g_state.get();
+    const TrainState& st = p.state;
+    write_attr_i64(s, "step", st.step);
+    write_attr_i64(s, "consumed_rows", st.consumed_rows);
+    write_attr_i64(s, "consumed_tokens", st.consumed_tokens);
+    write_attr_i64(s, "skips_in_row", st.skips_in_row);
+    write_attr_i64(s, "lr_schedule_step", st.step);
+    write_attr_i64(s, "data_position", st.consumed_rows);
+    write_attr_i64(s, "rng_seed", id.seed);  // the data order and init are pure functions of (seed, step)
+    const hid_t f = file.get();
+    write_attr_i64(f, "format_version", kCheckpointFormat);
+    write_attr_str(f, "llamaft_version", LLAMAFT_VERSION);
+    write_attr_str(f, "effective_config", id.effective_config);
+    write_attr_str(f, "model_config", id.model_config_json);
+    write_attr_str(f, "method", id.method);
+    write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
+    write_attr_str(f, "strategy", id.strategy);
+    write_attr_str(f, "data_path", id.data_path);
+    write_attr_i64(f, "data_seq_len", id.seq_len);
+    write_attr_i64(f, "world_size", world_size);
+    write_attr_i64(f, "global_batch_size", id.global_batch);
+    write_attr_i64(f, "seed", id.seed);
+    write_attr_i64(f, "shuffle", id.shuffle ? 1 : 0);
+    write_attr_str(f, "checksum", "crc32c");
+    write_attr_i64(f, "checksum_block_bytes", static_cast<int64_t>(kChecksumBlockBytes));
+  }  // closed: the file has its full size (HDF5 sets it to the end of its allocations)
+  const int fd = ::open(p.path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw CheckpointError(save_failure(p.state.step, "opening", p.path, std::strerror(errno)));
+  struct stat sb;
+  const int st_rc = fstat(fd, &sb);
+  try {
+    if (st_rc != 0) throw CheckpointError(save_failure(p.state.step, "sizing", p.path, std::strerror(errno)));
+    reserve_space(fd, p.path, static_cast<uint64_t>(sb.st_size), p.state.step);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+// The writer: this rank's pieces, each block's CRC-32C, then fdatasync. No
+// MPI and no HDF5, so it may run on a thread of its own.
+void write_pieces(PendingSave& p) {
+  int err = 0;
+  const char* what = "writing";
+  const int fd = ::open(p.path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = errno;
+    what = "opening";
+  }
+  for (size_t i = 0; fd >= 0 && i < p.pieces.size() && !err; ++i) {
+    const WritePiece& w = p.pieces[i];
+    const uint64_t base = p.offsets[w.dataset];
+    for (uint64_t at = w.at, end = w.at + w.bytes; at < end && !err;) {
+      // Up to 16 blocks, ending on a block boundary (or the piece's end).
+      const uint64_t next = std::min(end, at / kChecksumBlockBytes * kChecksumBlockBytes + kWriteBytes);
+      const char* src = w.src + (at - w.at);
+      for (uint64_t a = at; a < next;) {
+        const uint64_t block = a / kChecksumBlockBytes, b = std::min(next, (block + 1) * kChecksumBlockBytes);
+        p.parts.push_back({w.dataset, crc32c(src + (a - at), b - a), block, a - block * kChecksumBlockBytes, b - a});
+        a = b;
+      }
+      err = pwrite_all(fd, src, next - at, base + at);
+      if (!err) {
+        ::sync_file_range(fd, static_cast<off_t>(base + at), static_cast<off_t>(next - at), SYNC_FILE_RANGE_WRITE);
+        p.bytes += next - at;
+      }
+      at = next;
+    }
+    if (p.kill_me && i == 2) raise(SIGKILL);
+    if (!err && p.enospc && i == 0) err = ENOSPC;
+    if (p.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.delay_ms));
+  }
+  if (fd >= 0 && !err && ::fdatasync(fd) != 0) {
+    err = errno;
+    what = "syncing";
+  }
+  if (fd >= 0 && ::close(fd) != 0 && !err) {
+    err = errno;
+    what = "closing";
+  }
+  if (err) p.error = save_failure(p.state.step, what, p.path, std::strerror(err));
+  p.done.store(true, std::memory_order_release);
+}
+
+// Rank 0: joins every writer's block parts into one CRC-32C per block,
+// checks that every block was covered exactly once, and writes the tables.
+void write_checksums(const PendingSave& p, std::vector<BlockPart>& parts) {
+  std::sort(parts.begin(), parts.end(), [](const BlockPart& a, const BlockPart& b) {
+    return std::tie(a.dataset, a.block, a.start) < std::tie(b.dataset, b.block, b.start);
+  });
+  const size_t n = p.specs.size();
+  std::vector<std::vector<uint32_t>> tables(n);
+  for (size_t d = 0; d < n; ++d) tables[d].assign(p.specs[d].blocks(), 0);
+  size_t blocks_done = 0, blocks_all = 0;
+  for (size_t d = 0; d < n; ++d) blocks_all += tables[d].size();
+  for (size_t i = 0; i < parts.size();) {
+    const BlockPart& first = parts[i];
+    LLAMAFT_CHECK(first.dataset < n && first.block < tables[first.dataset].size() && first.start == 0,
+                  "checkpoint: block ", first.block, " of ", p.specs[first.dataset].name(), " does not start at 0");
+    uint32_t crc = first.crc;
+    uint64_t covered = first.len;
+    size_t j = i + 1;
+    for (; j < parts.size() && parts[j].dataset == first.dataset && parts[j].block == first.block; ++j) {
+      LLAMAFT_CHECK(parts[j].start == covered, "checkpoint: block ", first.block, " of ",
+                    p.specs[first.dataset].name(), " has a gap or an overlap at byte ", parts[j].start);
+      crc = crc32c_combine(crc, parts[j].crc, parts[j].len);
+      covered += parts[j].len;
+    }
+    const DatasetSpec& s = p.specs[first.dataset];
+    LLAMAFT_CHECK(covered == std::min(kChecksumBlockBytes, s.bytes - first.block * kChecksumBlockBytes),
+                  "checkpoint: block ", first.block, " of ", s.name(), " is not covered whole");
+    tables[first.dataset][first.block] = crc;
+    ++blocks_done;
+    i = j;
+  }
+  LLAMAFT_CHECK(blocks_done == blocks_all, "checkpoint: ", blocks_all - blocks_done, " blocks were written by no rank");
+  const int fd = ::open(p.path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw CheckpointError(save_failure(p.state.step, "opening", p.path, std::strerror(errno)));
+  int err = 0;
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the checksum tables are written as little-endian uint32");
+  for (size_t d = 0; d < n && !err; ++d)
+    err = pwrite_all(fd, reinterpret_cast<const char*>(tables[d].data()), tables[d].size() * sizeof(uint32_t),
+                     p.offsets[n + d]);
+  if (!err && ::fdatasync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err) throw CheckpointError(save_failure(p.state.step, "writing the checksums of", p.path, std::strerror(err)));
+}
+
+// Reads bytes [at, at + n) of a dataset of `size` bytes stored at `base`
+// into dst, verifying the CRC-32C of every block the range touches (whole
+// blocks straight into dst, a partial one through `scratch`); "" or what
+// failed.
+std::string read_verified(int fd, uint64_t base, uint64_t size, const std::vector<uint32_t>& crcs, uint64_t at,
+                          uint64_t n, char* dst, std::vector<char>& scratch) {
+  constexpr uint64_t B = kChecksumBlockBytes;
+  const uint64_t end = at + n;
+  auto io_error = [](int rc) { return rc < 0 ? std::string("the file is truncated") : std::string(std::strerror(rc)); };
+  for (uint64_t a = at; a < end;) {
+    const uint64_t block = a / B, lo = block * B, hi = std::min(lo + B, size);
+    if (a == lo && hi <= end) {
+      uint64_t run_end = a, j = block;
+      while (j < block + kWriteBytes / B) {
+        const uint64_t h = std::min((j + 1) * B, size);
+        if (h > end) break;
+        run_end = h;
+        ++j;
+        if (h == size) break;
+      }
+      if (const int rc = pread_all(fd, dst + (a - at), run_end - a, base + a)) return io_error(rc);
+      if (run_end < end) ::posix_fadvise(fd, static_cast<off_t>(base + run_end), 4 * kWriteBytes, POSIX_FADV_WILLNEED);
+      std::atomic<int64_t> bad{-1};
+      const int64_t count = static_cast<int64_t>(j - block);
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < count; ++k) {
+        const uint64_t b0 = (block + k) * B, b1 = std::min(b0 + B, size);
+        if (crc32c(dst + (b0 - at), b1 - b0) != crcs[block + k]) bad = static_cast<int64_t>(block + k);
+      }
+      if (bad >= 0) return str_cat("block ", bad.load(), " failed its CRC-32C checksum (corrupt file)");
+      a = run_end;
+    } else {
+      scratch.resize(B);
+      if (const int rc = pread_all(fd, scratch.data(), hi - lo, base + lo)) return io_error(rc);
+      if (crc32c(scratch.data(), hi - lo) != crcs[block])
+        return str_cat("block ", block, " failed its CRC-32C checksum (corrupt file)");
+      const uint64_t from = std::max(a, lo), to = std::min(end, hi);
+      std::memcpy(dst + (from - at), scratch.data() + (from - lo), to - from);
+      a = to;
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -251,7 +560,9 @@ CheckpointManager::CheckpointManager(const MpiCommunicator& comm, std::string di
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // our messages replace HDF5's stack dumps
 }
 
-CheckpointManager::~CheckpointManager() = default;
+CheckpointManager::~CheckpointManager() {
+  if (pending_ && pending_->worker.joinable()) pending_->worker.join();  // uncommitted: remove_stale cleans up
+}
 
 void CheckpointManager::agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error) {
   const int rank = comm_->rank(), size = comm_->size();
@@ -293,122 +604,29 @@ void CheckpointManager::remove_stale() {
 // Collective: every rank writes its slices of the weights and both moments
 // into `path`, plus the state and identity attributes; the file is flushed
 // (HDF5 1.10's MPI-IO driver does not fsync on close) and closed.
-void CheckpointManager::write_state_file(const std::string& path, Fsdp& fsdp, Backend& be, const TrainState& state,
-                                         const RunIdentity& id, bool kill_me) {
-  const int size = comm_->size();
-  H5Handle fapl = file_access(comm_->native());
-  H5Handle file = checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
-                          str_cat("cannot create checkpoint file '", path, "'"));
-  H5Handle dxpl = transfer(H5FD_MPIO_COLLECTIVE);
-  H5Handle g_model = checked(H5Gcreate2(file.get(), "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-  H5Handle g_optim = checked(H5Gcreate2(file.get(), "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-  H5Handle g_m = checked(H5Gcreate2(g_optim.get(), "exp_avg", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-  H5Handle g_v = checked(H5Gcreate2(g_optim.get(), "exp_avg_sq", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-  const hid_t groups[3] = {g_model.get(), g_m.get(), g_v.get()};
-  const auto& layout = fsdp.layout();
-  std::vector<float> host[3];
-  uint64_t bytes = 0;
-  int written = 0;
-  for (int u = 0; u < layout.num_units(); ++u) {
-    if (!fsdp.trainable(u)) continue;  // LoRA: the frozen base is identified by its fingerprint
-    const ShardGeometry& g = fsdp.geometry(u);
-    // Written from the shards themselves where the backend's memory is host
-    // memory; otherwise through host copies (three of the largest shard).
-    const float* sources[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
-    for (int k = 0; k < 3 && !be.host_resident(); ++k) {
-      host[k].resize(g.shard_size);
-      be.to_host(host[k].data(), sources[k], g.shard_size * sizeof(float));
-      sources[k] = host[k].data();
-    }
-    for (const auto& slot : layout.units()[u].tensors) {
-      // This rank's piece of the tensor (replicas other than 0 write nothing).
-      int64_t elem = 0, count = 0, src = 0;
-      if (fsdp.writes_exports()) {
-        const int64_t lo = std::max(g.begin, slot.offset), hi = std::min(g.begin + g.shard_size, slot.offset + slot.numel());
-        if (lo < hi) elem = lo - slot.offset, count = hi - lo, src = lo - g.begin;
-      }
-      std::vector<hsize_t> dims(slot.shape.begin(), slot.shape.end()), chunk(dims);
-      LLAMAFT_CHECK(dims.size() == 1 || dims.size() == 2, "checkpoint supports 1-D and 2-D tensors");
-      if (dims.size() == 2) chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], kChunkElems / dims[1]));
-      else chunk[0] = std::min<hsize_t>(dims[0], kChunkElems);
-      H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate failed");
-      H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
-      H5_CHECK(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
-      H5Handle fspace = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "space");
-      hsize_t mcount = static_cast<hsize_t>(std::max<int64_t>(count, 1));
-      H5Handle mspace = checked(H5Screate_simple(1, &mcount, nullptr), H5Sclose, "space");
-      if (count == 0) H5_CHECK(H5Sselect_none(mspace.get()), "selection failed");
-      select_flat_range(fspace.get(), slot.shape, elem, count);
-      for (int k = 0; k < 3; ++k) {
-        H5Handle ds = checked(H5Dcreate2(groups[k], slot.hf_name.c_str(), H5T_IEEE_F32LE, fspace.get(), H5P_DEFAULT,
-                                         dcpl.get(), H5P_DEFAULT),
-                              H5Dclose, str_cat("cannot create dataset ", slot.hf_name, " in ", path));
-        H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(), sources[k] + src),
-                 "writing ", slot.hf_name, " to ", path);
-        bytes += static_cast<uint64_t>(count) * 4;
-      }
-      if (kill_me && ++written == 3) raise(SIGKILL);
-    }
+void CheckpointManager::agree_or_abandon(bool failed, const std::string& message, const std::string& tmp_dir) {
+  int64_t any = failed ? 1 : 0;
+  comm_->all_reduce_max(&any, 1);
+  if (any && comm_->rank() == 0) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
   }
-  H5Handle g_state = checked(H5Gcreate2(file.get(), "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "group");
-  const hid_t s = g_state.get();
-  write_attr_i64(s, "step", state.step);
-  write_attr_i64(s, "consumed_rows", state.consumed_rows);
-  write_attr_i64(s, "consumed_tokens", state.consumed_tokens);
-  write_attr_i64(s, "skips_in_row", state.skips_in_row);
-  write_attr_i64(s, "lr_schedule_step", state.step);
-  write_attr_i64(s, "data_position", state.consumed_rows);
-  write_attr_i64(s, "rng_seed", id.seed);  // the data order and init are pure functions of (seed, step)
-  const hid_t f = file.get();
-  write_attr_i64(f, "format_version", kCheckpointFormat);
-  write_attr_str(f, "llamaft_version", LLAMAFT_VERSION);
-  write_attr_str(f, "effective_config", id.effective_config);
-  write_attr_str(f, "model_config", id.model_config_json);
-  write_attr_str(f, "method", id.method);
-  write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
-  write_attr_str(f, "strategy", id.strategy);
-  write_attr_str(f, "data_path", id.data_path);
-  write_attr_i64(f, "data_seq_len", id.seq_len);
-  write_attr_i64(f, "world_size", size);
-  write_attr_i64(f, "global_batch_size", id.global_batch);
-  write_attr_i64(f, "seed", id.seed);
-  write_attr_i64(f, "shuffle", id.shuffle ? 1 : 0);
-  // HDF5 1.10's MPI-IO driver issues no fsync on close: flush first.
-  H5_CHECK(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing ", path);
-  double total = static_cast<double>(bytes);  // exact below 2^53 bytes
-  comm_->all_reduce_sum(&total, 1);
-  last_save_bytes_ = static_cast<uint64_t>(total);
+  agree_or_throw(failed, message, true);
 }
 
-// Rank 0, once every rank wrote and closed the file: fsync it and the
-// manifest, rename the folder into place, replace `latest`, then drop the
-// oldest checkpoints beyond keep_last.
-void CheckpointManager::commit(const std::string& tmp_dir, const std::string& final_dir, const TrainState& state,
-                               const RunIdentity& id) {
-  const int size = comm_->size();
-  const std::string path = tmp_dir + "/state.h5";
-  fsync_path(path);
-  {
-    std::ofstream m(tmp_dir + "/manifest.json");
-    m << "{\"format_version\": " << kCheckpointFormat << ", \"step\": " << state.step << ", \"world_size\": " << size
-      << ", \"strategy\": \"" << id.strategy << "\", \"files\": [\"state.h5\"], \"bytes\": " << last_save_bytes_
-      << "}\n";
-  }
-  fsync_path(tmp_dir + "/manifest.json");
-  fsync_path(tmp_dir);
-  std::error_code ec;
-  fs::remove_all(final_dir, ec);  // a same-step folder from an earlier, interrupted run
-  fs::rename(tmp_dir, final_dir, ec);
-  LLAMAFT_REQUIRE(!ec, "cannot rename '", tmp_dir, "' to '", final_dir, "': ", ec.message());
-  fsync_path(dir_);
-  write_file_durably(dir_ + "/latest", step_name(state.step) + "\n");  // temp, fsync, rename, fsync dir_
-  // Only after the commit: drop the oldest beyond keep_last.
-  auto steps = committed_steps(dir_);
-  for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
+size_t CheckpointManager::staging_bytes_for(const Fsdp& fsdp) {
+  if (!fsdp.writes_exports()) return 0;
+  size_t floats = 0;
+  for (int u = 0; u < fsdp.num_units(); ++u)
+    if (fsdp.trainable(u))
+      for_each_piece(fsdp.layout().units()[u], fsdp.geometry(u),
+                     [&](const TensorSlot&, int64_t, int64_t count, int64_t) { floats += static_cast<size_t>(count); });
+  return 3 * floats * sizeof(float);
 }
 
-std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
-  const auto t0 = std::chrono::steady_clock::now();
+std::unique_ptr<PendingSave> CheckpointManager::prepare(Fsdp& fsdp, Backend& be, const TrainState& state,
+                                                        const RunIdentity& id, bool stage) {
+  const auto t0 = Clock::now();
   const int rank = comm_->rank(), size = comm_->size();
   // Never save a state that holds non-finite values.
   double sq = 0;
@@ -416,39 +634,192 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
     if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.master(u), fsdp.geometry(u).shard_size);
   agree_or_throw(!std::isfinite(sq), str_cat("refusing to checkpoint step ", state.step,
                                              ": the weights hold NaN/inf values"), false);
-
   long long job = 0;
   if (rank == 0) {
     const char* slurm = std::getenv("SLURM_JOB_ID");
     job = slurm ? std::atoll(slurm) : static_cast<long long>(getpid());
   }
   comm_->broadcast(&job, sizeof(job), 0);
-  const std::string final_dir = dir_ + "/" + step_name(state.step);
-  const std::string tmp_dir = final_dir + ".tmp." + std::to_string(job);
-  // A full disk must be found here, where the ranks can agree on it, not in
-  // a collective HDF5 write: the rank whose write fails leaves the collective
-  // while the others wait in it forever (seen at np = 2 on a full tmpfs).
-  std::string space_error;
-  if (rank == 0) {
-    std::error_code ec;
-    fs::remove_all(tmp_dir, ec);
-    fs::create_directories(tmp_dir, ec);
-    if (ec) space_error = str_cat("cannot create checkpoint folder '", tmp_dir, "': ", ec.message());
-    else space_error = space_shortfall(tmp_dir, checkpoint_bytes(fsdp), state.step);
-    if (!space_error.empty()) fs::remove_all(tmp_dir, ec);
-  }
-  agree_or_throw(!space_error.empty(), space_error, true);
-  const std::string path = tmp_dir + "/state.h5";
-  const auto kill_step = fault::armed(fault::Point::kKillInSave);  // tests: SIGKILL mid-save
-  const bool kill_me = kill_step && *kill_step == state.step && rank == size - 1;
 
-  write_state_file(path, fsdp, be, state, id, kill_me);
-  // Every rank closed the file without error (a throw above brings all down).
-  comm_->barrier();
-  if (rank == 0) commit(tmp_dir, final_dir, state, id);
-  comm_->barrier();
-  last_save_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return final_dir;
+  auto p = std::make_unique<PendingSave>();
+  p->t0 = t0;
+  p->state = state;
+  p->strategy = id.strategy;
+  p->final_dir = dir_ + "/" + step_name(state.step);
+  p->tmp_dir = p->final_dir + ".tmp." + std::to_string(job);
+  p->path = p->tmp_dir + "/state.h5";
+  DatasetTable table = dataset_table(fsdp);
+  p->specs = std::move(table.specs);
+
+  // This rank's pieces (replicas other than 0 write nothing), from the
+  // shards themselves, or from the staging copy of them.
+  struct Source {
+    const float* shard;
+    size_t floats;
+  };
+  std::vector<Source> sources;
+  if (fsdp.writes_exports()) {
+    const auto& units = fsdp.layout().units();
+    for (int u = 0; u < fsdp.num_units(); ++u) {
+      if (!fsdp.trainable(u)) continue;
+      const float* shards[3] = {fsdp.master(u), fsdp.exp_avg(u), fsdp.exp_avg_sq(u)};
+      for_each_piece(units[u], fsdp.geometry(u), [&](const TensorSlot& slot, int64_t elem, int64_t count, int64_t src) {
+        const size_t i = table.first[u] + 3 * static_cast<size_t>(&slot - units[u].tensors.data());
+        for (int k = 0; k < 3; ++k) {
+          p->pieces.push_back({static_cast<uint32_t>(i + k), static_cast<uint64_t>(elem) * sizeof(float),
+                               static_cast<uint64_t>(count) * sizeof(float),
+                               reinterpret_cast<const char*>(shards[k] + src)});
+          sources.push_back({shards[k] + src, static_cast<size_t>(count)});
+        }
+      });
+    }
+  }
+  if (stage) {
+    size_t floats = 0;
+    for (const auto& s : sources) floats += s.floats;
+    if (staging_.size() < floats) staging_.resize(floats);  // kept for the next save
+    // The snapshot: every thread copies pieces of at most 8 MiB.
+    struct Copy {
+      const float* from;
+      float* to;
+      size_t floats;
+    };
+    std::vector<Copy> copies;
+    size_t cursor = 0;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      float* to = staging_.data() + cursor;
+      p->pieces[i].src = reinterpret_cast<const char*>(to);
+      for (size_t off = 0; off < sources[i].floats; off += kWriteBytes / 2 / sizeof(float))
+        copies.push_back({sources[i].shard + off, to + off,
+                          std::min(kWriteBytes / 2 / sizeof(float), sources[i].floats - off)});
+      cursor += sources[i].floats;
+    }
+    if (be.host_resident()) {
+      parallel_for_each<int>(static_cast<int64_t>(copies.size()), true, [&](int&, int64_t i) {
+        std::memcpy(copies[i].to, copies[i].from, copies[i].floats * sizeof(float));
+      });
+    } else {
+      for (const auto& c : copies) be.to_host(c.to, c.from, c.floats * sizeof(float));
+    }
+  }
+
+  std::string error;
+  if (rank == 0) {
+    try {
+      create_file(*p, id, size);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  agree_or_abandon(!error.empty(), error, p->tmp_dir);
+  p->offsets.resize(2 * p->specs.size());
+  comm_->broadcast(p->offsets.data(), p->offsets.size() * sizeof(uint64_t), 0);
+  const auto kill_step = fault::armed(fault::Point::kKillInSave);  // tests: SIGKILL mid-save
+  p->kill_me = kill_step && *kill_step == state.step && rank == size - 1;
+  const auto enospc_step = fault::armed(fault::Point::kSaveEnospc);
+  p->enospc = enospc_step && *enospc_step == state.step && rank == size - 1;
+  p->delay_ms = fault::armed(fault::Point::kSavePieceDelay).value_or(0);
+  return p;
+}
+
+// Rank 0, once every rank's data is durable: fsync the file (its size and
+// the checksums) and the manifest, rename the folder into place, replace
+// `latest`, then drop the oldest checkpoints beyond keep_last.
+void CheckpointManager::commit(const PendingSave& p) {
+  fsync_path(p.path);
+  {
+    std::ofstream m(p.tmp_dir + "/manifest.json");
+    m << "{\"format_version\": " << kCheckpointFormat << ", \"step\": " << p.state.step
+      << ", \"world_size\": " << comm_->size() << ", \"strategy\": \"" << p.strategy
+      << "\", \"files\": [\"state.h5\"], \"bytes\": " << last_.bytes << "}\n";
+    m.flush();
+    if (!m) throw CheckpointError(save_failure(p.state.step, "writing", p.tmp_dir + "/manifest.json", "write failed"));
+  }
+  fsync_path(p.tmp_dir + "/manifest.json");
+  fsync_path(p.tmp_dir);
+  std::error_code ec;
+  fs::remove_all(p.final_dir, ec);  // a same-step folder from an earlier, interrupted run
+  fs::rename(p.tmp_dir, p.final_dir, ec);
+  LLAMAFT_REQUIRE(!ec, "cannot rename '", p.tmp_dir, "' to '", p.final_dir, "': ", ec.message());
+  fsync_path(dir_);
+  write_file_durably(dir_ + "/latest", step_name(p.state.step) + "\n");  // temp, fsync, rename, fsync dir_
+  // Only after the commit: drop the oldest beyond keep_last.
+  auto steps = committed_steps(dir_);
+  for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
+}
+
+void CheckpointManager::finish(PendingSave& p) {
+  const auto t_wait = Clock::now();
+  if (p.worker.joinable()) p.worker.join();
+  agree_or_abandon(!p.error.empty(), p.error, p.tmp_dir);
+  // Rank 0 gathers every writer's block checksums.
+  const int rank = comm_->rank(), size = comm_->size();
+  const MPI_Comm native = comm_->native();
+  int mine = static_cast<int>(p.parts.size() * sizeof(BlockPart));
+  LLAMAFT_CHECK(p.parts.size() * sizeof(BlockPart) < (1u << 31), "checkpoint: too many checksum blocks on one rank");
+  std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
+  LLAMAFT_CHECK(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, native) == MPI_SUCCESS, "MPI_Gather");
+  std::vector<BlockPart> all;
+  if (rank == 0) {
+    size_t total = 0;
+    for (int r = 0; r < size; ++r) displs[r] = static_cast<int>(total), total += static_cast<size_t>(counts[r]);
+    LLAMAFT_CHECK(total < (1u << 31), "checkpoint: too many checksum blocks");
+    all.resize(total / sizeof(BlockPart));
+  }
+  LLAMAFT_CHECK(MPI_Gatherv(p.parts.data(), mine, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0,
+                            native) == MPI_SUCCESS, "MPI_Gatherv");
+  double bytes = static_cast<double>(p.bytes);  // exact below 2^53 bytes
+  comm_->all_reduce_sum(&bytes, 1);
+  last_.bytes = static_cast<uint64_t>(bytes);
+  std::string error;
+  if (rank == 0) {
+    try {
+      write_checksums(p, all);
+      commit(p);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  agree_or_abandon(!error.empty(), error, p.tmp_dir);
+  const auto now = Clock::now();
+  last_.path = p.final_dir;
+  last_.step = p.state.step;
+  last_.async = p.async;
+  last_.seconds = std::chrono::duration<double>(now - p.t0).count();
+  last_.stall_s = p.async ? p.stall_s + std::chrono::duration<double>(now - t_wait).count() : last_.seconds;
+}
+
+std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
+  finish_in_flight();
+  // Written from the shards where they are host memory, else staged.
+  std::unique_ptr<PendingSave> p = prepare(fsdp, be, state, id, !be.host_resident());
+  write_pieces(*p);
+  finish(*p);
+  return last_.path;
+}
+
+void CheckpointManager::begin_async_save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
+  finish_in_flight();
+  pending_ = prepare(fsdp, be, state, id, true);
+  pending_->async = true;
+  pending_->stall_s = std::chrono::duration<double>(Clock::now() - pending_->t0).count();
+  PendingSave* p = pending_.get();
+  pending_->worker = std::thread([p] { write_pieces(*p); });
+}
+
+bool CheckpointManager::poll() {
+  if (!pending_) return false;
+  int64_t busy = pending_->done.load(std::memory_order_acquire) ? 0 : 1;
+  comm_->all_reduce_max(&busy, 1);
+  if (busy) return false;
+  finish_in_flight();
+  return true;
+}
+
+void CheckpointManager::finish_in_flight() {
+  if (!pending_) return;
+  std::unique_ptr<PendingSave> p = std::move(pending_);
+  finish(*p);  // on a throw, p's writer was joined first
 }
 
 std::vector<std::string> CheckpointManager::auto_candidates() const {
@@ -466,15 +837,15 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
   const std::string path = ckpt_dir + "/state.h5";
   bool exists = fs::exists(path);
   agree_or_throw(!exists, str_cat("checkpoint '", ckpt_dir, "' has no state.h5"), true);
-  H5Handle fapl = file_access(comm_->native());
+  H5Handle fapl = file_access();
   const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   agree_or_throw(fid < 0, str_cat("checkpoint '", path, "' cannot be opened: truncated or not an HDF5 file"), true);
   H5Handle file(fid, H5Fclose);
   const hid_t f = file.get();
   const std::string where = "checkpoint '" + ckpt_dir + "'";
   const int64_t format = read_attr_i64(f, "format_version", path);
-  LLAMAFT_REQUIRE(format == kCheckpointFormat, where, " has format version ", format, "; this llamaft reads ",
-                  kCheckpointFormat);
+  LLAMAFT_REQUIRE(format == 1 || format == kCheckpointFormat, where, " has format version ", format,
+                  "; this llamaft reads 1 and ", kCheckpointFormat);
   auto must_match = [&](const char* what, const std::string& saved, const std::string& now) {
     if (saved != now)
       throw Error(str_cat(where, " was saved with a different ", what, ":\n  checkpoint: ", saved.substr(0, 400),
@@ -506,11 +877,30 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
               << "', data.seq_len = " << now_seq << " (the checkpoint was trained on '" << saved_data << "'"
               << (saved_seq.empty() ? "" : ", seq_len " + saved_seq) << ")\n";
 
-  H5Handle dxpl = transfer(H5FD_MPIO_INDEPENDENT);
-  const char* groups[3] = {"model", "optim/exp_avg", "optim/exp_avg_sq"};
+  const bool v2 = format == 2;
+  uint64_t block_bytes = kChecksumBlockBytes;
+  if (v2) {
+    const std::string algo = read_attr_str(f, "checksum", path);
+    block_bytes = static_cast<uint64_t>(read_attr_i64(f, "checksum_block_bytes", path));
+    LLAMAFT_REQUIRE(algo == "crc32c" && block_bytes == kChecksumBlockBytes, where, " has checksums '", algo,
+                    "' over ", block_bytes, "-byte blocks; this llamaft reads crc32c over ", kChecksumBlockBytes);
+  }
+  int fd = -1;
+  if (v2) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    agree_or_throw(fd < 0, str_cat(where, ": cannot open ", path, ": ", std::strerror(errno)), true);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{fd};
   const auto& layout = fsdp.layout();
   std::string first_error;
   std::vector<float> host[3];
+  std::vector<char> scratch;
   for (int u = 0; u < layout.num_units(); ++u) {
     if (!fsdp.trainable(u)) continue;
     const ShardGeometry& g = fsdp.geometry(u);
@@ -527,7 +917,7 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
       const int64_t lo = std::max(g.begin, slot.offset), hi = std::min(g.begin + g.shard_size, slot.offset + slot.numel());
       const int64_t elem = lo < hi ? lo - slot.offset : 0, count = lo < hi ? hi - lo : 0, dst = lo < hi ? lo - g.begin : 0;
       for (int k = 0; k < 3; ++k) {
-        const std::string name = std::string(groups[k]) + "/" + slot.hf_name;
+        const std::string name = std::string(kGroups[k]) + "/" + slot.hf_name;
         H5Handle ds(H5Dopen2(f, name.c_str(), H5P_DEFAULT), H5Dclose);
         if (!ds.ok()) throw CheckpointError(str_cat(where, " has no dataset '/", name, "'"));
         H5Handle fspace(H5Dget_space(ds.get()), H5Sclose);
@@ -535,13 +925,33 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
         H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
         if (std::vector<int64_t>(dims.begin(), dims.end()) != slot.shape)
           throw Error(str_cat(where, ": dataset '/", name, "' has a different shape than this model needs"));
-        hsize_t mcount = static_cast<hsize_t>(std::max<int64_t>(count, 1));
-        H5Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
-        if (count == 0) H5Sselect_none(mspace.get());
-        select_flat_range(fspace.get(), slot.shape, elem, count);
-        const herr_t rc = H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), dxpl.get(), into[k] + dst);
-        if (rc < 0 && first_error.empty())
-          first_error = str_cat(where, ": dataset '/", name, "' failed its checksum or could not be read (corrupt file)");
+        if (count == 0 || !first_error.empty()) continue;
+        if (!v2) {  // format 1: chunked, Fletcher-32 checked by HDF5
+          hsize_t mcount = static_cast<hsize_t>(count);
+          H5Handle mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
+          select_flat_range(fspace.get(), slot.shape, elem, count);
+          if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, into[k] + dst) < 0)
+            first_error = str_cat(where, ": dataset '/", name, "' failed its checksum or could not be read (corrupt file)");
+          continue;
+        }
+        const haddr_t base = H5Dget_offset(ds.get());
+        const uint64_t bytes = static_cast<uint64_t>(slot.numel()) * sizeof(float);
+        std::vector<uint32_t> crcs((bytes + kChecksumBlockBytes - 1) / kChecksumBlockBytes);
+        H5Handle cds(H5Dopen2(f, ("checksums/" + name).c_str(), H5P_DEFAULT), H5Dclose);
+        hssize_t stored = -1;
+        if (cds.ok()) {
+          H5Handle cspace(H5Dget_space(cds.get()), H5Sclose);
+          stored = H5Sget_simple_extent_npoints(cspace.get());
+        }
+        if (base == HADDR_UNDEF || stored != static_cast<hssize_t>(crcs.size()) ||
+            H5Dread(cds.get(), H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, crcs.data()) < 0) {
+          first_error = str_cat(where, ": dataset '/", name, "' has no stored data or no checksum table (corrupt file)");
+          continue;
+        }
+        const std::string why = read_verified(fd, base, bytes, crcs, static_cast<uint64_t>(elem) * sizeof(float),
+                                              static_cast<uint64_t>(count) * sizeof(float),
+                                              reinterpret_cast<char*>(into[k] + dst), scratch);
+        if (!why.empty()) first_error = str_cat(where, ": dataset '/", name, "': ", why);
       }
     }
     for (int k = 0; k < 3 && !be.host_resident(); ++k)

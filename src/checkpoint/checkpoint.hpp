@@ -1,22 +1,37 @@
-// Sharded HDF5 checkpoints, written collectively with parallel HDF5.
+// Sharded HDF5 checkpoints at disk speed.
 //
 // checkpoint.dir/step_000123/state.h5 holds every tensor at its Hugging Face
 // name in its full logical shape (/model/<name> fp32 master weights,
-// /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>), each rank writing exactly
-// the slices it owns, so h5py/h5dump read it directly and any number of ranks
-// can read it back by slices. /state holds the training position; attributes
-// record the format, the configs, the base model's fingerprint, the world
-// size and the strategy. Datasets are chunked with Fletcher-32 checksums.
+// /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>), so h5py/h5dump read it
+// directly and any number of ranks can read it back by slices. /state holds
+// the training position; attributes record the format, the configs, the base
+// model's fingerprint, the world size and the strategy.
+//
+// Format 2 (this version writes it; format 1's chunked Fletcher-32 files are
+// still read): datasets are contiguous and allocated when rank 0 creates the
+// file (serial HDF5, no data written, space reserved with fallocate); each
+// rank then pwrite()s the slices it owns at their file offsets and
+// fdatasync()s, with no MPI-IO and no collective inside a write, so a rank
+// whose write fails can never leave the others waiting in one. Every 1 MiB
+// block of a dataset has a CRC-32C in /checksums/<group>/<name> (ranks
+// checksum their parts of a block; rank 0 joins them with crc32c_combine),
+// verified on every load.
 //
 // Commit protocol (the README's "Checkpoints and preemption" section): write
-// into step_N.tmp.<job>, H5Fflush(GLOBAL) then close, agree with an
-// all-reduce, then rank 0 fsyncs the manifest, renames the folder, fsyncs the
-// parent and atomically replaces `latest`. A crash at any point leaves the
-// previous checkpoint intact.
+// into step_N.tmp.<job>, agree with an all-reduce that every rank's data is
+// durable, then rank 0 writes the checksums, fsyncs the file and the
+// manifest, renames the folder, fsyncs the parent and atomically replaces
+// `latest`. A crash at any point leaves the previous checkpoint intact.
+//
+// Asynchronous saves: begin_async_save() copies what this rank writes into
+// host staging at the step boundary and a worker thread writes it while
+// training goes on; poll() at each later step boundary commits it once every
+// rank's writer finished. The worker makes no MPI calls (every collective
+// stays on the main thread, MPI_THREAD_FUNNELED) and no HDF5 calls. At most
+// one save is in flight.
 //
 // Every collective goes through an MpiCommunicator (a duplicate of the one
-// given, so checkpoint traffic is not counted as FSDP's); MPI-IO opens the
-// file on its native MPI_Comm.
+// given, so checkpoint traffic is not counted as FSDP's).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +45,8 @@
 
 namespace llamaft {
 
-constexpr int kCheckpointFormat = 1;
+constexpr int kCheckpointFormat = 2;
+constexpr uint64_t kChecksumBlockBytes = uint64_t(1) << 20;
 
 // Where training stands; enough for a bit-identical continuation (the data
 // order and the schedule are pure functions of the step and the seed).
@@ -64,17 +80,45 @@ class CheckpointError : public Error {
 
 class MpiCommunicator;
 
+// What the last committed save took.
+struct SaveReport {
+  std::string path;
+  int64_t step = 0;
+  bool async = false;
+  double seconds = 0;  // from the step boundary to the commit
+  double stall_s = 0;  // of that, the time training was stopped for it
+  uint64_t bytes = 0;  // data bytes written by every rank together
+};
+
+struct PendingSave;
+
 class CheckpointManager {
  public:
   // Collective over `comm`, the MPI communicator of every rank that holds
   // shards (the world). keep_last >= 2.
   CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last);
-  ~CheckpointManager();
+  ~CheckpointManager();  // joins a running writer without committing its save
 
   // Rank 0 removes step_*.tmp.* folders left by crashed saves.
   void remove_stale();
   // Collective: writes and commits step_<state.step>; returns its path.
+  // Waits first for a save in flight.
   std::string save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id);
+  // Collective: snapshots this rank's part of the state into host staging
+  // (kept for the next save), creates the file and writes it in the
+  // background. Waits first for a save in flight.
+  void begin_async_save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id);
+  bool in_flight() const { return pending_ != nullptr; }
+  // Collective, at a step boundary while a save is in flight: commits it once
+  // every rank's writer is done; true when it committed.
+  bool poll();
+  // Collective: waits for the save in flight and commits it (none: no-op).
+  void finish_in_flight();
+  // The host staging this rank's asynchronous saves hold (0 before the first).
+  size_t staging_bytes() const { return staging_.size() * sizeof(float); }
+  // The bytes one asynchronous save stages on this rank (its written slices
+  // of the trainable units' weights and both moments).
+  static size_t staging_bytes_for(const Fsdp& fsdp);
   // Candidates for `resume = auto`: the one `latest` names, then every other
   // committed step folder, newest first.
   std::vector<std::string> auto_candidates() const;
@@ -84,22 +128,26 @@ class CheckpointManager {
   TrainState load(const std::string& path, Fsdp& fsdp, Backend& be, const RunIdentity& expect);
 
   const std::string& dir() const { return dir_; }
-  double last_save_seconds() const { return last_save_s_; }
-  uint64_t last_save_bytes() const { return last_save_bytes_; }
+  const SaveReport& last_save() const { return last_; }
 
  private:
   // Every rank learns whether any rank failed, and the first failure's message.
   void agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error);
-  void write_state_file(const std::string& path, Fsdp& fsdp, Backend& be, const TrainState& state,
-                        const RunIdentity& id, bool kill_me);
-  void commit(const std::string& tmp_dir, const std::string& final_dir, const TrainState& state,
-              const RunIdentity& id);
+  // Like agree_or_throw, but rank 0 first removes `tmp_dir` when any failed.
+  void agree_or_abandon(bool failed, const std::string& message, const std::string& tmp_dir);
+  // Collective: everything up to the point where each rank's writer can run.
+  std::unique_ptr<PendingSave> prepare(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id,
+                                       bool stage);
+  // Collective: joins the writer, agrees, writes the checksums and commits.
+  void finish(PendingSave& p);
+  void commit(const PendingSave& p);
 
   std::unique_ptr<MpiCommunicator> comm_;
   std::string dir_;
   int keep_last_;
-  double last_save_s_ = 0;
-  uint64_t last_save_bytes_ = 0;
+  SaveReport last_;
+  std::vector<float> staging_;
+  std::unique_ptr<PendingSave> pending_;
 };
 
 // A cheap fingerprint of an HF model directory: config.json, every

@@ -12,6 +12,8 @@ CheckpointSettings CheckpointSettings::from_config(const Config& cfg) {
   s.at_end = cfg.get_bool("checkpoint.at_end");
   s.grace_seconds = static_cast<int>(cfg.get_int("checkpoint.grace_seconds"));
   s.signals = cfg.get_string("checkpoint.signals");
+  s.async = cfg.get_bool("checkpoint.async");
+  s.warn_on_error = cfg.get_string("checkpoint.on_error") == "warn";
   parse_signal_list(s.signals);  // validate before any device is touched
   return s;
 }
@@ -38,8 +40,9 @@ BoundaryDecision CheckpointPolicy::at_step_boundary(int64_t step, Communicator& 
   return d;
 }
 
-void CheckpointPolicy::saved(int64_t step) {
-  last_saved_step_ = step;
+bool CheckpointPolicy::periodic() const { return settings_.every_steps > 0 || settings_.every_minutes > 0; }
+
+void CheckpointPolicy::saved() {
   last_save_ = std::chrono::steady_clock::now();
 }
 

@@ -21,6 +21,8 @@ struct CheckpointSettings {
   bool at_end = true;
   int grace_seconds = 0;        // after a signal; 0: no limit
   std::string signals = "SIGTERM,SIGUSR1,SIGUSR2";
+  bool async = true;            // periodic saves write in the background
+  bool warn_on_error = false;   // checkpoint.on_error = warn: a failed periodic save does not stop training
 
   static CheckpointSettings from_config(const Config& cfg);
 };
@@ -41,16 +43,16 @@ class CheckpointPolicy {
   BoundaryDecision at_step_boundary(int64_t step, Communicator& world);
   // Called after every save (restarts the minute timer); a signal arms the
   // grace timer before its save.
-  void saved(int64_t step);
+  void saved();
   void restart_timer() { last_save_ = std::chrono::steady_clock::now(); }
   void arm_grace() const;
-  // A last save at the end of training, unless this step is saved already.
-  bool save_at_end(int64_t step) const { return settings_.at_end && step > 0 && last_saved_step_ != step; }
+  const CheckpointSettings& settings() const { return settings_; }
+  // Whether periodic saves are configured (checkpoint.every_steps or every_minutes).
+  bool periodic() const;
 
  private:
   CheckpointSettings settings_;
   int64_t total_steps_;
-  int64_t last_saved_step_ = -1;
   std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();
 };
 

@@ -52,13 +52,16 @@ int run_plan(const Config& cfg) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
                                      base_quant_from_config(cfg), bf16, bf16_storage,
-                                     cfg.get_string("runtime.backend") != "cuda");
+                                     cfg.get_string("runtime.backend") != "cuda",
+                                     cfg.get_bool("checkpoint.async") &&
+                                         (cfg.get_int("checkpoint.every_steps") > 0 ||
+                                          cfg.get_float("checkpoint.every_minutes") > 0));
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"load\": %zu, \"step\": %zu, "
-                  "\"checkpoint\": %zu, \"total\": %zu}\n",
+                  "\"checkpoint\": %zu, \"checkpoint_staging\": %zu, \"total\": %zu}\n",
                   strategy_name(s), world, p.params, p.grads, p.optimizer, p.activations, p.buffers, p.workspace,
-                  p.load, p.step, p.checkpoint, p.total);
+                  p.load, p.step, p.checkpoint, p.checkpoint_staging, p.total);
       continue;
     }
     const double g = 1024.0 * 1024.0 * 1024.0;

@@ -128,7 +128,12 @@ MpiWorld init_mpi(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
-    MPI_CHECK(MPI_Init(argc, argv));
+    // Funneled: only the main thread calls MPI. OpenMP's threads and an
+    // asynchronous checkpoint's writer thread never do.
+    int provided = MPI_THREAD_SINGLE;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    LLAMAFT_REQUIRE(provided >= MPI_THREAD_FUNNELED, "this MPI library offers thread level ", provided,
+                    "; llamaft needs MPI_THREAD_FUNNELED");
     g_initialized_here = true;
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &g_world.rank);

@@ -189,6 +189,14 @@ void add_checkpoint_keys(ConfigSchema& s) {
             "signals that mean: checkpoint at the next step boundary and exit 85"));
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
+  s.add(key("checkpoint.async", KeyType::kBool, "true",
+            "periodic saves snapshot the state into host memory at the step boundary and write it in the background "
+            "(at most one in flight; `plan` counts the staging); false writes them with training stopped"));
+  s.add(choice_key("checkpoint.on_error", "fail",
+                   "a periodic save that fails (a full disk, an I/O error): fail (exit 4) or warn (report it once, "
+                   "keep the previous checkpoint and go on training); saves at the end, on a signal and at "
+                   "train.exit_after_steps always fail",
+                   {"fail", "warn"}));
   s.add(key("checkpoint.allow_data_change", KeyType::kBool, "false",
             "resume even though data.path or data.seq_len differ from the checkpoint's (the data position, a row "
             "index, then points into the new data); the banner says so"));

@@ -9,7 +9,8 @@
 namespace llamaft::fault {
 
 namespace {
-constexpr std::array<const char*, 4> kNames = {"fail_rank", "nan_loss_from", "kill_in_save", "map_weights"};
+constexpr std::array<const char*, 6> kNames = {"fail_rank",   "nan_loss_from", "kill_in_save",
+                                               "map_weights", "save_enospc",   "save_piece_delay_ms"};
 std::array<std::optional<int64_t>, kNames.size()> g_armed;
 }  // namespace
 
@@ -28,7 +29,8 @@ void arm_from_environment() {
     size_t i = 0;
     while (i < kNames.size() && name != kNames[i]) ++i;
     LLAMAFT_REQUIRE(i < kNames.size() && eq != std::string::npos, "LLAMAFT_FAULTS: unknown fault point '", item,
-                    "' (fail_rank=R, nan_loss_from=S, kill_in_save=S, map_weights=1)");
+                    "' (fail_rank=R, nan_loss_from=S, kill_in_save=S, map_weights=1, save_enospc=S, "
+                    "save_piece_delay_ms=N)");
     char* end = nullptr;
     const long long v = std::strtoll(item.c_str() + eq + 1, &end, 10);
     LLAMAFT_REQUIRE(end && *end == '\0' && end != item.c_str() + eq + 1, "LLAMAFT_FAULTS: '", item,

@@ -19,6 +19,10 @@ enum class Point {
   kKillInSave,     // kill_in_save=S: SIGKILL on rank 0 while writing step S's checkpoint
   kMapWeights,     // map_weights=1: the HF weights are also mmapped and every page touched, as the old
                    // reader did (the memory test shows that its bound catches it)
+  kSaveEnospc,     // save_enospc=S: the last rank's checkpoint writer gets ENOSPC after its first piece of step S
+                   // (a filesystem without fallocate, or a quota, fills during the write)
+  kSavePieceDelay, // save_piece_delay_ms=N: every checkpoint writer sleeps N ms after each piece, so a kill or a
+                   // signal lands in the middle of a save
 };
 
 // The value the point was armed with, or nothing.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/device_array.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "model/llama.hpp"
@@ -54,7 +55,8 @@ class PlanComm final : public Communicator {
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
-                       quant::Kind base_quant, bool bf16_params, bool bf16_storage, bool host_resident) {
+                       quant::Kind base_quant, bool bf16_params, bool bf16_storage, bool host_resident,
+                       bool async_checkpoint) {
   auto be = make_counting_backend(bf16_storage);
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
@@ -96,15 +98,10 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   p.step = be->peak_bytes() - 3 * n * sizeof(int32_t);
   p.workspace = p.step - p.params - p.grads - p.optimizer - p.activations - p.buffers;
   if (host_resident) {
-    for (int u = 0; u < model.layout().num_units(); ++u) {
-      if (!fsdp.trainable(u)) continue;
-      for_each_piece(model.layout().units()[u], fsdp.geometry(u), [&](const TensorSlot&, int64_t, int64_t count, int64_t) {
-        p.checkpoint_scratch = std::max(p.checkpoint_scratch, static_cast<size_t>(count) * sizeof(float));
-      });
-    }
-    p.checkpoint = p.step - p.activations + p.checkpoint_scratch;
+    if (async_checkpoint) p.checkpoint_staging = CheckpointManager::staging_bytes_for(fsdp);
+    p.checkpoint = p.step - p.activations + p.checkpoint_staging;
   }
-  p.total = std::max({p.load, p.step, p.checkpoint});
+  p.total = std::max({p.load, p.step + p.checkpoint_staging, p.checkpoint});
   (void)before;
   return p;
 }

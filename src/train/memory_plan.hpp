@@ -14,19 +14,22 @@ namespace llamaft {
 // buffer), the training step (the step's own peak, activations and gathered
 // units included) and, where the backend's memory is host memory, a
 // checkpoint save (the step's peak less its activations, since the gathered
-// units' buffers stay pooled, plus the largest trainable tensor piece, which
-// HDF5's filtered collective write holds whole while it checksums the chunks).
+// units' buffers stay pooled). Saves write straight from the shards; with
+// asynchronous periodic saves (checkpoint.async) the host staging copy of
+// this rank's slices is added to the step and the save, since it is kept
+// from the first save on. On a device backend the staging is host memory,
+// outside this plan.
 struct MemoryPlan {
   size_t params = 0, grads = 0, optimizer = 0, activations = 0, buffers = 0, workspace = 0;
   size_t load_scratch = 0;     // host staging while loading
-  size_t checkpoint_scratch = 0;  // HDF5's chunk buffers for the largest tensor piece
+  size_t checkpoint_staging = 0;  // asynchronous saves' host copy (host backends)
   size_t load = 0, step = 0, checkpoint = 0;
-  size_t total = 0;  // max(load, step, checkpoint)
+  size_t total = 0;  // max(load, step + checkpoint_staging, checkpoint)
 };
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {},
                        quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
-                       bool bf16_storage = false, bool host_resident = true);
+                       bool bf16_storage = false, bool host_resident = true, bool async_checkpoint = false);
 
 }  // namespace llamaft

@@ -202,7 +202,7 @@ void Trainer::write_run_info(const Config& cfg) {
   plan_ = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
                       static_cast<int>(settings_.micro_batch), settings_.seq_len, settings_.activation_checkpointing,
                       settings_.lora, settings_.base_quant, settings_.bf16_params, model_options_.bf16_storage,
-                      backend_->host_resident());
+                      backend_->host_resident(), policy_.settings().async && policy_.periodic());
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");
@@ -225,7 +225,7 @@ void Trainer::write_run_info(const Config& cfg) {
                      {"quantization_and_copies", startup_.load.other_s}, {"resume", startup_.resume},
                      {"bytes_read_max_rank", startup_.load.bytes_read}}},
       {"memory_plan_bytes", {{"total", plan_.total}, {"load", plan_.load}, {"step", plan_.step},
-                             {"checkpoint", plan_.checkpoint}, {"checkpoint_scratch", plan_.checkpoint_scratch},
+                             {"checkpoint", plan_.checkpoint}, {"checkpoint_staging", plan_.checkpoint_staging},
                              {"params", plan_.params}, {"grads", plan_.grads}, {"optimizer", plan_.optimizer},
                              {"activations", plan_.activations}, {"buffers", plan_.buffers},
                              {"load_scratch", plan_.load_scratch}}},
@@ -247,7 +247,10 @@ void Trainer::write_run_info(const Config& cfg) {
   const MemoryPlan& plan = plan_;
   std::cerr << "\nllamaft train: per-rank memory plan " << plan.total / 1048576.0 << " MiB, the largest of loading "
             << plan.load / 1048576.0 << ", the step " << plan.step / 1048576.0 << " and a checkpoint "
-            << plan.checkpoint / 1048576.0 << " (params "
+            << plan.checkpoint / 1048576.0;
+  if (plan.checkpoint_staging)
+    std::cerr << "; asynchronous saves' staging " << plan.checkpoint_staging / 1048576.0 << " is kept with the step's";
+  std::cerr << " (params "
             << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
             << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
             << plan.buffers / 1048576.0 << ")\n";
@@ -365,14 +368,68 @@ void Trainer::end_memory_phase(const std::string& next) {
   kept.shmem = std::max(kept.shmem, p.shmem);
 }
 
+void Trainer::report_save() {
+  const SaveReport& r = checkpoints_->last_save();
+  ++saves_;
+  save_s_ += r.seconds;
+  save_stall_s_ += r.stall_s;
+  if (!lead_) return;
+  std::cerr << "llamaft train: checkpoint " << r.path << " (" << r.bytes / 1e6 << " MB in " << r.seconds << " s";
+  if (r.async) std::cerr << ", written in the background; training stopped " << r.stall_s << " s for it";
+  std::cerr << ")\n";
+}
+
+template <typename F>
+bool Trainer::tolerate_save_failure(F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const CheckpointError& e) {
+    if (!policy_.settings().warn_on_error) throw;
+    if (!e.is_reported_elsewhere())
+      std::cerr << where_prefix() << "llamaft train: warning: " << e.what()
+                << " (checkpoint.on_error = warn: training goes on)\n";
+    return false;
+  }
+}
+
+void Trainer::settle_checkpoint(bool wait) {
+  if (!checkpoints_->in_flight()) return;
+  bool committed = false;
+  // Only asynchronous periodic saves are ever in flight.
+  tolerate_save_failure([&] {
+    if (wait) {
+      checkpoints_->finish_in_flight();
+      committed = true;
+    } else {
+      committed = checkpoints_->poll();
+    }
+  });
+  if (committed) report_save();
+}
+
 void Trainer::save_checkpoint() {
+  settle_checkpoint(true);
   end_memory_phase("checkpoint");
-  const std::string path = checkpoints_->save(*fsdp_, *backend_, state_, identity_);
+  checkpoints_->save(*fsdp_, *backend_, state_, identity_);
   end_memory_phase("train");
-  policy_.saved(state_.step);
-  if (lead_)
-    std::cerr << "llamaft train: checkpoint " << path << " (" << checkpoints_->last_save_bytes() / 1e6 << " MB in "
-              << checkpoints_->last_save_seconds() << " s)\n";
+  policy_.saved();
+  report_save();
+}
+
+void Trainer::periodic_checkpoint() {
+  if (!policy_.settings().async) {
+    settle_checkpoint(true);
+    end_memory_phase("checkpoint");
+    const bool ok = tolerate_save_failure([&] { checkpoints_->save(*fsdp_, *backend_, state_, identity_); });
+    end_memory_phase("train");
+    policy_.saved();
+    if (ok) report_save();
+    return;
+  }
+  settle_checkpoint(true);  // at most one in flight
+  tolerate_save_failure([&] { checkpoints_->begin_async_save(*fsdp_, *backend_, state_, identity_); });
+  policy_.saved();
 }
 
 int Trainer::train() {
@@ -408,20 +465,34 @@ int Trainer::train() {
       for (size_t i = 0; i < samples.size(); ++i) metrics_->sample(m.step, i, sample_prompts_[i], samples[i]);
     }
     const BoundaryDecision d = policy_.at_step_boundary(state_.step, *world_);
+    settle_checkpoint(false);
     if (!d.save) continue;
     if (d.signal) policy_.arm_grace();
-    save_checkpoint();
-    if (d.signal || d.stop_after) {
-      if (lead_ && d.signal)
-        std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state_.step
-                  << ", exiting " << kExitRequeue << " (requeue me)\n";
-      if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
-      progress_->finish();
-      return d.signal ? kExitRequeue : kExitOk;
+    if (!d.signal && !d.stop_after) {
+      periodic_checkpoint();
+      continue;
     }
+    // A signal or exit_after_steps: wait for a save in flight, then save
+    // this step synchronously unless that one was it.
+    const auto t_wait = Clock::now();
+    const bool was_in_flight = checkpoints_->in_flight();
+    settle_checkpoint(true);
+    const double waited = seconds_since(t_wait);
+    if (checkpoints_->last_save().step != state_.step || saves_ == 0) save_checkpoint();
+    if (lead_ && was_in_flight)
+      std::cerr << "llamaft train: waited " << waited << " s for the save in flight, then saved step " << state_.step
+                << " in " << checkpoints_->last_save().seconds << " s\n";
+    if (lead_ && d.signal)
+      std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state_.step
+                << ", exiting " << kExitRequeue << " (requeue me)\n";
+    if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
+    progress_->finish();
+    return d.signal ? kExitRequeue : kExitOk;
   }
   progress_->finish();
-  if (policy_.save_at_end(state_.step)) save_checkpoint();
+  settle_checkpoint(true);
+  if (policy_.settings().at_end && state_.step > 0 && (saves_ == 0 || checkpoints_->last_save().step != state_.step))
+    save_checkpoint();
   const double train_s = seconds_since(train_start);
   if (settings_.export_model) {
     end_memory_phase("export");
@@ -463,6 +534,9 @@ void Trainer::write_summary(double train_s) {
       {"steps", settings_.steps},
       {"train_s", train_s},
       {"first_step_s", first_step_s_},
+      {"checkpoints", saves_},
+      {"checkpoint_save_s", save_s_},
+      {"checkpoint_stall_s", save_stall_s_},
       {"startup_s", startup_.total()},
       {"peak_rss_bytes_max_rank", max_peak},
       {"peak_rss_bytes_min_rank", min_peak},

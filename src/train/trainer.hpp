@@ -63,7 +63,19 @@ class Trainer {
   void build_model(const BackendFactory& make_backend);
   void resume();
   void write_run_info(const Config& cfg);
+  // A synchronous save (after waiting for one in flight), reported.
   void save_checkpoint();
+  // A periodic save: in the background with checkpoint.async, else
+  // synchronous; with checkpoint.on_error = warn a failure is reported and
+  // training goes on.
+  void periodic_checkpoint();
+  // Commits a save in flight once every rank's writer is done (collective,
+  // at each step boundary); waits for it when `wait`.
+  void settle_checkpoint(bool wait);
+  void report_save();
+  // Runs a periodic save's part; true unless it failed under on_error = warn.
+  template <typename F>
+  bool tolerate_save_failure(F&& f);
   void export_result();
   void write_summary(double train_s);
   void end_memory_phase(const std::string& next);
@@ -102,6 +114,8 @@ class Trainer {
   std::unique_ptr<MemoryPhases> memory_;  // per-phase peak RSS of this rank
   std::map<std::string, MemoryPhases::Peak> memory_peaks_;
   double first_step_s_ = -1;
+  int saves_ = 0;                             // committed checkpoints of this run
+  double save_s_ = 0, save_stall_s_ = 0;      // their times, and the time training stopped for them
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<DeviceBatch> device_batch_;
