@@ -1,55 +1,110 @@
 #!/usr/bin/env bash
-# Checkpoint bandwidth on this disk, in one run: llamaft's parallel HDF5 save
-# and load of the stories15M-shaped model's full training state (fp32
-# weights + both AdamW moments) at np = 2, against a plain sequential write
-# and read of the same number of bytes with dd (conv=fsync); and the time
-# from SIGUSR1 to mpirun's exit (checkpoint included).
+# Checkpoint bandwidth on this disk, in one run, against dd of the same bytes.
+# For each model (the `small` preset, 293 MB of fp32 weights + AdamW moments,
+# and `medium`, 110M parameters, 1.3 GB) and each rank count:
+#   save   a synchronous save (checkpoint.async = false) against
+#          `dd if=/dev/zero bs=1M conv=fsync` of the same byte count;
+#   load   a resume with the page cache dropped, against a dd read of the
+#          same checkpoint file with the page cache dropped (both warm where
+#          the cache cannot be dropped: the script says which);
+#   async  periodic saves in the background (checkpoint.async = true, every
+#          CKPT_BENCH_EVERY steps): the time training stopped per save
+#          against the synchronous save, and train_s against a run without
+#          saves (what the saves cost the steps in all, writer thread included);
+# and SIGUSR1 to mpirun's exit (its checkpoint included).
 # Usage: bench/run_checkpoint_bench.sh
+#   CKPT_BENCH_PRESETS="small medium"  CKPT_BENCH_NPS="1 2"  BENCH_DIR=/tmp/llamaft-ckpt-bench
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${LLAMAFT_BUILD_DIR:-$root/build}/llamaft
 work=${BENCH_DIR:-/tmp/llamaft-ckpt-bench}
+presets=${CKPT_BENCH_PRESETS:-small medium}
+nps=${CKPT_BENCH_NPS:-1 2}
+every=${CKPT_BENCH_EVERY:-4}
 rm -rf "$work"; mkdir -p "$work"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-"$bin" init --preset small --output "$work/model" >/dev/null
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cores=$(nproc)
+cache=cold
+drop_caches() { sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || cache=warm; }
+drop_caches
 /usr/bin/python3 -c "
 import json, random
 r = random.Random(0)
 with open('$work/data.jsonl', 'w') as f:
-    for _ in range(32): f.write(json.dumps({'input_ids': [r.randrange(3, 32000) for _ in range(64)]}) + '\n')"
-common=(--model.path "$work/model" --data.path "$work/data.jsonl" --data.seq_len 64 --train.global_batch_size 2
-        --output.export false --output.progress false)
-mpirun --oversubscribe -np 2 "$bin" train "${common[@]}" --train.steps 2 --output.dir "$work/run" 2> "$work/save.log"
-mpirun --oversubscribe -np 2 "$bin" train "${common[@]}" --train.steps 3 --output.dir "$work/run" 2> "$work/load.log"
-save_line=$(grep "checkpoint .*MB in" "$work/save.log" | tail -1)
-load_line=$(grep "resumed from" "$work/load.log")
-mb=$(echo "$save_line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s\).*/\1/')
-save_s=$(echo "$save_line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s\).*/\2/')
-load_s=$(echo "$load_line" | sed -E 's/.* in ([0-9.e+-]+) s$/\1/')
-count=$(/usr/bin/python3 -c "print(max(1, round($mb)))")
-dd_w=$( { dd if=/dev/zero of="$work/dd.bin" bs=1M count="$count" conv=fsync 2>&1 >/dev/null; } | tail -1)
-dd_r=$( { dd if="$work/dd.bin" of=/dev/null bs=1M 2>&1 >/dev/null; } | tail -1)
+    for _ in range(64): f.write(json.dumps({'input_ids': [r.randrange(3, 32000) for _ in range(64)]}) + '\n')"
+dd_seconds() { # dd's "... copied, 0.123 s, 456 MB/s"
+  sed -nE 's/.*copied, ([0-9.e+-]+) s.*/\1/p' | tail -1
+}
+results="$work/results.txt"
+: > "$results"
 
-# Signal to exit: SIGUSR1 to mpirun while training runs.
-mpirun --oversubscribe -np 2 "$bin" train "${common[@]}" --train.steps 100000 --output.dir "$work/sig" 2> "$work/sig.log" &
+for preset in $presets; do
+  "$bin" init --preset "$preset" --output "$work/$preset" >/dev/null
+  for np in $nps; do
+    threads=$(( cores / np > 0 ? cores / np : 1 ))
+    run() { OMP_NUM_THREADS=$threads mpirun --oversubscribe --bind-to none -np "$np" "$bin" train \
+      --model.path "$work/$preset" --data.path "$work/data.jsonl" --data.seq_len 64 --train.global_batch_size 2 \
+      --output.export false --output.progress false "$@"; }
+    tag="$preset-np$np"
+    # Synchronous save of step 2, then a resume that loads it with the cache dropped.
+    run --train.steps 2 --checkpoint.async false --output.dir "$work/$tag-sync" 2> "$work/$tag-save.log"
+    line=$(grep "checkpoint .*MB in" "$work/$tag-save.log" | tail -1)
+    mb=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\1/')
+    save_s=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\2/')
+    count=$(/usr/bin/python3 -c "print(max(1, round($mb * 1e6 / 1048576)))")
+    dd_w=$( { dd if=/dev/zero of="$work/dd.bin" bs=1M count="$count" conv=fsync 2>&1 >/dev/null; } | dd_seconds)
+    rm -f "$work/dd.bin"
+    cp -r "$work/$tag-sync" "$work/$tag-load"
+    drop_caches
+    run --train.steps 3 --checkpoint.at_end false --output.dir "$work/$tag-load" 2> "$work/$tag-load.log"
+    load_s=$(grep "resumed from" "$work/$tag-load.log" | sed -E 's/.* in ([0-9.e+-]+) s.*/\1/')
+    h5="$work/$tag-sync/checkpoints/step_000002/state.h5"
+    file_mb=$(/usr/bin/python3 -c "import os; print(os.path.getsize('$h5') / 1e6)")
+    drop_caches
+    dd_r=$( { dd if="$h5" of=/dev/null bs=1M 2>&1 >/dev/null; } | dd_seconds)
+    # Periodic saves in the background, and the same steps without saves.
+    steps=$(( 3 * every + 2 ))
+    run --train.steps "$steps" --checkpoint.every_steps "$every" --checkpoint.at_end false \
+      --output.dir "$work/$tag-async" 2> "$work/$tag-async.log"
+    run --train.steps "$steps" --checkpoint.at_end false --output.dir "$work/$tag-none" 2> "$work/$tag-none.log"
+    /usr/bin/python3 - "$tag" "$mb" "$save_s" "$dd_w" "$file_mb" "$load_s" "$dd_r" "$cache" "$work" >> "$results" <<'PY'
+import json, re, sys
+tag, mb, save_s, dd_w, file_mb, load_s, dd_r, cache, work = sys.argv[1:]
+mb, save_s, dd_w, file_mb, load_s, dd_r = map(float, (mb, save_s, dd_w, file_mb, load_s, dd_r))
+stalls, totals = [], []
+for l in open(f"{work}/{tag}-async.log"):
+    m = re.search(r"\(([0-9.e+]+) MB in ([0-9.e+-]+) s, written in the background; training stopped ([0-9.e+-]+) s", l)
+    if m:
+        totals.append(float(m.group(2)))
+        stalls.append(float(m.group(3)))
+ta = json.load(open(f"{work}/{tag}-async/summary.json"))["train_s"]
+tn = json.load(open(f"{work}/{tag}-none/summary.json"))["train_s"]
+print(f"{tag}: {mb:.1f} MB of state")
+print(f"  save  {mb / save_s:7.1f} MB/s ({save_s:.2f} s)   dd write+fsync {mb / dd_w:7.1f} MB/s   ratio {dd_w / save_s:.2f}")
+print(f"  load  {file_mb / load_s:7.1f} MB/s ({load_s:.2f} s, {file_mb:.1f} MB file)   dd read {file_mb / dd_r:7.1f} MB/s"
+      f"   ratio {dd_r / load_s:.2f}   (page cache {cache} for both)")
+if stalls:
+    worst = max(stalls[:-1] or stalls)
+    print(f"  async {len(stalls)} saves: training stopped {', '.join(f'{s:.3f}' for s in stalls)} s "
+          f"(each written in {', '.join(f'{t:.2f}' for t in totals)} s); the worst before the last, {worst:.3f} s, "
+          f"is {worst / save_s:.1%} of the synchronous save (the last includes the wait at the end of training)")
+    print(f"        train_s {ta:.2f} with the saves against {tn:.2f} without: {(ta - tn) / len(stalls):.3f} s per save, "
+          f"{(ta - tn) / len(stalls) / save_s:.1%} of a synchronous save")
+PY
+  done
+done
+
+# Signal to exit: SIGUSR1 to mpirun while training runs (small, np 2).
+OMP_NUM_THREADS=1 mpirun --oversubscribe --bind-to none -np 2 "$bin" train --model.path "$work/${presets%% *}" \
+  --data.path "$work/data.jsonl" --data.seq_len 64 --train.global_batch_size 2 --output.export false \
+  --output.progress false --train.steps 100000 --checkpoint.every_steps 5 --output.dir "$work/sig" 2> "$work/sig.log" &
 pid=$!
-sleep 6
+for _ in $(seq 600); do [ -f "$work/sig/metrics.jsonl" ] && [ "$(wc -l < "$work/sig/metrics.jsonl")" -ge 12 ] && break; sleep 0.1; done
 t0=$(date +%s.%N)
 kill -USR1 "$pid"
 set +e; wait "$pid"; code=$?; set -e
 t1=$(date +%s.%N)
-
-/usr/bin/python3 - "$mb" "$save_s" "$load_s" "$dd_w" "$dd_r" "$t0" "$t1" "$code" <<'PY'
-import re, sys
-mb, save_s, load_s = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-def rate(line):  # dd's "... copied, 0.123 s, 456 MB/s"
-    m = re.search(r"copied, ([0-9.e+-]+) s", line)
-    return mb / float(m.group(1))
-ddw, ddr = rate(sys.argv[4]), rate(sys.argv[5])
-print(f"checkpoint of {mb:.1f} MB (stories15M shape: fp32 weights + AdamW moments), np=2:")
-print(f"  save {mb / save_s:7.1f} MB/s  vs dd write+fsync {ddw:7.1f} MB/s  ratio {mb / save_s / ddw:.2f}")
-print(f"  load {mb / load_s:7.1f} MB/s  vs dd read        {ddr:7.1f} MB/s  ratio {mb / load_s / ddr:.2f}"
-      "  (page cache warm for both)")
-print(f"  SIGUSR1 to mpirun exit (checkpoint included): {float(sys.argv[7]) - float(sys.argv[6]):.2f} s, "
-      f"exit code {sys.argv[8]}")
-PY
+echo "SIGUSR1 to mpirun exit (np 2, ${presets%% *}, its checkpoint included): $(/usr/bin/python3 -c "print(f'{$t1 - $t0:.2f}')") s, exit code $code" >> "$results"
+grep -h "waited .* for the save in flight" "$work/sig.log" >> "$results" || true
+echo "$(date -u +%Y-%m-%d) $(nproc) cores, $(uname -r), page cache $cache:"
+cat "$results"

@@ -204,6 +204,14 @@ struct BlockPart {
   uint64_t block, start, len;
 };
 
+// No NaN or infinity among the fp32 values at p (an exponent of all ones).
+bool all_finite(const char* p, uint64_t bytes) {
+  const uint32_t* v = reinterpret_cast<const uint32_t*>(p);
+  uint32_t bad = 0;
+  for (uint64_t i = 0; i < bytes / 4; ++i) bad |= static_cast<uint32_t>((v[i] & 0x7F800000u) == 0x7F800000u);
+  return bad == 0;
+}
+
 // 0, or the errno of the first failing call.
 int pwrite_all(int fd, const char* p, uint64_t n, uint64_t off) {
   while (n > 0) {
@@ -283,16 +291,26 @@ struct PendingSave {
   std::vector<DatasetSpec> specs;
   std::vector<uint64_t> offsets;   // each dataset's data, then each checksum table, in the file
   std::vector<WritePiece> pieces;  // this rank's
+  struct Copy {
+    const float* from;
+    float* to;
+    size_t floats;
+  };
+  std::vector<Copy> copies;        // the snapshot, when the writer takes it
+  std::atomic<bool> copied{false}; // the shards may change again
   Clock::time_point t0;
   bool async = false;
   double stall_s = 0;
   // Test seams (fault points).
   bool kill_me = false, enospc = false;
   int64_t delay_ms = 0;
-  // The writer's results; `done` is set last.
+  // kWriting: every rank's writer runs; kCommitting: rank 0 commits.
+  enum Phase { kWriting, kCommitting } phase = kWriting;
+  // The running phase's results; `done` is set last.
   std::string error;
-  std::vector<BlockPart> parts;
-  uint64_t bytes = 0;
+  std::vector<BlockPart> parts;  // this rank's; once gathered, rank 0 holds every rank's
+  uint64_t bytes = 0;            // written by this rank
+  uint64_t total_bytes = 0;      // by every rank
   std::thread worker;
   std::atomic<bool> done{false};
 };
@@ -376,6 +394,8 @@ void create_file(PendingSave& p, const RunIdentity& id, int world_size) {
 // The writer: this rank's pieces, each block's CRC-32C, then fdatasync. No
 // MPI and no HDF5, so it may run on a thread of its own.
 void write_pieces(PendingSave& p) {
+  for (const auto& c : p.copies) std::memcpy(c.to, c.from, c.floats * sizeof(float));
+  p.copied.store(true, std::memory_order_release);
   int err = 0;
   const char* what = "writing";
   const int fd = ::open(p.path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -383,13 +403,19 @@ void write_pieces(PendingSave& p) {
     err = errno;
     what = "opening";
   }
-  for (size_t i = 0; fd >= 0 && i < p.pieces.size() && !err; ++i) {
+  for (size_t i = 0; fd >= 0 && i < p.pieces.size() && !err && p.error.empty(); ++i) {
     const WritePiece& w = p.pieces[i];
     const uint64_t base = p.offsets[w.dataset];
-    for (uint64_t at = w.at, end = w.at + w.bytes; at < end && !err;) {
+    for (uint64_t at = w.at, end = w.at + w.bytes; at < end && !err && p.error.empty();) {
       // Up to 16 blocks, ending on a block boundary (or the piece's end).
       const uint64_t next = std::min(end, at / kChecksumBlockBytes * kChecksumBlockBytes + kWriteBytes);
       const char* src = w.src + (at - w.at);
+      // Never save non-finite weights (the writer reads every byte anyway).
+      if (p.specs[w.dataset].group == 0 && !all_finite(src, next - at)) {
+        p.error = str_cat("refusing to checkpoint step ", p.state.step, " (host ", process_host(), ", rank ",
+                          process_rank(), "): the weights hold NaN/inf values; the previous checkpoint is intact");
+        break;
+      }
       for (uint64_t a = at; a < next;) {
         const uint64_t block = a / kChecksumBlockBytes, b = std::min(next, (block + 1) * kChecksumBlockBytes);
         p.parts.push_back({w.dataset, crc32c(src + (a - at), b - a), block, a - block * kChecksumBlockBytes, b - a});
@@ -406,7 +432,7 @@ void write_pieces(PendingSave& p) {
     if (!err && p.enospc && i == 0) err = ENOSPC;
     if (p.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.delay_ms));
   }
-  if (fd >= 0 && !err && ::fdatasync(fd) != 0) {
+  if (fd >= 0 && !err && p.error.empty() && ::fdatasync(fd) != 0) {
     err = errno;
     what = "syncing";
   }
@@ -414,7 +440,7 @@ void write_pieces(PendingSave& p) {
     err = errno;
     what = "closing";
   }
-  if (err) p.error = save_failure(p.state.step, what, p.path, std::strerror(err));
+  if (err && p.error.empty()) p.error = save_failure(p.state.step, what, p.path, std::strerror(err));
   p.done.store(true, std::memory_order_release);
 }
 
@@ -561,7 +587,9 @@ CheckpointManager::CheckpointManager(const MpiCommunicator& comm, std::string di
 }
 
 CheckpointManager::~CheckpointManager() {
-  if (pending_ && pending_->worker.joinable()) pending_->worker.join();  // uncommitted: remove_stale cleans up
+  // Uncommitted (or committed but not agreed): the next start's remove_stale
+  // and `latest` sort it out.
+  if (pending_ && pending_->worker.joinable()) pending_->worker.join();
 }
 
 void CheckpointManager::agree_or_throw(bool failed, const std::string& message, bool as_checkpoint_error) {
@@ -625,15 +653,9 @@ size_t CheckpointManager::staging_bytes_for(const Fsdp& fsdp) {
 }
 
 std::unique_ptr<PendingSave> CheckpointManager::prepare(Fsdp& fsdp, Backend& be, const TrainState& state,
-                                                        const RunIdentity& id, bool stage) {
+                                                        const RunIdentity& id, bool stage, bool defer_copies) {
   const auto t0 = Clock::now();
   const int rank = comm_->rank(), size = comm_->size();
-  // Never save a state that holds non-finite values.
-  double sq = 0;
-  for (int u = 0; u < fsdp.num_units(); ++u)
-    if (fsdp.trainable(u)) sq += be.sum_squares(fsdp.master(u), fsdp.geometry(u).shard_size);
-  agree_or_throw(!std::isfinite(sq), str_cat("refusing to checkpoint step ", state.step,
-                                             ": the weights hold NaN/inf values"), false);
   long long job = 0;
   if (rank == 0) {
     const char* slurm = std::getenv("SLURM_JOB_ID");
@@ -678,30 +700,27 @@ std::unique_ptr<PendingSave> CheckpointManager::prepare(Fsdp& fsdp, Backend& be,
     size_t floats = 0;
     for (const auto& s : sources) floats += s.floats;
     if (staging_.size() < floats) staging_.resize(floats);  // kept for the next save
-    // The snapshot: every thread copies pieces of at most 8 MiB.
-    struct Copy {
-      const float* from;
-      float* to;
-      size_t floats;
-    };
-    std::vector<Copy> copies;
+    // The snapshot, in pieces of at most 8 MiB.
     size_t cursor = 0;
     for (size_t i = 0; i < sources.size(); ++i) {
       float* to = staging_.data() + cursor;
       p->pieces[i].src = reinterpret_cast<const char*>(to);
       for (size_t off = 0; off < sources[i].floats; off += kWriteBytes / 2 / sizeof(float))
-        copies.push_back({sources[i].shard + off, to + off,
-                          std::min(kWriteBytes / 2 / sizeof(float), sources[i].floats - off)});
+        p->copies.push_back({sources[i].shard + off, to + off,
+                             std::min(kWriteBytes / 2 / sizeof(float), sources[i].floats - off)});
       cursor += sources[i].floats;
     }
-    if (be.host_resident()) {
-      parallel_for_each<int>(static_cast<int64_t>(copies.size()), true, [&](int&, int64_t i) {
-        std::memcpy(copies[i].to, copies[i].from, copies[i].floats * sizeof(float));
+    if (!be.host_resident()) {
+      for (const auto& c : p->copies) be.to_host(c.to, c.from, c.floats * sizeof(float));
+      p->copies.clear();
+    } else if (!defer_copies) {
+      parallel_for_each<int>(static_cast<int64_t>(p->copies.size()), true, [&](int&, int64_t i) {
+        std::memcpy(p->copies[i].to, p->copies[i].from, p->copies[i].floats * sizeof(float));
       });
-    } else {
-      for (const auto& c : copies) be.to_host(c.to, c.from, c.floats * sizeof(float));
+      p->copies.clear();
     }
   }
+  p->copied.store(p->copies.empty(), std::memory_order_release);
 
   std::string error;
   if (rank == 0) {
@@ -731,7 +750,7 @@ void CheckpointManager::commit(const PendingSave& p) {
     std::ofstream m(p.tmp_dir + "/manifest.json");
     m << "{\"format_version\": " << kCheckpointFormat << ", \"step\": " << p.state.step
       << ", \"world_size\": " << comm_->size() << ", \"strategy\": \"" << p.strategy
-      << "\", \"files\": [\"state.h5\"], \"bytes\": " << last_.bytes << "}\n";
+      << "\", \"files\": [\"state.h5\"], \"bytes\": " << p.total_bytes << "}\n";
     m.flush();
     if (!m) throw CheckpointError(save_failure(p.state.step, "writing", p.tmp_dir + "/manifest.json", "write failed"));
   }
@@ -748,8 +767,7 @@ void CheckpointManager::commit(const PendingSave& p) {
   for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
 }
 
-void CheckpointManager::finish(PendingSave& p) {
-  const auto t_wait = Clock::now();
+void CheckpointManager::finish_writes(PendingSave& p) {
   if (p.worker.joinable()) p.worker.join();
   agree_or_abandon(!p.error.empty(), p.error, p.tmp_dir);
   // Rank 0 gathers every writer's block checksums.
@@ -768,58 +786,108 @@ void CheckpointManager::finish(PendingSave& p) {
   }
   LLAMAFT_CHECK(MPI_Gatherv(p.parts.data(), mine, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, 0,
                             native) == MPI_SUCCESS, "MPI_Gatherv");
+  p.parts = std::move(all);  // rank 0: every rank's; the others: none
   double bytes = static_cast<double>(p.bytes);  // exact below 2^53 bytes
   comm_->all_reduce_sum(&bytes, 1);
-  last_.bytes = static_cast<uint64_t>(bytes);
-  std::string error;
-  if (rank == 0) {
-    try {
-      write_checksums(p, all);
-      commit(p);
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
+  p.total_bytes = static_cast<uint64_t>(bytes);
+  p.error.clear();
+  p.phase = PendingSave::kCommitting;
+  p.done.store(rank != 0, std::memory_order_release);
+}
+
+void CheckpointManager::commit_on_rank0(PendingSave& p) {
+  try {
+    write_checksums(p, p.parts);
+    commit(p);
+  } catch (const std::exception& e) {
+    p.error = e.what();
   }
-  agree_or_abandon(!error.empty(), error, p.tmp_dir);
-  const auto now = Clock::now();
+  p.done.store(true, std::memory_order_release);
+}
+
+void CheckpointManager::finish_commit(PendingSave& p) {
+  if (p.worker.joinable()) p.worker.join();
+  agree_or_abandon(!p.error.empty(), p.error, p.tmp_dir);
   last_.path = p.final_dir;
   last_.step = p.state.step;
   last_.async = p.async;
-  last_.seconds = std::chrono::duration<double>(now - p.t0).count();
-  last_.stall_s = p.async ? p.stall_s + std::chrono::duration<double>(now - t_wait).count() : last_.seconds;
+  last_.bytes = p.total_bytes;
+  last_.seconds = std::chrono::duration<double>(Clock::now() - p.t0).count();
+  last_.stall_s = p.async ? p.stall_s : last_.seconds;
 }
 
 std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
   finish_in_flight();
   // Written from the shards where they are host memory, else staged.
-  std::unique_ptr<PendingSave> p = prepare(fsdp, be, state, id, !be.host_resident());
+  std::unique_ptr<PendingSave> p = prepare(fsdp, be, state, id, !be.host_resident(), false);
   write_pieces(*p);
-  finish(*p);
+  finish_writes(*p);
+  if (comm_->rank() == 0) commit_on_rank0(*p);
+  finish_commit(*p);
   return last_.path;
+}
+
+void CheckpointManager::before_update() {
+  if (!pending_ || pending_->copied.load(std::memory_order_acquire)) return;
+  const auto t = Clock::now();
+  while (!pending_->copied.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  pending_->stall_s += std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void CheckpointManager::reserve_staging(const Fsdp& fsdp) {
+  const size_t floats = staging_bytes_for(fsdp) / sizeof(float);
+  if (staging_.size() < floats) staging_.resize(floats);  // zero-filled: its pages are faulted in now
 }
 
 void CheckpointManager::begin_async_save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id) {
   finish_in_flight();
-  pending_ = prepare(fsdp, be, state, id, true);
+  // Host shards are copied by the writer thread, during the next step's
+  // forward and backward, which only read them; before_update() waits for it.
+  pending_ = prepare(fsdp, be, state, id, true, true);
   pending_->async = true;
   pending_->stall_s = std::chrono::duration<double>(Clock::now() - pending_->t0).count();
   PendingSave* p = pending_.get();
   pending_->worker = std::thread([p] { write_pieces(*p); });
 }
 
+// Two phases, each ended by an all-reduce at a step boundary: every rank's
+// data durable (then the checksums are gathered), and rank 0's commit (the
+// checksum tables, the fsyncs, the renames) done on a thread of its own.
 bool CheckpointManager::poll() {
   if (!pending_) return false;
-  int64_t busy = pending_->done.load(std::memory_order_acquire) ? 0 : 1;
+  const auto t = Clock::now();
+  PendingSave& p = *pending_;
+  int64_t busy = p.done.load(std::memory_order_acquire) ? 0 : 1;
   comm_->all_reduce_max(&busy, 1);
-  if (busy) return false;
+  const auto since = [&] { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  if (busy) {
+    p.stall_s += since();
+    return false;
+  }
+  if (p.phase == PendingSave::kWriting) {
+    finish_writes(p);
+    if (comm_->rank() == 0) {
+      PendingSave* raw = &p;
+      p.worker = std::thread([this, raw] { commit_on_rank0(*raw); });
+    }
+    p.stall_s += since();
+    return false;
+  }
+  p.stall_s += since();
   finish_in_flight();
   return true;
 }
 
 void CheckpointManager::finish_in_flight() {
   if (!pending_) return;
-  std::unique_ptr<PendingSave> p = std::move(pending_);
-  finish(*p);  // on a throw, p's writer was joined first
+  const auto t = Clock::now();
+  std::unique_ptr<PendingSave> p = std::move(pending_);  // on a throw, its threads were joined first
+  if (p->phase == PendingSave::kWriting) {
+    finish_writes(*p);
+    if (comm_->rank() == 0) commit_on_rank0(*p);
+  }
+  p->stall_s += std::chrono::duration<double>(Clock::now() - t).count();
+  finish_commit(*p);
 }
 
 std::vector<std::string> CheckpointManager::auto_candidates() const {

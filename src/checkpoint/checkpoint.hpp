@@ -109,11 +109,17 @@ class CheckpointManager {
   // background. Waits first for a save in flight.
   void begin_async_save(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id);
   bool in_flight() const { return pending_ != nullptr; }
+  // Call before anything changes the shards (the optimizer step): waits
+  // until the save in flight has its copy of them. No MPI.
+  void before_update();
   // Collective, at a step boundary while a save is in flight: commits it once
   // every rank's writer is done; true when it committed.
   bool poll();
   // Collective: waits for the save in flight and commits it (none: no-op).
   void finish_in_flight();
+  // Allocates (and faults in) the staging of asynchronous saves now, so the
+  // first save does not pay for it at a step boundary.
+  void reserve_staging(const Fsdp& fsdp);
   // The host staging this rank's asynchronous saves hold (0 before the first).
   size_t staging_bytes() const { return staging_.size() * sizeof(float); }
   // The bytes one asynchronous save stages on this rank (its written slices
@@ -136,10 +142,17 @@ class CheckpointManager {
   // Like agree_or_throw, but rank 0 first removes `tmp_dir` when any failed.
   void agree_or_abandon(bool failed, const std::string& message, const std::string& tmp_dir);
   // Collective: everything up to the point where each rank's writer can run.
+  // `stage`: write from a host copy; `defer_copies`: the writer thread
+  // takes that copy (host shards only).
   std::unique_ptr<PendingSave> prepare(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id,
-                                       bool stage);
-  // Collective: joins the writer, agrees, writes the checksums and commits.
-  void finish(PendingSave& p);
+                                       bool stage, bool defer_copies);
+  // Collective: joins the writers, agrees on their outcome, gathers the
+  // block checksums on rank 0 and moves p to its commit phase.
+  void finish_writes(PendingSave& p);
+  // Rank 0 (on any thread; no MPI): the checksum tables and commit().
+  void commit_on_rank0(PendingSave& p);
+  // Collective: joins rank 0's commit and agrees on its outcome.
+  void finish_commit(PendingSave& p);
   void commit(const PendingSave& p);
 
   std::unique_ptr<MpiCommunicator> comm_;

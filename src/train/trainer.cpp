@@ -158,6 +158,7 @@ void Trainer::resume() {
   identity_.allow_data_change = settings_.allow_data_change;
   identity_.strategy = strategy_name(settings_.strategy);
   checkpoints_->remove_stale();
+  if (policy_.settings().async && policy_.periodic()) checkpoints_->reserve_staging(*fsdp_);
   if (settings_.resume == "none") return;
   std::vector<std::string> candidates;
   if (settings_.resume == "auto") {
@@ -296,6 +297,7 @@ StepMetrics Trainer::step() {
   m.loss = loss_sum / m.target_tokens;
   StepResult r;
   if (std::isfinite(m.loss)) {
+    checkpoints_->before_update();  // a save in flight may still be copying the shards
     r = adamw_step(*fsdp_, *backend_, settings_.opt, step);
     // A finite gradient can still give non-finite weights (an overflowing
     // update); those cannot be skipped, since the shards already hold them.
