@@ -13,7 +13,7 @@
 #          saves (what the saves cost the steps in all, writer thread included);
 # and SIGUSR1 to mpirun's exit (its checkpoint included).
 # Usage: bench/run_checkpoint_bench.sh
-#   CKPT_BENCH_PRESETS="small medium"  CKPT_BENCH_NPS="1 2"  BENCH_DIR=/tmp/llamaft-ckpt-bench
+#   CKPT_BENCH_PRESETS="small medium"  CKPT_BENCH_NPS="1 2"  CKPT_BENCH_REPS=3  BENCH_DIR=/tmp/llamaft-ckpt-bench
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${LLAMAFT_BUILD_DIR:-$root/build}/llamaft
@@ -21,6 +21,7 @@ work=${BENCH_DIR:-/tmp/llamaft-ckpt-bench}
 presets=${CKPT_BENCH_PRESETS:-small medium}
 nps=${CKPT_BENCH_NPS:-1 2}
 every=${CKPT_BENCH_EVERY:-4}
+reps=${CKPT_BENCH_REPS:-3}
 rm -rf "$work"; mkdir -p "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cores=$(nproc)
@@ -46,31 +47,55 @@ for preset in $presets; do
       --model.path "$work/$preset" --data.path "$work/data.jsonl" --data.seq_len 64 --train.global_batch_size 2 \
       --output.export false --output.progress false "$@"; }
     tag="$preset-np$np"
-    # Synchronous save of step 2, then a resume that loads it with the cache dropped.
+    # This disk's speed drifts by 1.5x from one minute to the next, so each
+    # figure is the median of CKPT_BENCH_REPS tries, each between two dd runs
+    # of the same bytes (the ratio is against their mean).
+    : > "$work/$tag-save.txt"; : > "$work/$tag-load.txt"
+    # A first save, not counted, gives the byte count for dd.
     run --train.steps 2 --checkpoint.async false --output.dir "$work/$tag-sync" 2> "$work/$tag-save.log"
-    line=$(grep "checkpoint .*MB in" "$work/$tag-save.log" | tail -1)
-    mb=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\1/')
-    save_s=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\2/')
+    mb=$(grep "checkpoint .*MB in" "$work/$tag-save.log" | tail -1 | sed -E 's/.*\(([0-9.e+]+) MB in.*/\1/')
     count=$(/usr/bin/python3 -c "print(max(1, round($mb * 1e6 / 1048576)))")
-    dd_w=$( { dd if=/dev/zero of="$work/dd.bin" bs=1M count="$count" conv=fsync 2>&1 >/dev/null; } | dd_seconds)
-    rm -f "$work/dd.bin"
-    cp -r "$work/$tag-sync" "$work/$tag-load"
-    drop_caches
-    run --train.steps 3 --checkpoint.at_end false --output.dir "$work/$tag-load" 2> "$work/$tag-load.log"
-    load_s=$(grep "resumed from" "$work/$tag-load.log" | sed -E 's/.* in ([0-9.e+-]+) s.*/\1/')
-    h5="$work/$tag-sync/checkpoints/step_000002/state.h5"
-    file_mb=$(/usr/bin/python3 -c "import os; print(os.path.getsize('$h5') / 1e6)")
-    drop_caches
-    dd_r=$( { dd if="$h5" of=/dev/null bs=1M 2>&1 >/dev/null; } | dd_seconds)
+    for rep in $(seq "$reps"); do
+      rm -rf "$work/$tag-sync"
+      dd_w1=$( { dd if=/dev/zero of="$work/dd.bin" bs=1M count="$count" conv=fsync 2>&1 >/dev/null; } | dd_seconds)
+      rm -f "$work/dd.bin"
+      run --train.steps 2 --checkpoint.async false --output.dir "$work/$tag-sync" 2> "$work/$tag-save.log"
+      line=$(grep "checkpoint .*MB in" "$work/$tag-save.log" | tail -1)
+      mb=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\1/')
+      save_s=$(echo "$line" | sed -E 's/.*\(([0-9.e+]+) MB in ([0-9.e+-]+) s.*/\2/')
+      dd_w2=$( { dd if=/dev/zero of="$work/dd.bin" bs=1M count="$count" conv=fsync 2>&1 >/dev/null; } | dd_seconds)
+      rm -f "$work/dd.bin"
+      echo "$mb $save_s $dd_w1 $dd_w2" >> "$work/$tag-save.txt"
+      h5="$work/$tag-sync/checkpoints/step_000002/state.h5"
+      drop_caches
+      dd_r1=$( { dd if="$h5" of=/dev/null bs=1M 2>&1 >/dev/null; } | dd_seconds)
+      rm -rf "$work/$tag-load"; cp -r "$work/$tag-sync" "$work/$tag-load"
+      drop_caches
+      run --train.steps 3 --checkpoint.at_end false --output.dir "$work/$tag-load" 2> "$work/$tag-load.log"
+      load_s=$(grep "resumed from" "$work/$tag-load.log" | sed -E 's/.* in ([0-9.e+-]+) s.*/\1/')
+      drop_caches
+      dd_r2=$( { dd if="$h5" of=/dev/null bs=1M 2>&1 >/dev/null; } | dd_seconds)
+      file_mb=$(/usr/bin/python3 -c "import os; print(os.path.getsize('$h5') / 1e6)")
+      echo "$file_mb $load_s $dd_r1 $dd_r2" >> "$work/$tag-load.txt"
+    done
     # Periodic saves in the background, and the same steps without saves.
     steps=$(( 3 * every + 2 ))
     run --train.steps "$steps" --checkpoint.every_steps "$every" --checkpoint.at_end false \
       --output.dir "$work/$tag-async" 2> "$work/$tag-async.log"
     run --train.steps "$steps" --checkpoint.at_end false --output.dir "$work/$tag-none" 2> "$work/$tag-none.log"
-    /usr/bin/python3 - "$tag" "$mb" "$save_s" "$dd_w" "$file_mb" "$load_s" "$dd_r" "$cache" "$work" >> "$results" <<'PY'
-import json, re, sys
-tag, mb, save_s, dd_w, file_mb, load_s, dd_r, cache, work = sys.argv[1:]
-mb, save_s, dd_w, file_mb, load_s, dd_r = map(float, (mb, save_s, dd_w, file_mb, load_s, dd_r))
+    /usr/bin/python3 - "$tag" "$cache" "$work" >> "$results" <<'PY'
+import json, re, statistics, sys
+tag, cache, work = sys.argv[1:]
+def tries(name):
+    return [list(map(float, l.split())) for l in open(f"{work}/{tag}-{name}.txt")]
+save = tries("save")  # mb, save_s, dd before, dd after
+load = tries("load")  # file mb, load_s, dd before, dd after
+mb = save[0][0]
+save_ratio = [(d1 + d2) / 2 / t for _, t, d1, d2 in save]
+load_ratio = [(d1 + d2) / 2 / t for _, t, d1, d2 in load]
+save_s = statistics.median(t for _, t, _, _ in save)
+def rng(xs):
+    return f"{min(xs):.2f}-{max(xs):.2f}"
 stalls, totals = [], []
 for l in open(f"{work}/{tag}-async.log"):
     m = re.search(r"\(([0-9.e+]+) MB in ([0-9.e+-]+) s, written in the background; training stopped ([0-9.e+-]+) s", l)
@@ -79,10 +104,14 @@ for l in open(f"{work}/{tag}-async.log"):
         stalls.append(float(m.group(3)))
 ta = json.load(open(f"{work}/{tag}-async/summary.json"))["train_s"]
 tn = json.load(open(f"{work}/{tag}-none/summary.json"))["train_s"]
-print(f"{tag}: {mb:.1f} MB of state")
-print(f"  save  {mb / save_s:7.1f} MB/s ({save_s:.2f} s)   dd write+fsync {mb / dd_w:7.1f} MB/s   ratio {dd_w / save_s:.2f}")
-print(f"  load  {file_mb / load_s:7.1f} MB/s ({load_s:.2f} s, {file_mb:.1f} MB file)   dd read {file_mb / dd_r:7.1f} MB/s"
-      f"   ratio {dd_r / load_s:.2f}   (page cache {cache} for both)")
+print(f"{tag}: {mb:.1f} MB of state, {len(save)} tries")
+print(f"  save  median {mb / save_s:7.1f} MB/s ({save_s:.2f} s); dd write+fsync of the same bytes "
+      f"{statistics.median(mb / ((d1 + d2) / 2) for _, _, d1, d2 in save):7.1f} MB/s; "
+      f"ratio median {statistics.median(save_ratio):.2f} (tries {rng(save_ratio)})")
+load_s = statistics.median(t for _, t, _, _ in load)
+print(f"  load  median {load[0][0] / load_s:7.1f} MB/s ({load_s:.2f} s); dd read of the same file "
+      f"{statistics.median(load[0][0] / ((d1 + d2) / 2) for _, _, d1, d2 in load):7.1f} MB/s; "
+      f"ratio median {statistics.median(load_ratio):.2f} (tries {rng(load_ratio)}; page cache {cache} for both)")
 if stalls:
     worst = max(stalls[:-1] or stalls)
     print(f"  async {len(stalls)} saves: training stopped {', '.join(f'{s:.3f}' for s in stalls)} s "

@@ -4,6 +4,7 @@
 #include <hdf5.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -393,54 +394,84 @@ void create_file(PendingSave& p, const RunIdentity& id, int world_size) {
 
 // The writer: this rank's pieces, each block's CRC-32C, then fdatasync. No
 // MPI and no HDF5, so it may run on a thread of its own.
-void write_pieces(PendingSave& p) {
+void write_pieces(PendingSave& p, int threads) {
   for (const auto& c : p.copies) std::memcpy(c.to, c.from, c.floats * sizeof(float));
   p.copied.store(true, std::memory_order_release);
-  int err = 0;
+  // Chunks of up to 16 blocks, ending on a block boundary (or their piece's end).
+  struct Chunk {
+    uint32_t piece;
+    uint64_t at, next;
+  };
+  std::vector<Chunk> chunks;
+  for (size_t i = 0; i < p.pieces.size(); ++i)
+    for (uint64_t at = p.pieces[i].at, end = at + p.pieces[i].bytes; at < end;) {
+      const uint64_t next = std::min(end, at / kChecksumBlockBytes * kChecksumBlockBytes + kWriteBytes);
+      chunks.push_back({static_cast<uint32_t>(i), at, next});
+      at = next;
+    }
+  std::atomic<int> err{0};
+  std::atomic<bool> nonfinite{false};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<int64_t> chunks_done{0};
   const char* what = "writing";
   const int fd = ::open(p.path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
     err = errno;
     what = "opening";
   }
-  for (size_t i = 0; fd >= 0 && i < p.pieces.size() && !err && p.error.empty(); ++i) {
-    const WritePiece& w = p.pieces[i];
-    const uint64_t base = p.offsets[w.dataset];
-    for (uint64_t at = w.at, end = w.at + w.bytes; at < end && !err && p.error.empty();) {
-      // Up to 16 blocks, ending on a block boundary (or the piece's end).
-      const uint64_t next = std::min(end, at / kChecksumBlockBytes * kChecksumBlockBytes + kWriteBytes);
-      const char* src = w.src + (at - w.at);
+  std::vector<std::vector<BlockPart>> parts(static_cast<size_t>(std::max(1, threads)));
+  // Each thread checks, checksums and writes whole chunks: the checksum pass
+  // leaves the chunk in cache for pwrite's copy.
+#pragma omp parallel num_threads(std::max(1, threads)) if (threads > 1 && fd >= 0)
+  {
+    std::vector<BlockPart>& mine = parts[static_cast<size_t>(omp_get_thread_num())];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < static_cast<int64_t>(chunks.size()); ++c) {
+      if (fd < 0 || err.load(std::memory_order_relaxed) || nonfinite.load(std::memory_order_relaxed)) continue;
+      const Chunk& ch = chunks[static_cast<size_t>(c)];
+      const WritePiece& w = p.pieces[ch.piece];
+      const char* src = w.src + (ch.at - w.at);
       // Never save non-finite weights (the writer reads every byte anyway).
-      if (p.specs[w.dataset].group == 0 && !all_finite(src, next - at)) {
-        p.error = str_cat("refusing to checkpoint step ", p.state.step, " (host ", process_host(), ", rank ",
-                          process_rank(), "): the weights hold NaN/inf values; the previous checkpoint is intact");
-        break;
+      if (p.specs[w.dataset].group == 0 && !all_finite(src, ch.next - ch.at)) {
+        nonfinite = true;
+        continue;
       }
-      for (uint64_t a = at; a < next;) {
-        const uint64_t block = a / kChecksumBlockBytes, b = std::min(next, (block + 1) * kChecksumBlockBytes);
-        p.parts.push_back({w.dataset, crc32c(src + (a - at), b - a), block, a - block * kChecksumBlockBytes, b - a});
+      for (uint64_t a = ch.at; a < ch.next;) {
+        const uint64_t block = a / kChecksumBlockBytes, b = std::min(ch.next, (block + 1) * kChecksumBlockBytes);
+        mine.push_back({w.dataset, crc32c(src + (a - ch.at), b - a), block, a - block * kChecksumBlockBytes, b - a});
         a = b;
       }
-      err = pwrite_all(fd, src, next - at, base + at);
-      if (!err) {
-        ::sync_file_range(fd, static_cast<off_t>(base + at), static_cast<off_t>(next - at), SYNC_FILE_RANGE_WRITE);
-        p.bytes += next - at;
+      const uint64_t base = p.offsets[w.dataset];
+      if (const int e = pwrite_all(fd, src, ch.next - ch.at, base + ch.at)) {
+        err = e;
+        continue;
       }
-      at = next;
+      ::sync_file_range(fd, static_cast<off_t>(base + ch.at), static_cast<off_t>(ch.next - ch.at),
+                        SYNC_FILE_RANGE_WRITE);
+      bytes += ch.next - ch.at;
+      // Test seams: a SIGKILL or an ENOSPC part-way, a slow disk.
+      const int64_t done = ++chunks_done;
+      if (p.kill_me && done == 3) raise(SIGKILL);
+      if (p.enospc && done == 1) err = ENOSPC;
+      if (p.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.delay_ms));
     }
-    if (p.kill_me && i == 2) raise(SIGKILL);
-    if (!err && p.enospc && i == 0) err = ENOSPC;
-    if (p.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p.delay_ms));
   }
-  if (fd >= 0 && !err && p.error.empty() && ::fdatasync(fd) != 0) {
-    err = errno;
+  int e = err.load();
+  if (fd >= 0 && !e && !nonfinite && ::fdatasync(fd) != 0) {
+    e = errno;
     what = "syncing";
   }
-  if (fd >= 0 && ::close(fd) != 0 && !err) {
-    err = errno;
+  if (fd >= 0 && ::close(fd) != 0 && !e) {
+    e = errno;
     what = "closing";
   }
-  if (err && p.error.empty()) p.error = save_failure(p.state.step, what, p.path, std::strerror(err));
+  p.bytes = bytes.load();
+  for (auto& v : parts) p.parts.insert(p.parts.end(), v.begin(), v.end());
+  if (nonfinite)
+    p.error = str_cat("refusing to checkpoint step ", p.state.step, " (host ", process_host(), ", rank ",
+                      process_rank(), "): the weights hold NaN/inf values; the previous checkpoint is intact");
+  else if (e)
+    p.error = save_failure(p.state.step, what, p.path, std::strerror(e));
   p.done.store(true, std::memory_order_release);
 }
 
@@ -508,15 +539,21 @@ std::string read_verified(int fd, uint64_t base, uint64_t size, const std::vecto
         ++j;
         if (h == size) break;
       }
-      if (const int rc = pread_all(fd, dst + (a - at), run_end - a, base + a)) return io_error(rc);
       if (run_end < end) ::posix_fadvise(fd, static_cast<off_t>(base + run_end), 4 * kWriteBytes, POSIX_FADV_WILLNEED);
+      // Each thread reads whole blocks and checksums them while they are in cache.
       std::atomic<int64_t> bad{-1};
+      std::atomic<int> rc_first{0};
       const int64_t count = static_cast<int64_t>(j - block);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
       for (int64_t k = 0; k < count; ++k) {
         const uint64_t b0 = (block + k) * B, b1 = std::min(b0 + B, size);
+        if (const int rc = pread_all(fd, dst + (b0 - at), b1 - b0, base + b0)) {
+          rc_first = rc;
+          continue;
+        }
         if (crc32c(dst + (b0 - at), b1 - b0) != crcs[block + k]) bad = static_cast<int64_t>(block + k);
       }
+      if (rc_first) return io_error(rc_first);
       if (bad >= 0) return str_cat("block ", bad.load(), " failed its CRC-32C checksum (corrupt file)");
       a = run_end;
     } else {
@@ -820,7 +857,7 @@ std::string CheckpointManager::save(Fsdp& fsdp, Backend& be, const TrainState& s
   finish_in_flight();
   // Written from the shards where they are host memory, else staged.
   std::unique_ptr<PendingSave> p = prepare(fsdp, be, state, id, !be.host_resident(), false);
-  write_pieces(*p);
+  write_pieces(*p, omp_get_max_threads());  // training waits: every thread writes
   finish_writes(*p);
   if (comm_->rank() == 0) commit_on_rank0(*p);
   finish_commit(*p);
@@ -847,7 +884,7 @@ void CheckpointManager::begin_async_save(Fsdp& fsdp, Backend& be, const TrainSta
   pending_->async = true;
   pending_->stall_s = std::chrono::duration<double>(Clock::now() - pending_->t0).count();
   PendingSave* p = pending_.get();
-  pending_->worker = std::thread([p] { write_pieces(*p); });
+  pending_->worker = std::thread([p] { write_pieces(*p, 1); });  // beside training: one thread
 }
 
 // Two phases, each ended by an all-reduce at a step boundary: every rank's
