@@ -279,12 +279,16 @@ def main():
         if latest:
             blocks, bad = verify_checksums(f"{ck}/{latest}/state.h5")
             ok = bad is None and blocks > 0
-        r = run(a, 2, out, ["--train.steps", str(int(latest[5:]) + 1 if latest else 1)])
+        # One more step than the checkpoint holds (and at least warmup_steps = 2).
+        r = run(a, 2, out, ["--train.steps", str(max(3, int(latest[5:]) + 1) if latest else 3)])
         ok = ok and r.returncode == 0 and (latest is None or f"{latest} at step" in r.stderr)
         usable += ok
+        if not ok:
+            print("     " + "\n     ".join(r.stderr.splitlines()[-6:]) + f"\n     left: {sorted(os.listdir(ck))}")
         print(f"     trial {t}: killed at latest={latest}, exit {proc.returncode}: "
               f"{'verified and resumed' if ok else 'FAILED'}", flush=True)
-        shutil.rmtree(out, ignore_errors=True)
+        if ok:
+            shutil.rmtree(out, ignore_errors=True)
     check(usable == trials, f"kill -9 at random moments: {usable}/{trials} trials left a verified, resumable latest "
           f"({time.time() - t_kill:.0f} s)")
 
