@@ -216,30 +216,6 @@ bool all_finite(const char* p, uint64_t bytes) {
   return bad == 0;
 }
 
-// 0, or the errno of the first failing call.
-int pwrite_all(int fd, const char* p, uint64_t n, uint64_t off) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return errno;
-    if (w == 0) return EIO;
-    p += w, n -= static_cast<uint64_t>(w), off += static_cast<uint64_t>(w);
-  }
-  return 0;
-}
-
-// 0, -1 when the file ends first, or the errno of the first failing call.
-int pread_all(int fd, char* p, uint64_t n, uint64_t off) {
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return errno;
-    if (r == 0) return -1;
-    p += r, n -= static_cast<uint64_t>(r), off += static_cast<uint64_t>(r);
-  }
-  return 0;
-}
-
 std::string save_failure(int64_t step, const std::string& what, const std::string& path, const std::string& why) {
   return str_cat("checkpoint of step ", step, " (host ", process_host(), ", rank ", process_rank(), "): ", what, " '",
                  path, "': ", why, "; the save was abandoned and the previous checkpoint is intact");
@@ -447,8 +423,8 @@ void write_pieces(PendingSave& p, int threads) {
         a = b;
       }
       const uint64_t base = p.offsets[w.dataset];
-      if (const int e = pwrite_all(fd, src, ch.next - ch.at, base + ch.at)) {
-        err = e;
+      if (const int e = pwrite_full(fd, src, ch.next - ch.at, base + ch.at)) {
+        err = e < 0 ? EIO : e;
         continue;
       }
       ::sync_file_range(fd, static_cast<off_t>(base + ch.at), static_cast<off_t>(ch.next - ch.at),
@@ -517,8 +493,8 @@ void write_checksums(const PendingSave& p, std::vector<BlockPart>& parts) {
   int err = 0;
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the checksum tables are written as little-endian uint32");
   for (size_t d = 0; d < n && !err; ++d)
-    err = pwrite_all(fd, reinterpret_cast<const char*>(tables[d].data()), tables[d].size() * sizeof(uint32_t),
-                     p.offsets[n + d]);
+    if (const int e = pwrite_full(fd, tables[d].data(), tables[d].size() * sizeof(uint32_t), p.offsets[n + d]))
+      err = e < 0 ? EIO : e;
   if (!err && ::fdatasync(fd) != 0) err = errno;
   ::close(fd);
   if (err) throw CheckpointError(save_failure(p.state.step, "writing the checksums of", p.path, std::strerror(err)));
@@ -551,7 +527,7 @@ std::string read_verified(int fd, uint64_t base, uint64_t size, const std::vecto
 #pragma omp parallel for schedule(dynamic, 1)
       for (int64_t k = 0; k < count; ++k) {
         const uint64_t b0 = (block + k) * B, b1 = std::min(b0 + B, size);
-        if (const int rc = pread_all(fd, dst + (b0 - at), b1 - b0, base + b0)) {
+        if (const int rc = pread_full(fd, dst + (b0 - at), b1 - b0, base + b0)) {
           rc_first = rc;
           continue;
         }
@@ -562,7 +538,7 @@ std::string read_verified(int fd, uint64_t base, uint64_t size, const std::vecto
       a = run_end;
     } else {
       scratch.resize(B);
-      if (const int rc = pread_all(fd, scratch.data(), hi - lo, base + lo)) return io_error(rc);
+      if (const int rc = pread_full(fd, scratch.data(), hi - lo, base + lo)) return io_error(rc);
       if (crc32c(scratch.data(), hi - lo) != crcs[block])
         return str_cat("block ", block, " failed its CRC-32C checksum (corrupt file)");
       const uint64_t from = std::max(a, lo), to = std::min(end, hi);
@@ -1078,9 +1054,9 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
       }
     }
   }
-  // Pass 2, data: a helper thread asks the kernel for what comes next (in
-  // 4 MiB pieces: Linux caps one WILLNEED at the readahead size), at most
-  // 256 MiB ahead of the reader, which reads and verifies block by block.
+  // Pass 2, data: a helper thread asks the kernel for what comes next, at
+  // most 256 MiB ahead of the reader (checked every 4 MiB), which reads and
+  // verifies block by block.
   std::atomic<uint64_t> consumed{0};
   std::atomic<bool> stop{false};
   std::thread ahead;
@@ -1095,7 +1071,7 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
           while (!stop && issued > consumed.load(std::memory_order_relaxed) + kAhead)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
           const uint64_t len = std::min(kPiece, hi - off);
-          (void)::posix_fadvise(fd, static_cast<off_t>(r.base + off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+          advise_willneed(fd, r.base + off, len);
           issued += len;
         }
       }

@@ -120,8 +120,6 @@ class CheckpointManager {
   // Allocates (and faults in) the staging of asynchronous saves now, so the
   // first save does not pay for it at a step boundary.
   void reserve_staging(const Fsdp& fsdp);
-  // The host staging this rank's asynchronous saves hold (0 before the first).
-  size_t staging_bytes() const { return staging_.size() * sizeof(float); }
   // The bytes one asynchronous save stages on this rank (its written slices
   // of the trainable units' weights and both moments).
   static size_t staging_bytes_for(const Fsdp& fsdp);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -68,6 +69,49 @@ void write_file_durably(const std::string& path, const std::string& content) {
     LLAMAFT_FAIL("writing '", path, "' failed: ", std::strerror(err), "; nothing was written under that name");
   }
   commit_partial(path);
+}
+
+int pread_full(int fd, void* dst, size_t n, uint64_t offset, uint64_t* done) {
+  auto* p = static_cast<char*>(dst);
+  uint64_t moved = 0;
+  int rc = 0;
+  while (moved < n) {
+    const ssize_t got = ::pread(fd, p + moved, std::min<size_t>(n - moved, size_t{1} << 30),
+                                static_cast<off_t>(offset + moved));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      rc = got < 0 ? errno : -1;
+      break;
+    }
+    moved += static_cast<uint64_t>(got);
+  }
+  if (done) *done = moved;
+  return rc;
+}
+
+int pwrite_full(int fd, const void* src, size_t n, uint64_t offset, uint64_t* done) {
+  const auto* p = static_cast<const char*>(src);
+  uint64_t moved = 0;
+  int rc = 0;
+  while (moved < n) {
+    const ssize_t put = ::pwrite(fd, p + moved, std::min<size_t>(n - moved, size_t{1} << 30),
+                                 static_cast<off_t>(offset + moved));
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) {
+      rc = put < 0 ? errno : -1;
+      break;
+    }
+    moved += static_cast<uint64_t>(put);
+  }
+  if (done) *done = moved;
+  return rc;
+}
+
+void advise_willneed(int fd, uint64_t offset, uint64_t n) {
+  constexpr uint64_t kPiece = uint64_t{4} << 20;
+  for (uint64_t off = offset, end = offset + n; off < end; off += kPiece)
+    (void)::posix_fadvise(fd, static_cast<off_t>(off), static_cast<off_t>(std::min(kPiece, end - off)),
+                          POSIX_FADV_WILLNEED);
 }
 
 }  // namespace llamaft

@@ -22,4 +22,16 @@ void fsync_path(const std::string& path);  // a file or a folder
 // The whole sequence for a small text file (config.json, adapter_config.json).
 void write_file_durably(const std::string& path, const std::string& content);
 
+// Whole-range positional I/O, retried on EINTR and short counts. 0 when all
+// n bytes moved; otherwise -1 (pread: the file ended; pwrite: a write made
+// no progress) or the errno of the failing call. *done, when given, is the
+// byte count moved before it stopped.
+int pread_full(int fd, void* dst, size_t n, uint64_t offset, uint64_t* done = nullptr);
+int pwrite_full(int fd, const void* src, size_t n, uint64_t offset, uint64_t* done = nullptr);
+// Asks the kernel to read [offset, offset + n) ahead, in 4 MiB pieces: Linux
+// caps one POSIX_FADV_WILLNEED at the device's readahead size
+// (force_page_cache_ra), so one call over a large range reads only its first
+// few megabytes. Advisory; never fails.
+void advise_willneed(int fd, uint64_t offset, uint64_t n);
+
 }  // namespace llamaft

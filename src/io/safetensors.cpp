@@ -255,17 +255,11 @@ constexpr size_t kReadChunkBytes = size_t{4} << 20;  // converted reads go throu
 
 // Reads exactly n bytes at `offset` or throws (EINTR and short reads retried).
 void pread_exactly(int fd, void* dst, size_t n, uint64_t offset, const std::string& path) {
-  auto* p = static_cast<uint8_t*>(dst);
-  while (n > 0) {
-    const ssize_t got = ::pread(fd, p, std::min(n, size_t{1} << 30), static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) continue;
-    LLAMAFT_REQUIRE(got >= 0, "cannot read '", path, "' at byte ", offset, ": ", std::strerror(errno));
-    LLAMAFT_REQUIRE(got > 0, "'", path, "' ends at byte ", offset, " while ", n,
-                    " more bytes were expected (was the file truncated or replaced while the job ran?)");
-    p += got;
-    n -= static_cast<size_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
+  uint64_t done = 0;
+  const int rc = pread_full(fd, dst, n, offset, &done);
+  LLAMAFT_REQUIRE(rc <= 0, "cannot read '", path, "' at byte ", offset + done, ": ", std::strerror(rc));
+  LLAMAFT_REQUIRE(rc == 0, "'", path, "' ends at byte ", offset + done, " while ", n - done,
+                  " more bytes were expected (was the file truncated or replaced while the job ran?)");
 }
 
 }  // namespace
@@ -338,15 +332,8 @@ void SafetensorsFile::read_bytes(const TensorInfo& t, uint64_t byte_begin, size_
 void SafetensorsFile::prefetch(const TensorInfo& t, int64_t elem_begin, int64_t count) const {
   const uint64_t es = dtype_size(t.dtype);
   if (fd_ < 0 || elem_begin < 0 || count <= 0) return;
-  // In pieces: Linux caps one WILLNEED at the device's readahead size
-  // (force_page_cache_ra), so a single call over a large range reads only
-  // its first few megabytes.
-  constexpr uint64_t kPiece = uint64_t{4} << 20;
   const uint64_t first = header_.data_offset + t.begin + static_cast<uint64_t>(elem_begin) * es;
-  const uint64_t end = first + static_cast<uint64_t>(count) * es;
-  for (uint64_t off = first; off < end; off += kPiece)
-    (void)posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(std::min(kPiece, end - off)),
-                        POSIX_FADV_WILLNEED);
+  advise_willneed(fd_, first, static_cast<uint64_t>(count) * es);
 }
 
 void SafetensorsFile::read_f32(const TensorInfo& t, int64_t elem_begin, int64_t count, float* out) const {

@@ -61,23 +61,15 @@ SafetensorsOutput& SafetensorsOutput::operator=(SafetensorsOutput&& o) noexcept 
 
 void SafetensorsOutput::pwrite_all(const void* data, size_t bytes, uint64_t offset) {
   LLAMAFT_REQUIRE(fd_ >= 0, "write to '", path_, "' after it was closed");
-  const char* p = static_cast<const char*>(data);
-  const uint64_t start = offset;
-  const size_t len = bytes;
-  while (bytes > 0) {
-    const ssize_t n = pwrite(fd_, p, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    LLAMAFT_REQUIRE(n > 0, "write of ", bytes, " bytes at offset ", offset, " to '", path_,
-                    "' failed: ", n < 0 ? std::strerror(errno) : "no progress (disk full?)");
-    p += n;
-    bytes -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
+  uint64_t done = 0;
+  const int rc = pwrite_full(fd_, data, bytes, offset, &done);
+  LLAMAFT_REQUIRE(rc == 0, "write of ", bytes - done, " bytes at offset ", offset + done, " to '", path_,
+                  "' failed: ", rc > 0 ? std::strerror(rc) : "no progress (disk full?)");
   // Start writing back what is now dirty without waiting for it (RocksDB's
   // bytes_per_sync): the disk works while the caller produces the next
   // bytes, and the final fsync() finds little left to do. Advisory: errors
   // surface in fsync().
-  if (len > 0) (void)sync_file_range(fd_, static_cast<off_t>(start), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
+  if (bytes > 0) (void)sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes), SYNC_FILE_RANGE_WRITE);
 }
 
 void SafetensorsOutput::sync() {
