@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "comm/mpi_comm.hpp"
+#include "comm/watchdog.hpp"
 #include "core/crc32c.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
@@ -793,6 +794,7 @@ void CheckpointManager::finish_writes(PendingSave& p) {
   int mine = static_cast<int>(p.parts.size() * sizeof(BlockPart));
   LLAMAFT_CHECK(p.parts.size() * sizeof(BlockPart) < (1u << 31), "checkpoint: too many checksum blocks on one rank");
   std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
+  WatchdogScope watch("gather of checkpoint checksums", &comm_->members());
   LLAMAFT_CHECK(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, native) == MPI_SUCCESS, "MPI_Gather");
   std::vector<BlockPart> all;
   if (rank == 0) {

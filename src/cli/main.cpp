@@ -1,16 +1,28 @@
 // llamaft: one SPMD binary. `llamaft <command> [options]`; `llamaft --config
-// FILE` with no command means `train`. Errors print once, with the rank, and
-// bring every rank down with MPI_Abort and the documented exit code.
+// FILE` with no command means `train`. Errors print once, with the rank and
+// host, and end every rank with the documented exit code:
+//  - the command line and the configuration are checked on every rank before
+//    the first collective, and the ranks agree (one all-reduce): the lowest
+//    rank that failed prints, and all exit cleanly with its code;
+//  - an error found later by one rank is printed there and that rank exits
+//    with the code; mpirun (and srun -K1) then end the others. Rank 0 prints
+//    at once and the others wait a moment first, so an error that every rank
+//    meets at the same point prints once, from rank 0, before the job ends.
+//    No MPI_Abort: its help text, and the ORTE errors of several ranks
+//    aborting at once, buried the one line that mattered.
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <thread>
 
+#include "checkpoint/preemption.hpp"
 #include "cli/command.hpp"
 #include "comm/communicator.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
+#include "train/trainer.hpp"
 
 namespace {
 
@@ -52,6 +64,24 @@ int dispatch(int argc, char** argv) {
   for (const auto& cmd : llamaft::all_commands()) {
     if (cmd.name != name) continue;
     llamaft::Config cfg;
+    if (cmd.name == "train" && llamaft::mpi_active()) {
+      // Every rank checks the command line and the config, then all agree.
+      std::string error;
+      int code = 0;
+      bool go = true;
+      try {
+        go = llamaft::parse_command_line(cmd, args, cfg);
+        if (go) llamaft::Trainer::validate(cfg, llamaft::mpi_world().size);
+      } catch (const llamaft::Error& e) {
+        error = e.what(), code = e.exit_code();
+      }
+      const int first = llamaft::agree_on_failure(code);
+      if (first >= 0) {
+        throw llamaft::Error::agreed(error, code, /*print_here=*/first == llamaft::process_rank());
+      }
+      if (!go) return 0;
+      return cmd.run(cfg);
+    }
     if (!llamaft::parse_command_line(cmd, args, cfg)) return 0;
     // Only train is SPMD; under a launcher the other commands run on rank 0
     // alone (every rank still validates the command line above).
@@ -69,6 +99,33 @@ int dispatch(int argc, char** argv) {
                " (commands: ", list, ")");
 }
 
+// LLAMAFT_READY_DIR (set by jobs/slurm/preemptible.sbatch): each rank drops
+// a file there once a preemption signal can no longer kill it, so that the
+// batch script holds back a signal that arrives before every rank can catch
+// it (in the first ~0.1 s, while shared libraries initialise) instead of
+// having mpirun drop it or kill the rank with it.
+void mark_ready() {
+  const char* dir = std::getenv("LLAMAFT_READY_DIR");
+  if (dir == nullptr || *dir == '\0') return;
+  const char* rank = nullptr;
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"})
+    if ((rank = std::getenv(var)) != nullptr) break;
+  const std::string path = std::string(dir) + "/rank." + (rank ? rank : "0");
+  if (std::FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
+}
+
+// One line on stderr, written whole (no interleaving with another rank's
+// line on a shared terminal). Outside an agreement, ranks other than 0 wait
+// first: when every rank fails alike, rank 0's line is the one printed and
+// the launcher ends the job before the others speak.
+void report(const std::string& what, bool agreed) {
+  if (!agreed && llamaft::process_rank() > 0 && llamaft::mpi_world().size > 1)
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+  const std::string line = llamaft::where_prefix() + what + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,27 +133,36 @@ int main(int argc, char** argv) {
   // rank can be brought down together on an error.
   bool wants_train = argc > 1 && (std::strcmp(argv[1], "train") == 0 || std::strncmp(argv[1], "--config", 8) == 0);
   int code = 0;
-  bool quiet_failure = false;
+  bool quiet_failure = false, agreed = false;
+  // A preemption signal from the first moment: one that arrives while MPI
+  // starts and the model loads is kept and honoured at the first step
+  // boundary (train re-installs the configured list).
+  llamaft::install_preemption_handlers(llamaft::parse_signal_list("SIGTERM,SIGUSR1,SIGUSR2"));
+  mark_ready();
   try {
     if (wants_train || launched_by_mpi()) llamaft::init_mpi(&argc, &argv);
     llamaft::fault::arm_from_environment();
     code = dispatch(argc, argv);
   } catch (const llamaft::Error& e) {
     quiet_failure = e.is_reported_elsewhere();
-    if (!quiet_failure) std::cerr << llamaft::where_prefix() << "llamaft: error: " << e.what() << std::endl;
+    agreed = e.is_agreed();
     code = e.exit_code();
+    if (!quiet_failure) report(std::string("llamaft: error: ") + e.what(), agreed);
   } catch (const std::bad_alloc&) {
-    std::cerr << llamaft::where_prefix() << "llamaft: error: out of host memory" << std::endl;
     code = llamaft::kExitInternal;
+    report("llamaft: error: out of host memory", false);
   } catch (const std::exception& e) {
-    std::cerr << llamaft::where_prefix() << "llamaft: internal error: " << e.what() << std::endl;
     code = llamaft::kExitInternal;
+    report(std::string("llamaft: internal error: ") + e.what(), false);
   }
-  // A rank whose failure another rank reports gives that rank time to print
-  // and abort first, so the one message is not cut off by this rank's abort.
-  if (quiet_failure) std::this_thread::sleep_for(std::chrono::seconds(2));
-  // kExitRequeue is agreed by every rank (all checkpointed): a clean exit.
-  if (code != 0 && code != llamaft::kExitRequeue) llamaft::abort_all(code);  // brings every rank down
-  llamaft::finalize_mpi();
-  return code;
+  // Agreed by every rank (a config error; kExitRequeue: all checkpointed): a
+  // clean exit everywhere, with the same code.
+  if (code == 0 || code == llamaft::kExitRequeue || agreed) {
+    llamaft::finalize_mpi();
+    return code;
+  }
+  // A failure another rank reports: give that rank time to print and exit
+  // first, so that the job ends from there.
+  if (quiet_failure && llamaft::mpi_world().size > 1) std::this_thread::sleep_for(std::chrono::seconds(3));
+  llamaft::end_job(code);
 }

@@ -68,7 +68,14 @@ std::vector<std::string> all_hostnames();
 std::string mpi_library_version();
 void finalize_mpi();  // no-op when MPI is not up
 std::unique_ptr<Communicator> make_mpi_world_comm();
-// Bring every rank down with a message (MPI_Abort when MPI is up).
-[[noreturn]] void abort_all(int code);
+// Collective over the world: every rank passes its exit code (0: fine).
+// Returns the lowest rank whose code is not 0, or -1 when every rank is fine;
+// `code` becomes the largest code.
+int agree_on_failure(int& code);
+// Ends this rank with `code` after an error it has reported. With more than
+// one rank it exits at once without MPI_Finalize: mpirun (and srun -K1) see
+// a non-zero exit and end the job's other ranks, and mpirun exits with this
+// code. With one rank MPI is finalised first.
+[[noreturn]] void end_job(int code);
 
 }  // namespace llamaft

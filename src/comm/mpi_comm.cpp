@@ -3,8 +3,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <vector>
 
+#include "comm/watchdog.hpp"
 #include "core/error.hpp"
 
 #define MPI_CHECK(stmt)                                                                              \
@@ -28,12 +31,14 @@ using Clock = std::chrono::steady_clock;
 
 class MpiRequest final : public Request {
  public:
-  MpiRequest(MPI_Request req, CommStats* stats) : req_(req), stats_(stats) {}
+  MpiRequest(MPI_Request req, CommStats* stats, const char* what, const std::string* members)
+      : req_(req), stats_(stats), what_(what), members_(members) {}
   ~MpiRequest() override {
     if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);  // never leak an in-flight op
   }
   void wait() override {
     const auto t0 = Clock::now();
+    WatchdogScope watch(what_, members_);
     MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
     stats_->wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
   }
@@ -41,7 +46,29 @@ class MpiRequest final : public Request {
  private:
   MPI_Request req_;
   CommStats* stats_;
+  const char* what_;
+  const std::string* members_;
 };
+
+// "the world (4 ranks)" or "ranks 1, 3 of 4": who a collective waits for.
+std::string describe_members(MPI_Comm comm) {
+  int size = 1, world = 1;
+  MPI_Comm_size(comm, &size);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (size == world) return str_cat("the world (", world, " ranks)");
+  MPI_Group group, world_group;
+  MPI_Comm_group(comm, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  std::vector<int> mine(static_cast<size_t>(size)), theirs(static_cast<size_t>(size));
+  for (int i = 0; i < size; ++i) mine[static_cast<size_t>(i)] = i;
+  MPI_Group_translate_ranks(group, size, mine.data(), world_group, theirs.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  std::string list;
+  for (int i = 0; i < size && i < 16; ++i) list += (i ? ", " : "") + std::to_string(theirs[static_cast<size_t>(i)]);
+  if (size > 16) list += ", ...";
+  return str_cat("ranks ", list, " of ", world);
+}
 
 int checked(size_t count) {
   LLAMAFT_CHECK(count <= static_cast<size_t>(INT32_MAX), "collective of ", count,
@@ -57,6 +84,7 @@ bool g_initialized_here = false;
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  members_ = describe_members(comm_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -64,9 +92,12 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 template <typename F>
-void MpiCommunicator::timed(F&& f) {
+void MpiCommunicator::timed(const char* what, F&& f) {
   const auto t0 = Clock::now();
-  f();
+  {
+    WatchdogScope watch(what, &members_);
+    f();
+  }
   stats_.calls++;
   stats_.wait_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -82,7 +113,7 @@ RequestPtr MpiCommunicator::all_gather(const float* in, float* out, size_t count
   stats_.all_gather_bytes += count * sizeof(float);
   stats_.calls++;
   MPI_CHECK(MPI_Iallgather(in, checked(count), MPI_FLOAT, out, checked(count), MPI_FLOAT, comm_, &req));
-  return std::make_unique<MpiRequest>(req, &stats_);
+  return std::make_unique<MpiRequest>(req, &stats_, "all_gather", &members_);
 }
 
 RequestPtr MpiCommunicator::reduce_scatter_sum(const float* in, float* out, size_t count) {
@@ -90,35 +121,38 @@ RequestPtr MpiCommunicator::reduce_scatter_sum(const float* in, float* out, size
   stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
   stats_.calls++;
   MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_FLOAT, MPI_SUM, comm_, &req));
-  return std::make_unique<MpiRequest>(req, &stats_);
+  return std::make_unique<MpiRequest>(req, &stats_, "reduce_scatter", &members_);
 }
 
 void MpiCommunicator::all_reduce_sum(float* data, size_t count) {
-  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_FLOAT, MPI_SUM, comm_)); });
+  timed("all_reduce_sum", [&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_FLOAT, MPI_SUM, comm_)); });
   stats_.all_reduce_bytes += count * sizeof(float);
 }
 
 void MpiCommunicator::all_reduce_sum(double* data, size_t count) {
-  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_DOUBLE, MPI_SUM, comm_)); });
+  timed("all_reduce_sum", [&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_DOUBLE, MPI_SUM, comm_)); });
   stats_.all_reduce_bytes += count * sizeof(double);
 }
 
 void MpiCommunicator::all_reduce_max(int64_t* data, size_t count) {
-  timed([&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_INT64_T, MPI_MAX, comm_)); });
+  timed("all_reduce_max", [&] { MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, checked(count), MPI_INT64_T, MPI_MAX, comm_)); });
   stats_.all_reduce_bytes += count * sizeof(int64_t);
 }
 
 void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
-  timed([&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
+  timed("broadcast", [&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
 }
 
 void MpiCommunicator::barrier() {
-  timed([&] { MPI_CHECK(MPI_Barrier(comm_)); });
+  timed("barrier", [&] { MPI_CHECK(MPI_Barrier(comm_)); });
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   MPI_Comm sub;
-  MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  {
+    WatchdogScope watch("comm_split", &members_);
+    MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  }
   return std::make_unique<MpiCommunicator>(sub, true);
 }
 
@@ -167,6 +201,8 @@ std::vector<std::string> all_hostnames() {
   char mine[256] = {0};
   std::snprintf(mine, sizeof(mine), "%s", process_host().c_str());
   std::vector<char> all(static_cast<size_t>(size) * sizeof(mine));
+  static const std::string kWorld = "the world";
+  WatchdogScope watch("all_gather of host names", &kWorld);
   MPI_CHECK(MPI_Allgather(mine, sizeof(mine), MPI_CHAR, all.data(), sizeof(mine), MPI_CHAR, MPI_COMM_WORLD));
   std::vector<std::string> out;
   for (int r = 0; r < size; ++r) out.emplace_back(all.data() + static_cast<size_t>(r) * sizeof(mine));
@@ -186,13 +222,23 @@ void finalize_mpi() {
   if (mpi_active()) MPI_Finalize();
 }
 
-void abort_all(int code) {
-  if (mpi_active()) {
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-    MPI_Finalize();
+int agree_on_failure(int& code) {
+  int64_t v[2] = {code, code != 0 ? -static_cast<int64_t>(g_world.rank) : INT64_MIN};  // max of -rank: lowest rank
+  static const std::string kWorld = "the world";
+  {
+    WatchdogScope watch("agreement on the configuration", &kWorld);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
   }
+  code = static_cast<int>(v[0]);
+  return v[0] == 0 ? -1 : static_cast<int>(-v[1]);
+}
+
+void end_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  int size = 1;
+  if (mpi_active()) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size == 1) finalize_mpi();
   std::_Exit(code);
 }
 

@@ -25,6 +25,8 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return "mpi"; }
   MPI_Comm native() const { return comm_; }
+  // "the world (4 ranks)" or "ranks 0, 2 of 4": who its collectives wait for.
+  const std::string& members() const { return members_; }
   // Collective: the same ranks in a communicator of their own (MPI_Comm_dup),
   // with its own CommStats, so a library's traffic is not counted as FSDP's.
   std::unique_ptr<MpiCommunicator> duplicate() const;
@@ -39,11 +41,13 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override;
 
  private:
+  // Blocking call f, timed into stats() and watched by the collective watchdog.
   template <typename F>
-  void timed(F&& f);
+  void timed(const char* what, F&& f);
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+  std::string members_;  // who a collective waits for, for the watchdog's message
 };
 
 // MPI_COMM_WORLD (not owned); MPI must be up. make_mpi_world_comm() is the

@@ -36,10 +36,21 @@ class Error : public std::runtime_error {
   }
   bool is_reported_elsewhere() const { return reported_elsewhere_; }
   void mark_reported_elsewhere() { reported_elsewhere_ = true; }
+  // The same failure on every rank at the same point, agreed before any
+  // other collective (the configuration): every rank exits cleanly with the
+  // code, and only the rank given print_here prints it.
+  static Error agreed(const std::string& msg, int exit_code, bool print_here) {
+    Error e(msg, exit_code);
+    e.agreed_ = true;
+    e.reported_elsewhere_ = !print_here;
+    return e;
+  }
+  bool is_agreed() const { return agreed_; }
 
  private:
   int exit_code_;
   bool reported_elsewhere_ = false;
+  bool agreed_ = false;
 };
 
 // Process identity used in messages; set once MPI is up (rank -1 before).

@@ -14,6 +14,7 @@
 
 #include "comm/registry.hpp"
 #include "comm/topology.hpp"
+#include "comm/watchdog.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
 #include "data/prepared_dataset.hpp"
@@ -42,6 +43,9 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
       settings_(TrainSettings::from_config(cfg, world_->size())),
       policy_(CheckpointSettings::from_config(cfg), settings_.steps) {
   memory_ = std::make_unique<MemoryPhases>();
+  // From here every blocking MPI call is watched: a rank that stops, dies or loses its link ends the job
+  // with exit 5 after runtime.comm_timeout_s instead of leaving the others spinning in a collective.
+  start_collective_watchdog(settings_.comm_timeout_s, world_->rank());
   startup_.launch = std::max(0.0, process_age_seconds());
   auto t_phase = Clock::now();
   auto lap = [&t_phase] {
@@ -93,7 +97,13 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   }
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() { stop_collective_watchdog(); }
+
+void Trainer::validate(const Config& cfg, int world_size) {
+  const TrainSettings settings = TrainSettings::from_config(cfg, world_size);
+  (void)CheckpointSettings::from_config(cfg);
+  (void)read_model_config(settings.model_dir);
+}
 
 void Trainer::load_data() {
   // data.path may be the folder `llamaft prepare` wrote: its train split.

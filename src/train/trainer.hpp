@@ -44,6 +44,11 @@ class Trainer {
   // touched; resumes from a checkpoint as checkpoint.resume says.
   Trainer(const Config& cfg, const BackendFactory& make_backend);
   ~Trainer();
+  // The checks of the configuration that every rank makes alike (settings,
+  // checkpoint policy, the model's config.json), without touching a device or
+  // another rank: `llamaft train` runs them before the first collective so
+  // that all ranks agree on one error and one rank prints it.
+  static void validate(const Config& cfg, int world_size);
 
   // One optimizer step at the current step; collective.
   StepMetrics step();

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Faults end the job, with one message, on one host (2 ranks, CPU backend).
+
+  1. A config error found on every rank: one line, from rank 0, exit 2, none of
+     Open MPI's banners (mpirun -q, as the job scripts run it).
+  2. An error on rank 1 alone: one line, from rank 1, exit 2.
+  3. SIGSTOP of rank 1 (then of rank 0) mid-run with runtime.comm_timeout_s = T:
+     the collective watchdog ends the job with exit 5 within T + 3 s of
+     stagger + 4 s of slack (a step, the watchdog's 0.1 s tick, mpirun's 1 s
+     SIGKILL delay); one line, from the lowest rank that waited, naming the
+     collective; the last committed checkpoint resumes.
+  4. kill -9 of a rank: mpirun ends the job within 5 s with 137 (128 + 9),
+     which jobs/slurm/preemptible.sbatch requeues (capped).
+  5. SIGUSR1 to jobs/slurm/preemptible.sbatch (run by bash with a stand-in
+     scontrol) 0 to 0.5 s after it started, during start-up: every time a
+     committed checkpoint, exit 85 and a requeue, because the script holds
+     the signal until every rank can catch it (LLAMAFT_READY_DIR).
+Prints the measured fault-to-exit times.
+
+Usage: check_faults.py --llamaft BIN --workdir DIR
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+FAILURES = []
+TIMES = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        FAILURES.append(what)
+
+
+def error_lines(text):
+    return [l for l in text.splitlines() if "llamaft: error" in l or "internal error" in l]
+
+
+def noise(text):
+    return [l for l in text.splitlines() if re.search(r"MPI_ABORT|ORTE_ERROR_LOG|Primary job|mpirun detected", l)]
+
+
+def rank_pids(mpirun_pid, np_, timeout=30):
+    """{rank: pid} of mpirun's llamaft children, from their OMPI_COMM_WORLD_RANK."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if open(f"/proc/{pid}/stat").read().split(") ")[1].split()[1] != str(mpirun_pid):
+                    continue
+                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            except (OSError, IndexError):
+                continue
+            for kv in env:
+                if kv.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    found[int(kv.split(b"=")[1])] = int(pid)
+        if len(found) == np_:
+            return found
+        time.sleep(0.05)
+    raise RuntimeError("ranks not found")
+
+
+def steps_logged(out):
+    try:
+        return sum(1 for _ in open(f"{out}/metrics.jsonl"))
+    except OSError:
+        return 0
+
+
+def train_cmd(a, out, steps, extra=()):
+    return ["mpirun", "-q", "--oversubscribe", "--bind-to", "none", "-np", "2", a.llamaft, "train", "--config", a.cfg,
+            "--output.dir", out, "--train.steps", str(steps), *extra]
+
+
+def stop_a_rank(a, victim, timeout_s):
+    out = f"{a.workdir}/stop{victim}"
+    shutil.rmtree(out, ignore_errors=True)
+    p = subprocess.Popen(train_cmd(a, out, 1000000, ["--runtime.comm_timeout_s", str(timeout_s),
+                                                     "--checkpoint.every_steps", "20", "--checkpoint.async", "false"]),
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids = rank_pids(p.pid, 2)
+    while steps_logged(out) < 30:
+        time.sleep(0.05)
+    os.kill(pids[victim], signal.SIGSTOP)
+    t0 = time.time()
+    text, _ = p.communicate(timeout=timeout_s + 60)
+    took = time.time() - t0
+    waiter = 1 - victim
+    errs = error_lines(text)
+    TIMES.append((f"SIGSTOP of rank {victim}, comm_timeout_s {timeout_s}", took))
+    bound = timeout_s + 3 * min(waiter, 3) + 4
+    check(p.returncode == 5 and took <= bound,
+          f"rank {victim} stopped: exit {p.returncode} after {took:.1f} s (bound {bound} s)")
+    check(len(errs) == 1 and f"[rank {waiter}/2" in errs[0] and "made no progress for" in errs[0]
+          and re.search(r"(all_gather|reduce_scatter|all_reduce_\w+|broadcast|barrier)", errs[0]) is not None,
+          f"one message, from rank {waiter}, naming the collective: {errs}")
+    check(not noise(text), f"no Open MPI banners ({noise(text)})")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--llamaft", required=True)
+    p.add_argument("--workdir", required=True)
+    a = p.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
+    w = a.workdir
+    subprocess.run([a.llamaft, "init", "--preset", "tiny", "--output", f"{w}/base"], check=True, capture_output=True)
+    with open(f"{w}/data.jsonl", "w") as f:
+        for i in range(64):
+            f.write(json.dumps({"input_ids": [(i * 37 + t * 11) % 1000 + 3 for t in range(32)]}) + "\n")
+    a.cfg = f"{w}/train.cfg"
+    with open(a.cfg, "w") as f:
+        f.write(f"[model]\npath = {w}/base\n[data]\npath = {w}/data.jsonl\nseq_len = 32\n"
+                "[train]\nglobal_batch_size = 4\nwarmup_steps = 1\n[output]\nprogress = false\nexport = false\n"
+                "[checkpoint]\nat_end = false\n")
+
+    # 1. the same config error on every rank
+    r = subprocess.run(train_cmd(a, f"{w}/e1", 3, ["--train.lr_schedul", "cosine"]), env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    errs = error_lines(r.stdout + r.stderr)
+    check(r.returncode == 2 and len(errs) == 1 and errs[0].startswith("[rank 0/2 @ ")
+          and "did you mean '--train.lr_schedule'" in errs[0], f"config error: exit {r.returncode}, one line {errs}")
+    check(not noise(r.stdout + r.stderr), "config error: no Open MPI banners")
+    # 2. an error on one rank
+    r = subprocess.run(train_cmd(a, f"{w}/e2", 3), env=dict(ENV, LLAMAFT_FAULTS="fail_rank=1"), capture_output=True,
+                       text=True, timeout=120)
+    errs = error_lines(r.stdout + r.stderr)
+    check(r.returncode == 2 and len(errs) == 1 and errs[0].startswith("[rank 1/2 @ ") and "fail_rank" in errs[0],
+          f"error on rank 1 alone: exit {r.returncode}, one line {errs}")
+
+    # 3. a stopped rank
+    out = stop_a_rank(a, 1, 5)
+    r = subprocess.run(train_cmd(a, out, 25, ["--checkpoint.resume", "auto"]), env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    check(r.returncode == 0 and "resumed from" in r.stdout + r.stderr,
+          f"the last checkpoint of the stopped run resumes (exit {r.returncode})")
+    stop_a_rank(a, 0, 5)
+
+    # 4. kill -9 of rank 1
+    out = f"{w}/kill9"
+    p9 = subprocess.Popen(train_cmd(a, out, 1000000), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    pids = rank_pids(p9.pid, 2)
+    while steps_logged(out) < 10:
+        time.sleep(0.05)
+    os.kill(pids[1], signal.SIGKILL)
+    t0 = time.time()
+    p9.communicate(timeout=60)
+    took = time.time() - t0
+    TIMES.append(("kill -9 of rank 1", took))
+    check(p9.returncode == 137 and took < 5, f"kill -9: mpirun exit {p9.returncode} after {took:.1f} s")
+
+    # 5. preemption during start-up through the job script
+    bindir = f"{w}/fakebin"
+    os.makedirs(bindir)
+    with open(f"{bindir}/scontrol", "w") as f:
+        f.write(f"#!/bin/sh\necho \"$@\" >> {w}/scontrol.calls\n")
+    os.chmod(f"{bindir}/scontrol", 0o755)
+    for i, delay in enumerate((0.0, 0.03, 0.06, 0.1, 0.2, 0.5)):
+        out = f"{w}/early{i}"
+        env = dict(ENV, PATH=bindir + ":" + ENV["PATH"], SLURM_JOB_ID=str(1000 + i), SLURM_NTASKS="2",
+                   SLURM_SUBMIT_DIR=w, LLAMAFT_BIN=a.llamaft, LLAMAFT_REPO=w)
+        log = open(f"{out}.log", "w")
+        job = subprocess.Popen(["bash", f"{REPO}/jobs/slurm/preemptible.sbatch", a.cfg, "--output.dir", out,
+                                "--train.steps", "100000", "--checkpoint.async", "false"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+        # From the moment the script is up (its first line, after its trap), while the ranks start.
+        deadline = time.time() + 30
+        while "start" not in open(f"{out}.log").read() and time.time() < deadline:
+            time.sleep(0.002)
+        time.sleep(delay)
+        job.send_signal(signal.SIGUSR1)
+        job.wait(timeout=120)
+        text = open(f"{out}.log").read()
+        calls = open(f"{w}/scontrol.calls").read() if os.path.exists(f"{w}/scontrol.calls") else ""
+        committed = [d for d in os.listdir(f"{out}/checkpoints")] if os.path.isdir(f"{out}/checkpoints") else []
+        check(job.returncode == 0 and "llamaft exited 85" in text and f"requeue {1000 + i}" in calls
+              and any(d.startswith("step_") for d in committed),
+              f"SIGUSR1 {delay:.2f} s after the script started: exit 85, checkpoint {sorted(committed)}, requeued "
+              f"({'yes' if f'requeue {1000 + i}' in calls else 'no'})")
+        if job.returncode != 0 or "llamaft exited 85" not in text:
+            print(text[-2000:])
+
+    for what, took in TIMES:
+        print(f"fault to exit: {what}: {took:.2f} s")
+    print("faults:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)})")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
