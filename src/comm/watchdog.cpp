@@ -1,6 +1,10 @@
 #include "comm/watchdog.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <algorithm>
 #include <atomic>
@@ -37,7 +41,30 @@ Watchdog& dog() {
   return *w;
 }
 
+// True for the first rank of this job on this host to time out: a file in
+// /dev/shm named after the job. The others exit quietly, so that a host
+// that lost its link prints one line, not one per rank (the launcher,
+// which would kill them, may be on the other side of the cut).
+bool first_on_this_host() {
+  std::string job;
+  for (const char* var : {"PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "SLURM_JOB_ID"})
+    if (const char* v = std::getenv(var)) {
+      job = v;
+      break;
+    }
+  if (job.empty()) return true;
+  for (char& c : job)
+    if (c == '/') c = '_';
+  // With the launcher's pid on this host (mpirun, orted or slurmstepd): a
+  // requeued Slurm job reuses its step's name.
+  const std::string path = "/dev/shm/llamaft-watchdog-" + job + "-" + std::to_string(getppid());
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+  if (fd >= 0) ::close(fd);
+  return fd >= 0 || errno != EEXIST;
+}
+
 [[noreturn]] void report_and_exit(const char* what, const std::string& members, double waited) {
+  if (!first_on_this_host()) _exit(kExitCommFailure);
   const std::string msg = str_cat(
       where_prefix(), "llamaft: error: ", what, " over ", members, " made no progress for ",
       static_cast<int>(waited + 0.5), " s (runtime.comm_timeout_s = ", dog().timeout_s, "); a rank in it is stopped, dead or unreachable, "

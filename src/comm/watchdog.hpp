@@ -11,7 +11,11 @@
 // min(r, 3) x 3 s longer), so the lowest waiting rank reports and the job is
 // gone before the next one's deadline. A rank that was itself stopped
 // (SIGSTOP, a frozen VM) does not accuse the others when it wakes: a gap in
-// the watchdog's own ticks restarts the clock.
+// the watchdog's own ticks restarts the clock. The ranks of one host that
+// time out together print once (a /dev/shm file per job): when a link is
+// cut, each side of it reports once. mpirun itself then waits for the
+// daemon on the far side until the link returns; under Slurm the node is
+// marked down after SlurmdTimeout and the job ends (NODE_FAIL, requeued).
 #pragma once
 
 #include <string>
