@@ -3,6 +3,12 @@
 
   scaling_study.py local --np 1 2 4 --strategies full_shard hybrid_shard [--preset small --seq 256 ...]
       runs the sweep here with mpirun (oversubscribed when np > cores), then collects it;
+  scaling_study.py hosts --layouts 1x2 2x1 2x2 [--strategies hybrid_shard full_shard ...]
+      runs layouts of HOSTS x RANKS-PER-HOST on two hosts made of network
+      namespaces on this machine (tests/pyutil/netns_hosts.py; root), measures
+      the inter-host bytes per step from the veth counters (a 1-step run's
+      bytes subtracted from a 1+steps run's: start-up cancels), then collects;
+      hybrid_shard's shard group is the ranks of one host;
   scaling_study.py collect DIR
       collects a finished sweep (e.g. from jobs/slurm/scaling_sweep.sh).
 
@@ -11,7 +17,9 @@ each run is dropped as warm-up. Writes DIR/scaling.csv (ranks, strategy,
 tokens/s, tokens/s per rank, efficiency, compute and communication seconds
 per step, bytes communicated per step, memory per rank) and DIR/throughput.png,
 DIR/efficiency.png, DIR/memory.png. Efficiency is tokens/s per rank relative to
-the smallest rank count of the same strategy.
+the smallest rank count of the same strategy. Runs made by `hosts` add the
+columns hosts, ranks_per_host and inter_host_bytes_per_step, and hosts.png
+(inter-host MB and seconds per step by layout).
 """
 import argparse
 import csv
@@ -58,6 +66,60 @@ def run_local(a):
     collect(a.dir)
 
 
+def make_inputs(a, bin_):
+    os.makedirs(a.dir, exist_ok=True)
+    model = os.path.join(a.dir, "model")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        subprocess.run([bin_, "init", "--preset", a.preset, "--output", model], check=True, capture_output=True)
+    data = os.path.join(a.dir, "data.jsonl")
+    import random
+    rng = random.Random(0)
+    vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
+    with open(data, "w") as f:
+        for _ in range(256):
+            f.write(json.dumps({"input_ids": [rng.randrange(3, vocab) for _ in range(a.seq)]}) + "\n")
+    return model, data
+
+
+def run_hosts(a):
+    sys.path.insert(0, os.path.join(REPO, "tests", "pyutil"))
+    from netns_hosts import TwoHosts
+    why = TwoHosts.skip_reason()
+    if why:
+        sys.exit(f"scaling_study hosts: {why}")
+    bin_ = a.llamaft or os.path.join(REPO, "build", "llamaft")
+    model, data = make_inputs(a, bin_)
+    cores = os.cpu_count() or 1
+    with TwoHosts(os.path.join(a.dir, "hosts"), prefix="ss", subnet="10.75.0") as hosts:
+        for layout in a.layouts:
+            nh, per = (int(x) for x in layout.split("x"))
+            if nh not in (1, 2) or per < 1:
+                sys.exit(f"scaling_study hosts: layout {layout}: HOSTSxRANKS with 1 or 2 hosts")
+            for strategy in a.strategies:
+                name = f"h{nh}x{per}_{strategy}"
+                out = os.path.join(a.dir, name)
+                threads = max(1, cores // (nh * per))
+                sent = []
+                for steps in (1, 1 + a.steps):
+                    argv = [bin_, "train", "--model.path", model, "--data.path", data, "--data.seq_len", str(a.seq),
+                            "--train.global_batch_size", str(a.global_batch),
+                            "--train.micro_batch_size", str(a.micro_batch), "--train.steps", str(steps),
+                            "--fsdp.strategy", strategy, "--fsdp.shard_group_size", str(per), "--output.dir", out,
+                            "--output.export", "false", "--output.progress", "false", "--checkpoint.at_end", "false",
+                            "--checkpoint.resume", "none", "--runtime.threads", str(threads)]
+                    if os.path.exists(os.path.join(out, "metrics.jsonl")):
+                        os.remove(os.path.join(out, "metrics.jsonl"))
+                    before = hosts.tx_bytes()
+                    subprocess.run(hosts.mpirun(per, argv, hosts=nh), env=dict(ENV, OMP_NUM_THREADS=str(threads)),
+                                   check=True, capture_output=True)
+                    sent.append(sum(hosts.tx_bytes().values()) - sum(before.values()))
+                per_step = (sent[1] - sent[0]) / a.steps
+                print(f"scaling_study: {name}: {per_step / 1e6:.3f} MB between the hosts per step", flush=True)
+                with open(os.path.join(out, "hosts.json"), "w") as f:
+                    json.dump({"hosts": nh, "ranks_per_host": per, "inter_host_bytes_per_step": per_step}, f)
+    collect(a.dir)
+
+
 def collect(sweep):
     rows = []
     for name in sorted(os.listdir(sweep)):
@@ -79,6 +141,9 @@ def collect(sweep):
             "mem_per_rank_bytes": steady[-1].get("mem_peak_bytes", 0),
             "peak_rss_bytes": summary.get("peak_rss_bytes_max_rank", 0),
         })
+        hosts_path = os.path.join(sweep, name, "hosts.json")
+        if os.path.exists(hosts_path):
+            rows[-1].update(json.load(open(hosts_path)))
     if not rows:
         sys.exit(f"scaling_study: no run folders with metrics.jsonl under {sweep}")
     base = {}
@@ -89,6 +154,8 @@ def collect(sweep):
     csv_path = os.path.join(sweep, "scaling.csv")
     cols = ["ranks", "strategy", "tokens_per_s", "tokens_per_s_per_rank", "efficiency", "compute_s", "comm_s",
             "step_s", "comm_bytes_per_step", "mem_per_rank_bytes", "peak_rss_bytes", "run"]
+    if all("hosts" in r for r in rows):
+        cols[1:1] = ["hosts", "ranks_per_host", "inter_host_bytes_per_step"]
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -101,6 +168,11 @@ def collect(sweep):
               f"{r['efficiency']:5.2f} {r['compute_s']:7.3f} {r['comm_s']:7.3f} {r['comm_bytes_per_step'] / 1e6:8.2f} "
               f"{r['mem_per_rank_bytes'] / 2**20:8.1f}")
     plot(rows, sweep)
+    if all("hosts" in r for r in rows):
+        for r in rows:
+            print(f"  {r['hosts']} host(s) x {r['ranks_per_host']} {r['strategy']:<13} inter-host "
+                  f"{r['inter_host_bytes_per_step'] / 1e6:8.3f} MB/step, step {r['step_s']:.3f} s, comm {r['comm_s']:.3f} s")
+        plot_hosts(rows, sweep)
     print(f"wrote {csv_path} and throughput.png, efficiency.png, memory.png")
 
 
@@ -131,6 +203,34 @@ def plot(rows, sweep):
         plt.close(fig)
 
 
+def plot_hosts(rows, sweep):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    strategies = sorted({r["strategy"] for r in rows})
+    layouts = sorted({(r["hosts"], r["ranks_per_host"]) for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / len(strategies)
+    for i, s in enumerate(strategies):
+        by = {(r["hosts"], r["ranks_per_host"]): r for r in rows if r["strategy"] == s}
+        xs = [j + i * width for j in range(len(layouts))]
+        axes[0].bar(xs, [by[l]["inter_host_bytes_per_step"] / 1e6 if l in by else 0 for l in layouts], width, label=s)
+        axes[1].bar(xs, [by[l]["step_s"] if l in by else 0 for l in layouts], width, label=s)
+    for ax, label in zip(axes, ["inter-host MB per step", "seconds per step"]):
+        ax.set_xticks([j + width * (len(strategies) - 1) / 2 for j in range(len(layouts))])
+        ax.set_xticklabels([f"{h}x{p}" for h, p in layouts])
+        ax.set_xlabel("hosts x ranks per host")
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(sweep, "hosts.png"), dpi=110)
+    plt.close(fig)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -145,11 +245,23 @@ def main():
     lo.add_argument("--micro-batch", type=int, default=1)
     lo.add_argument("--steps", type=int, default=4)
     lo.add_argument("--group", type=int, default=2, help="hybrid_shard group size")
+    ho = sub.add_parser("hosts")
+    ho.add_argument("--dir", default="runs/scaling-hosts")
+    ho.add_argument("--llamaft")
+    ho.add_argument("--layouts", nargs="+", default=["1x2", "2x1", "2x2"])
+    ho.add_argument("--strategies", nargs="+", default=["hybrid_shard", "full_shard"])
+    ho.add_argument("--preset", default="tiny")
+    ho.add_argument("--seq", type=int, default=64)
+    ho.add_argument("--global-batch", type=int, default=8)
+    ho.add_argument("--micro-batch", type=int, default=1)
+    ho.add_argument("--steps", type=int, default=3)
     co = sub.add_parser("collect")
     co.add_argument("dir")
     a = p.parse_args()
     if a.cmd == "local":
         run_local(a)
+    elif a.cmd == "hosts":
+        run_hosts(a)
     else:
         collect(a.dir)
 

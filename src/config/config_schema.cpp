@@ -232,8 +232,9 @@ void add_plan_keys(ConfigSchema& s) {
 void add_runtime_keys(ConfigSchema& s) {
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
   s.add(float_key("runtime.comm_timeout_s", "600",
-                  "cuda: seconds an NCCL collective may make no progress before the job is aborted with a message "
-                  "naming the rank, host and collective (longer than any legitimate wait, e.g. a checkpoint write)",
+                  "seconds a collective (NCCL on cuda, MPI on every backend) may make no progress before the job "
+                  "ends with exit 5 and a message naming the rank, host and collective (longer than any legitimate "
+                  "wait, e.g. the slowest rank's checkpoint write)",
                   1));
   s.add(int_key("runtime.threads", "0", "CPU threads per process (0: OMP_NUM_THREADS or all cores)", 0, 4096));
 }

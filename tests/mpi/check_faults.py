@@ -15,6 +15,8 @@
      scontrol) 0 to 0.5 s after it started, during start-up: every time a
      committed checkpoint, exit 85 and a requeue, because the script holds
      the signal until every rank can catch it (LLAMAFT_READY_DIR).
+  6. The same script on a stopped rank (5) and a killed one (137): requeued,
+     and not once LLAMAFT_MAX_CRASH_REQUEUES is used up.
 Prints the measured fault-to-exit times.
 
 Usage: check_faults.py --llamaft BIN --workdir DIR
@@ -195,6 +197,34 @@ def main():
               f"({'yes' if f'requeue {1000 + i}' in calls else 'no'})")
         if job.returncode != 0 or "llamaft exited 85" not in text:
             print(text[-2000:])
+
+    # 6. the script's requeues on a hang (5) and a crash (137), and the cap
+    for i, (fault, cap) in enumerate((("stop", "3"), ("kill", "3"), ("kill", "0"))):
+        out = f"{w}/script_{fault}_{cap}"
+        jobid = str(2000 + i)
+        env = dict(ENV, PATH=bindir + ":" + ENV["PATH"], SLURM_JOB_ID=jobid, SLURM_NTASKS="2", SLURM_SUBMIT_DIR=w,
+                   LLAMAFT_BIN=a.llamaft, LLAMAFT_REPO=w, LLAMAFT_MAX_CRASH_REQUEUES=cap)
+        log = open(f"{out}.log", "w")
+        job = subprocess.Popen(["bash", f"{REPO}/jobs/slurm/preemptible.sbatch", a.cfg, "--output.dir", out,
+                                "--train.steps", "1000000", "--runtime.comm_timeout_s", "5"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while steps_logged(out) < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        victims = [int(x) for x in subprocess.run(["pgrep", "-f", f"^{a.llamaft} train --config {a.cfg} --checkpoint"
+                                                   f".resume auto --output.dir {out} "], capture_output=True,
+                                                  text=True).stdout.split()]
+        os.kill(victims[-1], signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
+        job.wait(timeout=90)
+        text = open(f"{out}.log").read()
+        calls = open(f"{w}/scontrol.calls").read()
+        want_code = "5" if fault == "stop" else "137"
+        requeued = f"requeue {jobid}" in calls
+        check(f"llamaft exited {want_code}" in text and requeued == (cap != "0"),
+              f"preemptible.sbatch, a rank {'stopped' if fault == 'stop' else 'killed'}, "
+              f"LLAMAFT_MAX_CRASH_REQUEUES={cap}: exit {want_code}, requeued: {requeued}")
+        if not (f"llamaft exited {want_code}" in text):
+            print(text[-1500:])
 
     for what, took in TIMES:
         print(f"fault to exit: {what}: {took:.2f} s")
