@@ -110,7 +110,9 @@ def run_hosts(a):
                     if os.path.exists(os.path.join(out, "metrics.jsonl")):
                         os.remove(os.path.join(out, "metrics.jsonl"))
                     before = hosts.tx_bytes()
-                    subprocess.run(hosts.mpirun(per, argv, hosts=nh), env=dict(ENV, OMP_NUM_THREADS=str(threads)),
+                    # More ranks than cores: yield when idle, as Open MPI does by itself on one oversubscribed host.
+                    extra = ["--mca", "mpi_yield_when_idle", "1"] if nh * per > cores else []
+                    subprocess.run(hosts.mpirun(per, argv, hosts=nh, extra=extra), env=dict(ENV, OMP_NUM_THREADS=str(threads)),
                                    check=True, capture_output=True)
                     sent.append(sum(hosts.tx_bytes().values()) - sum(before.values()))
                 per_step = (sent[1] - sent[0]) / a.steps
