@@ -7,7 +7,9 @@ slurmd from Debian's slurm-wlm, configured in a temporary folder), then
      checks that the job checkpointed, exited 85, was requeued, resumed from
      the checkpoint with SLURM_RESTART_COUNT=1 in its metrics, finished, and
      ended with the same final weights as an uninterrupted run;
-  3. shuts the cluster down.
+  3. kills a rank of an `srun --mpi=pmix -K1` step with kill -9: srun exits
+     137 (128 + 9) within KillWait + 15 s;
+  4. shuts the cluster down.
 Exits 77 (skip) with the exact reason when slurm-wlm/munge are missing or the
 sandbox stops slurmd from running.
 
@@ -235,6 +237,25 @@ def run_checks(a, cluster, w):
     want = st_numpy.load(f"{ref}/model/model.safetensors")
     check(all(np.array_equal(got[k], want[k]) for k in want),
           "final weights after preemption + requeue equal an uninterrupted run bit for bit")
+
+    # 3. a rank killed under srun (multinode.sbatch's launcher): srun -K1 ends the step with 128 + 9.
+    # The other rank catches the step's SIGTERM as a preemption signal and sits in its collective, so
+    # slurmstepd's SIGKILL comes KillWait (30 s here) later.
+    out = f"{w}/srun_kill"
+    p = subprocess.Popen(["srun", "-n2", "--mpi=pmix", "-K1", a.llamaft, "train", "--config", cfg, "--output.dir", out,
+                          "--train.steps", "1000000", "--checkpoint.at_end", "false"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(f"{out}/metrics.jsonl") and
+                                         sum(1 for _ in open(f"{out}/metrics.jsonl")) >= 10):
+        time.sleep(0.1)
+    pids = sh(["pgrep", "-f", f"^{a.llamaft} train --config {cfg} --output.dir {out} "], check_rc=False).stdout.split()
+    os.kill(int(pids[-1]), 9)
+    t0 = time.time()
+    text, _ = p.communicate(timeout=120)
+    took = time.time() - t0
+    print(f"srun, kill -9 of a rank: exit {p.returncode} after {took:.1f} s")
+    check(p.returncode == 137 and took < 30 + 15, f"srun -K1: a rank killed by signal 9 ends the step with 137 ({took:.1f} s)")
     print("slurm:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)})")
     return 1 if FAILURES else 0
 
