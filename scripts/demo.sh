@@ -43,7 +43,7 @@ echo "== 3/7 the project's own data: a copy task (pre-training) and a reversal t
 common=(--data.seq_len 16 --data.shuffle true --train.global_batch_size 32 --train.micro_batch_size 16
         --train.lr_schedule cosine --train.warmup_steps 20 --output.progress false)
 echo "== 4/7 a base model: $np ranks, full fine-tuning on the copy task (300 steps)"
-mpirun --oversubscribe -np "$np" "$bin" train --model.path "$out/init" --data.path "$out/prepared/copy/train" \
+mpirun -q --oversubscribe -np "$np" "$bin" train --model.path "$out/init" --data.path "$out/prepared/copy/train" \
   "${common[@]}" --train.steps 300 --train.lr 3e-3 --train.min_lr 3e-4 --output.dir "$out/base_run"
 base=$out/base_run/model
 
@@ -76,7 +76,7 @@ every_steps = 200
 [output]
 dir = $out/lora_run
 CFG
-mpirun --oversubscribe -np "$np" "$bin" train --config "$out/lora.cfg"
+mpirun -q --oversubscribe -np "$np" "$bin" train --config "$out/lora.cfg"
 
 echo "== 6/7 held-out loss and token accuracy, base vs base + adapter"
 "$bin" eval --model "$base" --data "$out/prepared/reverse/val" --seq-len 16 | tee "$out/eval_base.json"
