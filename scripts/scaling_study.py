@@ -32,8 +32,7 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def run_local(a):
-    bin_ = a.llamaft or os.path.join(REPO, "build", "llamaft")
+def make_inputs(a, bin_):
     os.makedirs(a.dir, exist_ok=True)
     model = os.path.join(a.dir, "model")
     if not os.path.exists(os.path.join(model, "config.json")):
@@ -45,6 +44,12 @@ def run_local(a):
     with open(data, "w") as f:
         for _ in range(256):
             f.write(json.dumps({"input_ids": [rng.randrange(3, vocab) for _ in range(a.seq)]}) + "\n")
+    return model, data
+
+
+def run_local(a):
+    bin_ = a.llamaft or os.path.join(REPO, "build", "llamaft")
+    model, data = make_inputs(a, bin_)
     cores = os.cpu_count() or 1
     for strategy in a.strategies:
         for np_ in a.np:
@@ -64,21 +69,6 @@ def run_local(a):
                 os.remove(os.path.join(out, "metrics.jsonl"))
             subprocess.run(cmd, env=ENV, check=True, capture_output=True)
     collect(a.dir)
-
-
-def make_inputs(a, bin_):
-    os.makedirs(a.dir, exist_ok=True)
-    model = os.path.join(a.dir, "model")
-    if not os.path.exists(os.path.join(model, "config.json")):
-        subprocess.run([bin_, "init", "--preset", a.preset, "--output", model], check=True, capture_output=True)
-    data = os.path.join(a.dir, "data.jsonl")
-    import random
-    rng = random.Random(0)
-    vocab = json.load(open(os.path.join(model, "config.json")))["vocab_size"]
-    with open(data, "w") as f:
-        for _ in range(256):
-            f.write(json.dumps({"input_ids": [rng.randrange(3, vocab) for _ in range(a.seq)]}) + "\n")
-    return model, data
 
 
 def run_hosts(a):

@@ -118,6 +118,7 @@ def main():
     p.add_argument("--llamaft", required=True)
     p.add_argument("--workdir", required=True)
     a = p.parse_args()
+    a.llamaft = os.path.abspath(a.llamaft)  # the job scripts run in other folders
     shutil.rmtree(a.workdir, ignore_errors=True)
     os.makedirs(a.workdir)
     w = a.workdir

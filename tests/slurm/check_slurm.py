@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
+sys.path.insert(0, HERE)
+from slurm_util import sh, start_munge  # noqa: E402
 
 FAILURES = []
 
@@ -38,13 +40,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILURES.append(what)
-
-
-def sh(cmd, env=None, check_rc=True, timeout=120):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({r.returncode}): {r.stdout} {r.stderr}")
-    return r
 
 
 class Cluster:
@@ -98,17 +93,9 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP Over
 """)
 
     def start(self):
-        # munge: a key, its run directory, the daemon as the munge user.
-        if not os.path.exists("/etc/munge/munge.key"):
-            sh("mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f", check_rc=False)
-        sh("mkdir -p /run/munge && chown munge:munge /run/munge /etc/munge/munge.key 2>/dev/null; "
-           "chmod 0400 /etc/munge/munge.key", check_rc=False)
-        if sh("pgrep -x munged", check_rc=False).returncode != 0:
-            r = sh("runuser -u munge -- /usr/sbin/munged --force", check_rc=False)
-            if r.returncode != 0:
-                return f"munged would not start: {r.stderr.strip()}"
-        if sh("munge -n | unmunge", check_rc=False).returncode != 0:
-            return "munge credentials do not round-trip (munge -n | unmunge failed)"
+        why = start_munge()
+        if why:
+            return why
         self.write_conf()
         for daemon in ("slurmctld", "slurmd"):
             p = subprocess.Popen([daemon, "-D", "-f", self.conf], env=self.env, stdout=subprocess.DEVNULL,
@@ -147,6 +134,7 @@ def main():
     p.add_argument("--llamaft", required=True)
     p.add_argument("--workdir", required=True)
     a = p.parse_args()
+    a.llamaft = os.path.abspath(a.llamaft)  # the job scripts run in other folders
     for tool in ("slurmctld", "slurmd", "sbatch", "munged"):
         if not shutil.which(tool):
             print(f"SKIP: {tool} not installed (Debian packages slurm-wlm and munge; scripts/install-deps.sh --tests)")

@@ -49,6 +49,8 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
 from netns_hosts import TwoHosts  # noqa: E402
+sys.path.insert(0, HERE)
+from slurm_util import sh, start_munge  # noqa: E402
 
 # Not the one-node test's ports (16817/16818) nor netns_hosts' default hosts (lf*, 10.77.0).
 PREFIX, SUBNET = "sl", "10.78.0"
@@ -64,13 +66,6 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILURES.append(what)
-
-
-def sh(cmd, env=None, check_rc=True, timeout=120):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
-    if check_rc and r.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({r.returncode}): {r.stdout} {r.stderr}")
-    return r
 
 
 def tail(path, n=3):
@@ -92,21 +87,6 @@ def cgroup_remounts():
         opts = ",".join(o for o in super_opts.split(",") if o not in ("rw", "ro"))
         cmds.append(f"mkdir -p {mnt} && mount -t {fstype} {'-o ' + opts if opts else ''} {src} {mnt}")
     return " && ".join(cmds) or "true"
-
-
-def start_munge():
-    """munged as the munge user (as check_slurm.py does); left running afterwards, as there."""
-    if not os.path.exists("/etc/munge/munge.key"):
-        sh("mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f", check_rc=False)
-    sh("mkdir -p /run/munge && chown munge:munge /run/munge /etc/munge/munge.key 2>/dev/null; "
-       "chmod 0400 /etc/munge/munge.key", check_rc=False)
-    if sh("pgrep -x munged", check_rc=False).returncode != 0:
-        r = sh("runuser -u munge -- /usr/sbin/munged --force", check_rc=False)
-        if r.returncode != 0:
-            return f"munged would not start: {r.stderr.strip()}"
-    if sh("munge -n | unmunge", check_rc=False).returncode != 0:
-        return "munge credentials do not round-trip (munge -n | unmunge failed)"
-    return None
 
 
 class TwoNodeCluster:
@@ -298,6 +278,7 @@ def main():
     p.add_argument("--llamaft", required=True)
     p.add_argument("--workdir", required=True)
     a = p.parse_args()
+    a.llamaft = os.path.abspath(a.llamaft)  # the job scripts run in other folders
     for tool in ("slurmctld", "slurmd", "sbatch", "srun", "munged", "mpirun"):
         if not shutil.which(tool):
             print(f"SKIP: {tool} not installed (Debian packages slurm-wlm, munge and openmpi-bin; "
