@@ -48,13 +48,23 @@ std::vector<int> parse_signal_list(const std::string& list) {
   return out;
 }
 
-void install_preemption_handlers(const std::vector<int>& signals) {
+namespace {
+void install_one(int signal) {
   struct sigaction sa;
   std::memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  for (int s : signals) sigaction(s, &sa, nullptr);
+  sigaction(signal, &sa, nullptr);
+}
+}  // namespace
+
+void install_preemption_handlers(const std::vector<int>& signals) {
+  for (int s : signals) install_one(s);
+}
+
+void install_default_preemption_handlers() {
+  for (int s : {SIGTERM, SIGUSR1, SIGUSR2}) install_one(s);
 }
 
 int preemption_signal() { return g_signal; }

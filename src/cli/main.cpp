@@ -126,6 +126,14 @@ void report(const std::string& what, bool agreed) {
   std::fflush(stderr);
 }
 
+// A preemption signal from the first moment: the handlers go in from the
+// executable's .preinit_array, which the dynamic loader runs before any
+// shared library's initialiser (OpenBLAS's and CUDA's take about 0.1 s), so
+// a signal that arrives while the libraries, MPI and the model load is kept
+// and honoured at the first step boundary instead of killing the rank.
+void preinit(int, char**, char**) { llamaft::install_default_preemption_handlers(); }
+__attribute__((section(".preinit_array"), used)) void (*const preinit_entry)(int, char**, char**) = preinit;
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,10 +142,8 @@ int main(int argc, char** argv) {
   bool wants_train = argc > 1 && (std::strcmp(argv[1], "train") == 0 || std::strncmp(argv[1], "--config", 8) == 0);
   int code = 0;
   bool quiet_failure = false, agreed = false;
-  // A preemption signal from the first moment: one that arrives while MPI
-  // starts and the model loads is kept and honoured at the first step
-  // boundary (train re-installs the configured list).
-  llamaft::install_preemption_handlers(llamaft::parse_signal_list("SIGTERM,SIGUSR1,SIGUSR2"));
+  // The preemption handlers are in place already (preinit below); train
+  // re-installs the configured list.
   mark_ready();
   try {
     if (wants_train || launched_by_mpi()) llamaft::init_mpi(&argc, &argv);
