@@ -204,8 +204,11 @@ def run_checks(a, cluster, w):
     requeued = False
     while time.time() < deadline:
         state, restarts, fields = cluster.job_state(job)
-        if restarts >= 1 and not requeued:
+        if restarts >= 1 and not requeued and state == "PENDING":
             requeued = True
+            # slurmd revokes the old instance's credential at one-second resolution: a launch in that same
+            # second is refused ("Job credential revoked") and the job FAILs. Wait past it before the release.
+            time.sleep(2.5)
             sh(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check_rc=False)
         if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL") and restarts >= 1:
             break

@@ -60,6 +60,7 @@ LONG_STEPS = 200    # the preempted run: the signal comes after >= 20 steps
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
             "PREEMPTED")
 FAILURES = []
+REVOKE_WAIT_S = 2.5  # > 1 s: see the release of the requeued job
 
 
 def check(cond, what):
@@ -405,8 +406,12 @@ def run_checks(a, cluster, w):
     requeued = False
     while time.time() < deadline:
         state, restarts, _ = cluster.job_state(job)
-        if restarts >= 1 and not requeued:
+        if restarts >= 1 and not requeued and state == "PENDING":
             requeued = True
+            # slurmd revokes the old instance's credential at one-second resolution: a launch whose credential
+            # is made in the same second counts as revoked ("Job credential revoked", the job FAILs). Slurm's
+            # own requeue delay avoids it; a release made now must wait past that second too.
+            time.sleep(REVOKE_WAIT_S)
             cluster.client(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check_rc=False)
         if state in TERMINAL:
             break
