@@ -11,8 +11,8 @@
 //    No MPI_Abort: its help text, and the ORTE errors of several ranks
 //    aborting at once, buried the one line that mattered.
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -102,8 +102,8 @@ int dispatch(int argc, char** argv) {
 // LLAMAFT_READY_DIR (set by jobs/slurm/preemptible.sbatch): each rank drops
 // a file there once a preemption signal can no longer kill it, so that the
 // batch script holds back a signal that arrives before every rank can catch
-// it (in the first ~0.1 s, while shared libraries initialise) instead of
-// having mpirun drop it or kill the rank with it.
+// it (before mpirun has started the ranks, or between Open MPI's fork and
+// exec) instead of having mpirun drop it or kill a rank with it.
 void mark_ready() {
   const char* dir = std::getenv("LLAMAFT_READY_DIR");
   if (dir == nullptr || *dir == '\0') return;
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   bool wants_train = argc > 1 && (std::strcmp(argv[1], "train") == 0 || std::strncmp(argv[1], "--config", 8) == 0);
   int code = 0;
   bool quiet_failure = false, agreed = false;
-  // The preemption handlers are in place already (preinit below); train
+  // The preemption handlers are in place already (preinit, above); train
   // re-installs the configured list.
   mark_ready();
   try {
