@@ -71,13 +71,18 @@ void write_file_durably(const std::string& path, const std::string& content) {
   commit_partial(path);
 }
 
-int pread_full(int fd, void* dst, size_t n, uint64_t offset, uint64_t* done) {
-  auto* p = static_cast<char*>(dst);
+namespace {
+
+// The one loop behind pread_full and pwrite_full: EINTR and short counts
+// retried, at most 1 GiB per call; returns 0, the errno, or -1 when the call
+// moved nothing (end of file).
+template <typename Byte, typename Call>
+int positional_full(Byte* p, size_t n, uint64_t offset, uint64_t* done, Call call) {
   uint64_t moved = 0;
   int rc = 0;
   while (moved < n) {
-    const ssize_t got = ::pread(fd, p + moved, std::min<size_t>(n - moved, size_t{1} << 30),
-                                static_cast<off_t>(offset + moved));
+    const ssize_t got = call(p + moved, std::min<size_t>(n - moved, size_t{1} << 30),
+                             static_cast<off_t>(offset + moved));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
       rc = got < 0 ? errno : -1;
@@ -89,22 +94,16 @@ int pread_full(int fd, void* dst, size_t n, uint64_t offset, uint64_t* done) {
   return rc;
 }
 
+}  // namespace
+
+int pread_full(int fd, void* dst, size_t n, uint64_t offset, uint64_t* done) {
+  return positional_full(static_cast<char*>(dst), n, offset, done,
+                         [fd](char* p, size_t k, off_t at) { return ::pread(fd, p, k, at); });
+}
+
 int pwrite_full(int fd, const void* src, size_t n, uint64_t offset, uint64_t* done) {
-  const auto* p = static_cast<const char*>(src);
-  uint64_t moved = 0;
-  int rc = 0;
-  while (moved < n) {
-    const ssize_t put = ::pwrite(fd, p + moved, std::min<size_t>(n - moved, size_t{1} << 30),
-                                 static_cast<off_t>(offset + moved));
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) {
-      rc = put < 0 ? errno : -1;
-      break;
-    }
-    moved += static_cast<uint64_t>(put);
-  }
-  if (done) *done = moved;
-  return rc;
+  return positional_full(static_cast<const char*>(src), n, offset, done,
+                         [fd](const char* p, size_t k, off_t at) { return ::pwrite(fd, p, k, at); });
 }
 
 void advise_willneed(int fd, uint64_t offset, uint64_t n) {
