@@ -13,7 +13,7 @@
 // Hangs: blocking collectives poll their completion together with
 // ncclCommGetAsyncError; an NCCL error or timeout_s without progress aborts
 // the communicator (ncclCommAbort) and throws llamaft::Error (kExitCommFailure)
-// naming the collective, rank and host, which main() turns into abort_all.
+// naming the collective, rank and host, which main() turns into end_job.
 // A watchdog thread covers the host being blocked elsewhere (a stream sync in
 // the backend, an NCCL call that does not return): it prints the same message
 // and ends the process once an operation is overdue by timeout_s plus a grace

@@ -31,7 +31,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
 sys.path.insert(0, HERE)
-from slurm_util import sh, start_munge  # noqa: E402
+from slurm_util import POLICY, REVOKE_WAIT_S, sh, start_munge  # noqa: E402
 
 FAILURES = []
 
@@ -73,21 +73,7 @@ SlurmctldPidFile={w}/slurmctld.pid
 SlurmdPidFile={w}/slurmd.pid
 SlurmctldLogFile={w}/log/slurmctld.log
 SlurmdLogFile={w}/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-JobAcctGatherType=jobacct_gather/none
-JobRequeue=1
-ReturnToService=2
-MpiDefault=none
-SlurmctldTimeout=30
-SlurmdTimeout=30
-InactiveLimit=0
-KillWait=30
+{POLICY}KillWait=30
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """)
@@ -206,9 +192,7 @@ def run_checks(a, cluster, w):
         state, restarts, fields = cluster.job_state(job)
         if restarts >= 1 and not requeued and state == "PENDING":
             requeued = True
-            # slurmd revokes the old instance's credential at one-second resolution: a launch in that same
-            # second is refused ("Job credential revoked") and the job FAILs. Wait past it before the release.
-            time.sleep(2.5)
+            time.sleep(REVOKE_WAIT_S)  # past the second of the old credential's revocation
             sh(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check_rc=False)
         if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL") and restarts >= 1:
             break

@@ -50,7 +50,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
 from netns_hosts import TwoHosts  # noqa: E402
 sys.path.insert(0, HERE)
-from slurm_util import sh, start_munge  # noqa: E402
+from slurm_util import POLICY, REVOKE_WAIT_S, sh, start_munge  # noqa: E402
 
 # Not the one-node test's ports (16817/16818) nor netns_hosts' default hosts (lf*, 10.77.0).
 PREFIX, SUBNET = "sl", "10.78.0"
@@ -60,7 +60,6 @@ LONG_STEPS = 200    # the preempted run: the signal comes after >= 20 steps
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
             "PREEMPTED")
 FAILURES = []
-REVOKE_WAIT_S = 2.5  # > 1 s: see the release of the requeued job
 
 
 def check(cond, what):
@@ -129,22 +128,8 @@ SlurmctldPidFile={w}/slurmctld.pid
 SlurmdPidFile={w}/spool/%n/slurmd.pid
 SlurmctldLogFile={w}/log/slurmctld.log
 SlurmdLogFile={w}/log/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-JobAcctGatherType=jobacct_gather/none
-JobRequeue=1
-ReturnToService=2
-MpiDefault=none
 MinJobAge=600
-SlurmctldTimeout=30
-SlurmdTimeout=30
-InactiveLimit=0
-KillWait=10
+{POLICY}KillWait=10
 {nodes}PartitionName=debug Nodes={','.join(self.hosts.names)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """)
 
@@ -408,10 +393,7 @@ def run_checks(a, cluster, w):
         state, restarts, _ = cluster.job_state(job)
         if restarts >= 1 and not requeued and state == "PENDING":
             requeued = True
-            # slurmd revokes the old instance's credential at one-second resolution: a launch whose credential
-            # is made in the same second counts as revoked ("Job credential revoked", the job FAILs). Slurm's
-            # own requeue delay avoids it; a release made now must wait past that second too.
-            time.sleep(REVOKE_WAIT_S)
+            time.sleep(REVOKE_WAIT_S)  # past the second of the old credential's revocation
             cluster.client(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check_rc=False)
         if state in TERMINAL:
             break

@@ -1,6 +1,29 @@
-"""What the Slurm tests share: a shell helper and munged."""
+"""What the Slurm tests share: a shell helper, munged, the cluster policy of
+their slurm.conf, and how long to wait before releasing a requeued job."""
 import os
 import subprocess
+
+# slurm.conf lines both test clusters use: no cgroups or accounting, requeue allowed, nodes back in service.
+POLICY = """ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+JobAcctGatherType=jobacct_gather/none
+JobRequeue=1
+ReturnToService=2
+MpiDefault=none
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+"""
+
+# slurmd revokes a requeued job's old credential at one-second resolution: a launch whose credential is made
+# in the same second counts as revoked ("Job credential revoked") and the job FAILs. Slurm's own requeue delay
+# avoids it; a test that releases the job at once (StartTime=now) must wait past that second too.
+REVOKE_WAIT_S = 2.5
 
 
 def sh(cmd, env=None, check_rc=True, timeout=120):
