@@ -9,7 +9,7 @@ namespace llamaft {
 namespace {
 [[noreturn]] void no_bf16(const Backend& be, const char* op) {
   LLAMAFT_FAIL("the ", be.name(), " backend has no bf16 storage (", op,
-               "); bf16 activations need the CUDA backend, or set train.param_dtype = fp32");
+               "); bf16 activations need the cpu or cuda backend, or set train.param_dtype = fp32");
 }
 }  // namespace
 

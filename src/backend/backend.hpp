@@ -1,5 +1,6 @@
 // The compute interface the model is written against. One implementation per
-// device family: cpu/ (fp32, the reference that every test runs) and cuda/.
+// device family: cpu/ (the reference that every test runs, in fp32 and in
+// bf16) and cuda/.
 // All pointers are in the backend's memory space (host for CPU, device for
 // CUDA). Matrices are row-major; shapes are noted as (rows, cols).
 // No CUDA headers here: model/, parallel/ and optim/ compile with plain g++.
@@ -138,10 +139,12 @@ class Backend {
   // its arithmetic in fp32 and rounds only what it stores; statistics (rstd,
   // lse, per-row losses) and weight gradients (the fp32 overload of gemm,
   // rmsnorm's dw, the embedding table gradient) stay fp32. A backend that
-  // computes in fp32 only keeps these defaults, which throw; the CPU
-  // reference implements just the data movements unpack_bf16 and
-  // dequantize_unit, so FSDP's bf16 units are testable without a GPU.
+  // computes in fp32 only keeps these defaults, which throw. The CPU backend
+  // implements them all with the same rounding points, so a CPU bf16 run is
+  // the reference for a GPU one.
   virtual bool has_bf16_storage() const { return false; }
+  // What runs the bf16 GEMMs, for the banner and run_info.json ("" without bf16 storage).
+  virtual std::string bf16_gemm_name() const { return ""; }
   virtual void fill(bf16* p, float value, size_t n);
   virtual void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda,
                     const bf16* b, int ldb, float beta, bf16* c, int ldc);

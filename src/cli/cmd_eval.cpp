@@ -24,7 +24,7 @@ int run_eval(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
   ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be,
-                                         eval_quant_from_config(cfg));
+                                         eval_quant_from_config(cfg), cfg.get_string("eval.dtype") == "bf16");
   const LlamaConfig& mc = rm.config;
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;
@@ -37,6 +37,8 @@ int run_eval(const Config& cfg) {
     std::cerr << "eval: " << cfg.get_string("data.path") << " is a prepared dataset; evaluating its " << split
               << " split (" << data_path << ")\n";
   if (!mc.unused_keys.empty()) std::cerr << "eval: " << unused_keys_note(mc) << "\n";
+  if (cfg.get_string("eval.dtype") == "bf16")
+    std::cerr << "eval: computing in bf16 (GEMMs: " << be->bf16_gemm_name() << ")\n";
   const TokenDataset ds = load_dataset(data_path, cfg.get_string("data.format"), seq_len, mc.vocab_size);
   if (ds.truncated_rows)
     std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
@@ -53,7 +55,8 @@ int run_eval(const Config& cfg) {
   nlohmann::json j = {{"loss", loss},
                       {"ppl", std::exp(loss)},
                       {"tokens", static_cast<int64_t>(total.tokens)},
-                      {"accuracy", total.correct / total.tokens}};
+                      {"accuracy", total.correct / total.tokens},
+                      {"dtype", cfg.get_string("eval.dtype")}};
   std::cout << j.dump() << std::endl;
   return 0;
 }

@@ -54,8 +54,10 @@ int run_generate(const Config& cfg) {
     }
   }
 
-  ResidentModel rm = load_resident_model(dir, cfg.get_string("model.adapter"), *be,
-                                         eval_quant_from_config(cfg));  // base + adapter, unmerged
+  const bool bf16 = cfg.get_string("eval.dtype") == "bf16";
+  ResidentModel rm = load_resident_model(dir, cfg.get_string("model.adapter"), *be, eval_quant_from_config(cfg),
+                                         bf16);  // base + adapter, unmerged
+  if (bf16) std::cerr << "generate: computing in bf16 (GEMMs: " << be->bf16_gemm_name() << ")\n";
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;
 

@@ -44,9 +44,9 @@ int run_plan(const Config& cfg) {
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s   %8s %8s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "step", "loading", "ckpt", "total");
   const std::string only = cfg.get_string("fsdp.strategy");
-  // bf16 activations where train would have them: the CUDA backend with bf16 params.
+  // bf16 params compute in bf16 on both backends: bf16 activations.
   const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
-  const bool bf16_storage = bf16 && cfg.get_string("runtime.backend") == "cuda";
+  const bool bf16_storage = bf16;
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;

@@ -60,6 +60,11 @@ void add_init_keys(ConfigSchema& s) {
 
 void add_eval_keys(ConfigSchema& s) {
   s.add(int_key("eval.batch_size", "8", "rows per forward pass", 1, 1 << 20));
+  s.add(choice_key("eval.dtype", "fp32",
+                   "compute dtype of eval and generate (--dtype): bf16 rounds the loaded weights to bf16 and "
+                   "computes as train.param_dtype = bf16 does (bf16 activations, bf16 GEMMs with fp32 "
+                   "accumulation); train takes train.param_dtype instead",
+                   {"fp32", "bf16"}));
 }
 
 void add_generate_keys(ConfigSchema& s) {
@@ -99,9 +104,9 @@ void add_train_keys(ConfigSchema& s) {
   s.add(int_key("train.seed", "0", "seed for data shuffling", 0));
   s.add(choice_key("train.param_dtype", "fp32",
                    "dtype of the gathered parameters, as torch FSDP's MixedPrecision param_dtype: bf16 rounds each "
-                   "unit's master shard to bf16 before its all-gather (half the bytes) and computes with the rounded "
-                   "weights; on CUDA the GEMMs also run in bf16 with fp32 accumulation. Master weights, gradients "
-                   "and AdamW stay fp32",
+                   "unit's master shard to bf16 before its all-gather (half the bytes) and computes in bf16 on both "
+                   "backends: bf16 weights and stored activations, bf16 GEMMs with fp32 accumulation, every other "
+                   "op in fp32 rounding what it stores. Master weights, gradients and AdamW stay fp32",
                    {"fp32", "bf16"}));
   s.add(int_key("train.max_nonfinite_skips", "3",
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));

@@ -231,10 +231,11 @@ const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const Tens
 }
 
 ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be,
-                                  quant::Kind base_quant) {
+                                  quant::Kind base_quant, bool bf16) {
   ResidentModel m;
   m.config = read_model_config(model_dir);
   ModelOptions opts;
+  opts.bf16_storage = bf16;
   if (!adapter_dir.empty()) opts.lora = read_adapter_config(adapter_dir);
   m.model = std::make_unique<LlamaModel>(m.config, be, opts);
   m.params = std::make_unique<ResidentParams>(be, m.model->layout());
@@ -261,6 +262,7 @@ ResidentModel load_resident_model(const std::string& model_dir, const std::strin
     }
   }
   if (!adapter_dir.empty()) load_adapter(adapter_dir, m.model->layout(), be, *m.params);
+  if (bf16) m.params->round_copies_to_bf16();
   return m;
 }
 

@@ -42,7 +42,7 @@ struct ResidentModel {
 // sees them (quantized and dequantized, bit for bit as training does), so an
 // adapter is evaluated on the base it was trained against.
 ResidentModel load_resident_model(const std::string& model_dir, const std::string& adapter_dir, Backend& be,
-                                  quant::Kind base_quant = quant::Kind::kNone);
+                                  quant::Kind base_quant = quant::Kind::kNone, bool bf16 = false);
 
 // Creates model_dir (and parents) and writes config.json (atomically).
 void save_model_config(const std::string& model_dir, const LlamaConfig& cfg, bool bf16);

@@ -625,7 +625,7 @@ LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
   cfg_.validate("model config");
   if (opts_.bf16_storage) {
     LLAMAFT_REQUIRE(be_.has_bf16_storage(), "the ", be_.name(),
-                    " backend computes in fp32 only; bf16 activations need the CUDA backend");
+                    " backend computes in fp32 only; bf16 activations need the cpu or cuda backend");
     impl_ = std::make_unique<Engine<bf16>>(cfg_, be_, opts_, layout_);
   } else {
     impl_ = std::make_unique<Engine<float>>(cfg_, be_, opts_, layout_);
@@ -661,6 +661,22 @@ float* ResidentParams::grads(int unit) {
     be_.fill(grads_[unit].data(), 0.f, grads_[unit].size());
   }
   return grads_[unit].data();
+}
+
+void ResidentParams::round_copies_to_bf16() {
+  half_.clear();
+  half_.resize(params_.size());
+  for (size_t u = 0; u < params_.size(); ++u) {
+    const size_t n = params_[u].size();
+    half_[u].resize(be_, n + (n & 1));  // pack_bf16 writes whole words
+    be_.pack_bf16(params_[u].data(), reinterpret_cast<float*>(half_[u].data()), n);
+  }
+}
+
+const bf16* ResidentParams::params_bf16(int unit) {
+  LLAMAFT_REQUIRE(static_cast<size_t>(unit) < half_.size(), "unit ", unit,
+                  ": no bf16 copy of the resident parameters (round_copies_to_bf16 was not called)");
+  return half_[unit].data();
 }
 
 void ResidentParams::zero_grads() {

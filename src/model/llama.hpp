@@ -115,6 +115,10 @@ class ResidentParams : public UnitAccess {
   ResidentParams(Backend& be, const ParamLayout& layout);
   const float* params(int unit) override { return params_[unit].data(); }
   float* mutable_params(int unit) { return params_[unit].data(); }
+  // bf16 copies of every unit (rounded to nearest even), for a bf16-storage
+  // model; params_bf16 refuses until they exist. Call once the fp32 values are final.
+  void round_copies_to_bf16();
+  const bf16* params_bf16(int unit) override;
   float* grads(int unit) override;
   void zero_grads();
   const float* grad_data(int unit) const { return grads_[unit].data(); }
@@ -124,6 +128,7 @@ class ResidentParams : public UnitAccess {
  private:
   Backend& be_;
   std::vector<DeviceArray<float>> params_, grads_;
+  std::vector<DeviceArray<bf16>> half_;
 };
 
 }  // namespace llamaft

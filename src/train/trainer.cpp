@@ -136,8 +136,7 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   model_options_.lora = settings_.lora;
   model_options_.lora_dropout = static_cast<float>(settings_.lora.dropout);
   dropout_seed_ = rowmath::mix64(settings_.seed ^ 0xD50u);
-  // bf16 activations where the backend has them (CUDA); the CPU reference
-  // widens the bf16-gathered weights and computes in fp32.
+  // bf16 activations and GEMMs (both backends have bf16 storage).
   model_options_.bf16_storage = settings_.bf16_params && backend_->has_bf16_storage();
   model_ = std::make_unique<LlamaModel>(model_config_, *backend_, model_options_);
   // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
@@ -225,6 +224,7 @@ void Trainer::write_run_info(const Config& cfg) {
       {"strategy", strategy_name(settings_.strategy)},
       {"method", settings_.method},
       {"backend", backend_->name()},
+      {"compute", model_options_.bf16_storage ? "bf16 (GEMMs: " + backend_->bf16_gemm_name() + ")" : "fp32"},
       {"omp_threads", omp_get_max_threads()},
       {"slurm_job_id", job ? job : ""},
       {"restarts", restarts_},
@@ -265,6 +265,12 @@ void Trainer::write_run_info(const Config& cfg) {
             << plan.params / 1048576.0 << ", grads " << plan.grads / 1048576.0 << ", optimizer "
             << plan.optimizer / 1048576.0 << ", activations " << plan.activations / 1048576.0 << ", buffers "
             << plan.buffers / 1048576.0 << ")\n";
+  std::cerr << "llamaft train: " << backend_->name() << " computing in "
+            << (model_options_.bf16_storage
+                    ? "bf16 (bf16 weights and activations, fp32 master weights, gradients and AdamW; GEMMs: " +
+                          backend_->bf16_gemm_name() + ")"
+                    : std::string("fp32"))
+            << "\n";
 }
 
 StepMetrics Trainer::step() {

@@ -3,6 +3,14 @@
 // GPUs, so it is written for speed as well as clarity: attention runs as
 // per-head GEMMs over query blocks (the causal upper triangle is skipped
 // block-wise), and every row op is one parallel loop over rows.
+//
+// With train.param_dtype = bf16 it also computes as the CUDA backend does
+// (backend.hpp's "bf16 storage"): bf16 activations and gathered weights, bf16
+// GEMMs with fp32 accumulation (gemm_bf16.hpp: oneDNN on AVX512-BF16, else
+// exact widening and SGEMM), and every other op widening its bf16 inputs,
+// computing in fp32 with the same rowmath functions, and rounding once what
+// it stores. Attention rounds P and dS to bf16 before their products, as the
+// tensor-core kernels (kernels/attention_tc.cu) do for head_dim 64 and 128.
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +22,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/gemm.hpp"
+#include "backend/cpu/gemm_bf16.hpp"
 #include "backend/row_math.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -27,7 +36,7 @@ constexpr int kQueryBlock = 64;
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : gemm_impl_(cpu::default_gemm_impl()) {}
+  CpuBackend() : gemm_impl_(cpu::default_gemm_impl()), bf16_path_(cpu::bf16_gemm_path()) {}
   std::string name() const override { return std::string("cpu/") + cpu::gemm_impl_name(gemm_impl_); }
   bool host_resident() const override { return true; }
 
@@ -182,10 +191,14 @@ class CpuBackend final : public Backend {
   }
 
   void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
-                     float* lse) override;
+                     float* lse) override {
+    attention_fwd_core(s, q, k, v, out, lse, false);
+  }
   void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
                      const float* out, const float* lse, const float* dout, float* dq, float* dk,
-                     float* dv) override;
+                     float* dv) override {
+    attention_bwd_core(s, q, k, v, out, lse, dout, dq, dk, dv, false);
+  }
 
   void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
                float p) override {
@@ -215,8 +228,166 @@ class CpuBackend final : public Backend {
     codec.dequantize(regions, out);  // host memory: no staging; parallel over items
   }
 
-  // The two bf16 data movements (no bf16 arithmetic: the CPU computes in
-  // fp32), so FSDP's bf16 units can be checked at any shard count here.
+
+  // ---- bf16 storage ------------------------------------------------------------------
+  bool has_bf16_storage() const override { return true; }
+  std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
+
+  void fill(bf16* p, float value, size_t n) override {
+    const bf16 v(value);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) p[i] = v;
+  }
+  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
+            float beta, bf16* c, int ldc) override {
+    cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
+            float beta, float* c, int ldc) override {
+    cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) y[i] = bf16(static_cast<float>(y[i]) + alpha * static_cast<float>(x[i]));
+  }
+  void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) override {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i)
+      std::memcpy(out + static_cast<size_t>(i) * dim, table + static_cast<size_t>(ids[i]) * dim, sizeof(bf16) * dim);
+  }
+  void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) override {
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int c0 = dim * t / nt, c1 = dim * (t + 1) / nt;
+      for (int i = 0; i < n; ++i) {
+        float* dst = dtable + static_cast<size_t>(ids[i]) * dim;
+        const bf16* src = dout + static_cast<size_t>(i) * dim;
+        for (int c = c0; c < c1; ++c) dst[c] += static_cast<float>(src[c]);
+      }
+    }
+  }
+  void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) override {
+    std::vector<float> wf(dim);
+    cpu::widen_bf16(w, wf.data(), dim);
+#pragma omp parallel
+    {
+      std::vector<float> xf(dim), yf(dim);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const size_t o = static_cast<size_t>(r) * dim;
+        cpu::widen_bf16(x + o, xf.data(), dim);
+        rstd[r] = rmsnorm_row_fwd(xf.data(), wf.data(), yf.data(), dim, eps);
+        cpu::round_to_bf16(yf.data(), y + o, dim);
+      }
+    }
+  }
+  void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw, int rows,
+                   int dim) override {
+    std::vector<float> wf(dim);
+    cpu::widen_bf16(w, wf.data(), dim);
+    const int nt = omp_get_max_threads();
+    std::vector<float> partial(dw ? static_cast<size_t>(nt) * dim : 0, 0.f);
+#pragma omp parallel
+    {
+      std::vector<float> dyf(dim), xf(dim), dxf(dim);
+      float* my_dw = dw ? partial.data() + static_cast<size_t>(omp_get_thread_num()) * dim : nullptr;
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const size_t o = static_cast<size_t>(r) * dim;
+        cpu::widen_bf16(dy + o, dyf.data(), dim);
+        cpu::widen_bf16(x + o, xf.data(), dim);
+        rmsnorm_row_bwd(dyf.data(), xf.data(), wf.data(), rstd[r], dxf.data(), my_dw, dim);
+        cpu::round_to_bf16(dxf.data(), dx + o, dim);
+      }
+    }
+    if (dw)
+      for (int t = 0; t < nt; ++t)
+        for (int i = 0; i < dim; ++i) dw[i] += partial[static_cast<size_t>(t) * dim + i];
+  }
+  void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
+            bool inverse) override {
+    const int half = head_dim / 2;
+#pragma omp parallel
+    {
+      std::vector<float> cs(half), sn(half);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const float pos = static_cast<float>(positions[r]);
+        for (int i = 0; i < half; ++i) {
+          const float angle = pos * inv_freq[i];
+          cs[i] = cosf(angle);
+          sn[i] = inverse ? -sinf(angle) : sinf(angle);
+        }
+        bf16* row = x + static_cast<size_t>(r) * ld;
+        for (int h = 0; h < n_heads; ++h) {
+          bf16* v = row + h * head_dim;
+          for (int i = 0; i < half; ++i) {
+            float a = static_cast<float>(v[i]), b = static_cast<float>(v[i + half]);
+            rope_rotate(a, b, cs[i], sn[i]);
+            v[i] = bf16(a);
+            v[i + half] = bf16(b);
+          }
+        }
+      }
+    }
+  }
+  void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const bf16* g = gate + static_cast<size_t>(r) * ld_in;
+      const bf16* u = up + static_cast<size_t>(r) * ld_in;
+      bf16* o = out + static_cast<size_t>(r) * n;
+      for (int i = 0; i < n; ++i)
+        o[i] = bf16(rowmath::swiglu_fwd(static_cast<float>(g[i]), static_cast<float>(u[i])));
+    }
+  }
+  void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
+                  int ld_dgrad, int rows, int n) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const bf16* g = gate + static_cast<size_t>(r) * ld_in;
+      const bf16* u = up + static_cast<size_t>(r) * ld_in;
+      const bf16* d = dout + static_cast<size_t>(r) * n;
+      bf16* dg = dgate + static_cast<size_t>(r) * ld_dgrad;
+      bf16* du = dup + static_cast<size_t>(r) * ld_dgrad;
+      for (int i = 0; i < n; ++i) {
+        float dgf, duf;
+        rowmath::swiglu_bwd(static_cast<float>(d[i]), static_cast<float>(g[i]), static_cast<float>(u[i]), dgf, duf);
+        dg[i] = bf16(dgf);
+        du[i] = bf16(duf);
+      }
+    }
+  }
+  void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                     float* lse) override;
+  void attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                     const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) override;
+  void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                          float scale) override {
+#pragma omp parallel
+    {
+      std::vector<float> row(vocab);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        bf16* stored = logits + static_cast<size_t>(r) * vocab;
+        cpu::widen_bf16(stored, row.data(), vocab);
+        loss[r] = cross_entropy_row(row.data(), labels[r], vocab, scale);
+        cpu::round_to_bf16(row.data(), stored, vocab);
+      }
+    }
+  }
+  void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+               float p) override {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const size_t base = static_cast<size_t>(r) * cols;
+      const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
+      for (int c = 0; c < cols; ++c)
+        out[base + c] = bf16(static_cast<float>(x[base + c]) * rowmath::dropout_factor(key, salt, idx0 + c, p));
+    }
+  }
+
   void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; ++r) {
@@ -234,25 +405,33 @@ class CpuBackend final : public Backend {
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      float* row = logits + static_cast<size_t>(r) * vocab;
-      const int label = labels[r];
-      if (label == kIgnoreIndex) {
-        loss[r] = 0.f;
-        std::memset(row, 0, sizeof(float) * vocab);
-        continue;
-      }
-      float mx = -INFINITY;
-      for (int i = 0; i < vocab; ++i) mx = std::max(mx, row[i]);
-      float se = 0.f;
-      for (int i = 0; i < vocab; ++i) se += expf(row[i] - mx);
-      const float lse_r = mx + logf(se);
-      loss[r] = lse_r - row[label];
-      for (int i = 0; i < vocab; ++i) row[i] = ce_grad_elem(row[i], lse_r, i == label, scale);
-    }
+    for (int r = 0; r < rows; ++r)
+      loss[r] = cross_entropy_row(logits + static_cast<size_t>(r) * vocab, labels[r], vocab, scale);
   }
 
  private:
+  // One row of cross_entropy_rows in fp32: returns the loss, leaves the gradient in row.
+  static float cross_entropy_row(float* row, int label, int vocab, float scale) {
+    if (label == kIgnoreIndex) {
+      std::memset(row, 0, sizeof(float) * vocab);
+      return 0.f;
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < vocab; ++i) mx = std::max(mx, row[i]);
+    float se = 0.f;
+    for (int i = 0; i < vocab; ++i) se += expf(row[i] - mx);
+    const float lse_r = mx + logf(se);
+    const float loss = lse_r - row[label];
+    for (int i = 0; i < vocab; ++i) row[i] = ce_grad_elem(row[i], lse_r, i == label, scale);
+    return loss;
+  }
+
+  // fp32 attention; round_p rounds P and dS to bf16 before their products.
+  void attention_fwd_core(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
+                          float* lse, bool round_p);
+  void attention_bwd_core(const AttnShape& s, const float* q, const float* k, const float* v, const float* out,
+                          const float* lse, const float* dout, float* dq, float* dk, float* dv, bool round_p);
+
   // Allowed key range [lo, hi) for query t of batch row b.
   static void key_range(const AttnShape& s, int b, int t, int* lo, int* hi) {
     *hi = std::min(s.tk, s.q_offset + t + 1);
@@ -260,10 +439,11 @@ class CpuBackend final : public Backend {
   }
 
   cpu::GemmImpl gemm_impl_;
+  cpu::Bf16GemmPath bf16_path_;
 };
 
-void CpuBackend::attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v,
-                               float* out, float* lse) {
+void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const float* k, const float* v,
+                                    float* out, float* lse, bool round_p) {
   const int group = s.n_heads / s.n_kv_heads;
   const int hd = s.head_dim;
   const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
@@ -271,6 +451,7 @@ void CpuBackend::attention_fwd(const AttnShape& s, const float* q, const float* 
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(kQueryBlock) * s.tk);  // (rows, kend)
+    float inv_sum[kQueryBlock];
 #pragma omp for schedule(dynamic)
     for (int task = 0; task < tasks; ++task) {
       const int qb = task % n_qblocks;
@@ -298,17 +479,25 @@ void CpuBackend::attention_fwd(const AttnShape& s, const float* q, const float* 
           se += p;
         }
         const float inv = 1.f / se;
-        for (int j = lo; j < hi; ++j) row[j] *= inv;
+        if (round_p) {  // bf16 P, unnormalised; O is divided by the fp32 row sum afterwards
+          inv_sum[r] = inv;
+          for (int j = lo; j < hi; ++j) row[j] = static_cast<float>(bf16(row[j]));
+        } else {
+          for (int j = lo; j < hi; ++j) row[j] *= inv;
+        }
         lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + t0 + r] = mx + logf(se);
       }
       cpu::sgemm(gemm_impl_, false, false, rows, hd, kend, 1.f, S, kend, vg, s.ldv, 0.f, oh, s.ldo);
+      if (round_p)
+        for (int r = 0; r < rows; ++r)
+          for (int i = 0; i < hd; ++i) oh[static_cast<size_t>(r) * s.ldo + i] *= inv_sum[r];
     }
   }
 }
 
-void CpuBackend::attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
-                               const float* out, const float* lse, const float* dout, float* dq,
-                               float* dk, float* dv) {
+void CpuBackend::attention_bwd_core(const AttnShape& s, const float* q, const float* k, const float* v,
+                                    const float* out, const float* lse, const float* dout, float* dq,
+                                    float* dk, float* dv, bool round_p) {
   const int group = s.n_heads / s.n_kv_heads;
   const int hd = s.head_dim;
   const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
@@ -356,6 +545,11 @@ void CpuBackend::attention_bwd(const AttnShape& s, const float* q, const float* 
               p[j] = ok ? expf(p[j] - lse_h[r]) : 0.f;
               ds[j] = ok ? p[j] * (ds[j] - D) : 0.f;
             }
+            if (round_p)
+              for (int j = 0; j < kend; ++j) {
+                p[j] = static_cast<float>(bf16(p[j]));
+                ds[j] = static_cast<float>(bf16(ds[j]));
+              }
           }
           cpu::sgemm(gemm_impl_, false, false, rows, hd, kend, s.scale, dP.data(), kend, kg, s.ldk,
                      0.f, dqh, s.ldq);
@@ -367,6 +561,60 @@ void CpuBackend::attention_bwd(const AttnShape& s, const float* q, const float* 
       }
     }
   }
+}
+
+// ---- bf16 attention: widened (exactly) to fp32, computed by the cores above
+// with bf16 P and dS where the GPU's tensor-core kernels round them, and
+// rounded once on the way out.
+namespace {
+// rows x cols of x (row stride ld) -> compact fp32.
+std::vector<float> widen_rows(const bf16* x, int ld, size_t rows, int cols) {
+  std::vector<float> out(rows * cols);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < static_cast<int64_t>(rows); ++r)
+    cpu::widen_bf16(x + r * ld, out.data() + r * cols, cols);
+  return out;
+}
+void round_rows(const std::vector<float>& x, int cols, bf16* out, int ld) {
+  const int64_t rows = static_cast<int64_t>(x.size() / cols);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) cpu::round_to_bf16(x.data() + r * cols, out + r * ld, cols);
+}
+// The tensor-core kernels' head dims (kernels/attention_tc.cu); other head
+// dims run the GPU's SIMT kernels, which keep P and dS in fp32.
+bool rounds_p(int head_dim) { return head_dim == 64 || head_dim == 128; }
+AttnShape compact(const AttnShape& s) {
+  AttnShape c = s;
+  c.ldq = c.ldo = s.n_heads * s.head_dim;
+  c.ldk = c.ldv = s.n_kv_heads * s.head_dim;
+  return c;
+}
+}  // namespace
+
+void CpuBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                               float* lse) {
+  const AttnShape c = compact(s);
+  const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
+  const std::vector<float> qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
+                           vf = widen_rows(v, s.ldv, krows, c.ldv);
+  std::vector<float> of(qrows * c.ldo);
+  attention_fwd_core(c, qf.data(), kf.data(), vf.data(), of.data(), lse, rounds_p(s.head_dim));
+  round_rows(of, c.ldo, out, s.ldo);
+}
+
+void CpuBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                               const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
+  const AttnShape c = compact(s);
+  const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
+  const std::vector<float> qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
+                           vf = widen_rows(v, s.ldv, krows, c.ldv), of = widen_rows(out, s.ldo, qrows, c.ldo),
+                           dof = widen_rows(dout, s.ldo, qrows, c.ldo);
+  std::vector<float> dqf(qrows * c.ldq), dkf(krows * c.ldk), dvf(krows * c.ldv);
+  attention_bwd_core(c, qf.data(), kf.data(), vf.data(), of.data(), lse, dof.data(), dqf.data(), dkf.data(),
+                     dvf.data(), rounds_p(s.head_dim));
+  round_rows(dqf, c.ldq, dq, s.ldq);
+  round_rows(dkf, c.ldk, dk, s.ldk);
+  round_rows(dvf, c.ldv, dv, s.ldv);
 }
 
 }  // namespace

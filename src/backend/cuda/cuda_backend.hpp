@@ -94,6 +94,7 @@ class CudaBackend final : public Backend {
   void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override;
 
   bool has_bf16_storage() const override { return true; }
+  std::string bf16_gemm_name() const override { return "cuBLASLt, tensor cores"; }
   void fill(bf16* p, float value, size_t n) override;
   void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
             int ldb, float beta, bf16* c, int ldc) override;

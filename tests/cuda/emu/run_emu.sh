@@ -55,7 +55,7 @@ for src in "${sources[@]}"; do
 done
 printf '%s\0' "${pairs[@]}" | xargs -0 -n2 -P2 bash -c 'compile "$0" "$1" '"$(printf '%q ' "${flags[@]}")"
 
-g++ -fopenmp -o "$out/cuda_tests_emu" "${objs[@]}" -L"$blas_lib" -Wl,-rpath,"$blas_lib" -lopenblas \
+g++ -fopenmp -o "$out/cuda_tests_emu" "${objs[@]}" -L"$blas_lib" -Wl,-rpath,"$blas_lib" -lopenblas -ldnnl \
     -lgtest_main -lgtest -pthread
 
 for order in forward reverse; do

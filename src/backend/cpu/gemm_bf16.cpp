@@ -1,0 +1,185 @@
+#include "backend/cpu/gemm_bf16.hpp"
+
+#include <dnnl.hpp>
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace llamaft::cpu {
+
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
+Bf16GemmPath bf16_gemm_path() {
+  static const Bf16GemmPath path = [] {
+    const char* env = std::getenv("LLAMAFT_BF16_GEMM");
+    if (env && std::strcmp(env, "widened") == 0) return Bf16GemmPath::kWidened;
+    if (env && std::strcmp(env, "onednn") == 0) {
+      LLAMAFT_REQUIRE(cpu_has_avx512_bf16(), "LLAMAFT_BF16_GEMM=onednn, but this CPU has no AVX512-BF16; "
+                                             "unset it to use the widened fp32 path");
+      return Bf16GemmPath::kOneDnn;
+    }
+    LLAMAFT_REQUIRE(!env || !*env, "LLAMAFT_BF16_GEMM=", env, " is not a bf16 GEMM path (onednn, widened)");
+    return cpu_has_avx512_bf16() ? Bf16GemmPath::kOneDnn : Bf16GemmPath::kWidened;
+  }();
+  return path;
+}
+
+const char* bf16_gemm_path_name(Bf16GemmPath path) {
+  return path == Bf16GemmPath::kOneDnn ? "onednn avx512_bf16" : "widened to fp32 (no avx512_bf16)";
+}
+
+void widen_bf16(const bf16* x, float* y, size_t n) {
+  const auto* bits = reinterpret_cast<const uint16_t*>(x);
+#pragma omp parallel for schedule(static) if (n > 262144)
+  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) y[i] = bf16_to_f32(bits[i]);
+}
+
+void round_to_bf16(const float* x, bf16* y, size_t n) {
+  auto* bits = reinterpret_cast<uint16_t*>(y);
+#pragma omp parallel for schedule(static) if (n > 262144)
+  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) bits[i] = f32_to_bf16(x[i]);
+}
+
+namespace {
+
+// ---- oneDNN matmul ---------------------------------------------------------------
+// One primitive per (shape, strides, types, alpha, beta), built on first use.
+// A stored row-major (rows, cols) with leading dimension ld, read transposed,
+// is the same memory with strides {1, ld}: no copies either way.
+using Key = std::array<int64_t, 12>;
+
+struct OneDnn {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<Key, dnnl::matmul> plans;
+  std::mutex mu;
+};
+
+OneDnn& onednn() {
+  static OneDnn* o = new OneDnn();  // never destroyed: GEMMs may run from static destructors' callers
+  return *o;
+}
+
+uint32_t float_key(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
+                   int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta, void* c,
+                   int ldc) {
+  using dnnl::memory;
+  OneDnn& o = onednn();
+  const Key key = {ta, tb, m, n, k, lda, ldb, ldc, static_cast<int64_t>(in_type), static_cast<int64_t>(out_type),
+                   float_key(alpha), float_key(beta)};
+  std::lock_guard<std::mutex> lock(o.mu);
+  auto it = o.plans.find(key);
+  if (it == o.plans.end()) {
+    const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
+    const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+    const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
+    dnnl::primitive_attr attr;
+    if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.f) {
+      dnnl::post_ops po;
+      po.append_sum(beta);
+      attr.set_post_ops(po);
+    }
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, o.engine);
+      it = o.plans.emplace(key, dnnl::matmul(pd)).first;
+    } catch (const dnnl::error& e) {
+      LLAMAFT_FAIL("oneDNN has no matmul for ", m, "x", n, "x", k, " (", e.what(), ")");
+    }
+  }
+  const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
+  const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+  const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
+  memory am(a_md, o.engine, const_cast<void*>(a)), bm(b_md, o.engine, const_cast<void*>(b)), cm(c_md, o.engine, c);
+  it->second.execute(o.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  o.stream.wait();
+}
+
+// ---- widened path ------------------------------------------------------------------
+// A stored (rows, cols) block with leading dimension ld, widened to a compact one.
+const float* widen_block(const bf16* x, int rows, int cols, int ld, std::vector<float>& buf) {
+  buf.resize(static_cast<size_t>(rows) * cols);
+  if (ld == cols) {
+    widen_bf16(x, buf.data(), buf.size());
+  } else {
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(rows) * cols > 262144)
+    for (int r = 0; r < rows; ++r)
+      widen_bf16(x + static_cast<size_t>(r) * ld, buf.data() + static_cast<size_t>(r) * cols, cols);
+  }
+  return buf.data();
+}
+
+struct Scratch {
+  std::vector<float> a, b, c;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+void widened_gemm(GemmImpl impl, bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda,
+                  const bf16* b, int ldb, float beta, float* c, int ldc) {
+  Scratch& s = scratch();
+  const float* wa = widen_block(a, ta ? k : m, ta ? m : k, lda, s.a);
+  const float* wb = widen_block(b, tb ? n : k, tb ? k : n, ldb, s.b);
+  sgemm(impl, ta, tb, m, n, k, alpha, wa, ta ? m : k, wb, tb ? k : n, beta, c, ldc);
+}
+
+}  // namespace
+
+void gemm_bf16(Bf16GemmPath path, GemmImpl impl, bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a,
+               int lda, const bf16* b, int ldb, float beta, float* c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k == 0 || path == Bf16GemmPath::kWidened) {
+    widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  onednn_matmul(dnnl::memory::data_type::bf16, dnnl::memory::data_type::f32, ta, tb, m, n, k, alpha, a, lda, b,
+                ldb, beta, c, ldc);
+}
+
+void gemm_bf16(Bf16GemmPath path, GemmImpl impl, bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a,
+               int lda, const bf16* b, int ldb, float beta, bf16* c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k > 0 && path == Bf16GemmPath::kOneDnn) {
+    onednn_matmul(dnnl::memory::data_type::bf16, dnnl::memory::data_type::bf16, ta, tb, m, n, k, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+    return;
+  }
+  // fp32 C, computed in fp32 (beta applied to the widened old C), rounded once.
+  Scratch& s = scratch();
+  std::vector<float>& wc = s.c;
+  wc.resize(static_cast<size_t>(m) * n);
+  if (beta != 0.f) widen_block(c, m, n, ldc, wc);
+  widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, wc.data(), n);
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(m) * n > 262144)
+  for (int r = 0; r < m; ++r) round_to_bf16(wc.data() + static_cast<size_t>(r) * n, c + static_cast<size_t>(r) * ldc, n);
+}
+
+void onednn_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                  int ldb, float beta, float* c, int ldc) {
+  if (m <= 0 || n <= 0) return;
+  onednn_matmul(dnnl::memory::data_type::f32, dnnl::memory::data_type::f32, ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                beta, c, ldc);
+}
+
+}  // namespace llamaft::cpu

@@ -1,0 +1,45 @@
+// Host GEMMs over bf16 operands with fp32 accumulation: the CPU twin of the
+// CUDA backend's cuBLASLt bf16 GEMMs (train.param_dtype = bf16).
+//
+// Two paths, chosen once per process from the CPU's features:
+//  - kOneDnn: oneDNN's matmul primitive on CPUs with AVX512-BF16 (and AMX
+//    where present), which multiplies bf16 pairs in hardware (VDPBF16PS) and
+//    accumulates in fp32;
+//  - kWidened: every other CPU. The bf16 operands are widened to fp32, which
+//    is exact, and multiplied by the fp32 SGEMM; a product of two bf16 values
+//    has at most 16 significant bits, so it is exact in fp32 and the two paths
+//    differ only in the order of the fp32 accumulation.
+// Either way the result is alpha * op(A) op(B) + beta * C computed in fp32,
+// rounded once to nearest even when C is bf16. LLAMAFT_BF16_GEMM=widened
+// forces the second path (and =onednn the first, refused without AVX512-BF16).
+#pragma once
+
+#include "backend/cpu/gemm.hpp"
+#include "core/dtype.hpp"
+
+namespace llamaft::cpu {
+
+enum class Bf16GemmPath { kOneDnn, kWidened };
+
+bool cpu_has_avx512_bf16();
+Bf16GemmPath bf16_gemm_path();  // from LLAMAFT_BF16_GEMM, else the CPU's features
+const char* bf16_gemm_path_name(Bf16GemmPath path);
+
+// Row-major C(M,N) = alpha * op(A)(M,K) op(B)(K,N) + beta * C.
+void gemm_bf16(Bf16GemmPath path, GemmImpl fp32_impl, bool trans_a, bool trans_b, int m, int n, int k,
+               float alpha, const bf16* a, int lda, const bf16* b, int ldb, float beta, float* c, int ldc);
+void gemm_bf16(Bf16GemmPath path, GemmImpl fp32_impl, bool trans_a, bool trans_b, int m, int n, int k,
+               float alpha, const bf16* a, int lda, const bf16* b, int ldb, float beta, bf16* c, int ldc);
+
+// oneDNN's matmul over fp32 operands, through the same primitive setup
+// (strides, transposes, alpha as the output scale, beta as a sum post-op) as
+// the bf16 path: it runs on every CPU, so the tests check that setup here
+// even where the bf16 kernels cannot run.
+void onednn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                  const float* b, int ldb, float beta, float* c, int ldc);
+
+// Widening and rounding of n contiguous values (OpenMP across the range when large).
+void widen_bf16(const bf16* x, float* y, size_t n);
+void round_to_bf16(const float* x, bf16* y, size_t n);
+
+}  // namespace llamaft::cpu
