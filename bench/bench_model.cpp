@@ -2,12 +2,14 @@
 // (dim 288, 6 layers, 6 heads, vocab 32000), printed as one JSON line with
 // tokens/s, achieved GFLOP/s and the machine's measured SGEMM peak (a large
 // GEMM in the same run). bench/run_cpu_bench.sh compares it with PyTorch.
-// Usage: bench_model [batch=4] [seq=256] [steps=5]
+// Usage: bench_model [batch=4] [seq=256] [steps=5] [fp32|bf16] [preset=small]
+// bf16 computes as train.param_dtype = bf16 does (bf16 weights and activations).
 #include <omp.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/gemm.hpp"
@@ -36,15 +38,19 @@ int main(int argc, char** argv) {
   const int batch = argc > 1 ? std::atoi(argv[1]) : 4;
   const int seq = argc > 2 ? std::atoi(argv[2]) : 256;
   const int steps = argc > 3 ? std::atoi(argv[3]) : 5;
-  LlamaConfig cfg = preset_config("small");
+  const bool bf16 = argc > 4 && std::string(argv[4]) == "bf16";
+  LlamaConfig cfg = preset_config(argc > 5 ? argv[5] : "small");
   auto be = make_cpu_backend();
-  LlamaModel model(cfg, *be);
+  ModelOptions opts;
+  opts.bf16_storage = bf16;
+  LlamaModel model(cfg, *be, opts);
   ResidentParams params(*be, model.layout());
   for (int u = 0; u < params.num_units(); ++u) {
     Rng rng(1, u);
     float* w = params.mutable_params(u);
     for (int64_t i = 0; i < params.unit_numel(u); ++i) w[i] = float(0.02 * rng.normal());
   }
+  if (bf16) params.round_copies_to_bf16();
   std::vector<TokenRow> rows(batch);
   Rng rng(2);
   for (auto& r : rows) {
@@ -72,9 +78,9 @@ int main(int argc, char** argv) {
   const double peak = sgemm_peak_gflops();
   const double achieved = flops_per_token * tokens / secs / 1e9;
   std::printf(
-      "{\"impl\": \"llamaft-%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"step_s\": %.4f, "
+      "{\"impl\": \"llamaft-%s%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"step_s\": %.4f, "
       "\"tokens_per_s\": %.1f, \"gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"fraction_of_peak\": %.3f}\n",
-      cpu::gemm_impl_name(cpu::default_gemm_impl()), omp_get_max_threads(), batch, seq, secs, tokens / secs,
+      cpu::gemm_impl_name(cpu::default_gemm_impl()), bf16 ? "-bf16" : "", omp_get_max_threads(), batch, seq, secs, tokens / secs,
       achieved, peak, achieved / peak);
   return 0;
 }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# llamaft against today's PyTorch on this CPU, in one run, on the same
+# threads, the same HF model directories (written by `llamaft init`) and the
+# same tokens: training with AdamW and gradient clipping, tokens/s.
+#
+#   llamaft: np 1, OMP threads = every core; train.param_dtype fp32 and bf16
+#   torch 2.x: transformers' LlamaForCausalLM (sdpa) with torch.optim.AdamW
+#     and clip_grad_norm_ (bench/torch2_peer.py): eager fp32, bf16 autocast,
+#     torch.compile; LoRA and QLoRA through PEFT (and bitsandbytes' NF4)
+#
+# Shapes: stories15M (`small`) and the 110M shape (`medium`) at batch 4 x 256;
+# llama3.2-1b at batch 1 x 512 for 2 timed steps; LoRA / QLoRA (r 16, every
+# linear layer) on the 110M shape.
+#
+# torch 2.x from PyPI brings ~5 GB of CUDA wheels, so it lives in a bench-only
+# venv that this script creates on first use ($TORCH2_VENV, default
+# .venv-torch2 in the repo, git-ignored); never in CI.
+# Usage: bench/run_torch2_bench.sh [SHAPES...]   (default: small medium lora llama3.2-1b)
+#   BENCH_DIR (default /tmp/llamaft-torch2-bench), STEPS (default 4)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${LLAMAFT_BUILD_DIR:-$root/build}
+bin=$build/llamaft
+venv=${TORCH2_VENV:-$root/.venv-torch2}
+work=${BENCH_DIR:-/tmp/llamaft-torch2-bench}
+steps=${STEPS:-4}
+threads=${OMP_NUM_THREADS:-$(nproc)}
+export OMP_NUM_THREADS=$threads OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+shapes=("$@")
+[ ${#shapes[@]} -eq 0 ] && shapes=(small medium lora llama3.2-1b)
+
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
+  echo "== creating the torch 2.x venv at $venv (torch, transformers, peft, bitsandbytes from PyPI; ~6 GB)"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch transformers peft accelerate bitsandbytes
+fi
+py=$venv/bin/python
+mkdir -p "$work"
+results=$work/results.jsonl
+: > "$results"
+
+data() {  # file seq vocab: 16 rows of random tokens
+  /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import json, random, sys
+rng = random.Random(0)
+with open(sys.argv[1], "w") as f:
+    for _ in range(16):
+        f.write(json.dumps({"input_ids": [rng.randrange(3, int(sys.argv[3])) for _ in range(int(sys.argv[2]))]}) + "\n")
+PY
+}
+
+model() {  # preset -> $work/$preset (HF format, seed 0)
+  [ -f "$work/$1/config.json" ] || "$bin" init --preset "$1" --seed 0 --output "$work/$1" >/dev/null
+}
+
+ours() {  # label preset batch seq n_steps [train args...]
+  local label=$1 preset=$2 b=$3 t=$4 n=$5; shift 5
+  local out=$work/run_$label
+  rm -rf "$out"
+  "$bin" train --model.path "$work/$preset" --data.path "$work/data_$preset.jsonl" --data.seq_len "$t" \
+    --data.shuffle false --train.global_batch_size "$b" --train.micro_batch_size "$b" --train.steps $((n + 1)) \
+    --train.warmup_steps 0 --train.lr 1e-4 --train.max_grad_norm 1.0 --output.dir "$out" --output.export false \
+    --output.progress false --checkpoint.at_end false "$@" 2> "$out.log" || { cat "$out.log"; exit 1; }
+  # The first step is the warm-up (first-touch allocation); the others are timed.
+  /usr/bin/python3 - "$out" "$label" "$b" "$t" >> "$results" <<'PY'
+import json, sys
+out, label, b, t = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+m = [json.loads(l) for l in open(f"{out}/metrics.jsonl")][1:]
+info = json.load(open(f"{out}/run_info.json"))
+s = sum(x["step_s"] for x in m) / len(m)
+print(json.dumps({"label": label, "impl": "llamaft", "compute": info.get("compute", ""), "batch": b, "seq": t,
+                  "steps_timed": len(m), "step_s": round(s, 4), "tokens_per_s": round(b * t / s, 1),
+                  "loss_first": m[0]["loss"]}))
+PY
+  tail -1 "$results"
+}
+
+peer() {  # label preset batch seq n_steps mode [extra args]
+  local label=$1 preset=$2 b=$3 t=$4 n=$5 mode=$6; shift 6
+  local line
+  if line=$("$py" "$root/bench/torch2_peer.py" --model "$work/$preset" --data "$work/data_$preset.jsonl" \
+            --mode "$mode" --batch "$b" --seq "$t" --steps "$n" "$@" 2> "$work/peer_$label.log" | tail -1); then
+    echo "$line" | /usr/bin/python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['label']='$label'; print(json.dumps(d))" >> "$results"
+  else
+    echo "{\"label\": \"$label\", \"impl\": \"torch\", \"error\": \"$(tail -1 "$work/peer_$label.log" | tr -d '"\\' | cut -c1-200)\"}" >> "$results"
+  fi
+  tail -1 "$results"
+}
+
+for shape in "${shapes[@]}"; do
+  case $shape in
+    small|medium)
+      model "$shape"; data "$work/data_$shape.jsonl" 256 32000
+      ours "$shape/llamaft-fp32" "$shape" 4 256 "$steps"
+      ours "$shape/llamaft-bf16" "$shape" 4 256 "$steps" --train.param_dtype bf16
+      peer "$shape/torch-fp32" "$shape" 4 256 "$steps" fp32
+      # Without AVX512-BF16 torch's CPU bf16 matmul runs a reference kernel
+      # (<1 GFLOP/s here): one timed step, capped, is enough to measure it.
+      peer "$shape/torch-bf16-autocast" "$shape" 4 256 1 bf16 --warmup 0
+      [ "$shape" = small ] && peer "$shape/torch-compile-fp32" "$shape" 4 256 "$steps" compile --warmup 2
+      ;;
+    lora)
+      model medium; data "$work/data_medium.jsonl" 256 32000
+      lora=(--finetune.method lora --lora.r 16 --lora.alpha 32 --lora.dropout 0)
+      ours "lora/llamaft-lora-fp32" medium 4 256 "$steps" "${lora[@]}"
+      ours "lora/llamaft-lora-bf16" medium 4 256 "$steps" "${lora[@]}" --train.param_dtype bf16
+      ours "lora/llamaft-qlora-fp32" medium 4 256 "$steps" --finetune.method qlora --lora.r 16 --lora.alpha 32 --lora.dropout 0
+      ours "lora/llamaft-qlora-bf16" medium 4 256 "$steps" --finetune.method qlora --lora.r 16 --lora.alpha 32 --lora.dropout 0 --train.param_dtype bf16
+      peer "lora/peft-lora-fp32" medium 4 256 "$steps" lora
+      peer "lora/peft-qlora-nf4" medium 4 256 "$steps" qlora
+      ;;
+    llama3.2-1b)
+      model llama3.2-1b; data "$work/data_llama3.2-1b.jsonl" 512 128256
+      ours "1b/llamaft-fp32" llama3.2-1b 1 512 2
+      ours "1b/llamaft-bf16" llama3.2-1b 1 512 2 --train.param_dtype bf16
+      peer "1b/torch-fp32" llama3.2-1b 1 512 2 fp32
+      ;;
+    *) echo "unknown shape $shape" >&2; exit 2 ;;
+  esac
+done
+
+/usr/bin/python3 - "$results" "$threads" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {r["label"]: r for r in rows}
+print(f"\n== training tokens/s, {sys.argv[2]} threads, one run (llamaft np 1; torch {next((r['impl'] for r in rows if r.get('impl','').startswith('torch ')), '?')})")
+groups = {}
+for r in rows:
+    groups.setdefault(r["label"].split("/")[0], []).append(r)
+for g, rs in groups.items():
+    ref = by.get(f"{g}/torch-fp32") or by.get(f"{g}/peft-lora-fp32")
+    for r in rs:
+        name = r["label"].split("/")[1]
+        if "error" in r:
+            print(f"{g:7} {name:22} failed: {r['error']}")
+            continue
+        ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref and "tokens_per_s" in ref else "-"
+        print(f"{g:7} {name:22} {r['tokens_per_s']:9.1f} tok/s  {r['step_s']:8.3f} s/step  "
+              f"vs the torch fp32 peer: {ratio:>6}  ({r['steps_timed']} timed steps)")
+def ratio(a, b):
+    return by[a]["tokens_per_s"] / by[b]["tokens_per_s"] if a in by and b in by and "tokens_per_s" in by[a] and "tokens_per_s" in by[b] else None
+print()
+for a, b in [("small/llamaft-bf16", "small/torch-bf16-autocast"), ("medium/llamaft-bf16", "medium/torch-bf16-autocast"),
+             ("small/llamaft-bf16", "small/torch-fp32"), ("medium/llamaft-bf16", "medium/torch-fp32"),
+             ("small/llamaft-fp32", "small/torch-fp32"), ("medium/llamaft-fp32", "medium/torch-fp32"),
+             ("small/llamaft-fp32", "small/torch-compile-fp32"),
+             ("lora/llamaft-lora-fp32", "lora/peft-lora-fp32"), ("lora/llamaft-lora-bf16", "lora/peft-lora-fp32"),
+             ("lora/llamaft-qlora-fp32", "lora/peft-qlora-nf4"), ("lora/llamaft-qlora-bf16", "lora/peft-qlora-nf4"),
+             ("1b/llamaft-fp32", "1b/torch-fp32"), ("1b/llamaft-bf16", "1b/torch-fp32")]:
+    r = ratio(a, b)
+    if r is not None:
+        print(f"{a:26} / {b:28} = {r:.2f}x")
+PY
