@@ -55,7 +55,7 @@ model() {  # preset -> $work/$preset (HF format, seed 0)
 
 ours() {  # label preset batch seq n_steps [train args...]
   local label=$1 preset=$2 b=$3 t=$4 n=$5; shift 5
-  local out=$work/run_$label
+  local out=$work/run_${label//\//_}
   rm -rf "$out"
   "$bin" train --model.path "$work/$preset" --data.path "$work/data_$preset.jsonl" --data.seq_len "$t" \
     --data.shuffle false --train.global_batch_size "$b" --train.micro_batch_size "$b" --train.steps $((n + 1)) \
@@ -79,10 +79,10 @@ peer() {  # label preset batch seq n_steps mode [extra args]
   local label=$1 preset=$2 b=$3 t=$4 n=$5 mode=$6; shift 6
   local line
   if line=$("$py" "$root/bench/torch2_peer.py" --model "$work/$preset" --data "$work/data_$preset.jsonl" \
-            --mode "$mode" --batch "$b" --seq "$t" --steps "$n" "$@" 2> "$work/peer_$label.log" | tail -1); then
+            --mode "$mode" --batch "$b" --seq "$t" --steps "$n" "$@" 2> "$work/peer_${label//\//_}.log" | tail -1); then
     echo "$line" | /usr/bin/python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['label']='$label'; print(json.dumps(d))" >> "$results"
   else
-    echo "{\"label\": \"$label\", \"impl\": \"torch\", \"error\": \"$(tail -1 "$work/peer_$label.log" | tr -d '"\\' | cut -c1-200)\"}" >> "$results"
+    echo "{\"label\": \"$label\", \"impl\": \"torch\", \"error\": \"$(tail -1 "$work/peer_${label//\//_}.log" | tr -d '"\\' | cut -c1-200)\"}" >> "$results"
   fi
   tail -1 "$results"
 }
@@ -94,9 +94,14 @@ for shape in "${shapes[@]}"; do
       ours "$shape/llamaft-fp32" "$shape" 4 256 "$steps"
       ours "$shape/llamaft-bf16" "$shape" 4 256 "$steps" --train.param_dtype bf16
       peer "$shape/torch-fp32" "$shape" 4 256 "$steps" fp32
-      # Without AVX512-BF16 torch's CPU bf16 matmul runs a reference kernel
-      # (<1 GFLOP/s here): one timed step, capped, is enough to measure it.
-      peer "$shape/torch-bf16-autocast" "$shape" 4 256 1 bf16 --warmup 0
+      # Without AVX512-BF16 (torch.ops.mkldnn._is_mkldnn_bf16_supported()
+      # false) torch's CPU bf16 GEMMs run at ~1 GFLOP/s: one step measures it,
+      # and on the 110M shape at batch 1 (a 4 x 256 step would take ~8 min).
+      if "$py" -c "import torch,sys; sys.exit(0 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 1)"; then
+        peer "$shape/torch-bf16-autocast" "$shape" 4 256 "$steps" bf16
+      else
+        peer "$shape/torch-bf16-autocast" "$shape" $([ "$shape" = small ] && echo 4 || echo 1) 256 1 bf16 --warmup 0
+      fi
       [ "$shape" = small ] && peer "$shape/torch-compile-fp32" "$shape" 4 256 "$steps" compile --warmup 2
       ;;
     lora)

@@ -16,6 +16,13 @@ format to HF with convert_llama2c.py.
    with tok512.model as one text and cut into windows of BOS + 511 tokens,
    must equal the PyTorch oracle's mean next-token loss to 1e-4 relative,
    with the same token count.
+3. `llamaft eval --dtype bf16` on the same windows against
+   llama_ref.forward_bf16, an independent torch emulation of llamaft's bf16
+   rounding points: the two may differ only where fp32 accumulation order
+   flips a bf16 rounding, so llamaft's bf16 loss must sit within a quarter of
+   the distance between the bf16 and fp32 oracles (a rounding point missing,
+   added or left in fp32 moves it by a sizeable part of that distance), and
+   must not be the fp32 loss.
 Exits 77 (skip) when the assets or python sentencepiece are absent.
 
 Usage: check_stories260k.py --llamaft BIN --workdir DIR [--assets DIR]
@@ -167,6 +174,38 @@ def main():
     lo, hi = IN_DISTRIBUTION
     check(lo < ours["loss"] < hi, f"the loss is in-distribution for TinyStories ({lo} < {ours['loss']:.4f} < {hi}; "
           "SOURCE.md's indicative 1.50 is not reproducible, see the comment in this script)")
+    # 3. bf16 compute against the bf16 oracle.
+    cmd = [a.llamaft, "eval", "--model", model, "--data", data, "--seq-len", str(WINDOW + 1), "--batch-size", "8",
+           "--dtype", "bf16"]
+    print("+ " + " ".join(cmd), flush=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check(r.returncode == 0, f"llamaft eval --dtype bf16 exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
+        ours16 = json.loads(r.stdout.strip().splitlines()[-1])
+        check(ours16.get("dtype") == "bf16" and "computing in bf16" in r.stderr,
+              "eval --dtype bf16 says it computes in bf16 (JSON dtype and stderr)")
+        total16 = 0.0
+        with torch.no_grad():
+            for batch in batches:
+                ids = torch.tensor(batch)
+                logits = llama_ref.forward_bf16(cfg, params, ids).double()
+                total16 += llama_ref.hf_loss(logits, ids).item() * ids.shape[0] * (ids.shape[1] - 1)
+        want16 = total16 / count
+        twin = abs(ours16["loss"] - want16)
+        spread = abs(want16 - want)
+        print(f"eval bf16: llamaft {ours16['loss']:.6f}, bf16 oracle {want16:.6f}, fp32 oracle {want:.6f}: "
+              f"|llamaft - bf16 oracle| = {twin:.2e}, |bf16 oracle - fp32 oracle| = {spread:.2e}")
+        check(ours16["tokens"] == count, "eval --dtype bf16 counts the same target tokens")
+        check(twin <= spread / 4, f"llamaft's bf16 loss is within a quarter of the bf16-fp32 spread of the bf16 "
+              f"oracle ({twin:.2e} <= {spread / 4:.2e})")
+        check(ours16["loss"] != ours["loss"], "the bf16 loss is not the fp32 loss (bf16 really ran)")
+    cmd = [a.llamaft, "generate", "--model", model, "--prompt-ids", "1", "--max-new-tokens", "32", "--temperature",
+           "0", "--json", "--dtype", "bf16"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check(r.returncode == 0, f"llamaft generate --dtype bf16 exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        check(len(got["ids"]) == 32 and got["text"] == sp.decode(got["ids"]),
+              "generate --dtype bf16 gives 32 ids and their sentencepiece decode")
+
     print("stories260K:", "PASSED" if not failures else f"FAILED ({len(failures)}): " + "; ".join(failures))
     return 1 if failures else 0
 

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -567,18 +568,24 @@ void CpuBackend::attention_bwd_core(const AttnShape& s, const float* q, const fl
 // with bf16 P and dS where the GPU's tensor-core kernels round them, and
 // rounded once on the way out.
 namespace {
+// An fp32 block that is written before it is read (no zero fill).
+struct Block {
+  explicit Block(size_t n) : data(new float[n]), size(n) {}
+  std::unique_ptr<float[]> data;
+  size_t size;
+};
 // rows x cols of x (row stride ld) -> compact fp32.
-std::vector<float> widen_rows(const bf16* x, int ld, size_t rows, int cols) {
-  std::vector<float> out(rows * cols);
+Block widen_rows(const bf16* x, int ld, size_t rows, int cols) {
+  Block out(rows * cols);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < static_cast<int64_t>(rows); ++r)
-    cpu::widen_bf16(x + r * ld, out.data() + r * cols, cols);
+    cpu::widen_bf16(x + r * ld, out.data.get() + r * cols, cols);
   return out;
 }
-void round_rows(const std::vector<float>& x, int cols, bf16* out, int ld) {
-  const int64_t rows = static_cast<int64_t>(x.size() / cols);
+void round_rows(const Block& x, int cols, bf16* out, int ld) {
+  const int64_t rows = static_cast<int64_t>(x.size / cols);
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) cpu::round_to_bf16(x.data() + r * cols, out + r * ld, cols);
+  for (int64_t r = 0; r < rows; ++r) cpu::round_to_bf16(x.data.get() + r * cols, out + r * ld, cols);
 }
 // The tensor-core kernels' head dims (kernels/attention_tc.cu); other head
 // dims run the GPU's SIMT kernels, which keep P and dS in fp32.
@@ -595,10 +602,10 @@ void CpuBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k,
                                float* lse) {
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
-  const std::vector<float> qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
-                           vf = widen_rows(v, s.ldv, krows, c.ldv);
-  std::vector<float> of(qrows * c.ldo);
-  attention_fwd_core(c, qf.data(), kf.data(), vf.data(), of.data(), lse, rounds_p(s.head_dim));
+  const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
+              vf = widen_rows(v, s.ldv, krows, c.ldv);
+  Block of(qrows * c.ldo);
+  attention_fwd_core(c, qf.data.get(), kf.data.get(), vf.data.get(), of.data.get(), lse, rounds_p(s.head_dim));
   round_rows(of, c.ldo, out, s.ldo);
 }
 
@@ -606,12 +613,12 @@ void CpuBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k,
                                const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
-  const std::vector<float> qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
-                           vf = widen_rows(v, s.ldv, krows, c.ldv), of = widen_rows(out, s.ldo, qrows, c.ldo),
-                           dof = widen_rows(dout, s.ldo, qrows, c.ldo);
-  std::vector<float> dqf(qrows * c.ldq), dkf(krows * c.ldk), dvf(krows * c.ldv);
-  attention_bwd_core(c, qf.data(), kf.data(), vf.data(), of.data(), lse, dof.data(), dqf.data(), dkf.data(),
-                     dvf.data(), rounds_p(s.head_dim));
+  const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
+              vf = widen_rows(v, s.ldv, krows, c.ldv), of = widen_rows(out, s.ldo, qrows, c.ldo),
+              dof = widen_rows(dout, s.ldo, qrows, c.ldo);
+  Block dqf(qrows * c.ldq), dkf(krows * c.ldk), dvf(krows * c.ldv);
+  attention_bwd_core(c, qf.data.get(), kf.data.get(), vf.data.get(), of.data.get(), lse, dof.data.get(),
+                     dqf.data.get(), dkf.data.get(), dvf.data.get(), rounds_p(s.head_dim));
   round_rows(dqf, c.ldq, dq, s.ldq);
   round_rows(dkf, c.ldk, dk, s.ldk);
   round_rows(dvf, c.ldv, dv, s.ldv);

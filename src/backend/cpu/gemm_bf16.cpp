@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -115,21 +116,38 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
 }
 
 // ---- widened path ------------------------------------------------------------------
+// A grow-only buffer that is never zero-filled: every element is written
+// before it is read (std::vector::resize would value-initialise each time a
+// call needs more than the last one, tens of MB per logits GEMM).
+class FloatBuf {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      data_.reset(new float[n]);
+      cap_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<float[]> data_;
+  size_t cap_ = 0;
+};
+
 // A stored (rows, cols) block with leading dimension ld, widened to a compact one.
-const float* widen_block(const bf16* x, int rows, int cols, int ld, std::vector<float>& buf) {
-  buf.resize(static_cast<size_t>(rows) * cols);
+const float* widen_block(const bf16* x, int rows, int cols, int ld, FloatBuf& buf) {
+  float* out = buf.get(static_cast<size_t>(rows) * cols);
   if (ld == cols) {
-    widen_bf16(x, buf.data(), buf.size());
+    widen_bf16(x, out, static_cast<size_t>(rows) * cols);
   } else {
 #pragma omp parallel for schedule(static) if (static_cast<size_t>(rows) * cols > 262144)
-    for (int r = 0; r < rows; ++r)
-      widen_bf16(x + static_cast<size_t>(r) * ld, buf.data() + static_cast<size_t>(r) * cols, cols);
+    for (int r = 0; r < rows; ++r) widen_bf16(x + static_cast<size_t>(r) * ld, out + static_cast<size_t>(r) * cols, cols);
   }
-  return buf.data();
+  return out;
 }
 
 struct Scratch {
-  std::vector<float> a, b, c;
+  FloatBuf a, b, c;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -167,12 +185,10 @@ void gemm_bf16(Bf16GemmPath path, GemmImpl impl, bool ta, bool tb, int m, int n,
   }
   // fp32 C, computed in fp32 (beta applied to the widened old C), rounded once.
   Scratch& s = scratch();
-  std::vector<float>& wc = s.c;
-  wc.resize(static_cast<size_t>(m) * n);
-  if (beta != 0.f) widen_block(c, m, n, ldc, wc);
-  widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, wc.data(), n);
+  float* wc = beta != 0.f ? const_cast<float*>(widen_block(c, m, n, ldc, s.c)) : s.c.get(static_cast<size_t>(m) * n);
+  widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, wc, n);
 #pragma omp parallel for schedule(static) if (static_cast<size_t>(m) * n > 262144)
-  for (int r = 0; r < m; ++r) round_to_bf16(wc.data() + static_cast<size_t>(r) * n, c + static_cast<size_t>(r) * ldc, n);
+  for (int r = 0; r < m; ++r) round_to_bf16(wc + static_cast<size_t>(r) * n, c + static_cast<size_t>(r) * ldc, n);
 }
 
 void onednn_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
