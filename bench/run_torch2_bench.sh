@@ -16,7 +16,10 @@
 # venv that this script creates on first use ($TORCH2_VENV, default
 # .venv-torch2 in the repo, git-ignored); never in CI.
 # Usage: bench/run_torch2_bench.sh [SHAPES...]   (default: small medium lora llama3.2-1b)
-#   BENCH_DIR (default /tmp/llamaft-torch2-bench), STEPS (default 4)
+#   BENCH_DIR (default /tmp/llamaft-torch2-bench), STEPS (default 4), ROUNDS (default 2)
+# A shared or turbo-clocked machine varies by tens of percent from run to
+# run: llamaft fp32, llamaft bf16 and torch fp32 run interleaved ROUNDS
+# times on the two small shapes, and the summary keeps each one's best.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LLAMAFT_BUILD_DIR:-$root/build}
@@ -24,6 +27,7 @@ bin=$build/llamaft
 venv=${TORCH2_VENV:-$root/.venv-torch2}
 work=${BENCH_DIR:-/tmp/llamaft-torch2-bench}
 steps=${STEPS:-4}
+rounds=${ROUNDS:-2}
 threads=${OMP_NUM_THREADS:-$(nproc)}
 export OMP_NUM_THREADS=$threads OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 shapes=("$@")
@@ -91,9 +95,11 @@ for shape in "${shapes[@]}"; do
   case $shape in
     small|medium)
       model "$shape"; data "$work/data_$shape.jsonl" 256 32000
-      ours "$shape/llamaft-fp32" "$shape" 4 256 "$steps"
-      ours "$shape/llamaft-bf16" "$shape" 4 256 "$steps" --train.param_dtype bf16
-      peer "$shape/torch-fp32" "$shape" 4 256 "$steps" fp32
+      for _ in $(seq "$rounds"); do
+        ours "$shape/llamaft-fp32" "$shape" 4 256 "$steps"
+        ours "$shape/llamaft-bf16" "$shape" 4 256 "$steps" --train.param_dtype bf16
+        peer "$shape/torch-fp32" "$shape" 4 256 "$steps" fp32
+      done
       # Without AVX512-BF16 (torch.ops.mkldnn._is_mkldnn_bf16_supported()
       # false) torch's CPU bf16 GEMMs run at ~1 GFLOP/s: one step measures it,
       # and on the 110M shape at batch 1 (a 4 x 256 step would take ~8 min).
@@ -126,8 +132,19 @@ done
 
 /usr/bin/python3 - "$results" "$threads" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-by = {r["label"]: r for r in rows}
+rows, by = [], {}
+for l in open(sys.argv[1]):  # each label's best round
+    r = json.loads(l)
+    r["rounds"] = by[r["label"]]["rounds"] + 1 if r["label"] in by else 1
+    old = by.get(r["label"])
+    if old is None or r.get("tokens_per_s", 0) > old.get("tokens_per_s", 0):
+        if old is not None:
+            rows[rows.index(old)] = r
+        else:
+            rows.append(r)
+        by[r["label"]] = r
+    else:
+        old["rounds"] = r["rounds"]
 print(f"\n== training tokens/s, {sys.argv[2]} threads, one run (llamaft np 1; torch {next((r['impl'] for r in rows if r.get('impl','').startswith('torch ')), '?')})")
 groups = {}
 for r in rows:
@@ -141,7 +158,7 @@ for g, rs in groups.items():
             continue
         ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref and "tokens_per_s" in ref else "-"
         print(f"{g:7} {name:22} {r['tokens_per_s']:9.1f} tok/s  {r['step_s']:8.3f} s/step  "
-              f"vs the torch fp32 peer: {ratio:>6}  ({r['steps_timed']} timed steps)")
+              f"vs the torch fp32 peer: {ratio:>6}  ({r['steps_timed']} timed steps, best of {r['rounds']})")
 def ratio(a, b):
     return by[a]["tokens_per_s"] / by[b]["tokens_per_s"] if a in by and b in by and "tokens_per_s" in by[a] and "tokens_per_s" in by[b] else None
 print()

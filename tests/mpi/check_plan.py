@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`llamaft plan` against what `train` measures on a tiny run: the per-rank
 bytes of params, grads and optimizer state must match to 0.1%, and the total
-peak of backend allocations within 10%, for every strategy at np = 2."""
+peak of backend allocations within 10%, for every strategy at np = 2, and
+with train.param_dtype = bf16 (bf16 activations and gathers, on the CPU too)."""
 import argparse
 import json
 import os
@@ -25,10 +26,12 @@ def main():
         for i in range(8):
             f.write(json.dumps({"input_ids": [(i * 13 + t) % 1000 + 3 for t in range(seq)]}) + "\n")
     ok = True
-    for strategy in ["full_shard", "shard_grad_op", "no_shard", "hybrid_shard"]:
-        out = os.path.join(args.workdir, strategy)
+    cases = [(s, "fp32") for s in ["full_shard", "shard_grad_op", "no_shard", "hybrid_shard"]]
+    cases += [("full_shard", "bf16"), ("no_shard", "bf16")]
+    for strategy, dtype in cases:
+        out = os.path.join(args.workdir, f"{strategy}_{dtype}")
         common = ["--model.path", model, "--data.seq_len", str(seq), "--train.micro_batch_size", "2",
-                  "--fsdp.strategy", strategy, "--fsdp.shard_group_size", "2"]
+                  "--fsdp.strategy", strategy, "--fsdp.shard_group_size", "2", "--train.param_dtype", dtype]
         subprocess.run(["mpirun", "--oversubscribe", "-np", "2", args.llamaft, "train", "--data.path", data,
                         "--output.dir", out, "--train.global_batch_size", "4", "--train.steps", "2",
                         "--output.export", "false", "--output.progress", "false"] + common,
@@ -44,7 +47,7 @@ def main():
             err = abs(planned[key] - measured[mkey]) / measured[mkey]
             good = err <= tol
             ok &= good
-            print(f"{'ok  ' if good else 'FAIL'} {strategy:14s} {key:12s} plan {planned[key]/2**20:9.3f} MiB "
+            print(f"{'ok  ' if good else 'FAIL'} {strategy:14s} {dtype} {key:12s} plan {planned[key]/2**20:9.3f} MiB "
                   f"measured {measured[mkey]/2**20:9.3f} MiB ({100*err:.1f}%)")
     print("plan vs measured:", "PASSED" if ok else "FAILED")
     return 0 if ok else 1

@@ -397,10 +397,13 @@ class CpuBackend final : public Backend {
     }
   }
   void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override {
-    std::vector<float> wide(static_cast<size_t>(codec.numel()));
-    codec.dequantize(regions, wide.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < static_cast<int64_t>(wide.size()); ++i) out[i] = bf16(wide[i]);
+    const size_t n = static_cast<size_t>(codec.numel());
+    if (n > dequant_cap_) {  // grow-only, never zero-filled: dequantize writes every element
+      dequant_buf_.reset(new float[n]);
+      dequant_cap_ = n;
+    }
+    codec.dequantize(regions, dequant_buf_.get());
+    cpu::round_to_bf16(dequant_buf_.get(), out, n);
   }
 
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
@@ -441,6 +444,8 @@ class CpuBackend final : public Backend {
 
   cpu::GemmImpl gemm_impl_;
   cpu::Bf16GemmPath bf16_path_;
+  std::unique_ptr<float[]> dequant_buf_;  // dequantize_unit(bf16)'s fp32 staging
+  size_t dequant_cap_ = 0;
 };
 
 void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const float* k, const float* v,

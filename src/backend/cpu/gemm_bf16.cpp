@@ -42,6 +42,13 @@ const char* bf16_gemm_path_name(Bf16GemmPath path) {
   return path == Bf16GemmPath::kOneDnn ? "onednn avx512_bf16" : "widened to fp32 (no avx512_bf16)";
 }
 
+namespace {
+inline void widen_serial(const bf16* x, float* y, size_t n) {
+  const auto* bits = reinterpret_cast<const uint16_t*>(x);
+  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_f32(bits[i]);
+}
+}  // namespace
+
 void widen_bf16(const bf16* x, float* y, size_t n) {
   const auto* bits = reinterpret_cast<const uint16_t*>(x);
 #pragma omp parallel for schedule(static) if (n > 262144)
@@ -134,16 +141,29 @@ class FloatBuf {
   size_t cap_ = 0;
 };
 
-// A stored (rows, cols) block with leading dimension ld, widened to a compact one.
-const float* widen_block(const bf16* x, int rows, int cols, int ld, FloatBuf& buf) {
-  float* out = buf.get(static_cast<size_t>(rows) * cols);
-  if (ld == cols) {
-    widen_bf16(x, out, static_cast<size_t>(rows) * cols);
-  } else {
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(rows) * cols > 262144)
-    for (int r = 0; r < rows; ++r) widen_bf16(x + static_cast<size_t>(r) * ld, out + static_cast<size_t>(r) * cols, cols);
+// Stored (rows, cols) blocks with leading dimension ld, widened to compact
+// ones, all in one parallel region over their rows together (a GEMM's
+// operands are widened at once: one fork and join instead of two or three).
+struct WidenJob {
+  const bf16* x;
+  int rows, cols, ld;
+  float* out;
+};
+void widen_jobs(const WidenJob* jobs, int count) {
+  int64_t rows = 0;
+  size_t total = 0;
+  for (int j = 0; j < count; ++j) {
+    rows += jobs[j].rows;
+    total += static_cast<size_t>(jobs[j].rows) * jobs[j].cols;
   }
-  return out;
+#pragma omp parallel for schedule(static) if (total > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    int j = 0;
+    int64_t rr = r;
+    while (rr >= jobs[j].rows) rr -= jobs[j++].rows;
+    const WidenJob& w = jobs[j];
+    widen_serial(w.x + rr * w.ld, w.out + rr * w.cols, static_cast<size_t>(w.cols));
+  }
 }
 
 struct Scratch {
@@ -154,12 +174,17 @@ Scratch& scratch() {
   return s;
 }
 
+// c_bf16 (with ldc): also widen C (beta != 0) into s.c, compact, in the same region.
 void widened_gemm(GemmImpl impl, bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda,
-                  const bf16* b, int ldb, float beta, float* c, int ldc) {
+                  const bf16* b, int ldb, float beta, float* c, int ldc, const bf16* c_bf16 = nullptr,
+                  int ldc_bf16 = 0) {
   Scratch& s = scratch();
-  const float* wa = widen_block(a, ta ? k : m, ta ? m : k, lda, s.a);
-  const float* wb = widen_block(b, tb ? n : k, tb ? k : n, ldb, s.b);
-  sgemm(impl, ta, tb, m, n, k, alpha, wa, ta ? m : k, wb, tb ? k : n, beta, c, ldc);
+  const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+  WidenJob jobs[3] = {{a, ar, ac, lda, s.a.get(static_cast<size_t>(ar) * ac)},
+                      {b, br, bc, ldb, s.b.get(static_cast<size_t>(br) * bc)},
+                      {c_bf16, m, n, ldc_bf16, c}};
+  widen_jobs(jobs, c_bf16 ? 3 : 2);
+  sgemm(impl, ta, tb, m, n, k, alpha, jobs[0].out, ac, jobs[1].out, bc, beta, c, ldc);
 }
 
 }  // namespace
@@ -184,9 +209,8 @@ void gemm_bf16(Bf16GemmPath path, GemmImpl impl, bool ta, bool tb, int m, int n,
     return;
   }
   // fp32 C, computed in fp32 (beta applied to the widened old C), rounded once.
-  Scratch& s = scratch();
-  float* wc = beta != 0.f ? const_cast<float*>(widen_block(c, m, n, ldc, s.c)) : s.c.get(static_cast<size_t>(m) * n);
-  widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, wc, n);
+  float* wc = scratch().c.get(static_cast<size_t>(m) * n);
+  widened_gemm(impl, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, wc, n, beta != 0.f ? c : nullptr, ldc);
 #pragma omp parallel for schedule(static) if (static_cast<size_t>(m) * n > 262144)
   for (int r = 0; r < m; ++r) round_to_bf16(wc + static_cast<size_t>(r) * n, c + static_cast<size_t>(r) * ldc, n);
 }
