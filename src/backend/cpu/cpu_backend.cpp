@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -34,6 +35,39 @@ namespace {
 
 using namespace rowmath;
 constexpr int kQueryBlock = 64;
+
+// A row of storage type T seen as fp32: for float the row itself, for bf16 a
+// widened copy in a buffer of this object (one object per thread and per
+// operand). commit() rounds what a bf16 row computed into its storage.
+template <typename T>
+class F32Row {
+  static constexpr bool kFloat = std::is_same_v<T, float>;
+
+ public:
+  explicit F32Row(int n) : buf_(kFloat ? 0 : static_cast<size_t>(n)) {}
+  const float* read(const T* x, int n) {
+    if constexpr (kFloat) return x;
+    else return widen(x, n);
+  }
+  float* edit(T* x, int n) {  // read and then written back with commit()
+    if constexpr (kFloat) return x;
+    else return widen(x, n);
+  }
+  float* write(T* x) {  // written only, then commit()
+    if constexpr (kFloat) return x;
+    else return buf_.data();
+  }
+  void commit(const float* v, T* x, int n) {
+    if constexpr (!kFloat) cpu::round_to_bf16(v, x, static_cast<size_t>(n));
+  }
+
+ private:
+  float* widen(const T* x, int n) {
+    cpu::widen_bf16(x, buf_.data(), static_cast<size_t>(n));
+    return buf_.data();
+  }
+  std::vector<float> buf_;
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -65,19 +99,13 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
-  void fill(float* p, float value, size_t n) override {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) p[i] = value;
-  }
+  void fill(float* p, float value, size_t n) override { fill_t(p, value, n); }
 
   void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) override {
     cpu::sgemm(gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  void axpy(float alpha, const float* x, float* y, size_t n) override {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-  }
+  void axpy(float alpha, const float* x, float* y, size_t n) override { axpy_t(alpha, x, y, n); }
   double sum(const float* x, size_t n) override {
     double s = 0;
 #pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
@@ -101,94 +129,32 @@ class CpuBackend final : public Backend {
   }
 
   void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; ++i)
-      std::memcpy(out + static_cast<size_t>(i) * dim, table + static_cast<size_t>(ids[i]) * dim,
-                  sizeof(float) * dim);
+    embedding_fwd_t(ids, table, out, n, dim);
   }
   void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override {
-    // Columns are split across threads so repeated ids never race.
-#pragma omp parallel
-    {
-      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-      const int c0 = dim * t / nt, c1 = dim * (t + 1) / nt;
-      for (int i = 0; i < n; ++i) {
-        float* dst = dtable + static_cast<size_t>(ids[i]) * dim;
-        const float* src = dout + static_cast<size_t>(i) * dim;
-        for (int c = c0; c < c1; ++c) dst[c] += src[c];
-      }
-    }
+    embedding_bwd_t(ids, dout, dtable, n, dim);
   }
 
   void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim,
                    float eps) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const size_t o = static_cast<size_t>(r) * dim;
-      rstd[r] = rmsnorm_row_fwd(x + o, w, y + o, dim, eps);
-    }
+    rmsnorm_fwd_t(x, w, y, rstd, rows, dim, eps);
   }
   void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
                    float* dw, int rows, int dim) override {
-    const int nt = omp_get_max_threads();
-    std::vector<float> partial(dw ? static_cast<size_t>(nt) * dim : 0, 0.f);
-#pragma omp parallel
-    {
-      float* my_dw = dw ? partial.data() + static_cast<size_t>(omp_get_thread_num()) * dim : nullptr;
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        const size_t o = static_cast<size_t>(r) * dim;
-        rmsnorm_row_bwd(dy + o, x + o, w, rstd[r], dx + o, my_dw, dim);
-      }
-    }
-    if (dw)
-      for (int t = 0; t < nt; ++t)
-        for (int i = 0; i < dim; ++i) dw[i] += partial[static_cast<size_t>(t) * dim + i];
+    rmsnorm_bwd_t(dy, x, w, rstd, dx, dw, rows, dim);
   }
 
   void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
             int n_heads, int head_dim, bool inverse) override {
-    const int half = head_dim / 2;
-#pragma omp parallel
-    {
-      std::vector<float> cs(half), sn(half);
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        const float pos = static_cast<float>(positions[r]);
-        for (int i = 0; i < half; ++i) {
-          const float angle = pos * inv_freq[i];  // fp32, as HF computes it
-          cs[i] = cosf(angle);
-          sn[i] = inverse ? -sinf(angle) : sinf(angle);
-        }
-        float* row = x + static_cast<size_t>(r) * ld;
-        for (int h = 0; h < n_heads; ++h) {
-          float* v = row + h * head_dim;
-          for (int i = 0; i < half; ++i) rope_rotate(v[i], v[i + half], cs[i], sn[i]);
-        }
-      }
-    }
+    rope_t(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse);
   }
 
   void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const float* g = gate + static_cast<size_t>(r) * ld_in;
-      const float* u = up + static_cast<size_t>(r) * ld_in;
-      float* o = out + static_cast<size_t>(r) * n;
-      for (int i = 0; i < n; ++i) o[i] = rowmath::swiglu_fwd(g[i], u[i]);
-    }
+    swiglu_fwd_t(gate, up, ld_in, out, rows, n);
   }
   void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
                   float* dup, int ld_dgrad, int rows, int n) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const float* g = gate + static_cast<size_t>(r) * ld_in;
-      const float* u = up + static_cast<size_t>(r) * ld_in;
-      const float* d = dout + static_cast<size_t>(r) * n;
-      float* dg = dgate + static_cast<size_t>(r) * ld_dgrad;
-      float* du = dup + static_cast<size_t>(r) * ld_dgrad;
-      for (int i = 0; i < n; ++i) rowmath::swiglu_bwd(d[i], g[i], u[i], dg[i], du[i]);
-    }
+    swiglu_bwd_t(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n);
   }
 
   void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
@@ -203,12 +169,7 @@ class CpuBackend final : public Backend {
 
   void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
                float p) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const size_t base = static_cast<size_t>(r) * cols;
-      const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
-      for (int c = 0; c < cols; ++c) out[base + c] = x[base + c] * rowmath::dropout_factor(key, salt, idx0 + c, p);
-    }
+    dropout_t(x, out, rows, cols, seq, row_keys, salt, p);
   }
 
   void pack_bf16(const float* x, float* words, size_t n) override {
@@ -234,11 +195,7 @@ class CpuBackend final : public Backend {
   bool has_bf16_storage() const override { return true; }
   std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
 
-  void fill(bf16* p, float value, size_t n) override {
-    const bf16 v(value);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) p[i] = v;
-  }
+  void fill(bf16* p, float value, size_t n) override { fill_t(p, value, n); }
   void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
             float beta, bf16* c, int ldc) override {
     cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -247,118 +204,30 @@ class CpuBackend final : public Backend {
             float beta, float* c, int ldc) override {
     cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; ++i) y[i] = bf16(static_cast<float>(y[i]) + alpha * static_cast<float>(x[i]));
-  }
+  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override { axpy_t(alpha, x, y, n); }
   void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) override {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; ++i)
-      std::memcpy(out + static_cast<size_t>(i) * dim, table + static_cast<size_t>(ids[i]) * dim, sizeof(bf16) * dim);
+    embedding_fwd_t(ids, table, out, n, dim);
   }
   void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) override {
-#pragma omp parallel
-    {
-      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-      const int c0 = dim * t / nt, c1 = dim * (t + 1) / nt;
-      for (int i = 0; i < n; ++i) {
-        float* dst = dtable + static_cast<size_t>(ids[i]) * dim;
-        const bf16* src = dout + static_cast<size_t>(i) * dim;
-        for (int c = c0; c < c1; ++c) dst[c] += static_cast<float>(src[c]);
-      }
-    }
+    embedding_bwd_t(ids, dout, dtable, n, dim);
   }
   void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) override {
-    std::vector<float> wf(dim);
-    cpu::widen_bf16(w, wf.data(), dim);
-#pragma omp parallel
-    {
-      std::vector<float> xf(dim), yf(dim);
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        const size_t o = static_cast<size_t>(r) * dim;
-        cpu::widen_bf16(x + o, xf.data(), dim);
-        rstd[r] = rmsnorm_row_fwd(xf.data(), wf.data(), yf.data(), dim, eps);
-        cpu::round_to_bf16(yf.data(), y + o, dim);
-      }
-    }
+    rmsnorm_fwd_t(x, w, y, rstd, rows, dim, eps);
   }
   void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw, int rows,
                    int dim) override {
-    std::vector<float> wf(dim);
-    cpu::widen_bf16(w, wf.data(), dim);
-    const int nt = omp_get_max_threads();
-    std::vector<float> partial(dw ? static_cast<size_t>(nt) * dim : 0, 0.f);
-#pragma omp parallel
-    {
-      std::vector<float> dyf(dim), xf(dim), dxf(dim);
-      float* my_dw = dw ? partial.data() + static_cast<size_t>(omp_get_thread_num()) * dim : nullptr;
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        const size_t o = static_cast<size_t>(r) * dim;
-        cpu::widen_bf16(dy + o, dyf.data(), dim);
-        cpu::widen_bf16(x + o, xf.data(), dim);
-        rmsnorm_row_bwd(dyf.data(), xf.data(), wf.data(), rstd[r], dxf.data(), my_dw, dim);
-        cpu::round_to_bf16(dxf.data(), dx + o, dim);
-      }
-    }
-    if (dw)
-      for (int t = 0; t < nt; ++t)
-        for (int i = 0; i < dim; ++i) dw[i] += partial[static_cast<size_t>(t) * dim + i];
+    rmsnorm_bwd_t(dy, x, w, rstd, dx, dw, rows, dim);
   }
   void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
             bool inverse) override {
-    const int half = head_dim / 2;
-#pragma omp parallel
-    {
-      std::vector<float> cs(half), sn(half);
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        const float pos = static_cast<float>(positions[r]);
-        for (int i = 0; i < half; ++i) {
-          const float angle = pos * inv_freq[i];
-          cs[i] = cosf(angle);
-          sn[i] = inverse ? -sinf(angle) : sinf(angle);
-        }
-        bf16* row = x + static_cast<size_t>(r) * ld;
-        for (int h = 0; h < n_heads; ++h) {
-          bf16* v = row + h * head_dim;
-          for (int i = 0; i < half; ++i) {
-            float a = static_cast<float>(v[i]), b = static_cast<float>(v[i + half]);
-            rope_rotate(a, b, cs[i], sn[i]);
-            v[i] = bf16(a);
-            v[i + half] = bf16(b);
-          }
-        }
-      }
-    }
+    rope_t(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse);
   }
   void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const bf16* g = gate + static_cast<size_t>(r) * ld_in;
-      const bf16* u = up + static_cast<size_t>(r) * ld_in;
-      bf16* o = out + static_cast<size_t>(r) * n;
-      for (int i = 0; i < n; ++i)
-        o[i] = bf16(rowmath::swiglu_fwd(static_cast<float>(g[i]), static_cast<float>(u[i])));
-    }
+    swiglu_fwd_t(gate, up, ld_in, out, rows, n);
   }
   void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
                   int ld_dgrad, int rows, int n) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const bf16* g = gate + static_cast<size_t>(r) * ld_in;
-      const bf16* u = up + static_cast<size_t>(r) * ld_in;
-      const bf16* d = dout + static_cast<size_t>(r) * n;
-      bf16* dg = dgate + static_cast<size_t>(r) * ld_dgrad;
-      bf16* du = dup + static_cast<size_t>(r) * ld_dgrad;
-      for (int i = 0; i < n; ++i) {
-        float dgf, duf;
-        rowmath::swiglu_bwd(static_cast<float>(d[i]), static_cast<float>(g[i]), static_cast<float>(u[i]), dgf, duf);
-        dg[i] = bf16(dgf);
-        du[i] = bf16(duf);
-      }
-    }
+    swiglu_bwd_t(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n);
   }
   void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
                      float* lse) override;
@@ -366,27 +235,11 @@ class CpuBackend final : public Backend {
                      const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) override;
   void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override {
-#pragma omp parallel
-    {
-      std::vector<float> row(vocab);
-#pragma omp for schedule(static)
-      for (int r = 0; r < rows; ++r) {
-        bf16* stored = logits + static_cast<size_t>(r) * vocab;
-        cpu::widen_bf16(stored, row.data(), vocab);
-        loss[r] = cross_entropy_row(row.data(), labels[r], vocab, scale);
-        cpu::round_to_bf16(row.data(), stored, vocab);
-      }
-    }
+    cross_entropy_rows_t(logits, labels, loss, rows, vocab, scale);
   }
   void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
                float p) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const size_t base = static_cast<size_t>(r) * cols;
-      const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
-      for (int c = 0; c < cols; ++c)
-        out[base + c] = bf16(static_cast<float>(x[base + c]) * rowmath::dropout_factor(key, salt, idx0 + c, p));
-    }
+    dropout_t(x, out, rows, cols, seq, row_keys, salt, p);
   }
 
   void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override {
@@ -397,23 +250,178 @@ class CpuBackend final : public Backend {
     }
   }
   void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override {
-    const size_t n = static_cast<size_t>(codec.numel());
-    if (n > dequant_cap_) {  // grow-only, never zero-filled: dequantize writes every element
-      dequant_buf_.reset(new float[n]);
-      dequant_cap_ = n;
-    }
-    codec.dequantize(regions, dequant_buf_.get());
-    cpu::round_to_bf16(dequant_buf_.get(), out, n);
+    const int64_t n = codec.numel();
+    float* wide = dequant_buf_.get(static_cast<size_t>(n));  // dequantize writes every element
+    codec.dequantize(regions, wide);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16(wide[i]);
   }
 
   void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                           float scale) override {
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r)
-      loss[r] = cross_entropy_row(logits + static_cast<size_t>(r) * vocab, labels[r], vocab, scale);
+    cross_entropy_rows_t(logits, labels, loss, rows, vocab, scale);
   }
 
  private:
+  // ---- the row ops, for either storage type ---------------------------------------------
+  // One body serves fp32 and bf16 storage, as the CUDA kernels are templated
+  // on T: values load with static_cast<float> (exact for both) and store with
+  // static_cast<T> (rounding only for bf16), and everything between is the
+  // same fp32 arithmetic; rows go through F32Row.
+  template <typename T>
+  static void fill_t(T* p, float value, size_t n) {
+    const T v = static_cast<T>(value);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) p[i] = v;
+  }
+  template <typename T>
+  static void axpy_t(float alpha, const T* x, T* y, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<float>(y[i]) + alpha * static_cast<float>(x[i]));
+  }
+  template <typename T>
+  static void embedding_fwd_t(const int32_t* ids, const T* table, T* out, int n, int dim) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; ++i)
+      std::memcpy(out + static_cast<size_t>(i) * dim, table + static_cast<size_t>(ids[i]) * dim, sizeof(T) * dim);
+  }
+  template <typename T>
+  static void embedding_bwd_t(const int32_t* ids, const T* dout, float* dtable, int n, int dim) {
+    // Columns are split across threads so repeated ids never race.
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int c0 = dim * t / nt, c1 = dim * (t + 1) / nt;
+      for (int i = 0; i < n; ++i) {
+        float* dst = dtable + static_cast<size_t>(ids[i]) * dim;
+        const T* src = dout + static_cast<size_t>(i) * dim;
+        for (int c = c0; c < c1; ++c) dst[c] += static_cast<float>(src[c]);
+      }
+    }
+  }
+  template <typename T>
+  static void rmsnorm_fwd_t(const T* x, const T* w, T* y, float* rstd, int rows, int dim, float eps) {
+    F32Row<T> w_row(dim);
+    const float* wf = w_row.read(w, dim);
+#pragma omp parallel
+    {
+      F32Row<T> x_row(dim), y_row(dim);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const size_t o = static_cast<size_t>(r) * dim;
+        float* yf = y_row.write(y + o);
+        rstd[r] = rmsnorm_row_fwd(x_row.read(x + o, dim), wf, yf, dim, eps);
+        y_row.commit(yf, y + o, dim);
+      }
+    }
+  }
+  template <typename T>
+  static void rmsnorm_bwd_t(const T* dy, const T* x, const T* w, const float* rstd, T* dx, float* dw, int rows,
+                            int dim) {
+    F32Row<T> w_row(dim);
+    const float* wf = w_row.read(w, dim);
+    const int nt = omp_get_max_threads();
+    std::vector<float> partial(dw ? static_cast<size_t>(nt) * dim : 0, 0.f);
+#pragma omp parallel
+    {
+      F32Row<T> dy_row(dim), x_row(dim), dx_row(dim);
+      float* my_dw = dw ? partial.data() + static_cast<size_t>(omp_get_thread_num()) * dim : nullptr;
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const size_t o = static_cast<size_t>(r) * dim;
+        float* dxf = dx_row.write(dx + o);
+        rmsnorm_row_bwd(dy_row.read(dy + o, dim), x_row.read(x + o, dim), wf, rstd[r], dxf, my_dw, dim);
+        dx_row.commit(dxf, dx + o, dim);
+      }
+    }
+    if (dw)
+      for (int t = 0; t < nt; ++t)
+        for (int i = 0; i < dim; ++i) dw[i] += partial[static_cast<size_t>(t) * dim + i];
+  }
+  template <typename T>
+  static void rope_t(T* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                     int head_dim, bool inverse) {
+    const int half = head_dim / 2;
+#pragma omp parallel
+    {
+      std::vector<float> cs(half), sn(half);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        const float pos = static_cast<float>(positions[r]);
+        for (int i = 0; i < half; ++i) {
+          const float angle = pos * inv_freq[i];  // fp32, as HF computes it
+          cs[i] = cosf(angle);
+          sn[i] = inverse ? -sinf(angle) : sinf(angle);
+        }
+        T* row = x + static_cast<size_t>(r) * ld;
+        for (int h = 0; h < n_heads; ++h) {
+          T* v = row + h * head_dim;
+          for (int i = 0; i < half; ++i) {
+            float a = static_cast<float>(v[i]), b = static_cast<float>(v[i + half]);
+            rope_rotate(a, b, cs[i], sn[i]);
+            v[i] = static_cast<T>(a);
+            v[i + half] = static_cast<T>(b);
+          }
+        }
+      }
+    }
+  }
+  template <typename T>
+  static void swiglu_fwd_t(const T* gate, const T* up, int ld_in, T* out, int rows, int n) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const T* g = gate + static_cast<size_t>(r) * ld_in;
+      const T* u = up + static_cast<size_t>(r) * ld_in;
+      T* o = out + static_cast<size_t>(r) * n;
+      for (int i = 0; i < n; ++i)
+        o[i] = static_cast<T>(rowmath::swiglu_fwd(static_cast<float>(g[i]), static_cast<float>(u[i])));
+    }
+  }
+  template <typename T>
+  static void swiglu_bwd_t(const T* dout, const T* gate, const T* up, int ld_in, T* dgate, T* dup, int ld_dgrad,
+                           int rows, int n) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const T* g = gate + static_cast<size_t>(r) * ld_in;
+      const T* u = up + static_cast<size_t>(r) * ld_in;
+      const T* d = dout + static_cast<size_t>(r) * n;
+      T* dg = dgate + static_cast<size_t>(r) * ld_dgrad;
+      T* du = dup + static_cast<size_t>(r) * ld_dgrad;
+      for (int i = 0; i < n; ++i) {
+        float dgf, duf;
+        rowmath::swiglu_bwd(static_cast<float>(d[i]), static_cast<float>(g[i]), static_cast<float>(u[i]), dgf, duf);
+        dg[i] = static_cast<T>(dgf);
+        du[i] = static_cast<T>(duf);
+      }
+    }
+  }
+  template <typename T>
+  static void dropout_t(const T* x, T* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+                        float p) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const size_t base = static_cast<size_t>(r) * cols;
+      const uint64_t key = row_keys[r / seq], idx0 = static_cast<uint64_t>(r % seq) * cols;
+      for (int c = 0; c < cols; ++c)
+        out[base + c] =
+            static_cast<T>(static_cast<float>(x[base + c]) * rowmath::dropout_factor(key, salt, idx0 + c, p));
+    }
+  }
+  template <typename T>
+  static void cross_entropy_rows_t(T* logits, const int32_t* labels, float* loss, int rows, int vocab, float scale) {
+#pragma omp parallel
+    {
+      F32Row<T> row(vocab);
+#pragma omp for schedule(static)
+      for (int r = 0; r < rows; ++r) {
+        T* stored = logits + static_cast<size_t>(r) * vocab;
+        float* f = row.edit(stored, vocab);
+        loss[r] = cross_entropy_row(f, labels[r], vocab, scale);
+        row.commit(f, stored, vocab);
+      }
+    }
+  }
+
   // One row of cross_entropy_rows in fp32: returns the loss, leaves the gradient in row.
   static float cross_entropy_row(float* row, int label, int vocab, float scale) {
     if (label == kIgnoreIndex) {
@@ -444,8 +452,7 @@ class CpuBackend final : public Backend {
 
   cpu::GemmImpl gemm_impl_;
   cpu::Bf16GemmPath bf16_path_;
-  std::unique_ptr<float[]> dequant_buf_;  // dequantize_unit(bf16)'s fp32 staging
-  size_t dequant_cap_ = 0;
+  cpu::FloatBuf dequant_buf_;  // dequantize_unit(bf16)'s fp32 staging
 };
 
 void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const float* k, const float* v,

@@ -6,9 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <memory>
 #include <mutex>
-#include <vector>
 
 #include "core/error.hpp"
 
@@ -40,25 +38,6 @@ Bf16GemmPath bf16_gemm_path() {
 
 const char* bf16_gemm_path_name(Bf16GemmPath path) {
   return path == Bf16GemmPath::kOneDnn ? "onednn avx512_bf16" : "widened to fp32 (no avx512_bf16)";
-}
-
-namespace {
-inline void widen_serial(const bf16* x, float* y, size_t n) {
-  const auto* bits = reinterpret_cast<const uint16_t*>(x);
-  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_f32(bits[i]);
-}
-}  // namespace
-
-void widen_bf16(const bf16* x, float* y, size_t n) {
-  const auto* bits = reinterpret_cast<const uint16_t*>(x);
-#pragma omp parallel for schedule(static) if (n > 262144)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) y[i] = bf16_to_f32(bits[i]);
-}
-
-void round_to_bf16(const float* x, bf16* y, size_t n) {
-  auto* bits = reinterpret_cast<uint16_t*>(y);
-#pragma omp parallel for schedule(static) if (n > 262144)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) bits[i] = f32_to_bf16(x[i]);
 }
 
 namespace {
@@ -94,12 +73,12 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
   OneDnn& o = onednn();
   const Key key = {ta, tb, m, n, k, lda, ldb, ldc, static_cast<int64_t>(in_type), static_cast<int64_t>(out_type),
                    float_key(alpha), float_key(beta)};
+  const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
+  const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+  const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
   std::lock_guard<std::mutex> lock(o.mu);
   auto it = o.plans.find(key);
   if (it == o.plans.end()) {
-    const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
-    const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-    const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
     dnnl::primitive_attr attr;
     if (alpha != 1.f) attr.set_output_scales(0, {alpha});
     if (beta != 0.f) {
@@ -114,33 +93,12 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
       LLAMAFT_FAIL("oneDNN has no matmul for ", m, "x", n, "x", k, " (", e.what(), ")");
     }
   }
-  const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
-  const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-  const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
   memory am(a_md, o.engine, const_cast<void*>(a)), bm(b_md, o.engine, const_cast<void*>(b)), cm(c_md, o.engine, c);
   it->second.execute(o.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   o.stream.wait();
 }
 
 // ---- widened path ------------------------------------------------------------------
-// A grow-only buffer that is never zero-filled: every element is written
-// before it is read (std::vector::resize would value-initialise each time a
-// call needs more than the last one, tens of MB per logits GEMM).
-class FloatBuf {
- public:
-  float* get(size_t n) {
-    if (n > cap_) {
-      data_.reset(new float[n]);
-      cap_ = n;
-    }
-    return data_.get();
-  }
-
- private:
-  std::unique_ptr<float[]> data_;
-  size_t cap_ = 0;
-};
-
 // Stored (rows, cols) blocks with leading dimension ld, widened to compact
 // ones, all in one parallel region over their rows together (a GEMM's
 // operands are widened at once: one fork and join instead of two or three).
@@ -162,7 +120,7 @@ void widen_jobs(const WidenJob* jobs, int count) {
     int64_t rr = r;
     while (rr >= jobs[j].rows) rr -= jobs[j++].rows;
     const WidenJob& w = jobs[j];
-    widen_serial(w.x + rr * w.ld, w.out + rr * w.cols, static_cast<size_t>(w.cols));
+    widen_bf16(w.x + rr * w.ld, w.out + rr * w.cols, static_cast<size_t>(w.cols));
   }
 }
 

@@ -14,6 +14,10 @@
 // forces the second path (and =onednn the first, refused without AVX512-BF16).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
 #include "backend/cpu/gemm.hpp"
 #include "core/dtype.hpp"
 
@@ -38,8 +42,33 @@ void gemm_bf16(Bf16GemmPath path, GemmImpl fp32_impl, bool trans_a, bool trans_b
 void onednn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                   const float* b, int ldb, float beta, float* c, int ldc);
 
-// Widening and rounding of n contiguous values (OpenMP across the range when large).
-void widen_bf16(const bf16* x, float* y, size_t n);
-void round_to_bf16(const float* x, bf16* y, size_t n);
+// Widening (exact) and rounding (nearest even) of n contiguous values, on
+// the calling thread: callers parallelise over rows.
+inline void widen_bf16(const bf16* x, float* y, size_t n) {
+  const auto* bits = reinterpret_cast<const uint16_t*>(x);
+  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_f32(bits[i]);
+}
+inline void round_to_bf16(const float* x, bf16* y, size_t n) {
+  auto* bits = reinterpret_cast<uint16_t*>(y);
+  for (size_t i = 0; i < n; ++i) bits[i] = f32_to_bf16(x[i]);
+}
+
+// A grow-only fp32 buffer that is never zero-filled, for staging that is
+// written before it is read (std::vector::resize would value-initialise each
+// time a call needs more than the last one: tens of MB per logits GEMM).
+class FloatBuf {
+ public:
+  float* get(size_t n) {
+    if (n > cap_) {
+      data_.reset(new float[n]);
+      cap_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<float[]> data_;
+  size_t cap_ = 0;
+};
 
 }  // namespace llamaft::cpu
