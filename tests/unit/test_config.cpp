@@ -161,6 +161,8 @@ TEST(Config, EveryDtypeKeyTakesEverySpelling) {
     EXPECT_EQ(cfg.get_string("output.export_dtype"), "bfloat16") << v;
     cfg.set("train.param_dtype", v, "cli");
     EXPECT_EQ(cfg.get_string("train.param_dtype"), "bf16") << v;
+    cfg.set("eval.dtype", v, "cli");
+    EXPECT_EQ(cfg.get_string("eval.dtype"), "bf16") << v;
   }
   for (const char* v : {"fp32", "float32", "f32"}) {
     cfg.set("init.dtype", v, "cli");
@@ -169,6 +171,19 @@ TEST(Config, EveryDtypeKeyTakesEverySpelling) {
     EXPECT_EQ(cfg.get_string("train.param_dtype"), "fp32") << v;
   }
   EXPECT_NE(error_of([&] { cfg.set("init.dtype", "fp16", "cli"); }).find("expected one of"), std::string::npos);
+}
+
+// eval.dtype is eval's and generate's: train refuses one it would ignore.
+TEST(Cli, TrainRefusesAnEvalDtypeItWouldIgnore) {
+  const auto r = run("train --model.path /nonexistent --data.path /nonexistent --output.dir /nonexistent/out "
+                     "--eval.dtype bf16");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("eval.dtype = bf16 is for eval and generate"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("set train.param_dtype = bf16"), std::string::npos) << r.output;
+  // Agreeing with train.param_dtype is no conflict: the run goes on to the missing model.
+  const auto ok = run("train --model.path /nonexistent --data.path /nonexistent --output.dir /nonexistent/out "
+                      "--eval.dtype bf16 --train.param_dtype bf16");
+  EXPECT_EQ(ok.output.find("eval.dtype"), std::string::npos) << ok.output;
 }
 
 TEST(Cli, CommandLineTypoOfASectionKeySuggests) {
