@@ -13,6 +13,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/row_math.hpp"
 #include "core/dtype.hpp"
+#include "launch_count.cuh"
 
 namespace llamaft::cuda {
 
@@ -100,5 +101,10 @@ inline unsigned grid_1d(size_t n, unsigned threads) {
 
 }  // namespace llamaft::cuda
 
-// After every launch: the launch itself must have succeeded.
-#define LLAMAFT_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+// After every launch: the launch itself must have succeeded, and it is
+// counted (launches_issued(), which the backend's StepCounters read).
+#define LLAMAFT_LAUNCH_CHECK()        \
+  do {                                \
+    ::llamaft::cuda::note_launch();   \
+    CUDA_CHECK(cudaGetLastError());   \
+  } while (0)

@@ -4,6 +4,12 @@
 namespace llamaft::cuda {
 
 namespace {
+int64_t g_launches = 0;  // the backend runs on one host thread
+}  // namespace
+void note_launch() { ++g_launches; }
+int64_t launches_issued() { return g_launches; }
+
+namespace {
 constexpr unsigned kThreads = 256;
 
 template <typename T>

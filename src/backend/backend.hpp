@@ -13,6 +13,7 @@
 
 #include "backend/attn_shape.hpp"
 #include "backend/row_math.hpp"
+#include "backend/step_counters.hpp"
 #include "core/dtype.hpp"
 
 namespace llamaft {
@@ -45,6 +46,13 @@ class Backend {
   // directly (the CPU backend): checkpoints then write from and read into
   // the shards themselves, with no host staging copy.
   virtual bool host_resident() const { return false; }
+  // to_device for a buffer the backend may later need on the host (token
+  // ids): a device backend keeps this host copy, so reading it back needs no
+  // host synchronization. The default is to_device.
+  virtual void to_device_mirrored(void* dst, const void* src, size_t bytes) { to_device(dst, src, bytes); }
+  // What this backend did since the last counters()->clear() (a device
+  // backend's StepCounters), or null when it does not count.
+  virtual StepCounters* counters() { return nullptr; }
   // Bytes allocated through alloc_bytes: now, and the high-water mark.
   size_t live_bytes() const { return live_bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }

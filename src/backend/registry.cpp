@@ -24,12 +24,15 @@ int pick_device(const std::string& name, int local_rank) {
   return 0;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& name, int device) {
+std::unique_ptr<Backend> make_backend(const std::string& name, int device, int world_size) {
+  (void)world_size;  // used only with CUDA
   if (name == "cpu") return make_cpu_backend();
   if (name == "cuda") {
 #ifdef LLAMAFT_HAS_CUDA
-    LLAMAFT_REQUIRE(cuda_device_available(), "runtime.backend = cuda but no CUDA device is visible");
-    return make_cuda_backend(device);
+    const CudaProbe probe = probe_cuda();
+    LLAMAFT_REQUIRE(probe.available, "runtime.backend = cuda but ",
+                    probe.error.empty() ? std::string("no CUDA device is visible") : probe.error);
+    return make_cuda_backend(device, 0, world_size > 1 ? 3 : 0);
 #else
     LLAMAFT_FAIL("runtime.backend = cuda but this llamaft was built without CUDA (LLAMAFT_CUDA=OFF)");
 #endif

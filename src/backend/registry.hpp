@@ -16,6 +16,8 @@ bool cuda_backend_built();
 // for "cuda" in a build without it, where make_backend then says so).
 int pick_device(const std::string& name, int local_rank);
 // "cpu" or "cuda"; device is the local GPU index for "cuda".
-std::unique_ptr<Backend> make_backend(const std::string& name, int device = 0);
+// world_size > 1: the CUDA pool leaves room for FSDP's NCCL communicators
+// (the device world, the shard group and the replica group).
+std::unique_ptr<Backend> make_backend(const std::string& name, int device = 0, int world_size = 1);
 
 }  // namespace llamaft

@@ -55,7 +55,8 @@ int run_plan(const Config& cfg) {
                                      cfg.get_string("runtime.backend") != "cuda",
                                      cfg.get_bool("checkpoint.async") &&
                                          (cfg.get_int("checkpoint.every_steps") > 0 ||
-                                          cfg.get_float("checkpoint.every_minutes") > 0));
+                                          cfg.get_float("checkpoint.every_minutes") > 0),
+                                     cfg.get_string("fsdp.reduce_dtype") == "bf16");
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"load\": %zu, \"step\": %zu, "

@@ -39,6 +39,10 @@ class Communicator {
   virtual RequestPtr all_gather(const float* in, float* out, size_t count) = 0;
   // out(count) = sum over ranks of in[rank*count .. (rank+1)*count). Non-blocking.
   virtual RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) = 0;
+  // The same over bf16 bit patterns (fsdp.reduce_dtype = bf16, torch's
+  // MixedPrecision reduce_dtype): count bf16 values a rank, every partial sum
+  // rounded to bf16 (nearest even), as NCCL's bf16 reduction does. Non-blocking.
+  virtual RequestPtr reduce_scatter_sum_bf16(const uint16_t* in, uint16_t* out, size_t count) = 0;
   // In-place sums and maxima (blocking).
   virtual void all_reduce_sum(float* data, size_t count) = 0;
   virtual void all_reduce_sum(double* data, size_t count) = 0;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/watchdog.hpp"
+#include "core/dtype.hpp"
 #include "core/error.hpp"
 
 #define MPI_CHECK(stmt)                                                                              \
@@ -121,6 +122,32 @@ RequestPtr MpiCommunicator::reduce_scatter_sum(const float* in, float* out, size
   stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
   stats_.calls++;
   MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_FLOAT, MPI_SUM, comm_, &req));
+  return std::make_unique<MpiRequest>(req, &stats_, "reduce_scatter", &members_);
+}
+
+namespace {
+// MPI has no bf16: a user op over 16-bit words, widened, added in fp32 and
+// rounded back to nearest even after every pairwise sum.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+}
+MPI_Op bf16_sum_op() {
+  static MPI_Op op = [] {
+    MPI_Op o;
+    MPI_CHECK(MPI_Op_create(&bf16_sum, /*commute=*/1, &o));
+    return o;
+  }();
+  return op;
+}
+}  // namespace
+
+RequestPtr MpiCommunicator::reduce_scatter_sum_bf16(const uint16_t* in, uint16_t* out, size_t count) {
+  MPI_Request req;
+  stats_.reduce_scatter_bytes += count * size_ * sizeof(uint16_t);
+  stats_.calls++;
+  MPI_CHECK(MPI_Ireduce_scatter_block(in, out, checked(count), MPI_UINT16_T, bf16_sum_op(), comm_, &req));
   return std::make_unique<MpiRequest>(req, &stats_, "reduce_scatter", &members_);
 }
 

@@ -33,6 +33,7 @@ class MpiCommunicator final : public Communicator {
 
   RequestPtr all_gather(const float* in, float* out, size_t count) override;
   RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) override;
+  RequestPtr reduce_scatter_sum_bf16(const uint16_t* in, uint16_t* out, size_t count) override;
   void all_reduce_sum(float* data, size_t count) override;
   void all_reduce_sum(double* data, size_t count) override;
   void all_reduce_max(int64_t* data, size_t count) override;

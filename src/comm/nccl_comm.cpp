@@ -316,6 +316,18 @@ class NcclComm final : public Communicator {
     end(op);
     return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
   }
+  RequestPtr reduce_scatter_sum_bf16(const uint16_t* in, uint16_t* out, size_t count) override {
+    stats_.reduce_scatter_bytes += count * size_ * sizeof(uint16_t);
+    stats_.calls++;
+    require_device("reduce_scatter_sum_bf16", count, in, out);
+    auto op = begin("reduce_scatter_sum_bf16", /*after_compute=*/true);
+    {
+      Lane::HostCall call(*lane_, op->name, where_);
+      NCCL_CHECK(ncclReduceScatter(in, out, count, ncclBfloat16, ncclSum, comm_, lane_->stream()));
+    }
+    end(op);
+    return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
+  }
   RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) override {
     stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
     stats_.calls++;

@@ -147,6 +147,11 @@ void add_fsdp_keys(ConfigSchema& s) {
                    {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard"}));
   s.add(int_key("fsdp.shard_group_size", "0", "hybrid_shard: ranks per shard group (0: ranks per node)", 0));
   s.add(key("fsdp.activation_checkpointing", KeyType::kBool, "false", "recompute each block in backward"));
+  s.add(choice_key("fsdp.reduce_dtype", "fp32",
+                   "dtype of the gradient reduce-scatter, as torch FSDP's MixedPrecision reduce_dtype: bf16 rounds "
+                   "each unit's fp32 gradient to bf16 before it (half the bytes) and sums in bf16, rounding every "
+                   "partial sum; the shards, the replicas' all-reduce and AdamW stay fp32",
+                   {"fp32", "bf16"}));
 }
 
 void add_output_keys(ConfigSchema& s) {

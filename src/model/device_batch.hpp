@@ -2,6 +2,7 @@
 #pragma once
 
 #include "backend/device_array.hpp"
+#include "core/ignore_index.hpp"
 #include "data/token_dataset.hpp"
 #include "model/llama.hpp"
 
@@ -15,7 +16,8 @@ class DeviceBatch {
     ids_.resize(be_, n);
     pos_.resize(be_, n);
     tgt_.resize(be_, n);
-    be_.to_device(ids_.data(), hb.ids.data(), n * sizeof(int32_t));
+    // The ids are mirrored: the embedding backward groups them on the host.
+    be_.to_device_mirrored(ids_.data(), hb.ids.data(), n * sizeof(int32_t));
     be_.to_device(pos_.data(), hb.positions.data(), n * sizeof(int32_t));
     be_.to_device(tgt_.data(), hb.targets.data(), n * sizeof(int32_t));
     Batch b;
@@ -29,6 +31,8 @@ class DeviceBatch {
     b.ids = ids_.data();
     b.positions = pos_.data();
     b.targets = tgt_.data();
+    b.target_tokens = 0;  // from the host targets themselves: no read-back, and right for any HostBatch
+    for (int32_t t : hb.targets) b.target_tokens += t != kIgnoreIndex;
     b.dropout_keys = hb.dropout_keys.empty() ? nullptr : hb.dropout_keys.data();  // host memory, as the model wants
     return b;
   }

@@ -89,6 +89,13 @@ class Engine final : public detail::LlamaImpl {
                bool count_correct);
   const S* lm_head_weight(UnitAccess& access);
   float* lm_head_grad(UnitAccess& access);
+  // After block l: the next block, or the head (and a tied head's weight,
+  // which lives in the embedding unit) after the last one.
+  void prefetch_next(UnitAccess& access, int l, int layers) {
+    if (l + 1 < layers) return access.prefetch(layout_.block_unit(l + 1));
+    access.prefetch(layout_.head_unit());
+    if (cfg_.tie_word_embeddings) access.prefetch(layout_.embed_unit());
+  }
 
   const LlamaConfig& cfg_;
   Backend& be_;
@@ -398,12 +405,19 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
     be_.gemm(false, true, rows, vocab, d, 1.f, head_norm_.data(), d, wlm, d, 0.f, logits_out, vocab);
     return result;
   }
-  // Chunked over rows so no (N, V) logits buffer is ever alive.
-  const int chunk = std::max(1, std::min(rows, (1 << 22) / vocab));
+  // Chunked over rows so no (N, V) logits buffer is ever alive, in chunks of
+  // head_chunk_bytes (kHeadChunkBytes): thousands of rows at a 128K vocabulary, so each pass
+  // over the (V, D) head weight and its gradient serves many rows.
+  const int chunk = head_chunk_rows(rows, vocab, sizeof(S), opts_.head_chunk_bytes);
   logits_.resize(be_, static_cast<size_t>(chunk) * vocab);
-  std::vector<int32_t> host_targets(rows);
-  be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
-  for (int t : host_targets) result.tokens += (t != kIgnoreIndex);
+  std::vector<int32_t> host_targets;
+  if (b.target_tokens >= 0 && !count_correct) {
+    result.tokens = b.target_tokens;  // counted on the host when the batch was made
+  } else {
+    host_targets.resize(rows);
+    be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
+    for (int t : host_targets) result.tokens += (t != kIgnoreIndex);
+  }
   S* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
   const bool base_trains = !layout_.has_lora();
   float* dwlm = mode == HeadMode::kLossBackward && base_trains ? lm_head_grad(access) : nullptr;
@@ -424,8 +438,7 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
         result.correct += (std::max_element(row, row + vocab, less) - row) == tgt;
       }
     }
-    be_.cross_entropy_rows(logits_.data(), b.targets + r0, row_loss_.data(), n, vocab, loss_scale);
-    result.loss_sum += be_.sum(row_loss_.data(), n);
+    be_.cross_entropy_rows(logits_.data(), b.targets + r0, row_loss_.data() + r0, n, vocab, loss_scale);
     if (mode == HeadMode::kLossBackward) {
       // dWlm(V, D) += dlogits^T @ hN ; dhN(n, D) = dlogits @ Wlm
       if (dwlm) be_.gemm(true, false, vocab, d, n, 1.f, logits_.data(), vocab, hn, d, 1.f, dwlm, d);
@@ -433,6 +446,8 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
                dnorm + static_cast<size_t>(r0) * d, d);
     }
   }
+  // One read-back per micro-batch: every chunk's per-row losses, summed on the device.
+  result.loss_sum = be_.sum(row_loss_.data(), rows);
   if (mode == HeadMode::kLossBackward) {
     float* dnorm_w = base_trains ? access.grads(hu) + head_unit.slot("model.norm.weight").offset : nullptr;
     // dx(N, D) = rmsnorm_bwd(dhN)
@@ -476,7 +491,7 @@ LossSum Engine<S>::forward_backward(const Batch& b, UnitAccess& access, float lo
     }
     BlockActs& a = recompute ? *scratch_ : *acts_[l];
     const S* w = unit_params<S>(access, u);
-    access.prefetch(l + 1 < layers ? layout_.block_unit(l + 1) : layout_.head_unit());
+    prefetch_next(access, l, layers);
     const S* lw = lora_params(access, l);
     block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, a, nullptr, 0);
     if (!recompute) activation_bytes_ += a.bytes();
@@ -490,10 +505,9 @@ LossSum Engine<S>::forward_backward(const Batch& b, UnitAccess& access, float lo
   access.release(layout_.head_unit());
   const bool base_trains = !layout_.has_lora();
   if (base_trains) access.grads_done(layout_.head_unit());
-  if (cfg_.tie_word_embeddings) {
-    access.release(layout_.embed_unit());
-    if (base_trains) access.grads_done(layout_.embed_unit());  // the lm_head share of the tied gradient
-  }
+  // A tied head's gradient stays in the embedding's buffer until the
+  // embedding backward has added its share: one reduce-scatter, not two.
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
 
   S* dx = dx_.data();
   for (int l = layers - 1; l >= 0; --l) {
@@ -540,7 +554,7 @@ S* Engine<S>::forward_trunk(const Batch& b, UnitAccess& access) {
   for (int l = 0; l < cfg_.num_hidden_layers; ++l) {
     const int u = layout_.block_unit(l);
     const S* w = unit_params<S>(access, u);
-    access.prefetch(l + 1 < cfg_.num_hidden_layers ? layout_.block_unit(l + 1) : layout_.head_unit());
+    prefetch_next(access, l, static_cast<int>(cfg_.num_hidden_layers));
     const S* lw = lora_params(access, l);
     block_forward(l, w, lw, b.batch, b.seq, b.positions, b.doc_start, x, *scratch_, nullptr, 0);
     access.release(u);

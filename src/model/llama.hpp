@@ -4,6 +4,8 @@
 // process) or with FSDP gathering each unit just before use.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -28,10 +30,12 @@ class UnitAccess {
   virtual const bf16* params_bf16(int unit);
   virtual void prefetch(int unit) {}            // hint: params(unit) is needed next
   virtual void release(int unit) {}             // done with params(unit) for now
-  virtual float* grads(int unit) = 0;           // full-size gradient buffer (accumulated into)
-  // The gradient written so far into grads(unit) is complete; a later
-  // grads(unit) call may hand out a fresh zeroed buffer (tied embeddings
-  // contribute twice: at the head and at the embedding).
+  // Full-size gradient buffer, only ever accumulated into: it need not be
+  // zero (at one rank it is the gradient shard itself, holding the earlier
+  // micro-batches' sums).
+  virtual float* grads(int unit) = 0;
+  // The gradient written so far into grads(unit) is complete (a tied head's
+  // share stays in the embedding's buffer until the embedding backward).
   virtual void grads_done(int unit) {}
 };
 
@@ -44,7 +48,16 @@ struct Batch {
   const int32_t* targets = nullptr;    // (B*T)
   const int32_t* doc_start = nullptr;  // (B*T) row-relative start of each token's document, or null
   const uint64_t* dropout_keys = nullptr;  // (B) host: one key per sequence for LoRA dropout; null: no dropout
+  int64_t target_tokens = -1;  // targets that are not -100, counted on the host; -1: unknown (read back)
 };
+
+// Rows of logits per chunk of the loss head: as many as fit in
+// kHeadChunkBytes of logits (at least one, at most `rows`).
+constexpr size_t kHeadChunkBytes = size_t(256) << 20;
+inline int head_chunk_rows(int rows, int vocab, size_t elem_bytes, size_t budget = kHeadChunkBytes) {
+  const size_t fit = budget / (static_cast<size_t>(vocab) * elem_bytes);
+  return static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(rows), fit)));
+}
 
 struct ModelOptions {
   bool activation_checkpointing = false;  // recompute each block in backward
@@ -55,6 +68,8 @@ struct ModelOptions {
   // the backend's bf16 ops, parameters from UnitAccess::params_bf16, fp32
   // statistics, losses and gradients. Needs Backend::has_bf16_storage().
   bool bf16_storage = false;
+  // Logits per chunk of the loss head (tests make it small to get many chunks).
+  size_t head_chunk_bytes = kHeadChunkBytes;
 };
 
 struct LossSum {
@@ -80,8 +95,8 @@ class LlamaModel {
 
   // Forward and backward over one micro-batch. Gradients of
   // loss_scale * sum(token NLL) accumulate into access.grads(). `tokens`
-  // (the targets that are not kIgnoreIndex) is counted on the host, from a
-  // copy of b.targets.
+  // (the targets that are not kIgnoreIndex) is b.target_tokens, or counted
+  // from a host copy of b.targets when that is unknown.
   LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale);
 
   // Forward only: per-token NLL sum and count (and accuracy when asked).

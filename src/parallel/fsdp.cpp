@@ -61,13 +61,15 @@ struct Fsdp::PendingReduce {
   int unit = -1;
   float* full = nullptr;   // (padded) gradient contribution, returned to the pool
   float* shard = nullptr;  // (shard_size) reduced shard (== full when shard count is 1)
+  float* half_full = nullptr;   // bf16_reduce: full rounded to bf16 ((padded + 1) / 2 words)
+  float* half_shard = nullptr;  // bf16_reduce: the reduced shard in bf16 ((shard_size + 1) / 2 words)
   RequestPtr request;
 };
 
 Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-           int shard_group_size, quant::Kind base_quant, bool bf16_params)
+           int shard_group_size, quant::Kind base_quant, bool bf16_params, bool bf16_reduce)
     : layout_(layout), be_(be), world_(world), strategy_(strategy), base_quant_(base_quant),
-      bf16_params_(bf16_params) {
+      bf16_params_(bf16_params), bf16_reduce_(bf16_reduce) {
   mesh_ = mesh_for(strategy, world.size(), world.rank(), shard_group_size);
   // Collective: every rank makes both splits in the same order.
   shard_comm_ = world.split(mesh_.replica_index, mesh_.shard_index);
@@ -255,6 +257,12 @@ void Fsdp::release(int unit) {
 float* Fsdp::grads(int unit) {
   LLAMAFT_CHECK(layout_.units()[unit].trainable, "gradient requested for frozen unit ", layout_.units()[unit].name);
   in_backward_ = true;
+  if (mesh_.shard_size == 1) {
+    // This rank holds the whole unit: the model accumulates straight into the
+    // gradient shard (no full-size buffer to zero, reduce and add back).
+    replicas_pending_ |= mesh_.replica_size > 1;  // all-reduced once per step: sync_replicas()
+    return grad_[unit].data();
+  }
   auto it = grad_full_.find(unit);
   if (it != grad_full_.end()) return it->second;
   const ShardGeometry& geo = geom_[unit];
@@ -271,9 +279,15 @@ void Fsdp::finish_reduce(PendingReduce& p) {
     p.request.reset();
   }
   replicas_pending_ |= mesh_.replica_size > 1;  // all-reduced once per step: sync_replicas()
+  if (p.half_shard) {  // widen the bf16 sum into fp32 first
+    be_.unpack_bf16(p.half_shard, static_cast<size_t>((geo.shard_size + 1) / 2), p.shard,
+                    static_cast<size_t>(geo.shard_size), 1);
+    give_buffer(p.half_shard);
+    give_buffer(p.half_full);
+  }
   be_.axpy(1.f, p.shard, grad_[p.unit].data(), geo.shard_size);
   if (p.shard != p.full) give_buffer(p.shard);
-  give_buffer(p.full);
+  if (p.full) give_buffer(p.full);
 }
 
 void Fsdp::grads_done(int unit) {
@@ -284,7 +298,19 @@ void Fsdp::grads_done(int unit) {
   p->full = it->second;
   grad_full_.erase(it);
   const ShardGeometry& geo = geom_[unit];
-  if (mesh_.shard_size > 1) {
+  if (mesh_.shard_size > 1 && bf16_reduce_) {
+    // Round the full gradient to bf16 and give its fp32 buffer back before the
+    // reduction runs: only the bf16 words stay alive while it is in flight.
+    p->half_full = take_buffer((geo.padded + 1) / 2);
+    be_.pack_bf16(p->full, p->half_full, static_cast<size_t>(geo.padded));
+    give_buffer(p->full);
+    p->full = nullptr;
+    p->half_shard = take_buffer((geo.shard_size + 1) / 2);
+    p->shard = take_buffer(geo.shard_size);
+    p->request = shard_comm_->reduce_scatter_sum_bf16(reinterpret_cast<const uint16_t*>(p->half_full),
+                                                      reinterpret_cast<uint16_t*>(p->half_shard),
+                                                      static_cast<size_t>(geo.shard_size));
+  } else if (mesh_.shard_size > 1) {
     p->shard = take_buffer(geo.shard_size);
     p->request = shard_comm_->reduce_scatter_sum(p->full, p->shard, geo.shard_size);
   } else {

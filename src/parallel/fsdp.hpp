@@ -68,8 +68,13 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
   // to fp32 (the CPU backend), params_bf16() keeps it bf16 (bf16 storage).
   // Either way compute sees bf16-rounded weights at any shard count;
   // gradients, their reduction and AdamW stay fp32.
+  // bf16_reduce (fsdp.reduce_dtype = bf16, torch's MixedPrecision
+  // reduce_dtype): each unit's fp32 gradient is rounded to bf16 before its
+  // reduce-scatter (half the bytes), summed in bf16 and widened into the
+  // fp32 gradient shard. The replicas' once-a-step all-reduce stays fp32.
   Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false);
+       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
+       bool bf16_reduce = false);
   ~Fsdp() override;
 
   // ---- UnitAccess (called by the model) -----------------------------------------
@@ -111,6 +116,7 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
   const quant::UnitCodec* codec(int unit) const { return codec_[unit].get(); }
   quant::Kind base_quant() const { return base_quant_; }
   bool bf16_params() const { return bf16_params_; }
+  bool bf16_reduce() const { return bf16_reduce_; }
   ShardStrategy strategy() const { return strategy_; }
   const MeshShape& mesh() const { return mesh_; }
   Communicator& replica_comm() { return *replica_comm_; }
@@ -144,6 +150,7 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
   std::unique_ptr<Communicator> shard_comm_, replica_comm_;
   quant::Kind base_quant_ = quant::Kind::kNone;
   bool bf16_params_ = false;
+  bool bf16_reduce_ = false;
   bool gathers(int unit) const { return mesh_.shard_size > 1 || codec_[unit] || bf16_params_; }
   std::vector<std::shared_ptr<const quant::UnitCodec>> codec_;  // shared by units of one layout
   std::vector<ShardGeometry> geom_;

@@ -35,6 +35,9 @@ class PlanComm final : public Communicator {
   std::string name() const override { return "plan"; }
   RequestPtr all_gather(const float*, float*, size_t) override { return std::make_unique<NullRequest>(); }
   RequestPtr reduce_scatter_sum(const float*, float*, size_t) override { return std::make_unique<NullRequest>(); }
+  RequestPtr reduce_scatter_sum_bf16(const uint16_t*, uint16_t*, size_t) override {
+    return std::make_unique<NullRequest>();
+  }
   void all_reduce_sum(float*, size_t) override {}
   void all_reduce_sum(double*, size_t) override {}
   void all_reduce_max(int64_t*, size_t) override {}
@@ -56,7 +59,7 @@ class PlanComm final : public Communicator {
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
                        quant::Kind base_quant, bool bf16_params, bool bf16_storage, bool host_resident,
-                       bool async_checkpoint) {
+                       bool async_checkpoint, bool bf16_reduce) {
   auto be = make_counting_backend(bf16_storage);
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
   PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
@@ -65,7 +68,7 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   opts.lora = lora;
   opts.bf16_storage = bf16_storage;
   LlamaModel model(mc, *be, opts);
-  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params);
+  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params, bf16_reduce);
   MemoryPlan p;
   // Loading: everything resident so far, plus the loader's staging (see
   // load_sharded): the largest of the units' windows.

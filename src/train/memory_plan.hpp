@@ -30,6 +30,7 @@ struct MemoryPlan {
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {},
                        quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
-                       bool bf16_storage = false, bool host_resident = true, bool async_checkpoint = false);
+                       bool bf16_storage = false, bool host_resident = true, bool async_checkpoint = false,
+                       bool bf16_reduce = false);
 
 }  // namespace llamaft

@@ -18,6 +18,24 @@ MetricsWriter::MetricsWriter(bool lead, const std::string& out_dir, const std::s
   if (tensorboard) tb_ = std::make_unique<TensorBoardWriter>(out_dir + "/tensorboard");
 }
 
+nlohmann::ordered_json step_counters_json(const StepCounters& c) {
+  nlohmann::ordered_json ops = nlohmann::ordered_json::object();
+  for (const auto& [name, f] : c.ops)
+    ops[name] = {{"calls", f.calls},
+                 {"launches", f.launches},
+                 {"library_calls", f.library_calls},
+                 {"bytes", f.bytes},
+                 {"flops", f.flops}};
+  nlohmann::ordered_json syncs = nlohmann::ordered_json::object();
+  for (const auto& [site, n] : c.syncs) syncs[site] = n;
+  return {{"host_syncs", c.total_syncs()},
+          {"launches", c.total_launches()},
+          {"bytes", c.total(&StepCounters::Family::bytes)},
+          {"flops", c.total(&StepCounters::Family::flops)},
+          {"syncs", syncs},
+          {"ops", ops}};
+}
+
 void MetricsWriter::run_info(const nlohmann::ordered_json& info) {
   if (lead_) std::ofstream(dir_ + "/run_info.json") << info.dump(2) << "\n";
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/step_counters.hpp"
 #include "train/tensorboard.hpp"
 
 namespace llamaft {
@@ -28,6 +29,11 @@ struct StepMetrics {
   int64_t all_gather_bytes = 0, reduce_scatter_bytes = 0, all_reduce_bytes = 0;
   double tokens_per_s() const { return input_tokens / step_s; }
 };
+
+// A device backend's counters for one step, as metrics.jsonl's "device"
+// field: totals, host syncs by site, and each op family's calls, launches,
+// bytes and FLOPs (bench/roofline.py reads either this or a dry run's dump).
+nlohmann::ordered_json step_counters_json(const StepCounters& c);
 
 class MetricsWriter {
  public:

@@ -81,6 +81,7 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.lora_init_from = cfg.get_string("lora.init_from");
   s.base_quant = base_quant_from_config(cfg);
   s.bf16_params = cfg.get_string("train.param_dtype") == "bf16";
+  s.bf16_reduce = cfg.get_string("fsdp.reduce_dtype") == "bf16";
   // eval.dtype is eval's and generate's; train (and its validation passes)
   // computes in train.param_dtype, so a different eval.dtype would be ignored.
   LLAMAFT_REQUIRE(!cfg.is_explicit("eval.dtype") || cfg.get_string("eval.dtype") == cfg.get_string("train.param_dtype"),

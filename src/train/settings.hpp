@@ -36,6 +36,7 @@ struct TrainSettings {
   std::string lora_init_from;
   quant::Kind base_quant = quant::Kind::kNone;
   bool bf16_params = false;  // train.param_dtype = bf16
+  bool bf16_reduce = false;  // fsdp.reduce_dtype = bf16
   ShardStrategy strategy = ShardStrategy::kFullShard;
   int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
   bool activation_checkpointing = false;

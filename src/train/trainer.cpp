@@ -144,7 +144,8 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   device_comm_ = make_device_communicator(*backend_, *world_, settings_.comm_timeout_s);
   Communicator* fsdp_comm = device_comm_ ? device_comm_.get() : world_.get();
   fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, settings_.strategy,
-                                 settings_.shard_group_size, settings_.base_quant, settings_.bf16_params);
+                                 settings_.shard_group_size, settings_.base_quant, settings_.bf16_params,
+                                 settings_.bf16_reduce);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   const bool lora = settings_.lora.enabled();
@@ -212,7 +213,8 @@ void Trainer::write_run_info(const Config& cfg) {
   plan_ = plan_memory(model_config_, settings_.strategy, world_->size(), fsdp_->mesh().shard_size,
                       static_cast<int>(settings_.micro_batch), settings_.seq_len, settings_.activation_checkpointing,
                       settings_.lora, settings_.base_quant, settings_.bf16_params, model_options_.bf16_storage,
-                      backend_->host_resident(), policy_.settings().async && policy_.periodic());
+                      backend_->host_resident(), policy_.settings().async && policy_.periodic(),
+                      settings_.bf16_reduce);
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");
@@ -274,6 +276,7 @@ void Trainer::write_run_info(const Config& cfg) {
 }
 
 StepMetrics Trainer::step() {
+  if (StepCounters* c = backend_->counters()) c->clear();  // the device's counts cover this step
   const auto t0 = Clock::now();
   const CommStats comm0 = fsdp_->comm_totals();
   const int rank = world_->rank(), nranks = world_->size();
@@ -468,6 +471,7 @@ int Trainer::train() {
       extra["world_size"] = world_->size();
       extra["strategy"] = strategy_name(settings_.strategy);
       extra["restarts"] = restarts_;
+      if (const StepCounters* c = backend_->counters()) extra["device"] = step_counters_json(*c);
       metrics_->step(m, extra);
     }
     progress_->update(m.step, m.loss, m.tokens_per_s(), backend_->peak_bytes());

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,8 +22,22 @@
 
 namespace llamaft::cuda_test {
 
-#define LLAMAFT_SKIP_WITHOUT_GPU() \
-  if (!::llamaft::cuda_device_available()) GTEST_SKIP() << "no CUDA device"
+// Skips on a machine without a GPU; fails (never skips) when CUDA is there but
+// unusable (a driver too old for this runtime), or when LLAMAFT_REQUIRE_GPU=1
+// (scripts/gpu_check.sh), so a GPU run cannot pass by skipping.
+inline bool gpu_required() {
+  const char* v = std::getenv("LLAMAFT_REQUIRE_GPU");
+  return v && std::string(v) == "1";
+}
+#define LLAMAFT_SKIP_WITHOUT_GPU()                                                                     \
+  do {                                                                                                 \
+    const ::llamaft::CudaProbe probe_ = ::llamaft::probe_cuda();                                       \
+    if (!probe_.available) {                                                                           \
+      if (!probe_.error.empty()) FAIL() << probe_.error;                                               \
+      if (::llamaft::cuda_test::gpu_required()) FAIL() << "LLAMAFT_REQUIRE_GPU=1 but no CUDA device";  \
+      GTEST_SKIP() << "no CUDA device";                                                                \
+    }                                                                                                  \
+  } while (0)
 
 // Small pools keep parallel test processes from fighting over the GPU.
 constexpr size_t kTestPoolBytes = size_t(256) << 20;

@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "self_comm.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/llama.hpp"
@@ -26,25 +27,6 @@
 
 namespace llamaft::cuda_test {
 namespace {
-
-// One rank: FSDP issues no collectives at world size 1 (shard and replica
-// groups of one), and the optimizer's host all-reduces are identities.
-class SelfComm final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "self"; }
-  RequestPtr all_gather(const float*, float*, size_t) override { LLAMAFT_FAIL("SelfComm: unexpected all_gather"); }
-  RequestPtr reduce_scatter_sum(const float*, float*, size_t) override {
-    LLAMAFT_FAIL("SelfComm: unexpected reduce_scatter");
-  }
-  void all_reduce_sum(float*, size_t) override {}
-  void all_reduce_sum(double*, size_t) override {}
-  void all_reduce_max(int64_t*, size_t) override {}
-  void broadcast(void*, size_t, int) override {}
-  void barrier() override {}
-  std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfComm>(); }
-};
 
 LlamaConfig small_config() {
   LlamaConfig c = preset_config("tiny");

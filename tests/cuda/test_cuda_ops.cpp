@@ -1,6 +1,7 @@
 // Every CUDA backend op except attention (test_cuda_attention.cpp), forward
 // and backward, against the CPU backend on seeded random inputs with odd
 // sizes; the backend's pool, OOM message and determinism. Skips without a GPU.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -30,9 +31,41 @@ TEST(CudaBackend, DeviceProbeNeverThrows) {
   }
 }
 
+// gpu_check.sh's first stage: with LLAMAFT_REQUIRE_GPU=1 this fails, naming
+// the CUDA error, unless a device is usable.
+TEST(CudaBackend, DeviceIsUsable) {
+  LLAMAFT_SKIP_WITHOUT_GPU();
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  EXPECT_GT(count, 0);
+  auto be = make_cuda_backend(0, cuda_test::kTestPoolBytes);
+  EXPECT_NE(be->counters(), nullptr);
+}
+
+// cudaGetDeviceCount's "insufficient driver" means no GPU only where no
+// driver library exists; with a driver present it is an error to report
+// (codes from the CUDA runtime: 35 insufficient driver, 100 no device, 999 unknown).
+TEST(CudaBackend, ProbeTellsNoGpuFromAnUnusableDriver) {
+  EXPECT_TRUE(classify_cuda_probe(0, "no error", 1, true).available);
+  EXPECT_FALSE(classify_cuda_probe(0, "no error", 0, true).available);
+  const CudaProbe no_device = classify_cuda_probe(100, "no CUDA-capable device is detected", 0, true);
+  EXPECT_FALSE(no_device.available);
+  EXPECT_TRUE(no_device.error.empty());
+  const CudaProbe no_driver = classify_cuda_probe(35, "CUDA driver version is insufficient", 0, false);
+  EXPECT_FALSE(no_driver.available);
+  EXPECT_TRUE(no_driver.error.empty());
+  const CudaProbe old_driver = classify_cuda_probe(35, "CUDA driver version is insufficient", 0, true);
+  EXPECT_FALSE(old_driver.available);
+  EXPECT_NE(old_driver.error.find("insufficient"), std::string::npos) << old_driver.error;
+  EXPECT_NE(old_driver.error.find("update the driver"), std::string::npos) << old_driver.error;
+  EXPECT_FALSE(classify_cuda_probe(999, "unknown error", 0, true).error.empty());
+}
+
 TEST(CudaBackend, DefaultPoolLeavesAReserve) {
   const size_t gib = size_t(1) << 30;
   EXPECT_EQ(cuda_default_pool_bytes(70 * gib, 80 * gib), 70 * gib - 80 * gib / 32);
+  // Three NCCL communicators (a multi-rank job): 2 GiB more each.
+  EXPECT_EQ(cuda_default_pool_bytes(130 * gib, 141 * gib, 3), 130 * gib - 141 * gib / 32 - 6 * gib);
   EXPECT_EQ(cuda_default_pool_bytes(10 * gib, 24 * gib), 8 * gib);
   EXPECT_EQ(cuda_default_pool_bytes(3 * gib, 24 * gib), 3 * gib / 2);  // too little left: half
 }

@@ -8,7 +8,9 @@ parameters padded to a multiple of S, and L blocks:
     full_shard / hybrid_shard: embed, each block twice (forward and backward),
       the head, and the embed again for a tied head;
     shard_grad_op: every unit once (kept from forward to backward);
-  reduce-scatter (S > 1), bytes fed = 4 P_u per unit (tied embed: twice);
+  reduce-scatter (S > 1), bytes fed = 4 P_u per unit, once (a tied head's
+    gradient waits in the embedding's buffer for the embedding backward);
+    2 P_u with fsdp.reduce_dtype = bf16;
   all-reduce across replicas (R > 1) = 4 P_u / S per unit, once per step
     (micro-batches accumulate locally first, as DDP's no_sync);
 plus per step: 24 bytes of loss/token counts over the world and 8 bytes of
@@ -36,7 +38,7 @@ def units(cfg):
     return v * d, block, head, L
 
 
-def expected(cfg, strategy, world, group, micro, bf16=False):
+def expected(cfg, strategy, world, group, micro, bf16=False, bf16_reduce=False):
     S = {"full_shard": world, "shard_grad_op": world, "no_shard": 1, "hybrid_shard": group}[strategy]
     R = world // S
     tied = cfg["tie_word_embeddings"]
@@ -49,8 +51,8 @@ def expected(cfg, strategy, world, group, micro, bf16=False):
             gathers.append(embed)
         # bf16 params: each shard of P/S values travels as ceil(P/S / 2) 4-byte words
         ag = sum(4 * ((p // S + 1) // 2) if bf16 else 4 * p // S for p in gathers)
-        reduces = [embed, head] + [block] * L + ([embed] if tied else [])
-        rs = sum(4 * p for p in reduces)
+        reduces = [embed, head] + [block] * L
+        rs = sum((2 if bf16_reduce else 4) * p for p in reduces)
     if R > 1:  # once per step, after local accumulation over the micro-batches; each unit once
         ar = sum(4 * p // S for p in [embed, head] + [block] * L)
     return {"all_gather_bytes": micro * ag, "reduce_scatter_bytes": micro * rs,
@@ -76,23 +78,26 @@ def main():
         model = f"{a.workdir}/{preset}"
         subprocess.run([a.llamaft, "init", "--preset", preset, "--output", model], check=True, capture_output=True)
         cfg = json.load(open(f"{model}/config.json"))
-        runs = [(s, False) for s in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")]
-        runs += [("full_shard", True), ("hybrid_shard", True)]  # train.param_dtype = bf16
-        for strategy, bf16 in runs:
-            out = f"{a.workdir}/{preset}_{strategy}{'_bf16' if bf16 else ''}"
+        runs = [(s, False, False) for s in ("full_shard", "shard_grad_op", "no_shard", "hybrid_shard")]
+        runs += [("full_shard", True, False), ("hybrid_shard", True, False)]  # train.param_dtype = bf16
+        runs += [("full_shard", False, True), ("hybrid_shard", True, True)]   # fsdp.reduce_dtype = bf16
+        for strategy, bf16, bf16_reduce in runs:
+            tag = ("_bf16" if bf16 else "") + ("_rbf16" if bf16_reduce else "")
+            out = f"{a.workdir}/{preset}_{strategy}{tag}"
             subprocess.run(["mpirun", "--oversubscribe", "-np", str(world), a.llamaft, "train", "--model.path", model,
                             "--data.path", f"{a.workdir}/data.jsonl", "--data.seq_len", "16",
                             "--train.global_batch_size", str(gbatch), "--train.steps", "2",
                             "--fsdp.strategy", strategy, "--fsdp.shard_group_size", str(group),
                             "--output.dir", out, "--output.export", "false", "--output.progress", "false",
-                            "--checkpoint.at_end", "false", "--train.param_dtype", "bf16" if bf16 else "fp32"],
+                            "--checkpoint.at_end", "false", "--train.param_dtype", "bf16" if bf16 else "fp32",
+                            "--fsdp.reduce_dtype", "bf16" if bf16_reduce else "fp32"],
                            env=ENV, check=True, capture_output=True)
-            want = expected(cfg, strategy, world, group, micro, bf16)
+            want = expected(cfg, strategy, world, group, micro, bf16, bf16_reduce)
             for m in (json.loads(l) for l in open(f"{out}/metrics.jsonl")):
                 got = {k: m[k] for k in want}
                 good = got == want
                 ok &= good
-                print(f"{'ok  ' if good else 'FAIL'} {preset:9s} {strategy + (' bf16' if bf16 else ''):18s} "
+                print(f"{'ok  ' if good else 'FAIL'} {preset:9s} {strategy + tag.replace('_', ' '):24s} "
                       f"step {m['step']}: measured {got}"
                       + ("" if good else f" expected {want}"))
     print("communication volume:", "PASSED" if ok else "FAILED")

@@ -5,6 +5,8 @@
 // the full gradients the ranks contributed, restricted to its shard.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -60,8 +62,8 @@ TEST_P(FsdpCollectives, ReduceScatterSumsRanksAndMicroBatches) {
   for (int mb = 0; mb < micro_batches; ++mb) {
     // Backward order (head first), as the model calls it.
     for (int u = fsdp.num_units() - 1; u >= 0; --u) {
-      float* full = fsdp.grads(u);
-      for (int64_t i = 0; i < layout.units()[u].numel; ++i) full[i] = dyadic(u, i, 10 * me + mb);
+      float* full = fsdp.grads(u);  // accumulated into, as the model does (one shard: the shard itself)
+      for (int64_t i = 0; i < layout.units()[u].numel; ++i) full[i] += dyadic(u, i, 10 * me + mb);
       fsdp.grads_done(u);
     }
     fsdp.end_backward();
@@ -83,6 +85,59 @@ TEST_P(FsdpCollectives, ReduceScatterSumsRanksAndMicroBatches) {
     EXPECT_EQ(bad, 0) << "unit " << layout.units()[u].name << ", shard [" << g.begin << ", "
                       << g.begin + g.shard_size << "), np " << ranks;
     EXPECT_GT(nonzero, 0);
+  }
+}
+
+// fsdp.reduce_dtype = bf16: each rank's contribution is rounded to bf16
+// (relative error at most u = 2^-8) and every partial sum of the ranks is
+// rounded again (at most u times the sum of magnitudes each), so the shard
+// is within (ranks + 1) * u * sum |terms| of the exact sum, per micro-batch;
+// the micro-batches then add in fp32. Half the reduce-scatter bytes of fp32.
+TEST_P(FsdpCollectives, Bf16ReduceScatterIsTheSumToBf16Rounding) {
+  const ParamLayout layout(mpi_unit::small_config());
+  const int ranks = world().size(), me = world().rank();
+  uint64_t bytes[2] = {0, 0};
+  for (bool bf16 : {false, true}) {
+    Fsdp fsdp(layout, cpu(), world(), GetParam(), 0, quant::Kind::kNone, false, bf16);
+    fsdp.zero_grad_shards();
+    const uint64_t before = fsdp.comm_totals().reduce_scatter_bytes;
+    const int micro_batches = 2;
+    for (int mb = 0; mb < micro_batches; ++mb) {
+      for (int u = fsdp.num_units() - 1; u >= 0; --u) {
+        float* full = fsdp.grads(u);
+        for (int64_t i = 0; i < layout.units()[u].numel; ++i) full[i] += irregular(u, i, 10 * me + mb);
+        fsdp.grads_done(u);
+      }
+      fsdp.end_backward();
+    }
+    fsdp.sync_replicas();
+    bytes[bf16] = fsdp.comm_totals().reduce_scatter_bytes - before;
+    const bool reduced = fsdp.mesh().shard_size > 1;
+    int64_t bad = 0, rounded = 0;
+    for (int u = 0; u < fsdp.num_units(); ++u) {
+      const ShardGeometry& g = fsdp.geometry(u);
+      const float* shard = fsdp.grad_shard(u);
+      for (int64_t j = 0; j < g.shard_size && g.begin + j < g.numel; ++j) {
+        double want = 0, mag = 0;
+        for (int r = 0; r < ranks; ++r)
+          for (int mb = 0; mb < micro_batches; ++mb) {
+            const double x = irregular(u, g.begin + j, 10 * r + mb);
+            want += x;
+            mag += std::abs(x);
+          }
+        const double err = std::abs(double(shard[j]) - want);
+        const double bound = (bf16 && reduced ? (ranks + 1) * 0x1p-8 : 0.0) * mag + 0x1p-22 * mag;
+        bad += err > bound;
+        rounded += err > 0x1p-20 * mag;
+      }
+    }
+    EXPECT_EQ(bad, 0) << (bf16 ? "bf16" : "fp32") << " reduce, np " << ranks;
+    if (bf16 && reduced) {
+      EXPECT_GT(rounded, 0) << "a bf16 reduction that rounds nothing is not bf16";
+    }
+  }
+  if (bytes[0] > 0) {
+    EXPECT_EQ(2 * bytes[1], bytes[0]) << "bf16 moves half the reduce-scatter bytes";
   }
 }
 

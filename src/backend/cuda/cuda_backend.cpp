@@ -3,17 +3,20 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <array>
 #include <map>
 #include <cstdio>
+#include <cstring>
 
 #include "adamw.cuh"
 #include "attention.cuh"
 #include "cast.cuh"
 #include "backend/cuda/cuda_check.hpp"
 #include "cross_entropy.cuh"
+#include "launch_count.cuh"
 #include "elementwise.cuh"
 #include "embedding.cuh"
 #include "quant.cuh"
@@ -28,17 +31,100 @@ namespace llamaft {
 namespace {
 constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;  // what cuBLAS recommends on Hopper
 constexpr size_t kMiB = size_t(1) << 20;
+constexpr int kStagingSlots = 8;                  // uploads in flight before one waits
+constexpr size_t kMaxStagedBytes = size_t(64) << 20;  // larger uploads (checkpoint loads) copy synchronously
 }  // namespace
 
-bool cuda_device_available() {
+// One op's entry in counters_: a call, its argument-derived bytes and FLOPs,
+// and the launches kernels/ issued while it ran (plus library calls, which
+// LLAMAFT_LAUNCH_CHECK does not see).
+struct CudaBackend::Tally {
+  Tally(CudaBackend& be, const char* family, double bytes, double flops = 0, int64_t library_calls = 0)
+      : f(be.counters_.ops[family]), start(cuda::launches_issued() - library_calls) {
+    ++f.calls;
+    f.library_calls += library_calls;
+    f.bytes += bytes;
+    f.flops += flops;
+  }
+  ~Tally() { f.launches += cuda::launches_issued() - start; }
+  Tally(const Tally&) = delete;
+  Tally& operator=(const Tally&) = delete;
+  StepCounters::Family& f;
+  int64_t start;
+};
+
+// Pinned upload buffers used round-robin. A slot is reused only once the
+// copy out of it has completed (its event); with kStagingSlots slots the
+// uploads of one micro-batch never wait for each other.
+struct CudaBackend::StagingRing {
+  struct Slot {
+    void* host = nullptr;
+    size_t cap = 0;
+    cudaEvent_t done = nullptr;
+    bool pending = false;
+  };
+  std::array<Slot, kStagingSlots> slots{};
+  int next = 0;
+  ~StagingRing() {
+    for (Slot& s : slots) {
+      if (s.done) cudaEventDestroy(s.done);
+      if (s.host) cudaFreeHost(s.host);
+    }
+  }
+};
+
+namespace {
+// Query-key pairs a causal (or offset) attention visits: query i sees keys
+// [0, min(tk, q_offset + i + 1)).
+double causal_pairs(const AttnShape& s) {
+  const int full_from = std::max(0, s.tk - s.q_offset - 1);  // queries from here on see all tk keys
+  const int partial = std::min(s.tq, full_from);              // query i < partial sees q_offset + i + 1
+  return double(partial) * (s.q_offset + 1) + double(partial) * (partial - 1) / 2 + double(s.tq - partial) * s.tk;
+}
+double attention_io_bytes(const AttnShape& s, double elem) {
+  const double q = double(s.batch) * s.tq * s.n_heads * s.head_dim;
+  const double kv = double(s.batch) * s.tk * s.n_kv_heads * s.head_dim;
+  return (2 * q + 2 * kv) * elem + 4.0 * s.batch * s.n_heads * s.tq;  // q, k, v, out, lse
+}
+// S = Q K^T and O = P V: 4 * head_dim FLOPs a visited pair, per head.
+double attention_fwd_flops(const AttnShape& s) { return 4.0 * s.batch * s.n_heads * s.head_dim * causal_pairs(s); }
+}  // namespace
+
+void CudaBackend::wait(const char* site) {
+  ++counters_.syncs[site];
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+CudaProbe classify_cuda_probe(int error, const char* error_text, int devices, bool driver_library_present) {
+  CudaProbe p;
+  if (error == cudaSuccess) {
+    p.available = devices > 0;
+    return p;
+  }
+  // No driver library at all is a machine without a GPU (CI); a driver that is
+  // there but refuses (too old for this runtime, broken install) is an error
+  // a GPU job must report, not a reason to skip.
+  if (error == cudaErrorNoDevice || (error == cudaErrorInsufficientDriver && !driver_library_present)) return p;
+  p.error = str_cat("cudaGetDeviceCount failed: ", error_text, " (error ", error, ")",
+                    error == cudaErrorInsufficientDriver
+                        ? "; the NVIDIA driver is older than this CUDA runtime needs: update the driver or "
+                          "build against an older CUDA toolkit"
+                        : "");
+  return p;
+}
+
+CudaProbe probe_cuda() {
   int n = 0;
   const cudaError_t rc = cudaGetDeviceCount(&n);
-  if (rc != cudaSuccess) {
-    cudaGetLastError();  // clear "no driver" / "no device" so later calls start clean
-    return false;
-  }
-  return n > 0;
+  if (rc != cudaSuccess) cudaGetLastError();  // later calls start clean
+  void* lib = rc == cudaErrorInsufficientDriver ? dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD) : nullptr;
+  if (rc == cudaErrorInsufficientDriver && !lib) lib = dlopen("libcuda.so.1", RTLD_LAZY);
+  const bool present = lib != nullptr;
+  if (lib) dlclose(lib);
+  return classify_cuda_probe(rc, cudaGetErrorString(rc), n, present);
 }
+
+bool cuda_device_available() { return probe_cuda().available; }
 
 int pick_local_device(int local_rank) {
   LLAMAFT_CHECK(local_rank >= 0, "local rank ", local_rank);
@@ -58,8 +144,9 @@ int pick_local_device(int local_rank) {
   return device;
 }
 
-size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes) {
-  const size_t reserve = std::max(size_t(2) << 30, total_bytes / 32);
+size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes, int nccl_comms) {
+  const size_t reserve =
+      std::max(size_t(2) << 30, total_bytes / 32) + kNcclReservePerComm * static_cast<size_t>(std::max(0, nccl_comms));
   return free_bytes > 2 * reserve ? free_bytes - reserve : free_bytes / 2;
 }
 
@@ -86,15 +173,18 @@ struct CudaBackend::LtCache {
 };
 
 namespace {
+// The largest power of two up to 256 that divides the address (1 for an odd
+// one): a bf16 view at an odd element offset is only 2-byte aligned, and the
+// preference must say so or cuBLASLt may pick a kernel that faults on it.
 uint32_t alignment_of(const void* p) {
   const auto v = reinterpret_cast<uintptr_t>(p);
   uint32_t a = 256;
-  while (a > 4 && v % a) a /= 2;
+  while (a > 1 && v % a) a /= 2;
   return a;
 }
 }  // namespace
 
-CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
+CudaBackend::CudaBackend(int device, size_t pool_bytes, int nccl_comms) : device_(device) {
   int count = 0;
   CUDA_CHECK(cudaGetDeviceCount(&count));
   LLAMAFT_REQUIRE(device >= 0 && device < count, "CUDA device ", device, " does not exist (", count,
@@ -103,7 +193,7 @@ CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
   CUDA_CHECK(cudaFree(nullptr));  // create the context before measuring free memory
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  if (pool_bytes == 0) pool_bytes = cuda_default_pool_bytes(free_b, total_b);
+  if (pool_bytes == 0) pool_bytes = cuda_default_pool_bytes(free_b, total_b, nccl_comms);
   pool_bytes = DeviceArena::round_up(pool_bytes);
   if (cudaMalloc(&pool_, pool_bytes) != cudaSuccess) {
     cudaGetLastError();
@@ -124,7 +214,10 @@ CudaBackend::CudaBackend(int device, size_t pool_bytes) : device_(device) {
     reduce_buf_ = static_cast<double*>(
         pool_alloc(sizeof(double) * (cuda::reduce_partials_needed() + 1), "the reduction buffer"));
     CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&host_result_), sizeof(double)));
+    staging_ = std::make_unique<StagingRing>();
+    for (auto& slot : staging_->slots) CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
   } catch (...) {
+    staging_.reset();
     if (host_result_) cudaFreeHost(host_result_);
     lt_cache_.reset();
     if (lt_) cublasLtDestroy(lt_);
@@ -193,23 +286,64 @@ float* CudaBackend::scratch(size_t floats) {
 
 void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));  // src may be reused as soon as we return
+  Tally t(*this, "h2d", double(bytes), 0, 1);
+  if (bytes > kMaxStagedBytes) {  // not in the step loop: weights and checkpoints
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    wait("to_device_large");  // src may be reused as soon as we return
+    return;
+  }
+  StagingRing::Slot& slot = staging_->slots[staging_->next];
+  staging_->next = (staging_->next + 1) % kStagingSlots;
+  if (slot.pending) {
+    const cudaError_t q = cudaEventQuery(slot.done);
+    if (q == cudaErrorNotReady) {
+      ++counters_.syncs["upload_slot_reuse"];
+      CUDA_CHECK(cudaEventSynchronize(slot.done));
+    } else {
+      CUDA_CHECK(q);
+    }
+    slot.pending = false;
+  }
+  if (slot.cap < bytes) {
+    if (slot.host) CUDA_CHECK(cudaFreeHost(slot.host));
+    slot.host = nullptr;
+    slot.cap = 0;
+    const size_t cap = std::max({bytes, 2 * slot.cap, size_t(64) << 10});
+    CUDA_CHECK(cudaMallocHost(&slot.host, cap));
+    slot.cap = cap;
+  }
+  std::memcpy(slot.host, src, bytes);
+  CUDA_CHECK(cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(slot.done, stream_));
+  slot.pending = true;
+}
+
+void CudaBackend::to_device_mirrored(void* dst, const void* src, size_t bytes) {
+  to_device(dst, src, bytes);
+  mirror_.device = dst;
+  const auto* p = static_cast<const unsigned char*>(src);
+  mirror_.host.assign(p, p + bytes);
 }
 
 void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  Tally t(*this, "d2h", double(bytes), 0, 1);
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait("to_host");
 }
 
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
-  if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  if (!bytes) return;
+  Tally t(*this, "copy", 2.0 * bytes, 0, 1);
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
-void CudaBackend::fill(float* p, float value, size_t n) { cuda::fill(p, value, n, stream_); }
+void CudaBackend::fill(float* p, float value, size_t n) {
+  Tally t(*this, "fill", 4.0 * n);
+  cuda::fill(p, value, n, stream_);
+}
 
-void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() { wait("synchronize"); }
 
 // Row-major C(M,N) = op(A) op(B) is column-major C^T(N,M) = op(B)^T op(A)^T:
 // the row-major buffers are read as their column-major transposes.
@@ -219,6 +353,10 @@ void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 void CudaBackend::lt_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void* a, int lda, const void* b,
                           int ldb, float beta, void* c, int ldc, bool bf16_in, bool bf16_out) {
   if (m <= 0 || n <= 0) return;
+  const double in_b = bf16_in ? 2 : 4, out_b = bf16_out ? 2 : 4;
+  Tally t(*this, bf16_in ? (bf16_out ? "gemm_bf16" : "gemm_bf16_f32out") : "gemm_f32",
+          (double(m) * k + double(k) * n) * in_b + double(m) * n * out_b * (beta != 0.f ? 2 : 1),
+          2.0 * m * n * k, 1);
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cudaDataType_t in_type = bf16_in ? CUDA_R_16BF : CUDA_R_32F;
   const cudaDataType_t out_type = bf16_out ? CUDA_R_16BF : CUDA_R_32F;
@@ -278,23 +416,34 @@ void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const
   lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true, false);
 }
 
-void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }
+void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) {
+  Tally t(*this, "axpy", 12.0 * n);
+  cuda::axpy(alpha, x, y, n, stream_);
+}
 
 double CudaBackend::reduce(const float* x, size_t n, bool squares) {
   double* partials = reduce_buf_;                                // (reduce_partials_needed)
   double* result = reduce_buf_ + cuda::reduce_partials_needed();  // (1)
-  cuda::reduce_sum(x, n, squares, partials, result, stream_);
-  CUDA_CHECK(cudaMemcpyAsync(host_result_, result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  {
+    Tally t(*this, squares ? "sum_squares" : "sum", 4.0 * n, 0, 1);
+    cuda::reduce_sum(x, n, squares, partials, result, stream_);
+    CUDA_CHECK(cudaMemcpyAsync(host_result_, result, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+  }
+  wait(squares ? "sum_squares" : "sum");
   return *host_result_;
 }
 
 double CudaBackend::sum(const float* x, size_t n) { return reduce(x, n, false); }
 double CudaBackend::sum_squares(const float* x, size_t n) { return reduce(x, n, true); }
 
-void CudaBackend::scale(float* x, float alpha, size_t n) { cuda::scale(x, alpha, n, stream_); }
+void CudaBackend::scale(float* x, float alpha, size_t n) {
+  Tally t(*this, "scale", 8.0 * n);
+  cuda::scale(x, alpha, n, stream_);
+}
 
+// AdamW reads p, m, v, g and writes p, m, v: 28 bytes a parameter in fp32.
 void CudaBackend::adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) {
+  Tally t(*this, "adamw", 28.0 * n);
   cuda::adamw(p, m, v, g, n, a, stream_);
 }
 
@@ -306,12 +455,17 @@ double CudaBackend::sum_squares_many(const float* const* xs, const size_t* ns, i
     many_results_ = static_cast<double*>(pool_alloc(sizeof(double) * grown, "the norm results"));
     many_cap_ = grown;
   }
-  // Stream order lets every reduction reuse one partials buffer.
-  for (int i = 0; i < count; ++i) cuda::reduce_sum(xs[i], ns[i], true, reduce_buf_, many_results_ + i, stream_);
-  many_host_.resize(count);
-  CUDA_CHECK(cudaMemcpyAsync(many_host_.data(), many_results_, sizeof(double) * count, cudaMemcpyDeviceToHost,
-                             stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  {
+    double bytes = 0;
+    for (int i = 0; i < count; ++i) bytes += 4.0 * ns[i];
+    Tally t(*this, "sum_squares_many", bytes, 0, 1);
+    // Stream order lets every reduction reuse one partials buffer.
+    for (int i = 0; i < count; ++i) cuda::reduce_sum(xs[i], ns[i], true, reduce_buf_, many_results_ + i, stream_);
+    many_host_.resize(count);
+    CUDA_CHECK(cudaMemcpyAsync(many_host_.data(), many_results_, sizeof(double) * count, cudaMemcpyDeviceToHost,
+                               stream_));
+  }
+  wait("sum_squares_many");
   double total = 0;
   for (double v : many_host_) total += v;
   return total;
@@ -320,11 +474,17 @@ double CudaBackend::sum_squares_many(const float* const* xs, const size_t* ns, i
 void CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) {
   std::vector<cuda::AdamWTensor<float>> list;
   list.reserve(count);
-  for (int i = 0; i < count; ++i) list.push_back({shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n});
+  double n = 0;
+  for (int i = 0; i < count; ++i) {
+    list.push_back({shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n});
+    n += double(shards[i].n);
+  }
+  Tally t(*this, "adamw", 28.0 * n);
   cuda::adamw_multi(list.data(), count, a, stream_);
 }
 
 void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) {
+  Tally t(*this, "embedding_fwd", 8.0 * n * dim + 4.0 * n);
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 
@@ -334,7 +494,10 @@ void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* o
 // same order every run.
 const int32_t* CudaBackend::group_by_id(const int32_t* ids, int n, int& n_rows) {
   host_ids_.resize(n);
-  to_host(host_ids_.data(), ids, sizeof(int32_t) * n);
+  if (mirror_.device == ids && mirror_.host.size() >= sizeof(int32_t) * n)  // uploaded by to_device_mirrored
+    std::memcpy(host_ids_.data(), mirror_.host.data(), sizeof(int32_t) * n);
+  else
+    to_host(host_ids_.data(), ids, sizeof(int32_t) * n);
   std::vector<int32_t> order(n);
   for (int i = 0; i < n; ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return host_ids_[a] < host_ids_[b]; });
@@ -364,6 +527,8 @@ void CudaBackend::embedding_bwd_grouped(const int32_t* ids, const T* dout, float
   if (n <= 0) return;
   int rows = 0;
   const int32_t* g = group_by_id(ids, n, rows);
+  // dout once; each distinct id's fp32 table row read and written once.
+  Tally t(*this, "embedding_bwd", double(sizeof(T)) * n * dim + 8.0 * rows * dim + 4.0 * (2 * rows + 1 + n));
   cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
 }
 
@@ -372,43 +537,59 @@ void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dt
 }
 
 void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) {
+  const double sz = 4.0;
+  Tally t(*this, "rmsnorm_fwd", sz * 2.0 * rows * dim + sz * dim + 4.0 * rows);
   cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
 }
 
 void CudaBackend::rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
                               float* dw, int rows, int dim) {
+  const double sz = 4.0;
+  Tally t(*this, "rmsnorm_bwd", sz * 3.0 * rows * dim + sz * dim + 4.0 * rows + (dw ? 8.0 * dim : 0.0));
   float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
   cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
 }
 
 void CudaBackend::rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
                        int head_dim, bool inverse) {
+  const double sz = 4.0;
+  Tally t(*this, "rope", sz * 2.0 * rows * n_heads * head_dim + 4.0 * rows);
   cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
 }
 
 void CudaBackend::swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) {
+  const double sz = 4.0;
+  Tally t(*this, "swiglu_fwd", sz * 3.0 * rows * n);
   cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
 }
 
 void CudaBackend::swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
                              float* dup, int ld_dgrad, int rows, int n) {
+  const double sz = 4.0;
+  Tally t(*this, "swiglu_bwd", sz * 5.0 * rows * n);
   cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
 }
 
 void CudaBackend::attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
                                 float* lse) {
+  const double sz = 4.0;
+  Tally t(*this, "attention_fwd", attention_io_bytes(s, sz), attention_fwd_flops(s));
   cuda::attention_fwd(s, q, k, v, out, lse, stream_);
 }
 
 void CudaBackend::attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
                                 const float* out, const float* lse, const float* dout, float* dq, float* dk,
                                 float* dv) {
+  const double sz = 4.0;
+  Tally t(*this, "attention_bwd", attention_io_bytes(s, sz) + (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * sz, 2.5 * attention_fwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
 
 void CudaBackend::cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
                                      float scale) {
+  const double sz = 4.0;
+  Tally t(*this, "cross_entropy", sz * 2.0 * rows * vocab + 8.0 * rows);
   float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
   cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
 }
@@ -420,13 +601,20 @@ const uint64_t* CudaBackend::device_dropout_keys(const uint64_t* row_keys, int r
     if (dropout_keys_) arena_.release(dropout_keys_);  // stream order keeps earlier kernels' use safe
     dropout_keys_ = static_cast<uint64_t*>(pool_alloc(sizeof(uint64_t) * grown, "LoRA dropout keys"));
     dropout_keys_cap_ = grown;
+    last_dropout_keys_.clear();
   }
-  to_device(dropout_keys_, row_keys, sizeof(uint64_t) * n);
+  // The same keys serve every adapter of a micro-batch: upload them once.
+  if (last_dropout_keys_.size() != n || !std::equal(row_keys, row_keys + n, last_dropout_keys_.begin())) {
+    to_device(dropout_keys_, row_keys, sizeof(uint64_t) * n);
+    last_dropout_keys_.assign(row_keys, row_keys + n);
+  }
   return dropout_keys_;
 }
 
 void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
                           uint64_t salt, float p) {
+  const double sz = 4.0;
+  Tally t(*this, "dropout", sz * 2.0 * rows * cols);
   cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
 }
 
@@ -449,6 +637,7 @@ const quant::DequantItem* CudaBackend::codec_item_table(const quant::UnitCodec& 
 }
 
 void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) {
+  Tally t(*this, "dequantize", 4.0 * codec.shards() * codec.shard_words() + 4.0 * codec.numel());
   for (const quant::PlainCopy& c : codec.plain_copies())
     copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
   cuda::dequantize_items(regions, codec_item_table(codec), static_cast<int>(codec.dequant_items().size()),
@@ -456,67 +645,96 @@ void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* re
 }
 
 void CudaBackend::pack_bf16(const float* x, float* words, size_t n) {
+  Tally t(*this, "pack_bf16", 6.0 * n, 0, n & 1);
   auto* bits = reinterpret_cast<uint16_t*>(words);
   cuda::f32_to_bf16(x, bits, n, stream_);
   if (n & 1) CUDA_CHECK(cudaMemsetAsync(bits + n, 0, sizeof(uint16_t), stream_));
 }
 
 void CudaBackend::unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) {
+  Tally t(*this, "unpack_bf16", 6.0 * n * rows);
   cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
 }
 
 // ---- bf16 storage -------------------------------------------------------------------
 
-void CudaBackend::fill(bf16* p, float value, size_t n) { cuda::fill(p, value, n, stream_); }
-void CudaBackend::axpy(float alpha, const bf16* x, bf16* y, size_t n) { cuda::axpy(alpha, x, y, n, stream_); }
+void CudaBackend::fill(bf16* p, float value, size_t n) {
+  Tally t(*this, "fill", 2.0 * n);
+  cuda::fill(p, value, n, stream_);
+}
+void CudaBackend::axpy(float alpha, const bf16* x, bf16* y, size_t n) {
+  Tally t(*this, "axpy", 6.0 * n);
+  cuda::axpy(alpha, x, y, n, stream_);
+}
 
 void CudaBackend::embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) {
+  Tally t(*this, "embedding_fwd", 4.0 * n * dim + 4.0 * n);
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 void CudaBackend::embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) {
   embedding_bwd_grouped(ids, dout, dtable, n, dim);
 }
 void CudaBackend::rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) {
+  const double sz = 2.0;
+  Tally t(*this, "rmsnorm_fwd", sz * 2.0 * rows * dim + sz * dim + 4.0 * rows);
   cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
 }
 void CudaBackend::rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw,
                               int rows, int dim) {
+  const double sz = 2.0;
+  Tally t(*this, "rmsnorm_bwd", sz * 3.0 * rows * dim + sz * dim + 4.0 * rows + (dw ? 8.0 * dim : 0.0));
   float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
   cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
 }
 void CudaBackend::rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
                        int head_dim, bool inverse) {
+  const double sz = 2.0;
+  Tally t(*this, "rope", sz * 2.0 * rows * n_heads * head_dim + 4.0 * rows);
   cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
 }
 void CudaBackend::swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) {
+  const double sz = 2.0;
+  Tally t(*this, "swiglu_fwd", sz * 3.0 * rows * n);
   cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
 }
 void CudaBackend::swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
                              int ld_dgrad, int rows, int n) {
+  const double sz = 2.0;
+  Tally t(*this, "swiglu_bwd", sz * 5.0 * rows * n);
   cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
 }
 void CudaBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
                                 float* lse) {
+  const double sz = 2.0;
+  Tally t(*this, "attention_fwd", attention_io_bytes(s, sz), attention_fwd_flops(s));
   cuda::attention_fwd(s, q, k, v, out, lse, stream_);
 }
 void CudaBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
                                 const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
+  const double sz = 2.0;
+  Tally t(*this, "attention_bwd", attention_io_bytes(s, sz) + (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * sz, 2.5 * attention_fwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
 void CudaBackend::cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
                                      float scale) {
+  const double sz = 2.0;
+  Tally t(*this, "cross_entropy", sz * 2.0 * rows * vocab + 8.0 * rows);
   float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
   cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
 }
 void CudaBackend::dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys,
                           uint64_t salt, float p) {
+  const double sz = 2.0;
+  Tally t(*this, "dropout", sz * 2.0 * rows * cols);
   cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
 }
 void CudaBackend::unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) {
+  Tally t(*this, "unpack_bf16", 4.0 * n * rows);
   cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
 }
 void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) {
+  Tally t(*this, "dequantize", 4.0 * codec.shards() * codec.shard_words() + 2.0 * codec.numel());
   for (const quant::PlainCopy& c : codec.plain_copies())  // fp32 header values (norms), rounded once
     cuda::f32_to_bf16(regions + c.src_word, reinterpret_cast<uint16_t*>(out + c.dst), static_cast<size_t>(c.count),
                       stream_);
@@ -524,8 +742,8 @@ void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* re
                          codec.kind(), dynamic_map(), out, stream_);
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes) {
-  return std::make_unique<CudaBackend>(device, pool_bytes);
+std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes, int nccl_comms) {
+  return std::make_unique<CudaBackend>(device, pool_bytes, nccl_comms);
 }
 
 }  // namespace llamaft

@@ -26,7 +26,17 @@ struct cublasLtContext;  // cublasLtHandle_t is cublasLtContext*
 
 namespace llamaft {
 
-// False (never throws) when there is no driver or no device.
+// What this process can use: a device, none (no driver library, or a driver
+// with no devices: a machine without a GPU), or an error (a driver too old
+// for this runtime, a broken install), with the CUDA error in words.
+struct CudaProbe {
+  bool available = false;
+  std::string error;  // non-empty: CUDA is installed here but unusable
+};
+CudaProbe probe_cuda();
+// The rule probe_cuda applies, for tests: `error` is cudaGetDeviceCount's result.
+CudaProbe classify_cuda_probe(int error, const char* error_text, int devices, bool driver_library_present);
+// probe_cuda().available (never throws).
 bool cuda_device_available();
 
 // cudaSetDevice(local_rank % visible devices) and returns that device; a user
@@ -34,14 +44,18 @@ bool cuda_device_available();
 int pick_local_device(int local_rank);
 
 // Default pool: the device's free memory less a reserve of max(2 GiB, total/32)
-// for the CUDA context, cuBLAS, NCCL and other libraries (half the free
-// memory when that leaves too little).
-size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes);
+// for the CUDA context, cuBLAS and other libraries, plus 2 GiB for each NCCL
+// communicator the job will create (the pool is reserved before NCCL
+// initialises, and NCCL's buffers, NVLS ones above all, take about that;
+// half the free memory when that leaves too little).
+constexpr size_t kNcclReservePerComm = size_t(2) << 30;
+size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes, int nccl_comms = 0);
 
 class CudaBackend final : public Backend {
  public:
-  // pool_bytes == 0: cuda_default_pool_bytes of what is free now.
-  explicit CudaBackend(int device, size_t pool_bytes = 0);
+  // pool_bytes == 0: cuda_default_pool_bytes of what is free now, leaving
+  // room for nccl_comms NCCL communicators.
+  explicit CudaBackend(int device, size_t pool_bytes = 0, int nccl_comms = 0);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -55,7 +69,11 @@ class CudaBackend final : public Backend {
 
   void* alloc_bytes(size_t bytes) override;
   void free_bytes(void* p) override;
+  // Stream-ordered: src is staged in pinned memory, so it may be reused at
+  // once and the call does not wait for the device.
   void to_device(void* dst, const void* src, size_t bytes) override;
+  void to_device_mirrored(void* dst, const void* src, size_t bytes) override;
+  StepCounters* counters() override { return &counters_; }
   void to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
   void fill(float* p, float value, size_t n) override;
@@ -123,6 +141,9 @@ class CudaBackend final : public Backend {
   void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override;
 
  private:
+  struct Tally;        // counts one op into counters_ (cuda_backend.cpp)
+  struct StagingRing;  // pinned upload buffers, each with its completion event
+  void wait(const char* site);  // cudaStreamSynchronize, counted by site
   void* pool_alloc(size_t bytes, const char* what);  // throws a user error on OOM
   float* scratch(size_t floats);                     // valid until the next scratch() call
   double reduce(const float* x, size_t n, bool squares);
@@ -137,6 +158,13 @@ class CudaBackend final : public Backend {
   template <typename T>
   void embedding_bwd_grouped(const int32_t* ids, const T* dout, float* dtable, int n, int dim);
 
+  StepCounters counters_;
+  std::unique_ptr<StagingRing> staging_;
+  struct Mirror {  // to_device_mirrored's last upload
+    const void* device = nullptr;
+    std::vector<unsigned char> host;
+  } mirror_;
+  std::vector<uint64_t> last_dropout_keys_;  // what dropout_keys_ holds now
   int device_ = 0;
   CUstream_st* stream_ = nullptr;
   cublasContext* blas_ = nullptr;
@@ -165,6 +193,6 @@ class CudaBackend final : public Backend {
 };
 
 // pool_bytes == 0 picks cuda_default_pool_bytes.
-std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes = 0);
+std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes = 0, int nccl_comms = 0);
 
 }  // namespace llamaft

@@ -2,7 +2,12 @@
 #include "cuda_emu.hpp"
 
 #include <cublas_v2.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+
+#include <map>
+
+#include "core/dtype.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -41,9 +46,29 @@ struct Block {
   std::vector<unsigned char> smem;
   const std::function<void()>* body = nullptr;
   bool reverse = false;
+  struct MmaSlot {
+    uint32_t a[4], b[2];
+    float c[4];
+  };
+  std::vector<MmaSlot> mma;  // (warps * 32)
+  struct Copy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+  };
+  struct CpAsync {
+    std::vector<Copy> open;                  // not yet committed
+    std::vector<std::vector<Copy>> groups;   // committed, oldest first
+  };
+  std::vector<CpAsync> cp;  // per thread
 } g;
 
 cudaError_t g_last_error = cudaSuccess;
+long long g_launches = 0;
+const bool g_dry = [] {
+  const char* v = std::getenv("LLAMAFT_EMU_DRY");
+  return v && std::string(v) == "1";
+}();
 
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "cuda_emu: %s (block %u,%u,%u)\n", msg.c_str(), blockIdx.x, blockIdx.y, blockIdx.z);
@@ -102,6 +127,8 @@ void run_block() {
   g.warp_live.assign(warps, 0);
   for (int t = 0; t < g.threads; ++t) ++g.warp_live[warp_of(t)];
   std::fill(g.smem.begin(), g.smem.end(), 0xFF);  // uninitialised shared memory reads as NaN (also bf16)
+  g.mma.assign(size_t(warps) * 32, Block::MmaSlot{});
+  g.cp.assign(size_t(g.threads), Block::CpAsync{});
   for (;;) {
     bool ran = false;
     for (int k = 0; k < g.threads; ++k) {
@@ -123,6 +150,8 @@ void run_block() {
     die("deadlock: " + std::to_string(at_block) + " threads wait in __syncthreads, " + std::to_string(at_warp) +
         " in a warp collective, " + std::to_string(g.threads - g.live) + " have exited");
   }
+  for (const auto& c : g.cp)
+    if (!c.open.empty() || !c.groups.empty()) die("a thread exited with cp.async copies it never waited for");
 }
 
 }  // namespace
@@ -136,6 +165,8 @@ void launch_impl(const std::function<void()>& body, dim3 grid, dim3 block, size_
     g_last_error = cudaErrorInvalidConfiguration;
     return;
   }
+  ++g_launches;
+  if (g_dry) return;
   if (const char* order = std::getenv("LLAMAFT_EMU_ORDER")) g.reverse = std::string(order) == "reverse";
   g.threads = int(threads);
   if (g.fibers.size() < threads) g.fibers.resize(threads);
@@ -184,8 +215,57 @@ uint64_t exchange(uint64_t mine, int src_lane) {
   return theirs;
 }
 
+void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  const int w = warp_of(g.current), lane = g.current % 32;
+  if (g.warp_live[w] != 32) die("mma.sync needs all 32 lanes of the warp");
+  Block::MmaSlot& mine = g.mma[size_t(w) * 32 + lane];
+  std::memcpy(mine.a, a, sizeof(mine.a));
+  std::memcpy(mine.b, b, sizeof(mine.b));
+  std::memcpy(mine.c, c, sizeof(mine.c));
+  syncwarp();  // every lane has published
+  const auto half = [](uint32_t reg, int hi) { return llamaft::bf16_to_f32(uint16_t(hi ? reg >> 16 : reg & 0xFFFF)); };
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const Block::MmaSlot& s = g.mma[size_t(w) * 32 + l];
+    const int gq = l / 4, tq = l % 4;
+    for (int r = 0; r < 4; ++r)  // a[r]: rows gq (+8 for r odd), columns 2t (+8 for r >= 2)
+      for (int e = 0; e < 2; ++e) A[gq + 8 * (r & 1)][2 * tq + e + 8 * (r >> 1)] = half(s.a[r], e);
+    for (int r = 0; r < 2; ++r)
+      for (int e = 0; e < 2; ++e) B[2 * tq + e + 8 * r][gq] = half(s.b[r], e);
+    for (int i = 0; i < 4; ++i) C[gq + 8 * (i >> 1)][2 * tq + (i & 1)] = s.c[i];
+  }
+  syncwarp();  // every lane has read before anyone publishes again
+  const int gq = lane / 4, tq = lane % 4;
+  for (int i = 0; i < 4; ++i) {
+    const int row = gq + 8 * (i >> 1), col = 2 * tq + (i & 1);
+    float acc = C[row][col];
+    for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];
+    d[i] = acc;
+  }
+}
+
+void cp_async(void* dst, const void* src, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(dst) % bytes || reinterpret_cast<uintptr_t>(src) % bytes)
+    die("cp.async with a misaligned address");
+  g.cp[size_t(g.current)].open.push_back({dst, src, bytes});
+}
+void cp_async_commit() {
+  auto& c = g.cp[size_t(g.current)];
+  c.groups.push_back(std::move(c.open));
+  c.open.clear();
+}
+void cp_async_wait(int pending) {
+  auto& c = g.cp[size_t(g.current)];
+  while (int(c.groups.size()) > pending) {
+    for (const auto& copy : c.groups.front()) std::memcpy(copy.dst, copy.src, copy.bytes);
+    c.groups.erase(c.groups.begin());
+  }
+}
+
 void set_error(cudaError_t e) { g_last_error = e; }
 int max_dynamic_smem() { return kMaxDynamicSmem; }
+long long launches() { return g_launches; }
+bool dry() { return g_dry; }
 
 }  // namespace emu
 
@@ -197,6 +277,8 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNotReady: return "device not ready";
   }
   return "unknown error";
 }
@@ -207,6 +289,8 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
   }
   return "cudaErrorUnknown";
 }
@@ -232,13 +316,28 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
   }
   return cudaErrorInvalidValue;
 }
+namespace {
+std::map<void*, size_t> g_dry_maps;  // dry mode: reserved, never touched
+}  // namespace
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  if (emu::dry()) {  // 256-byte aligned, as mmap's pages are
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return cudaErrorMemoryAllocation;
+    g_dry_maps[m] = bytes;
+    *p = m;
+    return cudaSuccess;
+  }
   *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!*p) return cudaErrorMemoryAllocation;
   if (bytes <= (size_t(1) << 30)) std::memset(*p, 0xFF, bytes);  // fresh device memory reads as NaN
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* p) {
+  if (auto it = g_dry_maps.find(p); it != g_dry_maps.end()) {
+    munmap(p, it->second);
+    g_dry_maps.erase(it);
+    return cudaSuccess;
+  }
   std::free(p);
   return cudaSuccess;
 }
@@ -251,8 +350,9 @@ cudaError_t cudaFreeHost(void* p) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  *total_bytes = size_t(8) << 30;
-  *free_bytes = size_t(6) << 30;
+  // Dry runs plan full-size models: an H200's 141 GB (143771 MiB), less the context.
+  *total_bytes = emu::dry() ? size_t(143771) << 20 : size_t(8) << 30;
+  *free_bytes = emu::dry() ? *total_bytes - (size_t(1) << 30) : size_t(6) << 30;
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
@@ -260,10 +360,14 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  if (emu::dry()) {  // device contents are not kept; what comes back to the host reads as zeros
+    if (kind == cudaMemcpyDeviceToHost && bytes) std::memset(dst, 0, bytes);
+    return cudaSuccess;
+  }
   return cudaMemcpy(dst, src, bytes, kind);
 }
 cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
-  std::memset(p, value, bytes);
+  if (!emu::dry()) std::memset(p, value, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
@@ -275,6 +379,20 @@ cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags
 cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+struct CUevent_st {
+  int unused;
+};
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new CUevent_st{0};
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventQuery(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
 
 // ---- cuBLAS: a plain column-major SGEMM ------------------------------------------------------
 struct cublasContext {
@@ -301,6 +419,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation
   if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
       ldc < std::max(1, m))
     return CUBLAS_STATUS_INVALID_VALUE;
+  if (emu::dry()) return CUBLAS_STATUS_SUCCESS;
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
       double acc = 0;
@@ -332,7 +451,7 @@ struct cublasLtMatrixLayoutOpaque_t {
   cudaDataType_t type;
 };
 struct cublasLtMatmulPreferenceOpaque_t {
-  uint32_t align_a = 256, align_b = 256;
+  uint32_t align_a = 256, align_b = 256, align_c = 256, align_d = 256;
 };
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* h) {
@@ -378,10 +497,14 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
 cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                                     cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
                                                     size_t bytes) {
-  if (attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES || attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES) {
+  uint32_t* field = attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES   ? &p->align_a
+                    : attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES ? &p->align_b
+                    : attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES ? &p->align_c
+                    : attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES ? &p->align_d
+                                                                         : nullptr;
+  if (field) {
     if (bytes != sizeof(uint32_t)) return CUBLAS_STATUS_INVALID_VALUE;
-    (attr == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES ? p->align_a : p->align_b) =
-        *static_cast<const uint32_t*>(buf);
+    *field = *static_cast<const uint32_t*>(buf);
   }
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -389,9 +512,17 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
                                               cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
                                               cublasLtMatmulPreference_t p, int requested,
                                               cublasLtMatmulHeuristicResult_t* results, int* returned) {
+  // Like the real heuristic for some shapes: no bf16 algorithm when A or B is
+  // under 4-byte aligned. An algorithm found for the preferred alignments
+  // requires them; cublasLtMatmul refuses operands less aligned than that.
   const bool offered = a->type != CUDA_R_16BF || (p->align_a >= 4 && p->align_b >= 4);
   *returned = requested > 0 && offered ? 1 : 0;
-  if (requested > 0) results[0] = cublasLtMatmulHeuristicResult_t{};
+  if (requested > 0) {
+    results[0] = cublasLtMatmulHeuristicResult_t{};
+    results[0].algo.data[0] = p->align_a;
+    results[0].algo.data[1] = p->align_b;
+    results[0].algo.data[2] = std::min(p->align_c, p->align_d);
+  }
   return CUBLAS_STATUS_SUCCESS;
 }
 namespace {
@@ -414,6 +545,7 @@ cublasStatus_t typed_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int
   if (at != bt || (at != CUDA_R_32F && at != CUDA_R_16BF) || (ct != CUDA_R_32F && ct != CUDA_R_16BF))
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m <= 0 || n <= 0) return CUBLAS_STATUS_SUCCESS;
+  if (emu::dry()) return CUBLAS_STATUS_SUCCESS;
   std::vector<float> wa, wb, wc;
   const float* fa = widen(A, at, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, wa);
   const float* fb = widen(B, bt, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, wb);
@@ -440,7 +572,14 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperatio
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void* alpha, const void* A,
                               cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t dl,
-                              const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+                              const cublasLtMatmulAlgo_t* algo, void*, size_t, cudaStream_t) {
+  const auto aligned = [](const void* ptr, uint64_t need) { return need == 0 || reinterpret_cast<uintptr_t>(ptr) % need == 0; };
+  if (algo && (!aligned(A, algo->data[0]) || !aligned(B, algo->data[1]) || !aligned(D, algo->data[2]))) {
+    std::fprintf(stderr, "cuda_emu: cublasLtMatmul: an operand is less aligned than the algorithm was chosen for "
+                 "(A %p needs %llu, B %p needs %llu, D %p needs %llu)\n", A, (unsigned long long)algo->data[0], B,
+                 (unsigned long long)algo->data[1], D, (unsigned long long)algo->data[2]);
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
   const uint64_t m = d->ta == CUBLAS_OP_N ? a->rows : a->cols, ka = d->ta == CUBLAS_OP_N ? a->cols : a->rows;
   const uint64_t kb = d->tb == CUBLAS_OP_N ? b->rows : b->cols, n = d->tb == CUBLAS_OP_N ? b->cols : b->rows;
   if (ka != kb || c->rows != m || c->cols != n || dl->rows != m || dl->cols != n || C != D || c->ld != dl->ld ||

@@ -18,6 +18,8 @@
 // opt-in (sm_80's 163 KB); registers and speed.
 #pragma once
 
+#define LLAMAFT_CUDA_EMULATOR 1
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -54,8 +56,12 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
+  cudaErrorNotReady = 600,
 };
+typedef struct CUevent_st* cudaEvent_t;
+constexpr unsigned cudaEventDisableTiming = 2;
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -82,6 +88,23 @@ void syncwarp();
 uint64_t exchange(uint64_t mine, int src_lane);
 void set_error(cudaError_t e);
 int max_dynamic_smem();
+// Kernel launches since the process started (valid ones, run or not).
+long long launches();
+// LLAMAFT_EMU_DRY=1: launches, copies, memsets and GEMMs are checked and
+// counted but not executed, device memory is reserved without being touched
+// and the device reports an H200's memory, so the real CUDA backend can be
+// driven at full model size for its StepCounters (bench/roofline.py).
+bool dry();
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 over the calling warp:
+// every lane publishes its fragments, each lane's d is computed from the
+// matrices they assemble into (kernels/mma_sync.cuh documents the layout).
+void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]);
+// cp.async: queued per thread; a thread's copies happen only when
+// cp_async_wait lets their group complete (a block that exits with copies
+// still queued aborts, as a missing wait would be a race on the GPU).
+void cp_async(void* dst, const void* src, size_t bytes);
+void cp_async_commit();
+void cp_async_wait(int pending);
 
 template <typename T>
 T shuffle(T v, int src_lane) {
@@ -178,6 +201,12 @@ cudaError_t cudaStreamCreate(cudaStream_t* s);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaDeviceSynchronize();
+// Events: the emulator runs everything at once, so an event is always complete.
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
+cudaError_t cudaEventQuery(cudaEvent_t e);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
 template <typename F>
 cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int value) {
   return value <= emu::max_dynamic_smem() ? cudaSuccess : cudaErrorInvalidValue;
