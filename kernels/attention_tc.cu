@@ -1,36 +1,31 @@
-// Causal GQA attention in bf16 on the tensor cores: FlashAttention-2's
-// forward and backward with WMMA 16x16x16 bf16 tiles and fp32 accumulation,
-// for head_dim 64 and 128 (every Llama 3 size); attention.cu's SIMT kernels
-// serve fp32 and the other head dims. Semantics are attention.cuh's.
+// Causal GQA attention in bf16 on the tensor cores, for head_dim 64 and 128
+// (every Llama 3 size), FlashAttention-2's structure with mma.sync
+// m16n8k16 (bf16 in, fp32 accumulation; mma_sync.cuh) and fp32 softmax in
+// the log2 domain; attention.cu's SIMT kernels serve fp32 and the other head
+// dims. Semantics are attention.cuh's.
 //
 // A block is 4 warps over 64 rows (queries in the forward and dQ, keys in
-// dK/dV); each warp owns 16 of them and walks tiles of 64 columns. Tiles are
-// staged in shared memory as bf16 (zero-padded past the sequence and the
-// head); a warp's scores go through shared memory as fp32 for the softmax,
-// done on the CUDA cores in the log2 domain (exp2f), two lanes per row, and
-// come back as bf16 P or dS for the next product. The forward keeps O in
-// accumulator fragments and rescales it through shared memory when the row
-// maximum moves. dQ, and dK/dV per kv head (every query head of its group,
-// so GQA needs no atomics), are separate kernels, as in attention.cu; the
-// backward recomputes P from the forward's log-sum-exp. Deterministic.
-#include <cuda_bf16.h>
-#include <mma.h>
-
+// dK/dV); each warp owns 16 of them and walks tiles of 64 columns. The
+// block's own rows are staged once in shared memory and loaded into A
+// fragments; the tiles it walks are double-buffered in shared memory with
+// cp.async (zero-padded past the sequence), fetched one tile ahead. Scores,
+// probabilities and the outputs stay in registers: an accumulator holding
+// S (or dS) for 16 columns is already the A fragment of the next product,
+// so nothing goes back through shared memory. dQ, and dK/dV per kv head
+// (every query head of its group, so GQA needs no atomics), are separate
+// kernels; dK/dV pairs key tile i with tile n - 1 - i in one block so that
+// causal work is balanced. The backward recomputes P from the forward's
+// log-sum-exp. Deterministic.
 #include <type_traits>
 
 #include "attention.cuh"
 #include "attention_mask.cuh"
 #include "cuda_common.cuh"
+#include "mma_sync.cuh"
 
 namespace llamaft::cuda {
 
 namespace {
-
-namespace wmma = nvcuda::wmma;
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
-using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
 constexpr int kThreads = 128;  // 4 warps
 constexpr int kRows = 64;      // rows per block: 16 per warp
@@ -38,30 +33,22 @@ constexpr int kCols = 64;      // columns per tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// Shared-memory row strides, padded against bank conflicts and kept at
-// multiples of 16 bytes (WMMA's ldm) with 32-byte aligned 16-row steps.
+// Shared-memory tiles: rows of HD + 8 bf16, 16-byte aligned for cp.async.
+// The 4-word skew per row puts a fragment load's 8 rows x 4 column pairs on
+// 32 different banks, and the column-pair loads of mma_cols on distinct
+// words (two lanes share each, a broadcast).
 template <int HD>
 struct Tc {
-  static constexpr int kLdh = HD + 8;     // bf16 per row of a (64, HD) head tile
-  static constexpr int kLds = kCols + 4;  // floats per row of a warp's (16, 64) scores
-  static constexpr int kLdp = kCols + 8;  // bf16 per row of a warp's (16, 64) P or dS
-  static constexpr int kLdo = HD + 4;     // floats per row of a warp's (16, HD) output staging
+  static constexpr int kLdh = HD + 8;  // bf16 per row of a (64, HD) head tile
   static constexpr size_t kTile = size_t(kRows) * kLdh * sizeof(bf16);
-  static constexpr size_t kScores = size_t(16) * kLds * sizeof(float);
-  static constexpr size_t kProbs = size_t(16) * kLdp * sizeof(bf16);
-  static constexpr size_t kOut = size_t(16) * kLdo * sizeof(float);
-  static_assert(kLdh % 8 == 0, "16-byte staging chunks stay aligned");
-  static_assert(kTile % 128 == 0 && kScores % 32 == 0 && kProbs % 32 == 0 && kOut % 32 == 0, "alignment");
-  // forward: Q, K, V tiles; per warp scores, P, O staging
-  static constexpr size_t kFwdBytes = 3 * kTile + 4 * (kScores + kProbs + kOut);
-  // dQ: Q, dO, K, V tiles; per warp S, dP, dS (the output staging reuses K and V)
-  static constexpr size_t kDqBytes = 4 * kTile + 4 * (2 * kScores + kProbs);
-  // dK/dV: K, V, Q, dO tiles; per-row lse and D; per warp S^T, dP^T, P^T, dS^T (staging reuses Q and dO)
-  static constexpr size_t kDkdvBytes = 4 * kTile + 2 * kRows * sizeof(float) + 4 * (2 * kScores + 2 * kProbs);
-  static_assert(4 * kOut <= 2 * kTile, "output staging fits in two tiles");
+  static_assert(kLdh % 8 == 0 && kTile % 128 == 0, "16-byte staging chunks stay aligned");
+  // forward: Q and two K and V tiles each (double-buffered); S, P and O stay in registers
+  static constexpr size_t kFwdBytes = 5 * kTile;
+  // dQ: Q and dO; K and V double-buffered
+  static constexpr size_t kDqBytes = 6 * kTile;
+  // dK/dV: K and V; Q, dO and their rows' lse and D double-buffered
+  static constexpr size_t kDkdvBytes = 6 * kTile + 2 * 2 * kRows * sizeof(float);
 };
-
-__device__ __forceinline__ const __nv_bfloat16* nv(const bf16* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 
 // dst(kRows, ld) <- rows [row0, row0 + kRows) of src (row stride lds, at the
 // head's first column), zero past n_valid rows and hd columns.
@@ -89,279 +76,398 @@ __device__ __forceinline__ void stage(bf16* dst, const bf16* src, int lds, size_
   }
 }
 
-// out(16, 16 * n_frags) += A(16, 16 * k_steps) B: A from shared memory (row-major bf16, lda), B either row-major
-// (k, n) at b[k * ldb + n] or its transpose stored as rows (n, k) at b[n * ldb + k].
-template <int kSteps, int kFrags, bool kBTransposed>
-__device__ __forceinline__ void mma_tile(FragC (&out)[kFrags], const bf16* a, int lda, const bf16* b, int ldb) {
+// A (16, 16 * kSteps) operand's fragments from 16 rows of a shared tile.
+template <int kSteps>
+__device__ __forceinline__ void load_a(uint32_t (&a)[kSteps][4], const uint16_t* rows, int ld, int gq, int tq) {
 #pragma unroll
   for (int kk = 0; kk < kSteps; ++kk) {
-    FragA fa;
-    wmma::load_matrix_sync(fa, nv(a + kk * 16), lda);
+    const int c = kk * 16 + 2 * tq;
+    a[kk][0] = pair_bf16(rows + gq * ld + c, rows + gq * ld + c + 1);
+    a[kk][1] = pair_bf16(rows + (gq + 8) * ld + c, rows + (gq + 8) * ld + c + 1);
+    a[kk][2] = pair_bf16(rows + gq * ld + c + 8, rows + gq * ld + c + 9);
+    a[kk][3] = pair_bf16(rows + (gq + 8) * ld + c + 8, rows + (gq + 8) * ld + c + 9);
+  }
+}
+// out(16, 64) = A B^T where B's 64 rows are a shared tile (row n = output column n).
+template <int kSteps>
+__device__ __forceinline__ void mma_rows(float (&out)[kCols / 8][4], const uint32_t (&a)[kSteps][4],
+                                         const uint16_t* tile, int ld, int gq, int tq) {
 #pragma unroll
-    for (int n = 0; n < kFrags; ++n) {
-      if constexpr (kBTransposed) {
-        FragBCol fb;
-        wmma::load_matrix_sync(fb, nv(b + size_t(n) * 16 * ldb + kk * 16), ldb);
-        wmma::mma_sync(out[n], fa, fb, out[n]);
-      } else {
-        FragBRow fb;
-        wmma::load_matrix_sync(fb, nv(b + size_t(kk) * 16 * ldb + n * 16), ldb);
-        wmma::mma_sync(out[n], fa, fb, out[n]);
-      }
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+    out[nt][0] = out[nt][1] = out[nt][2] = out[nt][3] = 0.f;
+    const uint16_t* row = tile + (nt * 8 + gq) * ld + 2 * tq;
+#pragma unroll
+    for (int kk = 0; kk < kSteps; ++kk) {
+      const uint32_t bb[2] = {pair_bf16(row + kk * 16, row + kk * 16 + 1),
+                              pair_bf16(row + kk * 16 + 8, row + kk * 16 + 9)};
+      mma_16816(out[nt], a[kk], bb, out[nt]);
+    }
+  }
+}
+// acc(16, HD) += P B where P(16, 64) is in accumulator layout (rounded to
+// bf16 here) and B(64, HD) a shared tile.
+template <int HD>
+__device__ __forceinline__ void mma_cols(float (&acc)[HD / 8][4], const float (&p)[kCols / 8][4],
+                                         const uint16_t* tile, int ld, int gq, int tq) {
+  uint32_t pa[kCols / 16][4];
+#pragma unroll
+  for (int nt = 0; nt < kCols / 8; ++nt) {
+    pa[nt / 2][(nt & 1) * 2 + 0] = pack_bf16x2(p[nt][0], p[nt][1]);
+    pa[nt / 2][(nt & 1) * 2 + 1] = pack_bf16x2(p[nt][2], p[nt][3]);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kCols / 16; ++kk) {
+    const uint16_t* col = tile + (kk * 16 + 2 * tq) * ld + gq;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      const uint16_t* c = col + nt * 8;
+      const uint32_t bb[2] = {pair_bf16(c, c + ld), pair_bf16(c + 8 * ld, c + 9 * ld)};
+      mma_16816(acc[nt], pa[kk], bb, acc[nt]);
+    }
+  }
+}
+// Rows gq and gq + 8 of a warp's 16 (one per accumulator half), scaled, as bf16.
+template <int HD>
+__device__ __forceinline__ void store_rows(bf16* base, int ld, const int (&rows)[2], int n_rows,
+                                           const float (&acc)[HD / 8][4], float scale, int tq) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (rows[r] >= n_rows) continue;
+    bf16* row = base + size_t(rows[r]) * ld;
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; ++nt) {
+      row[nt * 8 + 2 * tq] = bf16(scale * acc[nt][2 * r]);
+      row[nt * 8 + 2 * tq + 1] = bf16(scale * acc[nt][2 * r + 1]);
     }
   }
 }
 
-template <int kFrags>
-__device__ __forceinline__ void zero(FragC (&f)[kFrags]) {
-#pragma unroll
-  for (int n = 0; n < kFrags; ++n) wmma::fill_fragment(f[n], 0.f);
-}
-
-template <int kFrags>
-__device__ __forceinline__ void store(float* dst, int ld, const FragC (&f)[kFrags]) {
-#pragma unroll
-  for (int n = 0; n < kFrags; ++n) wmma::store_matrix_sync(dst + n * 16, f[n], ld, wmma::mem_row_major);
-}
-
 // ---- forward ---------------------------------------------------------------------------
+// FlashAttention-2 with mma.sync m16n8k16 (mma_sync.cuh): each warp keeps its
+// 16 query rows' Q fragments, the (16, 64) scores S, the softmax statistics
+// and the (16, HD) output O in registers; the scores become the bf16 A
+// fragments of P V without leaving them (S's accumulator layout for keys
+// 16k..16k+15 is P's A layout for that k-step). K and V tiles are
+// double-buffered: cp.async fetches tile i+1 while tile i is in use.
 // Grid (ceil(Tq / 64), n_heads, B).
+
+// K or V rows [row0, row0 + kRows) of one head into a (kRows, kLdh) tile:
+// cp.async 16-byte chunks when the source allows (the caller commits),
+// zeros past n_valid; plain stores otherwise (then nothing is queued).
+template <int HD>
+__device__ __forceinline__ void stage_async(bf16* dst, const bf16* src, int lds, size_t row0, int n_valid) {
+  const bool vector = lds % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  if (!vector) return stage<HD>(dst, src, lds, row0, n_valid, HD);
+  constexpr int kPerRow = HD / 8;
+  for (int i = threadIdx.x; i < kRows * kPerRow; i += kThreads) {
+    const int r = i / kPerRow, c = i % kPerRow;
+    bf16* d = dst + r * Tc<HD>::kLdh + c * 8;
+    if (r < n_valid)
+      cp_async_16(d, src + (row0 + r) * size_t(lds) + c * 8);
+    else
+      *reinterpret_cast<Chunk*>(d) = Chunk{};
+  }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     attention_fwd_tc_kernel(AttnShape s, const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse) {
   using L = Tc<HD>;
+  constexpr int kKSteps = HD / 16, kONt = HD / 8, kSNt = kCols / 8;
   extern __shared__ __align__(128) uint8_t smem[];
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, gq = lane / 4, tq = lane % 4;
   bf16* qs = reinterpret_cast<bf16*>(smem);
-  bf16* ks = reinterpret_cast<bf16*>(smem + L::kTile);
-  bf16* vs = reinterpret_cast<bf16*>(smem + 2 * L::kTile);
-  uint8_t* mine = smem + 3 * L::kTile + warp * (L::kScores + L::kProbs + L::kOut);
-  float* sw = reinterpret_cast<float*>(mine);                             // (16, kLds) scores
-  bf16* pw = reinterpret_cast<bf16*>(mine + L::kScores);                 // (16, kLdp) P
-  float* ow = reinterpret_cast<float*>(mine + L::kScores + L::kProbs);   // (16, kLdo) O staging
+  bf16* kbuf[2] = {reinterpret_cast<bf16*>(smem + L::kTile), reinterpret_cast<bf16*>(smem + 2 * L::kTile)};
+  bf16* vbuf[2] = {reinterpret_cast<bf16*>(smem + 3 * L::kTile), reinterpret_cast<bf16*>(smem + 4 * L::kTile)};
 
   const int t0 = blockIdx.x * kRows, h = blockIdx.y, b = blockIdx.z;
   const int hd = s.head_dim, g = h / (s.n_heads / s.n_kv_heads);
   const size_t qrow0 = size_t(b) * s.tq + t0, krow0 = size_t(b) * s.tk;
+  const bf16* kh = k + size_t(g) * hd;
+  const bf16* vh = v + size_t(g) * hd;
   stage<HD>(qs, q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0, hd);
   const int first = tile_first_key(s, b, t0, kRows);
   const int last = min(s.tk, s.q_offset + min(t0 + kRows, s.tq));  // one past the last key any row sees
-
-  // Lane pair (2r, 2r+1) owns row r of the warp's 16, columns [32 half, 32 half + 32) of each tile.
-  const int r = lane / 2, half = lane % 2, t = t0 + warp * 16 + r;
-  int lo, hi;
-  key_range(s, b, t, lo, hi);
-  const float sl2 = s.scale * kLog2e;
-  float row_max = -INFINITY, row_sum = 0.f;
-  FragC o[HD / 16];
-  zero(o);
-
-  for (int j0 = first; j0 < last; j0 += kCols) {
-    __syncthreads();  // every warp is done with the previous K and V (and qs is complete)
-    stage<HD>(ks, k + size_t(g) * hd, s.ldk, krow0 + j0, last - j0, hd);
-    stage<HD>(vs, v + size_t(g) * hd, s.ldv, krow0 + j0, last - j0, hd);
-    __syncthreads();
-    FragC sc[kCols / 16];
-    zero(sc);
-    mma_tile<HD / 16, kCols / 16, true>(sc, qs + warp * 16 * L::kLdh, L::kLdh, ks, L::kLdh);
-    store(sw, L::kLds, sc);
-    store(ow, L::kLdo, o);
-    __syncwarp();
-
-    float x[32], tile_max = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int j = j0 + half * 32 + c;
-      x[c] = (j >= lo && j < hi) ? sw[r * L::kLds + half * 32 + c] * sl2 : -INFINITY;
-      tile_max = fmaxf(tile_max, x[c]);
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullMask, tile_max, 1));
-    const float new_max = fmaxf(row_max, tile_max);
-    const float ref = new_max == -INFINITY ? 0.f : new_max;  // a row that has seen nothing yet stays empty
-    const float alpha = exp2f(row_max - ref);
-    float tile_sum = 0.f;
-#pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const float p = exp2f(x[c] - ref);
-      tile_sum += p;
-      pw[r * L::kLdp + half * 32 + c] = bf16(p);
-    }
-    tile_sum += __shfl_xor_sync(kFullMask, tile_sum, 1);
-    row_sum = row_sum * alpha + tile_sum;
-    row_max = new_max;
-    for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); ++d) ow[r * L::kLdo + d] *= alpha;
-    __syncwarp();
-#pragma unroll
-    for (int n = 0; n < HD / 16; ++n) wmma::load_matrix_sync(o[n], ow + n * 16, L::kLdo, wmma::mem_row_major);
-    mma_tile<kCols / 16, HD / 16, false>(o, pw, L::kLdp, vs, L::kLdh);
+  if (first < last) {
+    stage_async<HD>(kbuf[0], kh, s.ldk, krow0 + first, last - first);
+    stage_async<HD>(vbuf[0], vh, s.ldv, krow0 + first, last - first);
   }
+  cp_async_commit();
+  __syncthreads();  // qs is complete
 
-  store(ow, L::kLdo, o);
-  __syncwarp();
-  if (t < s.tq) {
+  // This lane's rows of the warp's 16: gq and gq + 8.
+  const int rows[2] = {t0 + warp * 16 + gq, t0 + warp * 16 + gq + 8};
+  int lo[2], hi[2];
+  for (int i = 0; i < 2; ++i) key_range(s, b, rows[i], lo[i], hi[i]);
+  const float sl2 = s.scale * kLog2e;
+  uint32_t qa[kKSteps][4];
+  load_a(qa, reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_sum: this lane's share
+  float o[kONt][4];
+#pragma unroll
+  for (int n = 0; n < kONt; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+
+  for (int j0 = first, it = 0; j0 < last; j0 += kCols, ++it) {
+    const int cur = it & 1;
+    if (j0 + kCols < last) {  // the next tile, into the buffer the last iteration finished with
+      stage_async<HD>(kbuf[cur ^ 1], kh, s.ldk, krow0 + j0 + kCols, last - j0 - kCols);
+      stage_async<HD>(vbuf[cur ^ 1], vh, s.ldv, krow0 + j0 + kCols, last - j0 - kCols);
+      cp_async_commit();
+      cp_async_wait<1>();  // this tile's group has landed
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // ... for every thread's copies
+    const auto* k16 = reinterpret_cast<const uint16_t*>(kbuf[cur]);
+    const auto* v16 = reinterpret_cast<const uint16_t*>(vbuf[cur]);
+
+    // S(16, 64) = Q K^T: key n of n-tile nt is row nt * 8 + gq of the K tile.
+    float sc[kSNt][4];
+    mma_rows(sc, qa, k16, L::kLdh, gq, tq);
+    // Online softmax in the log2 domain; each row's 64 scores are spread over 4 lanes.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < kSNt; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, j = j0 + nt * 8 + 2 * tq + (e & 1);
+        sc[nt][e] = (j >= lo[r] && j < hi[r]) ? sc[nt][e] * sl2 : -INFINITY;
+        tile_max[r] = fmaxf(tile_max[r], sc[nt][e]);
+      }
+    float alpha[2], ref[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(kFullMask, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(kFullMask, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      ref[r] = new_max == -INFINITY ? 0.f : new_max;  // a row that has seen nothing yet stays empty
+      alpha[r] = exp2f(row_max[r] - ref[r]);
+      row_max[r] = new_max;
+      row_sum[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int n = 0; n < kONt; ++n) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
+    }
+    // P, rounded to bf16 as the A fragments of O(16, HD) += P V (mma_cols): k-step kk covers
+    // keys 16 kk .. 16 kk + 15, n-tiles 2 kk and 2 kk + 1 of S's accumulator layout.
+#pragma unroll
+    for (int nt = 0; nt < kSNt; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sc[nt][e] = exp2f(sc[nt][e] - ref[e >> 1]);
+        row_sum[e >> 1] += sc[nt][e];
+      }
+    mma_cols<HD>(o, sc, v16, L::kLdh, gq, tq);
+    __syncthreads();  // every warp is done with this tile's buffers before they are refilled
+  }
+  cp_async_wait<0>();  // (no key tile at all: the first group, empty, is still open)
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(kFullMask, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(kFullMask, row_sum[r], 2);
+    const int t = rows[r];
+    if (t >= s.tq) continue;
     // A row that saw no key (possible only with doc_start) gets out 0 and lse -inf, as on the CPU.
-    const float inv = row_sum > 0.f ? 1.f / row_sum : 0.f;
+    const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
     bf16* orow = out + (size_t(b) * s.tq + t) * s.ldo + size_t(h) * hd;
-    for (int d = half; d < hd; d += 2) orow[d] = bf16(ow[r * L::kLdo + d] * inv);
-    if (half == 0)
-      lse[(size_t(b) * s.n_heads + h) * s.tq + t] = row_sum > 0.f ? (row_max + log2f(row_sum)) * kLn2 : -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < kONt; ++nt) {
+      orow[nt * 8 + 2 * tq] = bf16(o[nt][2 * r] * inv);
+      orow[nt * 8 + 2 * tq + 1] = bf16(o[nt][2 * r + 1] * inv);
+    }
+    if (tq == 0)
+      lse[(size_t(b) * s.n_heads + h) * s.tq + t] =
+          row_sum[r] > 0.f ? (row_max[r] + log2f(row_sum[r])) * kLn2 : -INFINITY;
   }
 }
 
-// ---- backward: dQ ------------------------------------------------------------------------
-// dQ = scale * dS K, dS = P * (dO V^T - D), P = exp(scale q.k - lse). Grid (ceil(Tq / 64), n_heads, B).
+// ---- backward -----------------------------------------------------------------------------
+// The same mma.sync structure. dQ: a block owns 64 query rows and walks the
+// key tiles (K, V double-buffered); dK/dV: a block owns 64 keys of one kv
+// head and walks every query tile of every query head of its group that can
+// see them (Q, dO and their statistics double-buffered), so GQA needs no
+// atomics and the result is deterministic. P is recomputed from the
+// forward's log-sum-exp; dS = P (dP - D) with D = rowsum(dO * O).
+
+// dQ = scale * dS K. Grid (ceil(Tq / 64), n_heads, B).
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     attention_dq_tc_kernel(AttnShape s, const bf16* q, const bf16* k, const bf16* v, const float* lse,
                            const float* dsum, const bf16* dout, bf16* dq) {
   using L = Tc<HD>;
+  constexpr int kKSteps = HD / 16;
   extern __shared__ __align__(128) uint8_t smem[];
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, gq = lane / 4, tq = lane % 4;
   bf16* qs = reinterpret_cast<bf16*>(smem);
   bf16* dos = reinterpret_cast<bf16*>(smem + L::kTile);
-  bf16* ks = reinterpret_cast<bf16*>(smem + 2 * L::kTile);
-  bf16* vs = reinterpret_cast<bf16*>(smem + 3 * L::kTile);
-  uint8_t* mine = smem + 4 * L::kTile + warp * (2 * L::kScores + L::kProbs);
-  float* sw = reinterpret_cast<float*>(mine);                       // (16, kLds) S
-  float* dpw = reinterpret_cast<float*>(mine + L::kScores);         // (16, kLds) dO V^T
-  bf16* dsw = reinterpret_cast<bf16*>(mine + 2 * L::kScores);      // (16, kLdp) dS
+  bf16* kbuf[2] = {reinterpret_cast<bf16*>(smem + 2 * L::kTile), reinterpret_cast<bf16*>(smem + 3 * L::kTile)};
+  bf16* vbuf[2] = {reinterpret_cast<bf16*>(smem + 4 * L::kTile), reinterpret_cast<bf16*>(smem + 5 * L::kTile)};
 
   const int t0 = blockIdx.x * kRows, h = blockIdx.y, b = blockIdx.z;
   const int hd = s.head_dim, g = h / (s.n_heads / s.n_kv_heads);
   const size_t qrow0 = size_t(b) * s.tq + t0, krow0 = size_t(b) * s.tk;
+  const bf16* kh = k + size_t(g) * hd;
+  const bf16* vh = v + size_t(g) * hd;
   stage<HD>(qs, q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0, hd);
   stage<HD>(dos, dout + size_t(h) * hd, s.ldo, qrow0, s.tq - t0, hd);
   const int first = tile_first_key(s, b, t0, kRows);
   const int last = min(s.tk, s.q_offset + min(t0 + kRows, s.tq));
+  if (first < last) {
+    stage_async<HD>(kbuf[0], kh, s.ldk, krow0 + first, last - first);
+    stage_async<HD>(vbuf[0], vh, s.ldv, krow0 + first, last - first);
+  }
+  cp_async_commit();
+  __syncthreads();
 
-  const int r = lane / 2, half = lane % 2, t = t0 + warp * 16 + r;
-  int lo, hi;
-  key_range(s, b, t, lo, hi);
-  const size_t stat = (size_t(b) * s.n_heads + h) * s.tq + t;
-  const float lse2 = t < s.tq ? lse[stat] * kLog2e : 0.f, row_d = t < s.tq ? dsum[stat] : 0.f;
+  const int rows[2] = {t0 + warp * 16 + gq, t0 + warp * 16 + gq + 8};
+  int lo[2], hi[2];
+  float lse2[2], row_d[2];
+  for (int r = 0; r < 2; ++r) {
+    key_range(s, b, rows[r], lo[r], hi[r]);
+    const size_t stat = (size_t(b) * s.n_heads + h) * s.tq + rows[r];
+    lse2[r] = rows[r] < s.tq ? lse[stat] * kLog2e : 0.f;
+    row_d[r] = rows[r] < s.tq ? dsum[stat] : 0.f;
+  }
   const float sl2 = s.scale * kLog2e;
-  FragC acc[HD / 16];
-  zero(acc);
-
-  for (int j0 = first; j0 < last; j0 += kCols) {
-    __syncthreads();
-    stage<HD>(ks, k + size_t(g) * hd, s.ldk, krow0 + j0, last - j0, hd);
-    stage<HD>(vs, v + size_t(g) * hd, s.ldv, krow0 + j0, last - j0, hd);
-    __syncthreads();
-    FragC sc[kCols / 16], dp[kCols / 16];
-    zero(sc);
-    zero(dp);
-    mma_tile<HD / 16, kCols / 16, true>(sc, qs + warp * 16 * L::kLdh, L::kLdh, ks, L::kLdh);
-    mma_tile<HD / 16, kCols / 16, true>(dp, dos + warp * 16 * L::kLdh, L::kLdh, vs, L::kLdh);
-    store(sw, L::kLds, sc);
-    store(dpw, L::kLds, dp);
-    __syncwarp();
+  uint32_t qa[kKSteps][4], da[kKSteps][4];
+  load_a(qa, reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+  load_a(da, reinterpret_cast<const uint16_t*>(dos + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+  float acc[HD / 8][4];
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c, j = j0 + col;
-      const float p = (j >= lo && j < hi) ? exp2f(sw[r * L::kLds + col] * sl2 - lse2) : 0.f;
-      dsw[r * L::kLdp + col] = bf16(p * (dpw[r * L::kLds + col] - row_d));
-    }
-    __syncwarp();
-    mma_tile<kCols / 16, HD / 16, false>(acc, dsw, L::kLdp, ks, L::kLdh);
-  }
+  for (int n = 0; n < HD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
-  __syncthreads();  // K and V become the output staging
-  float* ow = reinterpret_cast<float*>(smem + 2 * L::kTile) + warp * 16 * L::kLdo;
-  store(ow, L::kLdo, acc);
-  __syncwarp();
-  if (t < s.tq) {
-    bf16* row = dq + (size_t(b) * s.tq + t) * s.ldq + size_t(h) * hd;
-    for (int d = half; d < hd; d += 2) row[d] = bf16(s.scale * ow[r * L::kLdo + d]);
+  for (int j0 = first, it = 0; j0 < last; j0 += kCols, ++it) {
+    const int cur = it & 1;
+    if (j0 + kCols < last) {
+      stage_async<HD>(kbuf[cur ^ 1], kh, s.ldk, krow0 + j0 + kCols, last - j0 - kCols);
+      stage_async<HD>(vbuf[cur ^ 1], vh, s.ldv, krow0 + j0 + kCols, last - j0 - kCols);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const auto* k16 = reinterpret_cast<const uint16_t*>(kbuf[cur]);
+    float sc[kCols / 8][4], dp[kCols / 8][4];
+    mma_rows(sc, qa, k16, L::kLdh, gq, tq);
+    mma_rows(dp, da, reinterpret_cast<const uint16_t*>(vbuf[cur]), L::kLdh, gq, tq);
+#pragma unroll
+    for (int nt = 0; nt < kCols / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1, j = j0 + nt * 8 + 2 * tq + (e & 1);
+        const float p = (j >= lo[r] && j < hi[r]) ? exp2f(sc[nt][e] * sl2 - lse2[r]) : 0.f;
+        sc[nt][e] = p * (dp[nt][e] - row_d[r]);  // dS
+      }
+    mma_cols<HD>(acc, sc, k16, L::kLdh, gq, tq);
+    __syncthreads();
   }
+  cp_async_wait<0>();
+  store_rows<HD>(dq + size_t(b) * s.tq * s.ldq + size_t(h) * hd, s.ldq, rows, s.tq, acc, s.scale, tq);
 }
 
-// ---- backward: dK and dV -------------------------------------------------------------------
-// dV = P^T dO and dK = scale * dS^T Q for 64 keys of one kv head, over every
-// query head of its group and every query tile that can see them.
-// Grid (ceil(Tk / 64), n_kv_heads, B).
+// dV = P^T dO and dK = scale * dS^T Q for 64 keys of one kv head. Causal
+// key tiles differ in work (tile i is seen by the query tiles from i on), so
+// block x takes key tiles x and n - 1 - x: every block does the same work.
+// Grid (ceil(ceil(Tk / 64) / 2), n_kv_heads, B).
 template <int HD>
 __global__ void __launch_bounds__(kThreads)
     attention_dkdv_tc_kernel(AttnShape s, const bf16* q, const bf16* k, const bf16* v, const float* lse,
                              const float* dsum, const bf16* dout, bf16* dk, bf16* dv) {
   using L = Tc<HD>;
+  constexpr int kKSteps = HD / 16;
   extern __shared__ __align__(128) uint8_t smem[];
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, gq = lane / 4, tq = lane % 4;
   bf16* ks = reinterpret_cast<bf16*>(smem);
   bf16* vs = reinterpret_cast<bf16*>(smem + L::kTile);
-  bf16* qs = reinterpret_cast<bf16*>(smem + 2 * L::kTile);
-  bf16* dos = reinterpret_cast<bf16*>(smem + 3 * L::kTile);
-  float* q_lse2 = reinterpret_cast<float*>(smem + 4 * L::kTile);  // (64) lse * log2(e) of the query tile
-  float* q_d = q_lse2 + kRows;                                     // (64) D of the query tile
-  uint8_t* mine = smem + 4 * L::kTile + 2 * kRows * sizeof(float) + warp * (2 * L::kScores + 2 * L::kProbs);
-  float* sw = reinterpret_cast<float*>(mine);                                    // (16 keys, kLds) S^T
-  float* dpw = reinterpret_cast<float*>(mine + L::kScores);                      // (16 keys, kLds) V dO^T
-  bf16* pw = reinterpret_cast<bf16*>(mine + 2 * L::kScores);                    // (16 keys, kLdp) P^T
-  bf16* dsw = reinterpret_cast<bf16*>(mine + 2 * L::kScores + L::kProbs);       // (16 keys, kLdp) dS^T
+  bf16* qbuf[2] = {reinterpret_cast<bf16*>(smem + 2 * L::kTile), reinterpret_cast<bf16*>(smem + 3 * L::kTile)};
+  bf16* dobuf[2] = {reinterpret_cast<bf16*>(smem + 4 * L::kTile), reinterpret_cast<bf16*>(smem + 5 * L::kTile)};
+  float* stats = reinterpret_cast<float*>(smem + 6 * L::kTile);  // [buffer][lse2 | D][64]
 
-  const int j0 = blockIdx.x * kRows, g = blockIdx.y, b = blockIdx.z;
+  const int g = blockIdx.y, b = blockIdx.z;
   const int hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
-  const size_t krow0 = size_t(b) * s.tk + j0;
-  stage<HD>(ks, k + size_t(g) * hd, s.ldk, krow0, s.tk - j0, hd);
-  stage<HD>(vs, v + size_t(g) * hd, s.ldv, krow0, s.tk - j0, hd);
-  const int r = lane / 2, half = lane % 2, j = j0 + warp * 16 + r;  // this lane pair's key
+  const int n_key_tiles = (s.tk + kRows - 1) / kRows;
   const float sl2 = s.scale * kLog2e;
-  FragC dk_acc[HD / 16], dv_acc[HD / 16];
-  zero(dk_acc);
-  zero(dv_acc);
-  // Query t sees key j only if q_offset + t >= j: tiles before that are skipped.
-  const int t_begin = max(0, j0 - s.q_offset) / kRows * kRows;
-
-  for (int h = g * group; h < (g + 1) * group; ++h) {
-    for (int t0 = t_begin; t0 < s.tq; t0 += kRows) {
-      __syncthreads();  // every warp is done with the previous Q, dO and statistics
+  for (int pass = 0; pass < 2; ++pass) {
+    const int tile = pass == 0 ? int(blockIdx.x) : n_key_tiles - 1 - int(blockIdx.x);
+    if (pass == 1 && tile == int(blockIdx.x)) break;  // the middle tile of an odd count
+    if (tile < 0 || tile >= n_key_tiles) break;
+    const int j0 = tile * kRows;
+    const size_t krow0 = size_t(b) * s.tk + j0;
+    __syncthreads();  // the previous pass is done with every buffer
+    stage<HD>(ks, k + size_t(g) * hd, s.ldk, krow0, s.tk - j0, hd);
+    stage<HD>(vs, v + size_t(g) * hd, s.ldv, krow0, s.tk - j0, hd);
+    // Query t sees key j only if q_offset + t >= j: tiles before that are skipped.
+    const int t_begin = max(0, j0 - s.q_offset) / kRows * kRows;
+    const int q_tiles = t_begin < s.tq ? (s.tq - t_begin + kRows - 1) / kRows : 0;
+    const int steps = group * q_tiles;
+    const auto fetch = [&](int step, int buf) {  // Q, dO and the statistics of step's query tile
+      const int h = g * group + step / q_tiles, t0 = t_begin + (step % q_tiles) * kRows;
       const size_t qrow0 = size_t(b) * s.tq + t0;
-      stage<HD>(qs, q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0, hd);
-      stage<HD>(dos, dout + size_t(h) * hd, s.ldo, qrow0, s.tq - t0, hd);
+      stage_async<HD>(qbuf[buf], q + size_t(h) * hd, s.ldq, qrow0, s.tq - t0);
+      stage_async<HD>(dobuf[buf], dout + size_t(h) * hd, s.ldo, qrow0, s.tq - t0);
       if (threadIdx.x < kRows) {
         const int tt = t0 + threadIdx.x;
         const size_t stat = (size_t(b) * s.n_heads + h) * s.tq + tt;
-        q_lse2[threadIdx.x] = tt < s.tq ? lse[stat] * kLog2e : 0.f;
-        q_d[threadIdx.x] = tt < s.tq ? dsum[stat] : 0.f;
+        stats[buf * 2 * kRows + threadIdx.x] = tt < s.tq ? lse[stat] * kLog2e : 0.f;
+        stats[buf * 2 * kRows + kRows + threadIdx.x] = tt < s.tq ? dsum[stat] : 0.f;
+      }
+    };
+    if (steps > 0) fetch(0, 0);
+    cp_async_commit();
+    __syncthreads();  // ks and vs are complete
+    const int keys[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
+    uint32_t ka[kKSteps][4], va[kKSteps][4];
+    load_a(ka, reinterpret_cast<const uint16_t*>(ks + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+    load_a(va, reinterpret_cast<const uint16_t*>(vs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+    float dk_acc[HD / 8][4], dv_acc[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; ++n)
+      for (int e = 0; e < 4; ++e) dk_acc[n][e] = dv_acc[n][e] = 0.f;
+
+    for (int step = 0; step < steps; ++step) {
+      const int cur = step & 1;
+      if (step + 1 < steps) {
+        fetch(step + 1, cur ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
       }
       __syncthreads();
-      FragC sc[kCols / 16], dp[kCols / 16];
-      zero(sc);
-      zero(dp);
-      mma_tile<HD / 16, kCols / 16, true>(sc, ks + warp * 16 * L::kLdh, L::kLdh, qs, L::kLdh);
-      mma_tile<HD / 16, kCols / 16, true>(dp, vs + warp * 16 * L::kLdh, L::kLdh, dos, L::kLdh);
-      store(sw, L::kLds, sc);
-      store(dpw, L::kLds, dp);
-      __syncwarp();
-#pragma unroll 4
-      for (int c = 0; c < 32; ++c) {
-        const int col = half * 32 + c, tt = t0 + col;
-        int lo, hi;
-        key_range(s, b, tt, lo, hi);
-        const float p = (j >= lo && j < hi) ? exp2f(sw[r * L::kLds + col] * sl2 - q_lse2[col]) : 0.f;
-        pw[r * L::kLdp + col] = bf16(p);
-        dsw[r * L::kLdp + col] = bf16(p * (dpw[r * L::kLds + col] - q_d[col]));
-      }
-      __syncwarp();
-      mma_tile<kCols / 16, HD / 16, false>(dv_acc, pw, L::kLdp, dos, L::kLdh);
-      mma_tile<kCols / 16, HD / 16, false>(dk_acc, dsw, L::kLdp, qs, L::kLdh);
+      const int t0 = t_begin + (step % q_tiles) * kRows;
+      const auto* q16 = reinterpret_cast<const uint16_t*>(qbuf[cur]);
+      const auto* do16 = reinterpret_cast<const uint16_t*>(dobuf[cur]);
+      const float* q_lse2 = stats + cur * 2 * kRows;
+      const float* q_d = q_lse2 + kRows;
+      float st[kCols / 8][4], dpt[kCols / 8][4], ds[kCols / 8][4];
+      mma_rows(st, ka, q16, L::kLdh, gq, tq);    // S^T(16 keys, 64 queries)
+      mma_rows(dpt, va, do16, L::kLdh, gq, tq);  // dP^T = V dO^T
+#pragma unroll
+      for (int nt = 0; nt < kCols / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = nt * 8 + 2 * tq + (e & 1), tt = t0 + col;
+          int lo, hi;
+          key_range(s, b, tt, lo, hi);
+          const int j = keys[e >> 1];
+          const float p = (j >= lo && j < hi) ? exp2f(st[nt][e] * sl2 - q_lse2[col]) : 0.f;
+          st[nt][e] = p;
+          ds[nt][e] = p * (dpt[nt][e] - q_d[col]);
+        }
+      mma_cols<HD>(dv_acc, st, do16, L::kLdh, gq, tq);
+      mma_cols<HD>(dk_acc, ds, q16, L::kLdh, gq, tq);
+      __syncthreads();
     }
+    cp_async_wait<0>();
+    store_rows<HD>(dk + size_t(b) * s.tk * s.ldk + size_t(g) * hd, s.ldk, keys, s.tk, dk_acc, s.scale, tq);
+    store_rows<HD>(dv + size_t(b) * s.tk * s.ldv + size_t(g) * hd, s.ldv, keys, s.tk, dv_acc, 1.f, tq);
   }
-
-  __syncthreads();  // Q and dO become the output staging
-  float* ow = reinterpret_cast<float*>(smem + 2 * L::kTile) + warp * 16 * L::kLdo;
-  const bool real = j < s.tk;
-  bf16* dkrow = dk + (size_t(b) * s.tk + j) * s.ldk + size_t(g) * hd;
-  bf16* dvrow = dv + (size_t(b) * s.tk + j) * s.ldv + size_t(g) * hd;
-  store(ow, L::kLdo, dk_acc);
-  __syncwarp();
-  if (real)
-    for (int d = half; d < hd; d += 2) dkrow[d] = bf16(s.scale * ow[r * L::kLdo + d]);
-  __syncwarp();
-  store(ow, L::kLdo, dv_acc);
-  __syncwarp();
-  if (real)
-    for (int d = half; d < hd; d += 2) dvrow[d] = bf16(ow[r * L::kLdo + d]);
 }
 
 template <typename F>
@@ -404,7 +510,7 @@ void attention_bwd_tc(const AttnShape& s, const bf16* q, const bf16* k, const bf
     if (s.tk > 0) {
       auto* kernel = attention_dkdv_tc_kernel<HD>;
       opt_in_shared_memory(kernel, Tc<HD>::kDkdvBytes, "bf16 attention (dK/dV)");
-      const dim3 grid(blocks_for(s.tk, kRows), s.n_kv_heads, s.batch);
+      const dim3 grid((blocks_for(s.tk, kRows) + 1) / 2, s.n_kv_heads, s.batch);  // two key tiles a block
       kernel<<<grid, kThreads, Tc<HD>::kDkdvBytes, stream>>>(s, q, k, v, lse, dsum, dout, dk, dv);
       LLAMAFT_LAUNCH_CHECK();
     }
