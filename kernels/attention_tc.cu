@@ -88,19 +88,23 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[kSteps][4], const uint16_t*
     a[kk][3] = pair_bf16(rows + (gq + 8) * ld + c + 8, rows + (gq + 8) * ld + c + 9);
   }
 }
-// out(16, 64) = A B^T where B's 64 rows are a shared tile (row n = output column n).
+// out(16, 64) = A B^T with A's 16 rows and B's 64 rows (row n = output column n)
+// both shared tiles: A's fragments are loaded per k-step, which keeps the
+// kernels under 255 registers at head_dim 128 (holding them all spilled).
 template <int kSteps>
-__device__ __forceinline__ void mma_rows(float (&out)[kCols / 8][4], const uint32_t (&a)[kSteps][4],
-                                         const uint16_t* tile, int ld, int gq, int tq) {
+__device__ __forceinline__ void mma_rows_s(float (&out)[kCols / 8][4], const uint16_t* a_rows, int lda,
+                                           const uint16_t* tile, int ld, int gq, int tq) {
 #pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
-    out[nt][0] = out[nt][1] = out[nt][2] = out[nt][3] = 0.f;
-    const uint16_t* row = tile + (nt * 8 + gq) * ld + 2 * tq;
+  for (int nt = 0; nt < kCols / 8; ++nt) out[nt][0] = out[nt][1] = out[nt][2] = out[nt][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < kSteps; ++kk) {
-      const uint32_t bb[2] = {pair_bf16(row + kk * 16, row + kk * 16 + 1),
-                              pair_bf16(row + kk * 16 + 8, row + kk * 16 + 9)};
-      mma_16816(out[nt], a[kk], bb, out[nt]);
+  for (int kk = 0; kk < kSteps; ++kk) {
+    uint32_t a[1][4];
+    load_a<1>(a, a_rows + kk * 16, lda, gq, tq);
+#pragma unroll
+    for (int nt = 0; nt < kCols / 8; ++nt) {
+      const uint16_t* row = tile + (nt * 8 + gq) * ld + kk * 16 + 2 * tq;
+      const uint32_t bb[2] = {pair_bf16(row, row + 1), pair_bf16(row + 8, row + 9)};
+      mma_16816(out[nt], a[0], bb, out[nt]);
     }
   }
 }
@@ -109,20 +113,18 @@ __device__ __forceinline__ void mma_rows(float (&out)[kCols / 8][4], const uint3
 template <int HD>
 __device__ __forceinline__ void mma_cols(float (&acc)[HD / 8][4], const float (&p)[kCols / 8][4],
                                          const uint16_t* tile, int ld, int gq, int tq) {
-  uint32_t pa[kCols / 16][4];
-#pragma unroll
-  for (int nt = 0; nt < kCols / 8; ++nt) {
-    pa[nt / 2][(nt & 1) * 2 + 0] = pack_bf16x2(p[nt][0], p[nt][1]);
-    pa[nt / 2][(nt & 1) * 2 + 1] = pack_bf16x2(p[nt][2], p[nt][3]);
-  }
 #pragma unroll
   for (int kk = 0; kk < kCols / 16; ++kk) {
+    // Columns 16 kk .. 16 kk + 15 of P are its n-tiles 2 kk and 2 kk + 1: the k-step's A fragment.
+    const uint32_t pa[4] = {pack_bf16x2(p[2 * kk][0], p[2 * kk][1]), pack_bf16x2(p[2 * kk][2], p[2 * kk][3]),
+                            pack_bf16x2(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                            pack_bf16x2(p[2 * kk + 1][2], p[2 * kk + 1][3])};
     const uint16_t* col = tile + (kk * 16 + 2 * tq) * ld + gq;
 #pragma unroll
     for (int nt = 0; nt < HD / 8; ++nt) {
       const uint16_t* c = col + nt * 8;
       const uint32_t bb[2] = {pair_bf16(c, c + ld), pair_bf16(c + 8 * ld, c + 9 * ld)};
-      mma_16816(acc[nt], pa[kk], bb, acc[nt]);
+      mma_16816(acc[nt], pa, bb, acc[nt]);
     }
   }
 }
@@ -200,8 +202,7 @@ __global__ void __launch_bounds__(kThreads)
   int lo[2], hi[2];
   for (int i = 0; i < 2; ++i) key_range(s, b, rows[i], lo[i], hi[i]);
   const float sl2 = s.scale * kLog2e;
-  uint32_t qa[kKSteps][4];
-  load_a(qa, reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+  const auto* q16 = reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh);
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // row_sum: this lane's share
   float o[kONt][4];
 #pragma unroll
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // S(16, 64) = Q K^T: key n of n-tile nt is row nt * 8 + gq of the K tile.
     float sc[kSNt][4];
-    mma_rows(sc, qa, k16, L::kLdh, gq, tq);
+    mma_rows_s<kKSteps>(sc, q16, L::kLdh, k16, L::kLdh, gq, tq);
     // Online softmax in the log2 domain; each row's 64 scores are spread over 4 lanes.
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -334,9 +335,8 @@ __global__ void __launch_bounds__(kThreads)
     row_d[r] = rows[r] < s.tq ? dsum[stat] : 0.f;
   }
   const float sl2 = s.scale * kLog2e;
-  uint32_t qa[kKSteps][4], da[kKSteps][4];
-  load_a(qa, reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
-  load_a(da, reinterpret_cast<const uint16_t*>(dos + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+  const auto* q16 = reinterpret_cast<const uint16_t*>(qs + warp * 16 * L::kLdh);
+  const auto* do16 = reinterpret_cast<const uint16_t*>(dos + warp * 16 * L::kLdh);
   float acc[HD / 8][4];
 #pragma unroll
   for (int n = 0; n < HD / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
@@ -354,8 +354,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     const auto* k16 = reinterpret_cast<const uint16_t*>(kbuf[cur]);
     float sc[kCols / 8][4], dp[kCols / 8][4];
-    mma_rows(sc, qa, k16, L::kLdh, gq, tq);
-    mma_rows(dp, da, reinterpret_cast<const uint16_t*>(vbuf[cur]), L::kLdh, gq, tq);
+    mma_rows_s<kKSteps>(sc, q16, L::kLdh, k16, L::kLdh, gq, tq);
+    mma_rows_s<kKSteps>(dp, do16, L::kLdh, reinterpret_cast<const uint16_t*>(vbuf[cur]), L::kLdh, gq, tq);
 #pragma unroll
     for (int nt = 0; nt < kCols / 8; ++nt)
 #pragma unroll
@@ -422,9 +422,8 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_commit();
     __syncthreads();  // ks and vs are complete
     const int keys[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
-    uint32_t ka[kKSteps][4], va[kKSteps][4];
-    load_a(ka, reinterpret_cast<const uint16_t*>(ks + warp * 16 * L::kLdh), L::kLdh, gq, tq);
-    load_a(va, reinterpret_cast<const uint16_t*>(vs + warp * 16 * L::kLdh), L::kLdh, gq, tq);
+    const auto* k16 = reinterpret_cast<const uint16_t*>(ks + warp * 16 * L::kLdh);
+    const auto* v16 = reinterpret_cast<const uint16_t*>(vs + warp * 16 * L::kLdh);
     float dk_acc[HD / 8][4], dv_acc[HD / 8][4];
 #pragma unroll
     for (int n = 0; n < HD / 8; ++n)
@@ -445,9 +444,9 @@ __global__ void __launch_bounds__(kThreads)
       const auto* do16 = reinterpret_cast<const uint16_t*>(dobuf[cur]);
       const float* q_lse2 = stats + cur * 2 * kRows;
       const float* q_d = q_lse2 + kRows;
-      float st[kCols / 8][4], dpt[kCols / 8][4], ds[kCols / 8][4];
-      mma_rows(st, ka, q16, L::kLdh, gq, tq);    // S^T(16 keys, 64 queries)
-      mma_rows(dpt, va, do16, L::kLdh, gq, tq);  // dP^T = V dO^T
+      float st[kCols / 8][4], ds[kCols / 8][4];
+      mma_rows_s<kKSteps>(st, k16, L::kLdh, q16, L::kLdh, gq, tq);  // S^T(16 keys, 64 queries)
+      mma_rows_s<kKSteps>(ds, v16, L::kLdh, do16, L::kLdh, gq, tq);  // dP^T = V dO^T, then dS^T in place
 #pragma unroll
       for (int nt = 0; nt < kCols / 8; ++nt)
 #pragma unroll
@@ -458,7 +457,7 @@ __global__ void __launch_bounds__(kThreads)
           const int j = keys[e >> 1];
           const float p = (j >= lo && j < hi) ? exp2f(st[nt][e] * sl2 - q_lse2[col]) : 0.f;
           st[nt][e] = p;
-          ds[nt][e] = p * (dpt[nt][e] - q_d[col]);
+          ds[nt][e] = p * (ds[nt][e] - q_d[col]);
         }
       mma_cols<HD>(dv_acc, st, do16, L::kLdh, gq, tq);
       mma_cols<HD>(dk_acc, ds, q16, L::kLdh, gq, tq);
