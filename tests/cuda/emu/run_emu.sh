@@ -68,3 +68,12 @@ for order in forward reverse; do
   [[ $order == reverse && $# -eq 0 ]] && args=(--gtest_filter='-CudaStepCounters.*')
   LLAMAFT_EMU_ORDER=$order OMP_NUM_THREADS=2 "$out/cuda_tests_emu" "${args[@]}"
 done
+
+# The whole suite (CI): the step counters of llama3.2-1b at its real size, in
+# dry mode (nothing runs), against the budgets, and through the roofline.
+if [[ $# -eq 0 ]]; then
+  echo "== llama3.2-1b at seq 2048, micro-batch 4, dry: step counters and the modelled roofline"
+  LLAMAFT_EMU_DRY=1 LLAMAFT_STEP_COUNTS_OUT="$out/llama3.2-1b_counts.json" "$out/cuda_tests_emu" \
+    --gtest_filter=StepCountsAtSize.Dump --gtest_brief=1
+  python3 "$root/tests/gpu/check_roofline.py" --counters "$out/llama3.2-1b_counts.json"
+fi
