@@ -317,28 +317,10 @@ class NcclComm final : public Communicator {
     return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
   }
   RequestPtr reduce_scatter_sum_bf16(const uint16_t* in, uint16_t* out, size_t count) override {
-    stats_.reduce_scatter_bytes += count * size_ * sizeof(uint16_t);
-    stats_.calls++;
-    require_device("reduce_scatter_sum_bf16", count, in, out);
-    auto op = begin("reduce_scatter_sum_bf16", /*after_compute=*/true);
-    {
-      Lane::HostCall call(*lane_, op->name, where_);
-      NCCL_CHECK(ncclReduceScatter(in, out, count, ncclBfloat16, ncclSum, comm_, lane_->stream()));
-    }
-    end(op);
-    return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
+    return reduce_scatter("reduce_scatter_sum_bf16", in, out, count, ncclBfloat16, sizeof(uint16_t));
   }
   RequestPtr reduce_scatter_sum(const float* in, float* out, size_t count) override {
-    stats_.reduce_scatter_bytes += count * size_ * sizeof(float);
-    stats_.calls++;
-    require_device("reduce_scatter_sum", count, in, out);
-    auto op = begin("reduce_scatter_sum", /*after_compute=*/true);
-    {
-      Lane::HostCall call(*lane_, op->name, where_);
-      NCCL_CHECK(ncclReduceScatter(in, out, count, ncclFloat32, ncclSum, comm_, lane_->stream()));
-    }
-    end(op);
-    return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
+    return reduce_scatter("reduce_scatter_sum", in, out, count, ncclFloat32, sizeof(float));
   }
   void all_reduce_sum(float* data, size_t count) override {
     timed([&] { all_reduce("all_reduce_sum", data, count, ncclFloat32, ncclSum); });
@@ -507,6 +489,19 @@ class NcclComm final : public Communicator {
       LLAMAFT_CHECK(attr.device == lane_->device(), "NCCL ", name, ": buffer on device ", attr.device,
                     " but the communicator is on device ", lane_->device());
     return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+  }
+  RequestPtr reduce_scatter(const char* name, const void* in, void* out, size_t count, ncclDataType_t type,
+                            size_t elem_bytes) {
+    stats_.reduce_scatter_bytes += count * size_ * elem_bytes;
+    stats_.calls++;
+    require_device(name, count, in, out);
+    auto op = begin(name, /*after_compute=*/true);
+    {
+      Lane::HostCall call(*lane_, op->name, where_);
+      NCCL_CHECK(ncclReduceScatter(in, out, count, type, ncclSum, comm_, lane_->stream()));
+    }
+    end(op);
+    return std::make_unique<NcclRequest>(this, std::move(op), lane_->compute());
   }
   void require_device(const char* name, size_t count, const void* in, const void* out) const {
     if (count == 0) return;

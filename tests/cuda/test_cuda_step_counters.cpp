@@ -144,7 +144,8 @@ Counted count_steps(Backend& be, const LlamaConfig& cfg, const Shape& sh, bool w
   }
   for (const Unit& unit : model.layout().units())
     for (const auto& t : unit.tensors)
-      if (t.shape.size() == 2 && t.hf_name.find("embed_tokens") == std::string::npos) out.matmul_params += double(t.numel());
+      if (t.shape.size() == 2 && t.hf_name.find("embed_tokens") == std::string::npos)
+        out.matmul_params += double(t.numel());
   out.matmul_params += double(cfg.vocab_size) * double(cfg.hidden_size) * (cfg.tie_word_embeddings ? 1 : 0);
   const HostBatch hb = random_batch(int(cfg.vocab_size), sh.seq, sh.batch, 3);
   out.rows = int64_t(hb.batch) * hb.seq;

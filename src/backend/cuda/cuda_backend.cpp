@@ -32,7 +32,9 @@ namespace {
 constexpr size_t kBlasWorkspaceBytes = size_t(32) << 20;  // what cuBLAS recommends on Hopper
 constexpr size_t kMiB = size_t(1) << 20;
 constexpr int kStagingSlots = 8;                  // uploads in flight before one waits
-constexpr size_t kMaxStagedBytes = size_t(64) << 20;  // larger uploads (checkpoint loads) copy synchronously
+// Larger uploads (weights, checkpoint loads) copy synchronously: at most
+// kStagingSlots x 16 MiB of pinned memory a rank.
+constexpr size_t kMaxStagedBytes = size_t(16) << 20;
 }  // namespace
 
 // One op's entry in counters_: a call, its argument-derived bytes and FLOPs,
@@ -85,6 +87,11 @@ double attention_io_bytes(const AttnShape& s, double elem) {
   const double q = double(s.batch) * s.tq * s.n_heads * s.head_dim;
   const double kv = double(s.batch) * s.tk * s.n_kv_heads * s.head_dim;
   return (2 * q + 2 * kv) * elem + 4.0 * s.batch * s.n_heads * s.tq;  // q, k, v, out, lse
+}
+// Backward: the forward's tensors and dO read, dQ, dK and dV written.
+double attention_bwd_io_bytes(const AttnShape& s, double elem) {
+  return attention_io_bytes(s, elem) +
+         (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * elem;
 }
 // S = Q K^T and O = P V: 4 * head_dim FLOPs a visited pair, per head.
 double attention_fwd_flops(const AttnShape& s) { return 4.0 * s.batch * s.n_heads * s.head_dim * causal_pairs(s); }
@@ -262,6 +269,7 @@ void* CudaBackend::alloc_bytes(size_t bytes) {
 
 void CudaBackend::free_bytes(void* p) {
   if (!p) return;
+  if (p == mirror_.device) mirror_ = Mirror{};
   const size_t size = arena_.release(p);
   if (size == 0) {
     // Called from destructors, so no throw: a stray pointer is a bug worth a loud line.
@@ -286,6 +294,7 @@ float* CudaBackend::scratch(size_t floats) {
 
 void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  if (dst == mirror_.device) mirror_ = Mirror{};  // overwritten: the host copy no longer holds
   Tally t(*this, "h2d", double(bytes), 0, 1);
   if (bytes > kMaxStagedBytes) {  // not in the step loop: weights and checkpoints
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -305,10 +314,10 @@ void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
     slot.pending = false;
   }
   if (slot.cap < bytes) {
+    const size_t cap = std::min(kMaxStagedBytes, std::max({bytes, 2 * slot.cap, size_t(64) << 10}));
     if (slot.host) CUDA_CHECK(cudaFreeHost(slot.host));
     slot.host = nullptr;
     slot.cap = 0;
-    const size_t cap = std::max({bytes, 2 * slot.cap, size_t(64) << 10});
     CUDA_CHECK(cudaMallocHost(&slot.host, cap));
     slot.cap = cap;
   }
@@ -318,6 +327,8 @@ void CudaBackend::to_device(void* dst, const void* src, size_t bytes) {
   slot.pending = true;
 }
 
+// The mirror serves group_by_id only while the buffer holds exactly this
+// upload: another to_device or copy into it, or freeing it, drops it.
 void CudaBackend::to_device_mirrored(void* dst, const void* src, size_t bytes) {
   to_device(dst, src, bytes);
   mirror_.device = dst;
@@ -334,6 +345,7 @@ void CudaBackend::to_host(void* dst, const void* src, size_t bytes) {
 
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   if (!bytes) return;
+  if (dst == mirror_.device) mirror_ = Mirror{};
   Tally t(*this, "copy", 2.0 * bytes, 0, 1);
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
@@ -581,7 +593,7 @@ void CudaBackend::attention_bwd(const AttnShape& s, const float* q, const float*
                                 const float* out, const float* lse, const float* dout, float* dq, float* dk,
                                 float* dv) {
   const double sz = 4.0;
-  Tally t(*this, "attention_bwd", attention_io_bytes(s, sz) + (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * sz, 2.5 * attention_fwd_flops(s));
+  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), 2.5 * attention_fwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
@@ -712,7 +724,7 @@ void CudaBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k
 void CudaBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
                                 const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
   const double sz = 2.0;
-  Tally t(*this, "attention_bwd", attention_io_bytes(s, sz) + (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * sz, 2.5 * attention_fwd_flops(s));
+  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), 2.5 * attention_fwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }

@@ -573,7 +573,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
                               cublasLtMatrixLayout_t a, const void* B, cublasLtMatrixLayout_t b, const void* beta,
                               const void* C, cublasLtMatrixLayout_t c, void* D, cublasLtMatrixLayout_t dl,
                               const cublasLtMatmulAlgo_t* algo, void*, size_t, cudaStream_t) {
-  const auto aligned = [](const void* ptr, uint64_t need) { return need == 0 || reinterpret_cast<uintptr_t>(ptr) % need == 0; };
+  const auto aligned = [](const void* ptr, uint64_t need) {
+    return need == 0 || reinterpret_cast<uintptr_t>(ptr) % need == 0;
+  };
   if (algo && (!aligned(A, algo->data[0]) || !aligned(B, algo->data[1]) || !aligned(D, algo->data[2]))) {
     std::fprintf(stderr, "cuda_emu: cublasLtMatmul: an operand is less aligned than the algorithm was chosen for "
                  "(A %p needs %llu, B %p needs %llu, D %p needs %llu)\n", A, (unsigned long long)algo->data[0], B,
