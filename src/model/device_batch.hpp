@@ -2,7 +2,6 @@
 #pragma once
 
 #include "backend/device_array.hpp"
-#include "core/ignore_index.hpp"
 #include "data/token_dataset.hpp"
 #include "model/llama.hpp"
 
@@ -31,8 +30,7 @@ class DeviceBatch {
     b.ids = ids_.data();
     b.positions = pos_.data();
     b.targets = tgt_.data();
-    b.target_tokens = 0;  // from the host targets themselves: no read-back, and right for any HostBatch
-    for (int32_t t : hb.targets) b.target_tokens += t != kIgnoreIndex;
+    b.target_tokens = hb.target_tokens;  // make_batch counted them: the model reads nothing back
     b.dropout_keys = hb.dropout_keys.empty() ? nullptr : hb.dropout_keys.data();  // host memory, as the model wants
     return b;
   }

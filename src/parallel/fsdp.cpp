@@ -59,8 +59,8 @@ struct Fsdp::Gathered {
 
 struct Fsdp::PendingReduce {
   int unit = -1;
-  float* full = nullptr;   // (padded) gradient contribution, returned to the pool
-  float* shard = nullptr;  // (shard_size) reduced shard (== full when shard count is 1)
+  float* full = nullptr;   // (padded) gradient contribution, returned to the pool (null once packed to bf16)
+  float* shard = nullptr;  // (shard_size) reduced shard
   float* half_full = nullptr;   // bf16_reduce: full rounded to bf16 ((padded + 1) / 2 words)
   float* half_shard = nullptr;  // bf16_reduce: the reduced shard in bf16 ((shard_size + 1) / 2 words)
   RequestPtr request;
@@ -286,7 +286,7 @@ void Fsdp::finish_reduce(PendingReduce& p) {
     give_buffer(p.half_full);
   }
   be_.axpy(1.f, p.shard, grad_[p.unit].data(), geo.shard_size);
-  if (p.shard != p.full) give_buffer(p.shard);
+  give_buffer(p.shard);
   if (p.full) give_buffer(p.full);
 }
 
@@ -298,7 +298,8 @@ void Fsdp::grads_done(int unit) {
   p->full = it->second;
   grad_full_.erase(it);
   const ShardGeometry& geo = geom_[unit];
-  if (mesh_.shard_size > 1 && bf16_reduce_) {
+  // Only a unit split over several ranks has a full-size buffer (grads()).
+  if (bf16_reduce_) {
     // Round the full gradient to bf16 and give its fp32 buffer back before the
     // reduction runs: only the bf16 words stay alive while it is in flight.
     p->half_full = take_buffer((geo.padded + 1) / 2);
@@ -310,11 +311,9 @@ void Fsdp::grads_done(int unit) {
     p->request = shard_comm_->reduce_scatter_sum_bf16(reinterpret_cast<const uint16_t*>(p->half_full),
                                                       reinterpret_cast<uint16_t*>(p->half_shard),
                                                       static_cast<size_t>(geo.shard_size));
-  } else if (mesh_.shard_size > 1) {
+  } else {
     p->shard = take_buffer(geo.shard_size);
     p->request = shard_comm_->reduce_scatter_sum(p->full, p->shard, geo.shard_size);
-  } else {
-    p->shard = p->full;
   }
   // Keep one reduction in flight behind the compute; finish older ones.
   while (!pending_.empty()) {

@@ -1,6 +1,6 @@
 // plan_memory: runs the real training step (model + FSDP, one micro-batch of
 // full rows) on a counting backend, which allocates nothing but counts bytes,
-// and a stand-in communicator (PlanComm) that moves nothing and reports the
+// and a stand-in communicator (NullComm) that moves nothing and reports the
 // mesh's sizes, so the numbers are the code's own allocations at any np
 // without any rank existing.
 #include "train/memory_plan.hpp"
@@ -11,50 +11,13 @@
 
 #include "backend/device_array.hpp"
 #include "checkpoint/checkpoint.hpp"
-#include "comm/communicator.hpp"
+#include "comm/null_comm.hpp"
 #include "core/error.hpp"
 #include "model/llama.hpp"
 #include "parallel/fsdp_io.hpp"
 
 namespace llamaft {
 
-namespace {
-
-class NullRequest final : public Request {
- public:
-  void wait() override {}
-};
-
-// Rank `rank` of `size`; split() hands out the sizes queued for it in order.
-class PlanComm final : public Communicator {
- public:
-  PlanComm(int size, int rank, std::vector<int> split_sizes = {})
-      : size_(size), rank_(rank), split_sizes_(std::move(split_sizes)) {}
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  std::string name() const override { return "plan"; }
-  RequestPtr all_gather(const float*, float*, size_t) override { return std::make_unique<NullRequest>(); }
-  RequestPtr reduce_scatter_sum(const float*, float*, size_t) override { return std::make_unique<NullRequest>(); }
-  RequestPtr reduce_scatter_sum_bf16(const uint16_t*, uint16_t*, size_t) override {
-    return std::make_unique<NullRequest>();
-  }
-  void all_reduce_sum(float*, size_t) override {}
-  void all_reduce_sum(double*, size_t) override {}
-  void all_reduce_max(int64_t*, size_t) override {}
-  void broadcast(void*, size_t, int) override {}
-  void barrier() override {}
-  std::unique_ptr<Communicator> split(int, int) override {
-    LLAMAFT_CHECK(next_ < split_sizes_.size(), "unexpected split in plan");
-    return std::make_unique<PlanComm>(split_sizes_[next_++], 0);
-  }
-
- private:
-  int size_, rank_;
-  std::vector<int> split_sizes_;
-  size_t next_ = 0;
-};
-
-}  // namespace
 
 MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
                        int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
@@ -62,7 +25,7 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
                        bool async_checkpoint, bool bf16_reduce) {
   auto be = make_counting_backend(bf16_storage);
   const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
-  PlanComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
+  NullComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
   ModelOptions opts;
   opts.activation_checkpointing = recompute;
   opts.lora = lora;

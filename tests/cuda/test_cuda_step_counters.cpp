@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "comm/null_comm.hpp"
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
 #include "data/token_dataset.hpp"
@@ -79,46 +80,6 @@ struct Counted {
   int64_t rows = 0;                 // B * T per micro-batch
 };
 
-// For the dry runs only: rank 0 of `size` under full_shard, whose collectives
-// move nothing (the emulator computes nothing either) and count what they
-// would move, as the real communicators do (CommStats).
-class DryComm final : public Communicator {
- public:
-  explicit DryComm(int size) : size_(size) {}
-  int rank() const override { return 0; }
-  int size() const override { return size_; }
-  std::string name() const override { return "dry"; }
-  RequestPtr all_gather(const float*, float*, size_t count) override {
-    stats_.all_gather_bytes += sizeof(float) * count;
-    ++stats_.calls;
-    return nullptr;
-  }
-  RequestPtr reduce_scatter_sum(const float*, float*, size_t count) override {
-    stats_.reduce_scatter_bytes += sizeof(float) * count * size_;
-    ++stats_.calls;
-    return nullptr;
-  }
-  RequestPtr reduce_scatter_sum_bf16(const uint16_t*, uint16_t*, size_t count) override {
-    stats_.reduce_scatter_bytes += sizeof(uint16_t) * count * size_;
-    ++stats_.calls;
-    return nullptr;
-  }
-  void all_reduce_sum(float*, size_t count) override { stats_.all_reduce_bytes += sizeof(float) * count; }
-  void all_reduce_sum(double*, size_t count) override { stats_.all_reduce_bytes += sizeof(double) * count; }
-  void all_reduce_max(int64_t*, size_t) override {}
-  void broadcast(void*, size_t, int) override {}
-  void barrier() override {}
-  // Fsdp splits the shard group (every rank under full_shard) first, then
-  // the replica group (this rank alone).
-  std::unique_ptr<Communicator> split(int, int) override {
-    return std::make_unique<DryComm>(splits_++ == 0 ? size_ : 1);
-  }
-
- private:
-  int size_;
-  int splits_ = 0;
-};
-
 // Two optimizer steps; the counters cover the second (the first makes the
 // cuBLASLt plans and grows the scratch buffers).
 Counted count_steps(Backend& be, const LlamaConfig& cfg, const Shape& sh, bool write_weights = true,
@@ -127,8 +88,10 @@ Counted count_steps(Backend& be, const LlamaConfig& cfg, const Shape& sh, bool w
   opts.bf16_storage = sh.bf16;
   opts.head_chunk_bytes = sh.head_chunk_bytes;
   LlamaModel model(cfg, be, opts);
+  // More than one rank: rank 0 of a full_shard world whose collectives move
+  // nothing but count their bytes (the emulator computes nothing either).
   SelfComm self;
-  DryComm dry(world);
+  NullComm dry(world, 0, {world, 1});
   Communicator& comm = world > 1 ? static_cast<Communicator&>(dry) : self;
   Fsdp fsdp(model.layout(), be, comm, ShardStrategy::kFullShard, 0, quant::Kind::kNone, sh.bf16);
   Counted out;
