@@ -1,7 +1,11 @@
 // `llamaft prepare`: JSONL/JSON instruction, chat, text or token data ->
 // tokenized, templated, loss-masked, optionally packed binary splits that
 // train and eval memory-map. Every bad row is reported with file:line and
-// counted; past prepare.max_bad_fraction the command fails.
+// counted; past prepare.max_bad_fraction the command fails. The output folder
+// is replaced as a whole (written into OUTPUT.partial, then swapped in), so no
+// split of an earlier prepare survives. With --pack true a document longer
+// than seq_len fills the rest of its row and continues in the next rows;
+// without packing it is truncated, with a warning.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +34,7 @@ using nlohmann::json;
 
 struct Stats {
   int64_t documents = 0, bad_rows = 0, truncated_documents = 0, truncated_tokens = 0, dropped_documents = 0;
+  int64_t split_documents = 0;  // packed documents longer than seq_len, continued across rows
   int64_t target_tokens = 0, input_bytes = 0;
 };
 
@@ -119,28 +124,40 @@ Rendered render_record(const json& j, const std::string& format, const Tokenizer
   }
   if (j.contains("labels")) {
     if (!j["labels"].is_array() || j["labels"].size() != r.ids.size()) throw Error("'labels' must match 'input_ids'");
-    for (const auto& v : j["labels"]) r.labels.push_back(v.get<int32_t>());
+    for (const auto& v : j["labels"]) {
+      if (!v.is_number_integer() || (v.get<int64_t>() != kIgnoreIndex && (v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab)))
+        throw Error(str_cat("label ", v.dump(), " is neither -100 nor in [0, ", vocab, ")"));
+      r.labels.push_back(v.get<int32_t>());
+    }
   } else {
     r.labels = r.ids;
   }
   return r;
 }
 
-// Documents into the train/val splits: truncation, the dropped-document
-// rule, the seeded split, and packing into seq_len rows.
+// Documents into the train/val splits: truncation (unpacked), the
+// dropped-document rule, the seeded split, and packing into seq_len rows.
+// Packing moves a document that fits in a row but not in the rest of the
+// current one to the next row whole (so a packed batch has exactly the loss
+// of its documents run one by one); a document longer than a row fills the
+// rest of the current row and continues in the next rows, as torchtune's
+// packer with split_across_pack: its positions continue (modulo seq_len), its
+// attention stays within each row, and the target of the last token of each
+// row is the one token that the split costs.
 class SplitWriter {
  public:
-  SplitWriter(const std::string& out_dir, int seq_len, bool pack, double val_fraction)
-      : seq_len_(seq_len), pack_(pack), val_fraction_(val_fraction), train_(out_dir + "/train") {
-    if (val_fraction > 0) val_ = std::make_unique<PreparedWriter>(out_dir + "/val");
+  SplitWriter(const std::string& out_dir, int seq_len, bool pack, double val_fraction, int64_t vocab)
+      : seq_len_(seq_len), pack_(pack), val_fraction_(val_fraction), train_(out_dir + "/train", vocab) {
+    if (val_fraction > 0) val_ = std::make_unique<PreparedWriter>(out_dir + "/val", vocab);
   }
 
   void add(Rendered r, const std::string& where, Stats& st, std::vector<std::string>& errors) {
-    if (static_cast<int>(r.ids.size()) > seq_len_) {
+    const size_t row_len = static_cast<size_t>(seq_len_);
+    if (!pack_ && r.ids.size() > row_len) {
       st.truncated_documents++;
-      st.truncated_tokens += static_cast<int64_t>(r.ids.size()) - seq_len_;
-      r.ids.resize(seq_len_);
-      r.labels.resize(seq_len_);
+      st.truncated_tokens += static_cast<int64_t>(r.ids.size() - row_len);
+      r.ids.resize(row_len);
+      r.labels.resize(row_len);
     }
     int64_t trained = 0;
     for (size_t i = 1; i < r.labels.size(); ++i) trained += r.labels[i] != kIgnoreIndex;
@@ -150,19 +167,29 @@ class SplitWriter {
       return;
     }
     st.documents++;
-    st.target_tokens += trained;
     Rng split_rng(0x5917, static_cast<uint64_t>(doc_index_++));
     const int split = val_ && split_rng.uniform() < val_fraction_ ? 1 : 0;
     if (!pack_) {
+      st.target_tokens += trained;
       writer(split).add_row(r.ids, r.labels, {});
       return;
     }
     Pack& p = packs_[split];
-    if (p.ids.size() + r.ids.size() > static_cast<size_t>(seq_len_)) flush(split);
-    const int32_t start = static_cast<int32_t>(p.ids.size());
-    p.ids.insert(p.ids.end(), r.ids.begin(), r.ids.end());
-    p.labels.insert(p.labels.end(), r.labels.begin(), r.labels.end());
-    p.docs.insert(p.docs.end(), r.ids.size(), start);
+    const size_t n = r.ids.size();
+    if (n <= row_len && p.ids.size() + n > row_len) flush(split);
+    if (n > row_len) st.split_documents++;
+    for (size_t done = 0; done < n;) {
+      if (p.ids.size() == row_len) flush(split);
+      if (done > 0) trained -= r.labels[done] != kIgnoreIndex;  // its predecessor ended the previous row
+      const size_t take = std::min(n - done, row_len - p.ids.size());
+      // Row-relative start of the document: negative once it continues from earlier rows.
+      const int32_t start = static_cast<int32_t>(static_cast<int64_t>(p.ids.size()) - static_cast<int64_t>(done));
+      p.ids.insert(p.ids.end(), r.ids.begin() + done, r.ids.begin() + done + take);
+      p.labels.insert(p.labels.end(), r.labels.begin() + done, r.labels.begin() + done + take);
+      p.docs.insert(p.docs.end(), take, start);
+      done += take;
+    }
+    st.target_tokens += trained;
   }
 
   void flush_all() {
@@ -241,8 +268,9 @@ int run_prepare(const Config& cfg) {
     if (!s.empty()) inputs.push_back(s);
   LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
 
-  make_directories(out_dir);
-  SplitWriter splits(out_dir, seq_len, pack, val_fraction);
+  PreparedOutput output(out_dir);  // refuses a folder that is not an earlier prepare's, before any work
+  const int64_t vocab = tok ? tok->vocab_size() : INT32_MAX;
+  SplitWriter splits(output.staging(), seq_len, pack, val_fraction, vocab);
   PreparedWriter& train = splits.train();
   PreparedWriter* val = splits.val();
   Stats st;
@@ -251,7 +279,7 @@ int run_prepare(const Config& cfg) {
     for (auto& [where, rec] : read_records(path, format, st, errors)) {
       Rendered r;
       try {
-        r = render_record(rec, format, tok.get(), tmpl, train_on_prompt, tok ? tok->vocab_size() : INT32_MAX);
+        r = render_record(rec, format, tok.get(), tmpl, train_on_prompt, vocab);
       } catch (const Error& e) {
         errors.push_back(where + ": " + e.what());
         st.bad_rows++;
@@ -266,6 +294,10 @@ int run_prepare(const Config& cfg) {
   splits.flush_all();
   if (tty) std::fprintf(stderr, "\n");
   report_errors(errors, st, cfg, inputs_list);
+  if (st.truncated_documents > 0)
+    std::cerr << "prepare: warning: " << st.truncated_documents << " document(s) longer than --seq-len " << seq_len
+              << " were truncated (" << st.truncated_tokens << " tokens dropped); --pack true continues them in "
+              << "the next rows instead\n";
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::string tok_file =
@@ -279,7 +311,8 @@ int run_prepare(const Config& cfg) {
         {"packed", pack}, {"train_on_prompt", train_on_prompt}, {"val_fraction", val_fraction},
         {"inputs", inputs}, {"documents_total", st.documents}, {"target_tokens_total", st.target_tokens},
         {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
-        {"truncated_tokens", st.truncated_tokens}, {"dropped_documents", st.dropped_documents}};
+        {"truncated_tokens", st.truncated_tokens}, {"dropped_documents", st.dropped_documents},
+        {"split_documents", st.split_documents}, {"run_id", output.run_id()}};
     return m.dump(2);
   };
   train.finish(manifest(train, "train"));
@@ -287,9 +320,11 @@ int run_prepare(const Config& cfg) {
   nlohmann::ordered_json summary = {
       {"documents", st.documents}, {"train_rows", train.rows()}, {"train_tokens", train.tokens()},
       {"val_rows", val ? val->rows() : 0}, {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
+      {"truncated_tokens", st.truncated_tokens}, {"split_documents", st.split_documents},
       {"dropped_documents", st.dropped_documents}, {"seconds", secs},
       {"tokens_per_s", static_cast<double>(train.tokens() + (val ? val->tokens() : 0)) / secs},
       {"input_mb_per_s", static_cast<double>(st.input_bytes) / 1e6 / secs}, {"output", out_dir}};
+  output.commit(val ? std::vector<std::string>{"train", "val"} : std::vector<std::string>{"train"}, summary.dump());
   std::cout << summary.dump() << std::endl;
   return 0;
 }

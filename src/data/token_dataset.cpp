@@ -1,6 +1,10 @@
 #include "data/token_dataset.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -26,6 +30,13 @@ std::vector<int32_t> int_list(const nlohmann::json& j, const char* key, const st
 }  // namespace
 
 TokenDataset load_token_jsonl(const std::string& path, int seq_len, int64_t vocab_size) {
+  struct stat st;
+  LLAMAFT_REQUIRE(stat(path.c_str(), &st) == 0, "cannot open dataset '", path, "': ", std::strerror(errno));
+  LLAMAFT_REQUIRE(!S_ISDIR(st.st_mode), "dataset '", path, "' is a folder but not a prepared dataset (",
+                  stat((path + "/train").c_str(), &st) == 0
+                      ? "its train/ has no manifest.json and index.bin: an interrupted or foreign prepare output?"
+                      : "no manifest.json and index.bin",
+                  "); give a JSONL file or a folder `llamaft prepare` wrote");
   std::ifstream in(path);
   LLAMAFT_REQUIRE(in.good(), "cannot open dataset '", path, "'");
   TokenDataset ds;
@@ -90,8 +101,10 @@ HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len) {
     for (int t = 0; t < seq_len; ++t) {
       const size_t i = static_cast<size_t>(r) * seq_len + t;
       const int32_t start = docs && t < len ? row.doc_start[t] : (t < len ? 0 : t);
-      b.positions[i] = t < len ? t - start : t;
-      if (packed) b.doc_start[i] = start;
+      int32_t position = t < len ? t - start : t;
+      if (start < 0 && row.position_period > 0) position %= row.position_period;
+      b.positions[i] = position;
+      if (packed) b.doc_start[i] = std::max(start, 0);  // attention never reaches before the row
       if (t < len) b.ids[i] = row.input_ids[t];
       const bool same_doc = t + 1 < len && (!docs || row.doc_start[t + 1] == row.doc_start[t]);
       if (same_doc) {
@@ -119,8 +132,9 @@ HostBatch make_batch(const TokenDataset& ds, const int64_t* rows, size_t count) 
 namespace llamaft {
 
 TokenDataset load_dataset(const std::string& path, const std::string& format, int seq_len, int64_t vocab_size) {
-  if (format == "prepared" || (format == "auto" && is_prepared_dataset(path)))
-    return load_prepared(path, seq_len, vocab_size);
+  struct stat st;
+  const bool folder = stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  if (format == "prepared" || (format == "auto" && folder)) return load_prepared(path, seq_len, vocab_size);
   return load_token_jsonl(path, seq_len, vocab_size);
 }
 

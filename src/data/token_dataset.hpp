@@ -13,7 +13,13 @@ namespace llamaft {
 struct TokenRow {
   std::vector<int32_t> input_ids;
   std::vector<int32_t> labels;     // same length as input_ids
-  std::vector<int32_t> doc_start;  // packed rows: start of each token's document (empty: one document)
+  // Packed rows: row-relative start of each token's document (empty: one
+  // document). Negative: the document began that many tokens before this
+  // row (split across packed rows); attention then starts at the row start.
+  std::vector<int32_t> doc_start;
+  // Positions of a split document continue across rows modulo this (the
+  // prepared row length, as torchtune's packer); 0: they never wrap.
+  int32_t position_period = 0;
 };
 
 struct TokenDataset {
@@ -42,7 +48,8 @@ struct HostBatch {
 
 // Packs rows (each at most seq_len) into a padded batch. targets[t] =
 // labels[t+1] within the same document, -100 at a document's last token and
-// past the row end; positions restart at each document; padding uses id 0.
+// past the row end; positions restart at each document (a document begun in
+// an earlier row continues its positions); padding uses id 0.
 HostBatch make_batch(const std::vector<const TokenRow*>& rows, int seq_len);
 
 // The batch of dataset rows `rows` (indices into ds), padded to its longest
