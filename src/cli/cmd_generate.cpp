@@ -35,6 +35,11 @@ int run_generate(const Config& cfg) {
   } else {
     LLAMAFT_REQUIRE(tok, "generate: --prompt needs a tokenizer, but '", dir,
                     "' has no tokenizer.model; pass --tokenizer PATH or use --prompt-ids");
+    LLAMAFT_REQUIRE(tok->vocab_size() <= mc.vocab_size, "generate: the tokenizer ",
+                    cfg.get_string("model.tokenizer").empty() ? "next to the model" : "'" + cfg.get_string("model.tokenizer") + "'",
+                    " has a vocabulary of ", tok->vocab_size(), " tokens, larger than the model's ", mc.vocab_size,
+                    " (", dir, "/config.json vocab_size): its ids would index past the embedding; use the tokenizer "
+                    "the model was trained with");
     const Template tmpl = parse_template(cfg.get_string("generate.template"));
     if (tmpl == Template::kNone) {
       prompt = tok->encode(cfg.get_string("generate.prompt"));

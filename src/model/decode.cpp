@@ -4,10 +4,20 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/error.hpp"
+
 namespace llamaft {
 
 Decoded decode_tokens(LlamaModel& model, UnitAccess& params, const std::vector<int32_t>& prompt, int max_new,
                       const TokenPicker& pick, const std::vector<int64_t>& stops) {
+  // The model boundary: every id that indexes the embedding is checked here,
+  // whatever produced it (a tokenizer, --prompt-ids, train.sample_prompts).
+  const int64_t vocab = model.config().vocab_size;
+  LLAMAFT_REQUIRE(!prompt.empty(), "generate: the prompt has no tokens");
+  for (size_t i = 0; i < prompt.size(); ++i)
+    LLAMAFT_REQUIRE(prompt[i] >= 0 && prompt[i] < vocab, "generate: prompt token ", i, " has id ", prompt[i],
+                    ", outside the model's vocabulary [0, ", vocab, ") (a tokenizer that does not match the model?)");
+  LLAMAFT_REQUIRE(max_new >= 0, "generate: max_new_tokens must not be negative, got ", max_new);
   Decoded out;
   model.reset_cache(static_cast<int>(prompt.size()) + max_new);
   std::vector<float> logits = model.decode(prompt.data(), static_cast<int>(prompt.size()), params);
