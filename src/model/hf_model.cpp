@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_set>
 
 #include "core/error.hpp"
 #include "core/util.hpp"
@@ -221,6 +222,30 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
   }, max_shard_bytes);
 }
 
+namespace {
+std::string target_list(const LoraSpec& spec) {
+  std::string out;
+  for (int i = 0; i < kNumLoraTargets; ++i)
+    if (spec.targets[i]) out += std::string(out.empty() ? "" : ", ") + lora_target_name(i);
+  return "[" + out + "]";
+}
+}  // namespace
+
+void check_adapter_tensors(const io::SafetensorsFile& file, const ParamLayout& layout, const std::string& adapter_dir) {
+  std::unordered_set<std::string> expected;
+  for (const Unit& unit : layout.units())
+    if (unit.kind == UnitKind::kLora)
+      for (const auto& slot : unit.tensors) expected.insert(slot.hf_name);
+  for (const auto& t : file.header().tensors)
+    LLAMAFT_REQUIRE(expected.count(t.name), adapter_dir, "/adapter_model.safetensors holds '", t.name,
+                    "', which adapter_config.json does not describe (target_modules ", target_list(layout.lora()),
+                    ", r = ", layout.lora().rank, "); an edited config or a mismatched file: the adapter is read exactly or not at all");
+  for (const auto& name : expected)
+    LLAMAFT_REQUIRE(file.header().find(name), adapter_dir, "/adapter_model.safetensors has no tensor '", name,
+                    "', which adapter_config.json's target_modules ", target_list(layout.lora()),
+                    " and the base model's layers call for");
+}
+
 const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const TensorSlot& slot,
                                     const std::string& adapter_dir) {
   const io::TensorInfo* t = file.header().find(slot.hf_name);
@@ -268,6 +293,7 @@ ResidentModel load_resident_model(const std::string& model_dir, const std::strin
 
 void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params) {
   io::SafetensorsFile file(adapter_dir + "/adapter_model.safetensors");
+  check_adapter_tensors(file, layout, adapter_dir);
   std::vector<float> staging;
   for (int u = 0; u < layout.num_units(); ++u) {
     const Unit& unit = layout.units()[u];

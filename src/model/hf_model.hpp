@@ -27,6 +27,11 @@ void load_hf_weights(const std::string& model_dir, const ParamLayout& layout, Ba
 // (the layout must have been built with the adapter's LoraSpec).
 void load_adapter(const std::string& adapter_dir, const ParamLayout& layout, Backend& be, ResidentParams& params);
 
+// The adapter is read exactly: every tensor of adapter_model.safetensors must
+// be a LoRA slot of `layout` (built from adapter_config.json), and every slot
+// must be in the file. Throws naming the first that is not.
+void check_adapter_tensors(const io::SafetensorsFile& file, const ParamLayout& layout, const std::string& adapter_dir);
+
 // The adapter file's tensor for a LoRA slot, checked by name and shape.
 const io::TensorInfo& adapter_tensor(const io::SafetensorsFile& file, const TensorSlot& slot,
                                     const std::string& adapter_dir);

@@ -245,6 +245,7 @@ void load_adapter_sharded(const std::string& adapter_dir, Fsdp& fsdp, Backend& b
                   want.rank, " / lora.targets");
   io::SafetensorsFile file(adapter_dir + "/adapter_model.safetensors");
   const auto& layout = fsdp.layout();
+  check_adapter_tensors(file, layout, adapter_dir);
   std::vector<float> host;
   for (int u = 0; u < layout.num_units(); ++u) {
     const Unit& unit = layout.units()[u];
