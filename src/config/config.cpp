@@ -1,9 +1,12 @@
 #include "config/config.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -194,6 +197,10 @@ void Config::set(const std::string& key, const std::string& raw, const std::stri
 }
 
 void Config::load_file(const std::string& path) {
+  struct stat st;
+  LLAMAFT_REQUIRE(stat(path.c_str(), &st) == 0, "cannot open config file '", path, "': ", std::strerror(errno));
+  // An ifstream opens a folder and reads nothing from it: an empty config.
+  LLAMAFT_REQUIRE(!S_ISDIR(st.st_mode), "config file '", path, "' is a folder; --config takes an INI file");
   std::ifstream in(path);
   LLAMAFT_REQUIRE(in.good(), "cannot open config file '", path, "'");
   std::string line, section;
