@@ -109,6 +109,33 @@ bool parse_json(const uint8_t* p, size_t n, nlohmann::json* out, DuplicateKey* d
   }
 }
 
+// The length of the complete JSON object at the start of p[0, limit) when
+// more than whitespace follows it (in the limit, or, with more_follows,
+// beyond it), else 0. Only for messages about a header length that runs past
+// its JSON.
+size_t complete_json_object_end(const uint8_t* p, size_t limit, bool more_follows) {
+  int64_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < limit; ++i) {
+    const uint8_t c = p[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) {
+        size_t rest = i + 1;
+        while (rest < limit && (p[rest] == ' ' || p[rest] == '\t' || p[rest] == '\n' || p[rest] == '\r')) ++rest;
+        return (rest < limit || more_follows) && nlohmann::json::accept(p, p + i + 1) ? i + 1 : 0;
+      }
+    }
+  }
+  return 0;
+}
+
 void validate_entry_fields(const nlohmann::json& v, const std::string& where) {
   LLAMAFT_REQUIRE(v.is_object(), where, " must be an object with dtype, shape and data_offsets, got ",
                   describe(v));
@@ -196,13 +223,23 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
   const uint8_t* json_bytes = bytes + 8;
   LLAMAFT_REQUIRE(n >= 2 && json_bytes[0] == '{', what, ": header does not start with a JSON object ('{')");
   const size_t bad = first_invalid_utf8(json_bytes, n);
+  // A length field larger than the JSON it measures takes tensor bytes into
+  // the header: say so, rather than blaming their encoding or syntax.
+  const auto require_length_fits = [&](size_t limit) {
+    const size_t end = complete_json_object_end(json_bytes, limit, limit < n);
+    LLAMAFT_REQUIRE(end == 0, what, ": header length ", n, " runs past the end of its JSON, which ends at byte ",
+                    8 + end, " of the file (a wrong length field: corrupt or hand-edited file?)");
+  };
+  if (bad < n) require_length_fits(bad);
   LLAMAFT_REQUIRE(bad == n, what, ": header is not valid UTF-8 (byte ", 8 + bad, " of the file)");
 
   nlohmann::json j;
   DuplicateKey dup;
   std::string json_error;
-  LLAMAFT_REQUIRE(parse_json(json_bytes, n, &j, &dup, &json_error), what, ": header is not valid JSON (",
-                  json_error, ")");
+  if (!parse_json(json_bytes, n, &j, &dup, &json_error)) {
+    require_length_fits(n);
+    LLAMAFT_FAIL(what, ": header is not valid JSON (", json_error, ")");
+  }
   LLAMAFT_REQUIRE(j.is_object(), what, ": header is not a JSON object");
   LLAMAFT_REQUIRE(dup.depth != 1, what, ": tensor '", dup.key, "' appears twice in the header");
   LLAMAFT_REQUIRE(dup.depth == 0, what, ": entry '", dup.tensor, "' has the key '", dup.key, "' twice");

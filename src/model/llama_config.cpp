@@ -1,6 +1,7 @@
 #include "model/llama_config.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -21,8 +22,12 @@ int64_t LlamaConfig::num_parameters() const {
 }
 
 void LlamaConfig::validate(const std::string& what) const {
+  // Every size is a GEMM dimension (an int): larger values are a corrupt or
+  // mistyped config, not a memory shortage.
   auto positive = [&](int64_t v, const char* key) {
     LLAMAFT_REQUIRE(v > 0, what, ": ", key, " must be positive, got ", v);
+    LLAMAFT_REQUIRE(v <= INT32_MAX, what, ": ", key, " = ", v, " is larger than any Llama (at most 2^31 - 1 "
+                    "here); a corrupt or mistyped config.json?");
   };
   positive(vocab_size, "vocab_size");
   positive(hidden_size, "hidden_size");
