@@ -41,5 +41,6 @@ int run_init(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_generate(const Config& cfg);
 int run_track(const Config& cfg);
+int run_convert(const Config& cfg);
 
 }  // namespace llamaft

@@ -230,6 +230,12 @@ void add_prepare_keys(ConfigSchema& s) {
   s.add(key("tokenize.decode", KeyType::kBool, "false", "also print the decoded text"));
 }
 
+void add_convert_keys(ConfigSchema& s) {
+  s.add(key("convert.gguf", KeyType::kString, "", "GGUF file that `llamaft convert` turns into a Hugging Face folder "
+            "(written to init.output in init.dtype)"));
+  s.add(key("convert.force", KeyType::kBool, "false", "replace an existing output folder"));
+}
+
 void add_plan_keys(ConfigSchema& s) {
   s.add(int_key("plan.np", "1", "ranks to plan for", 1, 1 << 24));
   s.add(key("plan.preset", KeyType::kString, "", "plan a preset shape instead of model.path"));
@@ -265,6 +271,7 @@ ConfigSchema build() {
   add_checkpoint_keys(s);
   add_prepare_keys(s);
   add_plan_keys(s);
+  add_convert_keys(s);
   add_runtime_keys(s);
   return s;
 }

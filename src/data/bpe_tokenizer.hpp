@@ -1,8 +1,12 @@
-// Llama 3's tiktoken-style byte-level BPE: ranks from tokenizer.model
+// Byte-level BPE. Llama 3's tiktoken-style BPE: ranks from tokenizer.model
 // (base64 token bytes + rank per line) or a Hugging Face tokenizer.json, the
 // Llama 3 pre-tokenizer regex through PCRE2 (UTF + Unicode properties), and
-// the 256 special tokens after the ranks. Invalid UTF-8 in the input is
-// replaced by U+FFFD first, as reading the text in Python would.
+// the 256 special tokens after the ranks. GPT-2-style tokenizer.json files
+// (a ByteLevel pre-tokenizer with its regex, optionally after
+// Digits(individual_digits), as SmolLM2's) merge by the merge list, as
+// `tokenizers` does, and take bos/eos from tokenizer_config.json beside them.
+// Invalid UTF-8 in the input is replaced by U+FFFD first, as reading the text
+// in Python would.
 #pragma once
 
 #include <memory>
