@@ -81,7 +81,8 @@ LoraSpec read_adapter_config(const std::string& adapter_dir) {
   std::ifstream in(path);
   LLAMAFT_REQUIRE(in.good(), "adapter: cannot open '", path, "' (expected a PEFT adapter folder)");
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  LLAMAFT_REQUIRE(!j.is_discarded() && j.value("peft_type", "") == "LORA", path, ": not a PEFT LoRA adapter config");
+  LLAMAFT_REQUIRE(j.is_object() && j.contains("peft_type") && j["peft_type"] == "LORA", path,
+                  ": not a PEFT LoRA adapter config (a JSON object with \"peft_type\": \"LORA\")");
   // Every field of PEFT's LoraConfig that changes the adapted model is
   // honoured or refused; r and lora_alpha are required (PEFT always writes
   // them, and its defaults are not ours to guess).
@@ -101,12 +102,13 @@ LoraSpec read_adapter_config(const std::string& adapter_dir) {
   LLAMAFT_REQUIRE(!j.contains("bias") || j["bias"] == "none", path, ": bias = ", j.contains("bias") ? j["bias"].dump() : "",
                   " is not supported (only \"none\")");
   LoraSpec s;
-  s.rank = j["r"].is_number_integer() ? j["r"].get<int>() : 0;
+  const bool int_rank = j["r"].is_number_integer() && j["r"].get<int64_t>() > 0 && j["r"].get<int64_t>() <= (1 << 20);
+  s.rank = int_rank ? j["r"].get<int>() : 0;
   s.alpha = j["lora_alpha"].get<double>();
   LLAMAFT_REQUIRE(!j.contains("use_rslora") || j["use_rslora"].is_boolean(), path, ": use_rslora must be true or false");
   s.rslora = j.value("use_rslora", false);
   s.dropout = j.contains("lora_dropout") && j["lora_dropout"].is_number() ? j["lora_dropout"].get<double>() : 0.0;
-  LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be a positive integer");
+  LLAMAFT_REQUIRE(s.rank > 0, path, ": r must be a positive integer (at most 2^20), got ", j["r"].dump());
   LLAMAFT_REQUIRE(j.contains("target_modules") && j["target_modules"].is_array(), path,
                   ": target_modules must be a list of module names");
   for (const auto& t : j["target_modules"]) {
