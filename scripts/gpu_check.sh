@@ -59,7 +59,7 @@ stage attention 45 bash -c "'$build/bench/bench_cuda_attention' 2048 32 8 64 > '
 stage gpu-tests 150 "$build/tests/cuda_tests" --gtest_brief=1 --gtest_filter='-StepCountsAtSize.*' \
   --gtest_output="json:$work/cuda_tests.json"
 
-"$build/llamaft" init --preset llama3.2-1b --dtype bfloat16 --output "$work/model" >/dev/null
+"$build/llamaft" init --preset llama3.2-1b --dtype bfloat16 --output "$work/model" --force >/dev/null
 python3 - "$work/data.jsonl" <<'PY'
 import json, random, sys
 r = random.Random(0)
@@ -77,7 +77,7 @@ stage qlora-1b 60 mpirun -np 1 "$build/llamaft" train --model.path "$work/model"
   --data.seq_len 2048 --train.global_batch_size 1 --train.steps 8 --runtime.backend cuda \
   --train.param_dtype bf16 --finetune.method qlora --fsdp.activation_checkpointing true --output.dir "$work/qlora" \
   --checkpoint.at_end false --output.progress false
-"$build/llamaft" init --preset small --output "$work/small" >/dev/null
+"$build/llamaft" init --preset small --output "$work/small" --force >/dev/null
 python3 - "$work/small_data.jsonl" <<'PY'
 import json, random, sys
 r = random.Random(1)

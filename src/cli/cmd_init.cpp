@@ -15,6 +15,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/util.hpp"
 #include "model/hf_model.hpp"
 
 namespace llamaft {
@@ -26,6 +27,7 @@ int run_init(const Config& cfg) {
   const bool bf16 = cfg.get_string("init.dtype") == "bfloat16";
   const uint64_t max_shard = parse_shard_size(cfg.get_string("init.max_shard_size"), "init.max_shard_size");
   const LlamaConfig model_cfg = preset_config(preset);
+  require_output_folder(out, cfg.get_bool("init.force"), "init");
   const ParamLayout layout(model_cfg);
   const double bytes = static_cast<double>(model_cfg.num_parameters()) * (bf16 ? 2 : 4);
 

@@ -5,6 +5,7 @@
 #include "cli/command.hpp"
 #include "cli/runtime.hpp"
 #include "core/error.hpp"
+#include "core/util.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
 
@@ -14,6 +15,8 @@ int run_merge(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
   const std::string base = cfg.get_string("model.path"), adapter = cfg.get_string("model.adapter");
+  const std::string out = cfg.get_string("init.output");
+  require_output_folder(out, cfg.get_bool("init.force"), "merge", {base, adapter});
   ResidentModel rm = load_resident_model(base, adapter, *be);
   const LlamaConfig& mc = rm.config;
   const ParamLayout& layout = rm.model->layout();
@@ -33,7 +36,6 @@ int run_merge(const Config& cfg) {
                static_cast<int>(o.in));
     }
   }
-  const std::string out = cfg.get_string("init.output");
   save_hf_model(out, mc, layout, cfg.get_string("init.dtype") == "bfloat16", *be, params,
                 parse_shard_size(cfg.get_string("init.max_shard_size"), "init.max_shard_size"));
   std::cout << "merge: wrote " << base << " + " << adapter << " (r=" << lora.rank << ", scale " << scale

@@ -56,6 +56,8 @@ void add_init_keys(ConfigSchema& s) {
             "largest safetensors file init and merge write, as save_pretrained's max_shard_size (5GB = 5e9 bytes, "
             "4GiB = 2^32); larger models become model-0000K-of-0000N.safetensors with model.safetensors.index.json. "
             "0: one model.safetensors"));
+  s.add(key("init.force", KeyType::kBool, "false",
+            "init and merge: replace an existing, non-empty output folder (never the base model's own folder)"));
 }
 
 void add_eval_keys(ConfigSchema& s) {

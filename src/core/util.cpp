@@ -26,6 +26,21 @@ void make_directories(const std::string& dir) {
 
 std::string partial_path(const std::string& path) { return path + ".partial"; }
 
+void require_output_folder(const std::string& dir, bool force, const std::string& command,
+                           const std::vector<std::string>& protected_dirs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& p : protected_dirs)
+    LLAMAFT_REQUIRE(p.empty() || !fs::equivalent(dir, p, ec), command, ": --output '", dir, "' is the input folder '",
+                    p, "'; writing there would overwrite it (choose another folder)");
+  const auto st = fs::status(dir, ec);
+  if (!fs::exists(st)) return;
+  LLAMAFT_REQUIRE(fs::is_directory(st), command, ": --output '", dir, "' exists and is not a folder");
+  const bool empty = fs::is_empty(dir, ec);
+  LLAMAFT_REQUIRE(empty || force, command, ": --output '", dir, "' already exists and is not empty; pass --force to "
+                  "replace the model in it, or choose a new folder");
+}
+
 void fsync_path(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   LLAMAFT_REQUIRE(fd >= 0, "cannot open '", path, "' to fsync: ", std::strerror(errno));

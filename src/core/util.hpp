@@ -11,6 +11,12 @@ namespace llamaft {
 std::string shape_str(const std::vector<int64_t>& shape);
 // mkdir -p; a failure is a user error naming the folder.
 void make_directories(const std::string& dir);
+// An output folder a command is about to write (init, merge): refused when
+// it is a file, or holds anything while `force` (--force) is false, or is one
+// of `protected_dirs` (the command's inputs, compared as files, not as
+// spellings) even with force.
+void require_output_folder(const std::string& dir, bool force, const std::string& command,
+                           const std::vector<std::string>& protected_dirs = {});
 
 // Durable, atomic files (exports, adapters, merged models): write under
 // partial_path(path), fsync, then commit_partial() renames it into place and

@@ -19,7 +19,8 @@ def main():
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     model = os.path.join(args.workdir, "base")
-    subprocess.run([args.llamaft, "init", "--preset", "tiny", "--output", model], check=True, capture_output=True)
+    subprocess.run([args.llamaft, "init", "--preset", "tiny", "--output", model, "--force"], check=True,
+                   capture_output=True)
     data = os.path.join(args.workdir, "data.jsonl")
     seq = 64
     with open(data, "w") as f:
