@@ -11,6 +11,9 @@
 #   safetensors 0.4.5    an independent reader/writer for llamaft's files.
 #   tiktoken 0.7.0       the Llama 3 tokenizer oracle (tests/data).
 #   tensorboard 2.17.1   its event-file reader checks llamaft's TensorBoard output.
+#   gguf 0.19.0          llama.cpp's gguf-py: reads and dequantizes GGUF files (the
+#                        oracle of `llamaft convert`, tests/convert); needs numpy and
+#                        yaml (Debian's); transformers' GGUF loader uses it too.
 # Everything is installed with --no-deps from the full pin list: Debian's torch
 # reports version 1.13.0a0, a pre-release that does not satisfy "torch>=1.13",
 # so letting pip resolve would download a multi-GB torch 2.x into the venv.
@@ -26,7 +29,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${LLAMAFT_VENV:-$root/.venv-ref}
 py=$venv/bin/python
 stamp=$venv/.llamaft-ref-stamp
-apt_packages=(python3-venv python3-torch python3-numpy python3-sentencepiece)
+apt_packages=(python3-venv python3-torch python3-numpy python3-sentencepiece python3-yaml)
 pins=(
   safetensors==0.4.5
   transformers==4.49.0 tokenizers==0.21.4 huggingface_hub==0.36.2
@@ -34,8 +37,9 @@ pins=(
   peft==0.21.2 accelerate==0.34.2 Jinja2==3.1.6 MarkupSafe==3.0.4
   tiktoken==0.7.0
   tensorboard==2.17.1 protobuf==4.25.5 absl-py==2.1.0 six==1.16.0
+  gguf==0.19.0
 )
-want="stamp-v2 ${pins[*]}"
+want="stamp-v3 ${pins[*]}"
 log() { echo "setup_python_env: $*" >&2; }
 
 if [ -x "$py" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -79,6 +83,7 @@ if ! "$py" -m pip install -q --disable-pip-version-check --no-deps --retries 2 -
 fi
 if "$py" - <<'EOF'
 import torch, numpy, sentencepiece, safetensors.numpy
+import gguf.quants
 from transformers import LlamaForCausalLM, LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 import peft
