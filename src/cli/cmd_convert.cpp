@@ -32,16 +32,22 @@ int run_convert(const Config& cfg) {
   const std::string gguf_path = cfg.get_string("convert.gguf");
   std::string out = cfg.get_string("init.output");
   while (out.size() > 1 && out.back() == '/') out.pop_back();
-  const bool force = cfg.get_bool("convert.force");
+  const bool force = cfg.get_bool("init.force");
   const bool bf16 = cfg.get_string("init.dtype") == "bfloat16";
 
   std::error_code ec;
   const fs::file_status st = fs::symlink_status(out, ec);
   if (fs::exists(st)) {
     LLAMAFT_REQUIRE(fs::is_directory(st), "convert: '", out, "' exists and is not a folder; refusing to replace it");
-    LLAMAFT_REQUIRE(force, "convert: '", out, "' exists; pass --force to replace it");
+    LLAMAFT_REQUIRE(force || fs::is_empty(out, ec), "convert: '", out, "' exists and is not empty; pass --force to replace it");
   }
 
+  {  // --force must never delete the input: refuse a GGUF inside the output folder
+    const fs::path in_abs = fs::weakly_canonical(gguf_path, ec), out_abs = fs::weakly_canonical(out, ec);
+    const std::string in_s = in_abs.string(), out_s = out_abs.string() + "/";
+    LLAMAFT_REQUIRE(in_s.compare(0, out_s.size(), out_s) != 0, "convert: the GGUF '", gguf_path,
+                    "' is inside the output folder '", out, "'; choose another --output");
+  }
   // Everything is read and checked before anything is written.
   io::GgufFile gguf(gguf_path);
   const LlamaConfig mc = llama_config_from_gguf(gguf);

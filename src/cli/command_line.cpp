@@ -70,7 +70,7 @@ const std::vector<Command>& all_commands() {
        run_generate},
       {"convert", "turn a GGUF file (llama architecture) into a Hugging Face folder: weights, config, tokenizer",
        "--gguf FILE --output DIR [--dtype fp32|bf16] [--force]",
-       {{"gguf", "convert.gguf"}, {"output", "init.output"}, {"dtype", "init.dtype"}, {"force", "convert.force", true},
+       {{"gguf", "convert.gguf"}, {"output", "init.output"}, {"dtype", "init.dtype"}, {"force", "init.force", true},
         {"threads", "runtime.threads"}},
        {"convert.gguf", "init.output"},
        run_convert},

@@ -234,8 +234,7 @@ void add_prepare_keys(ConfigSchema& s) {
 
 void add_convert_keys(ConfigSchema& s) {
   s.add(key("convert.gguf", KeyType::kString, "", "GGUF file that `llamaft convert` turns into a Hugging Face folder "
-            "(written to init.output in init.dtype)"));
-  s.add(key("convert.force", KeyType::kBool, "false", "replace an existing output folder"));
+            "(written to init.output in init.dtype; init.force replaces an existing folder)"));
 }
 
 void add_plan_keys(ConfigSchema& s) {

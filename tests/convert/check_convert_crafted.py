@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -164,7 +165,8 @@ def main():
         sys.exit(77)
     from st_numpy import load as load_safetensors
     from check_convert_smollm2 import unpermute
-    os.makedirs(a.workdir, exist_ok=True)
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
     src = os.path.join(a.workdir, "crafted.gguf")
     write_gguf(src, all_types())
     out = os.path.join(a.workdir, "out")
@@ -270,6 +272,10 @@ def main():
     assert r.returncode == 2 and "pass --force" in r.stderr, r.stderr
     assert os.path.exists(os.path.join(out, "config.json")), "the existing folder was touched"
     print(f"  existing output: exit 2, {r.stderr.strip().split('error: ', 1)[-1]}")
+
+    r = run([a.llamaft, "convert", "--gguf", src, "--output", a.workdir, "--force"])
+    assert r.returncode == 2 and "inside the output folder" in r.stderr and os.path.exists(src), r.stderr
+    print(f"  output folder holding the GGUF: exit 2, {r.stderr.strip().split('error: ', 1)[-1]}")
 
     # Random corruption of the header and metadata: exit 0 or 2, never a crash.
     rng = random.Random(7)
