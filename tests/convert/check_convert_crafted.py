@@ -7,6 +7,7 @@ quants, small fp16 d/dmin). Checks:
 
 1. each tensor of the fp32 output is bit-equal to gguf.quants.dequantize,
    q/k rows with llama.cpp's permutation undone here in numpy; the config;
+   GGUF v2 and general.alignment = 64 give the same bytes; linear RoPE scaling;
 2. the output's logits equal transformers' GGUF loader on the same file;
 3. the written tokenizer.json reads in `tokenizers` and gives llamaft's ids;
 4. bad input is exit 2 with a clear message, never a crash: truncations at
@@ -241,9 +242,29 @@ def main():
     except ImportError:
         print("note: tokenizers not installed; tokenizer ids not compared")
 
+    # Variants that must give the same weights: GGUF v2 (the same layout as
+    # v3, which only added big-endian files), and general.alignment = 64.
+    weights = open(os.path.join(out, "model.safetensors"), "rb").read()
+    data = open(src, "rb").read()
+    variants = os.path.join(a.workdir, "variant.gguf")
+    variant_out = os.path.join(a.workdir, "variant_out")
+    open(variants, "wb").write(data[:4] + (2).to_bytes(4, "little") + data[8:])
+    write_gguf(os.path.join(a.workdir, "aligned.gguf"), all_types(), extra=lambda w: w.add_custom_alignment(64))
+    for path, what in [(variants, "GGUF v2"), (os.path.join(a.workdir, "aligned.gguf"), "general.alignment 64")]:
+        r = run([a.llamaft, "convert", "--gguf", path, "--output", variant_out, "--force"])
+        assert r.returncode == 0, (what, r.stderr)
+        assert open(os.path.join(variant_out, "model.safetensors"), "rb").read() == weights, what
+        print(f"{what}: the same weights, byte for byte")
+    write_gguf(variants, all_types(), extra=lambda w: (w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR),
+                                                       w.add_rope_scaling_factor(2.0)))
+    r = run([a.llamaft, "convert", "--gguf", variants, "--output", variant_out, "--force"])
+    assert r.returncode == 0, r.stderr
+    scaled = json.load(open(os.path.join(variant_out, "config.json")))
+    assert scaled["rope_scaling"] == {"rope_type": "linear", "factor": 2.0}, scaled["rope_scaling"]
+    print(f"linear RoPE scaling: config.json rope_scaling = {scaled['rope_scaling']}")
+
     # 4. refusals
     print("refusals:")
-    data = open(src, "rb").read()
     bad = os.path.join(a.workdir, "bad.gguf")
     bad_out = os.path.join(a.workdir, "bad_out")
     n_kv_end = data.index(b"tokenizer.ggml.tokens")
