@@ -32,7 +32,13 @@ mkdir -p "$cache"
 exec 9>"$cache/.fetch_smollm2.lock"
 flock 9
 
-if [ -f "$model/.llamaft-convert-stamp" ] && [ "$(cat "$model/.llamaft-convert-stamp")" = "$want" ]; then
+complete() {
+  for f in .llamaft-convert-stamp config.json model.safetensors tokenizer.json tokenizer_config.json generation_config.json; do
+    [ -s "$model/$f" ] || return 1
+  done
+  [ "$(cat "$model/.llamaft-convert-stamp")" = "$want" ]
+}
+if complete; then
   echo "$model"
   exit 0
 fi
