@@ -65,8 +65,10 @@ def gguf_reference_model(cache, gguf_name, gguf_path):
     except TypeError as e:
         if "context manager" not in str(e):
             raise
+    from transformers.modeling_utils import no_init_weights
     cfg = AutoConfig.from_pretrained(cache, gguf_file=gguf_name)
-    model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+    with no_init_weights():  # every weight is loaded below; random init of 135M parameters takes ~20 s
+        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
     tensors = load_gguf_checkpoint(gguf_path, return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
