@@ -21,6 +21,10 @@
 namespace llamaft {
 
 int run_eval(const Config& cfg) {
+  const bool task = !cfg.get_string("eval.task").empty(), data = !cfg.get_string("data.path").empty();
+  LLAMAFT_REQUIRE(task != data, "eval: give either --data FILE (loss and perplexity) or --task FILE (an "
+                  "lm-evaluation-harness task)", task ? ", not both" : "");
+  if (task) return run_eval_task(cfg);
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
   ResidentModel rm = load_resident_model(cfg.get_string("model.path"), cfg.get_string("model.adapter"), *be,

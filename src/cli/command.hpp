@@ -39,6 +39,7 @@ int run_prepare(const Config& cfg);
 int run_merge(const Config& cfg);
 int run_init(const Config& cfg);
 int run_eval(const Config& cfg);
+int run_eval_task(const Config& cfg);  // eval --task (cmd_eval_task.cpp)
 int run_generate(const Config& cfg);
 int run_track(const Config& cfg);
 int run_convert(const Config& cfg);

@@ -83,9 +83,10 @@ int dispatch(int argc, char** argv) {
       return cmd.run(cfg);
     }
     if (!llamaft::parse_command_line(cmd, args, cfg)) return 0;
-    // Only train is SPMD; under a launcher the other commands run on rank 0
-    // alone (every rank still validates the command line above).
-    if (cmd.name != "train" && llamaft::process_rank() > 0) return 0;
+    // Only train and eval --task are SPMD; under a launcher the other commands
+    // run on rank 0 alone (every rank still validates the command line above).
+    const bool spmd = cmd.name == "eval" && !cfg.get_string("eval.task").empty();
+    if (cmd.name != "train" && !spmd && llamaft::process_rank() > 0) return 0;
     return cmd.run(cfg);
   }
   std::string near, list;

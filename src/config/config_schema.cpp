@@ -67,6 +67,15 @@ void add_eval_keys(ConfigSchema& s) {
                    "computes as train.param_dtype = bf16 does (bf16 activations, bf16 GEMMs with fp32 "
                    "accumulation); train takes train.param_dtype instead",
                    {"fp32", "bf16"}));
+  s.add(key("eval.task", KeyType::kString, "",
+            "an lm-evaluation-harness task: its YAML config (dataset_path: json) or JSONL rows {context, choices, "
+            "gold} / {text}; eval scores it as lm_eval's hf model does (acc, acc_norm, perplexities) under mpirun "
+            "with the model sharded"));
+  s.add(key("eval.output_items", KeyType::kString, "", "eval --task: per-item loglikelihoods and scores (JSONL)"));
+  s.add(int_key("eval.limit", "0", "eval --task and train.eval_task: the task's first N docs (0: all; lm_eval's --limit)", 0));
+  s.add(int_key("eval.max_length", "0",
+                "eval --task and train.eval_task: lm_eval's max_length, where requests are cut from the left and "
+                "rolling windows end (0: the model's max_position_embeddings, as lm_eval's hf model)", 0));
 }
 
 void add_generate_keys(ConfigSchema& s) {
@@ -116,6 +125,9 @@ void add_train_keys(ConfigSchema& s) {
                 "stop this run once the global step reaches N, after a checkpoint (0: off); resume continues", 0));
   s.add(int_key("train.eval_every", "0", "validation loss every N steps into metrics.jsonl (0: off)", 0));
   s.add(int_key("train.eval_rows", "0", "validation rows per evaluation (0: the whole split)", 0));
+  s.add(key("train.eval_task", KeyType::kString, "",
+            "an lm-evaluation-harness task (as eval --task) scored every train.eval_every steps; its metrics go to "
+            "metrics.jsonl (task_acc, task_acc_norm, ...) and the tracker"));
   s.add(int_key("train.sample_every", "0", "greedy samples for train.sample_prompts every N steps into metrics.jsonl (0: off)", 0));
   s.add(key("train.sample_prompts", KeyType::kString, "", "prompts as token ids: '1,12,13;1,15,16' (';' separates prompts)"));
   s.add(int_key("train.sample_max_new_tokens", "16", "tokens generated per sample", 1, 4096));

@@ -22,6 +22,7 @@ class LlamaImpl {
   virtual ~LlamaImpl() = default;
   virtual LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale) = 0;
   virtual LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct) = 0;
+  virtual void forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) = 0;
   virtual void forward_logits(const Batch& b, UnitAccess& access, float* out) = 0;
   virtual void reset_cache(int max_tokens) = 0;
   virtual std::vector<float> decode(const int32_t* host_ids, int n, UnitAccess& access) = 0;
@@ -61,6 +62,7 @@ class Engine final : public detail::LlamaImpl {
   }
   LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale) override;
   LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct) override;
+  void forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) override;
   void forward_logits(const Batch& b, UnitAccess& access, float* out) override;
   void reset_cache(int max_tokens) override;
   std::vector<float> decode(const int32_t* host_ids, int n, UnitAccess& access) override;
@@ -85,8 +87,9 @@ class Engine final : public detail::LlamaImpl {
                      int rows, S* dx);
   const S* lora_params(UnitAccess& access, int layer);
   S* forward_trunk(const Batch& b, UnitAccess& access);
+  // token (kLoss): each target row's log-probability and greedy flag, on the host.
   LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, S* x, float loss_scale, float* logits_out,
-               bool count_correct);
+               bool count_correct, TokenLogprobs token = {});
   const S* lm_head_weight(UnitAccess& access);
   float* lm_head_grad(UnitAccess& access);
   // After block l: the next block, or the head (and a tied head's weight,
@@ -388,7 +391,7 @@ void Engine<S>::block_backward(int layer, const S* w, const S* lw, float* dw, fl
 }
 template <typename S>
 LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
-                         float loss_scale, float* logits_out, bool count_correct) {
+                         float loss_scale, float* logits_out, bool count_correct, TokenLogprobs token) {
   const int rows = b.batch * b.seq;
   const int d = static_cast<int>(cfg_.hidden_size), vocab = static_cast<int>(cfg_.vocab_size);
   const int hu = layout_.head_unit();
@@ -411,7 +414,7 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
   const int chunk = head_chunk_rows(rows, vocab, sizeof(S), opts_.head_chunk_bytes);
   logits_.resize(be_, static_cast<size_t>(chunk) * vocab);
   std::vector<int32_t> host_targets;
-  if (b.target_tokens >= 0 && !count_correct) {
+  if (b.target_tokens >= 0 && !count_correct && !token.logprob) {
     result.tokens = b.target_tokens;  // counted on the host when the batch was made
   } else {
     host_targets.resize(rows);
@@ -427,7 +430,20 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
     const int n = std::min(chunk, rows - r0);
     const S* hn = head_norm_.data() + static_cast<size_t>(r0) * d;
     be_.gemm(false, true, n, vocab, d, 1.f, hn, d, wlm, d, 0.f, logits_.data(), vocab);
-    if (count_correct) {
+    if (token.logprob) {
+      // Only the rows with a target are read back (a task's continuations are a few of them).
+      host_logits.resize(vocab);
+      for (int r = 0; r < n; ++r) {
+        const int tgt = host_targets[r0 + r];
+        token.logprob[r0 + r] = 0;
+        token.greedy[r0 + r] = 0;
+        if (tgt == kIgnoreIndex) continue;
+        be_.to_host(host_logits.data(), logits_.data() + static_cast<size_t>(r) * vocab, vocab * sizeof(S));
+        const TokenLogprob t = token_logprob(host_logits.data(), vocab, tgt);
+        token.logprob[r0 + r] = t.logprob;
+        token.greedy[r0 + r] = t.greedy;
+      }
+    } else if (count_correct) {
       host_logits.resize(static_cast<size_t>(n) * vocab);
       be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(S));
       for (int r = 0; r < n; ++r) {
@@ -571,6 +587,13 @@ LossSum Engine<S>::forward_loss(const Batch& b, UnitAccess& access, bool count_c
   return loss;
 }
 template <typename S>
+void Engine<S>::forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) {
+  S* x = forward_trunk(b, access);
+  head(HeadMode::kLoss, b, access, x, 1.f, nullptr, false, out);
+  access.release(layout_.head_unit());
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
+}
+template <typename S>
 void Engine<S>::forward_logits(const Batch& b, UnitAccess& access, float* out) {
   S* x = forward_trunk(b, access);
   head(HeadMode::kLogits, b, access, x, 1.f, out, false);
@@ -653,6 +676,9 @@ LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float l
 }
 LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
   return impl_->forward_loss(b, access, count_correct);
+}
+void LlamaModel::forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) {
+  impl_->forward_token_logprobs(b, access, out);
 }
 void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
   impl_->forward_logits(b, access, out);

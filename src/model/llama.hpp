@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -78,6 +79,38 @@ struct LossSum {
   int64_t correct = 0;   // argmax == target (when requested)
 };
 
+// Per-position outputs of LlamaModel::forward_token_logprobs, host memory, B*T each.
+struct TokenLogprobs {
+  double* logprob = nullptr;  // log softmax(logits)[target]
+  uint8_t* greedy = nullptr;  // 1: the target is the first argmax (torch.argmax's choice on ties)
+};
+
+struct TokenLogprob {
+  double logprob = 0;
+  bool greedy = false;
+};
+// log softmax(logits)[target] from one row of logits, in double:
+// (x_t - max) - log(sum_i exp(x_i - max)). The differences of two fp32 values
+// are exact in double, so a confident token (x_t the max) keeps its small
+// log-probability to full relative precision, as torch's log_softmax does in
+// fp32; lse - x_t rounded to fp32 would carry an absolute error of
+// ulp(lse) ~ 2e-6 (1e-4 relative at p = 0.99).
+template <typename S>
+TokenLogprob token_logprob(const S* logits, int vocab, int target) {
+  float mx = -INFINITY;
+  int arg = 0;
+  for (int i = 0; i < vocab; ++i) {
+    const float v = static_cast<float>(logits[i]);
+    if (v > mx) mx = v, arg = i;
+  }
+  double se = 0;
+  for (int i = 0; i < vocab; ++i) se += std::exp(static_cast<double>(static_cast<float>(logits[i])) - mx);
+  TokenLogprob t;
+  t.logprob = (static_cast<double>(static_cast<float>(logits[target])) - mx) - std::log(se);
+  t.greedy = arg == target;
+  return t;
+}
+
 namespace detail {
 class LlamaImpl;  // the model's code, for one storage type (llama.cpp)
 }
@@ -101,6 +134,11 @@ class LlamaModel {
 
   // Forward only: per-token NLL sum and count (and accuracy when asked).
   LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct = false);
+
+  // Forward only, per position (host memory): each target's log-probability
+  // and greedy flag (token_logprob above; 0 where the target is ignored).
+  // lm-evaluation-harness tasks (train/task_eval).
+  void forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out);
 
   // Forward only: fp32 logits for every position, (B*T, V), into out (backend memory).
   void forward_logits(const Batch& b, UnitAccess& access, float* out);

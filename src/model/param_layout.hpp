@@ -59,6 +59,10 @@ class ParamLayout {
   const LoraOffsets& lora_offsets(int target) const { return lora_offsets_[target]; }
   const BlockOffsets& block_offsets() const { return block_offsets_; }
   int64_t total_numel() const;
+  // Marks every unit frozen (forward-only use: FSDP then keeps no gradient or optimizer state).
+  void freeze_all() {
+    for (auto& u : units_) u.trainable = false;
+  }
   // Locate a tensor by HF name: returns false if absent.
   bool find(const std::string& hf_name, int* unit, const TensorSlot** slot) const;
 
