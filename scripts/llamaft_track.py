@@ -98,6 +98,8 @@ def classify(rec):
         return "train", [step]
     if "val_loss" in rec:
         return "val", [step]
+    if "task" in rec:  # train.eval_task's scores (task_acc, task_acc_norm, ...)
+        return "task", [step]
     if "sample" in rec:
         return "sample", [step, int(rec["sample"])]
     return None

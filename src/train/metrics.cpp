@@ -80,6 +80,19 @@ void MetricsWriter::validation(int64_t step, double loss, double accuracy, int64
   if (tb_) tb_->scalar("val/loss", loss, step);
 }
 
+void MetricsWriter::task(int64_t step, const nlohmann::ordered_json& summary) {
+  if (!lead_) return;
+  nlohmann::ordered_json j = {{"step", step}, {"task", summary.value("task", "")}};
+  for (const auto& [k, v] : summary.items())
+    if (k != "task" && k != "output_type") j["task_" + k] = v;
+  metrics_ << j.dump() << std::endl;
+  if (tb_) {
+    for (const char* m : {"acc", "acc_norm", "word_perplexity", "byte_perplexity", "bits_per_byte"})
+      if (summary.contains(m) && summary[m].is_number()) tb_->scalar(std::string("task/") + m, summary[m].get<double>(), step);
+    tb_->flush();
+  }
+}
+
 void MetricsWriter::sample(int64_t step, size_t index, const std::vector<int32_t>& prompt,
                            const std::vector<int32_t>& ids) {
   if (!lead_) return;

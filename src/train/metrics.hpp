@@ -44,6 +44,8 @@ class MetricsWriter {
   // world, strategy, restarts).
   void step(const StepMetrics& m, const nlohmann::ordered_json& extra);
   void validation(int64_t step, double loss, double accuracy, int64_t tokens);
+  // train.eval_task's scores: {step, task, task_<metric>...} (TaskResult::summary's fields, prefixed).
+  void task(int64_t step, const nlohmann::ordered_json& summary);
   void sample(int64_t step, size_t index, const std::vector<int32_t>& prompt, const std::vector<int32_t>& ids);
   void summary(const nlohmann::ordered_json& summary);
 

@@ -70,6 +70,11 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.log_every = cfg.get_int("train.log_every");
   s.eval_every = cfg.get_int("train.eval_every");
   s.eval_rows = cfg.get_int("train.eval_rows");
+  s.eval_task = cfg.get_string("train.eval_task");
+  s.eval_task_limit = cfg.get_int("eval.limit");
+  s.eval_task_max_length = cfg.get_int("eval.max_length");
+  LLAMAFT_REQUIRE(s.eval_task.empty() || s.eval_every > 0, "train.eval_task is scored every train.eval_every steps; "
+                  "set train.eval_every");
   s.sample_every = cfg.get_int("train.sample_every");
   s.sample_max_new_tokens = static_cast<int>(cfg.get_int("train.sample_max_new_tokens"));
   s.sample_prompts = cfg.get_string("train.sample_prompts");

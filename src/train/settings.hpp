@@ -30,6 +30,8 @@ struct TrainSettings {
   int64_t log_every = 1, eval_every = 0, eval_rows = 0, sample_every = 0;
   int sample_max_new_tokens = 16;
   std::string sample_prompts;  // token ids, parsed once the vocabulary is known
+  std::string eval_task;       // lm_eval task scored at eval_every (train/task_eval)
+  int64_t eval_task_limit = 0, eval_task_max_length = 0;
   // Method and parallelism.
   std::string method;  // full | lora | qlora
   LoraSpec lora;

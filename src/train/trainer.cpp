@@ -19,6 +19,7 @@
 #include "core/fault_points.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/token_ids.hpp"
+#include "data/tokenizer.hpp"
 #include "model/decode.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
@@ -122,9 +123,19 @@ void Trainer::load_data() {
     settings_.val_path = path.substr(0, path.size() - 6) + "/val";
   sample_prompts_ = parse_token_id_lists(settings_.sample_prompts, vocab, "train.sample_prompts");
   if (settings_.eval_every > 0) {
-    LLAMAFT_REQUIRE(!settings_.val_path.empty(), "train.eval_every needs a validation split: set data.val_path, or "
-                    "prepare with --val-fraction and point data.path at DIR/train");
-    val_data_ = load_dataset(settings_.val_path, settings_.data_format, settings_.seq_len, vocab);
+    LLAMAFT_REQUIRE(!settings_.val_path.empty() || !settings_.eval_task.empty(), "train.eval_every needs a "
+                    "validation split (set data.val_path, or prepare with --val-fraction and point data.path at "
+                    "DIR/train) or train.eval_task");
+    if (!settings_.val_path.empty())
+      val_data_ = load_dataset(settings_.val_path, settings_.data_format, settings_.seq_len, vocab);
+  }
+  if (!settings_.eval_task.empty()) {
+    const auto tok = load_tokenizer("", settings_.model_dir);
+    LLAMAFT_REQUIRE(tok, "train.eval_task: ", settings_.model_dir, " has no tokenizer");
+    const int max_length = static_cast<int>(settings_.eval_task_max_length > 0 ? settings_.eval_task_max_length
+                                                                                 : model_config_.max_position_embeddings);
+    task_eval_ = std::make_unique<TaskEvaluator>(load_lm_task(settings_.eval_task, settings_.eval_task_limit), *tok,
+                                                 read_hf_encoding(settings_.model_dir, *tok), max_length);
   }
 }
 
@@ -362,6 +373,13 @@ SplitLoss Trainer::evaluate() {
   return v;
 }
 
+TaskResult Trainer::evaluate_task() {
+  const TaskResult r = task_eval_->run(*model_, *fsdp_, *device_batch_, static_cast<int>(settings_.micro_batch),
+                                       world_.get());
+  fsdp_->end_backward();
+  return r;
+}
+
 std::vector<std::vector<int32_t>> Trainer::sample() {
   // Every rank decodes in lockstep (each token gathers units); rank 0's token
   // is broadcast so the ranks can never disagree.
@@ -476,10 +494,15 @@ int Trainer::train() {
     }
     progress_->update(m.step, m.loss, m.tokens_per_s(), backend_->peak_bytes());
     if (settings_.eval_every > 0 && (m.step % settings_.eval_every == 0 || m.step == settings_.steps)) {
-      const SplitLoss v = evaluate();
+      const SplitLoss v = val_data_.rows.empty() ? SplitLoss{} : evaluate();
       if (lead_ && v.tokens > 0) {
         metrics_->validation(m.step, v.mean(), v.correct / v.tokens, static_cast<int64_t>(v.tokens));
         std::cerr << "llamaft train: step " << m.step << " validation loss " << v.mean() << "\n";
+      }
+      if (task_eval_) {
+        const TaskResult t = evaluate_task();
+        metrics_->task(m.step, t.summary());
+        if (lead_) std::cerr << "llamaft train: step " << m.step << " task " << t.summary().dump() << "\n";
       }
     }
     if (settings_.sample_every > 0 && m.step % settings_.sample_every == 0) {

@@ -14,6 +14,7 @@
 
 #include "backend/backend.hpp"
 #include "checkpoint/checkpoint.hpp"
+#include "checkpoint/run_lock.hpp"
 #include "checkpoint/policy.hpp"
 #include "comm/communicator.hpp"
 #include "comm/mpi_comm.hpp"
@@ -30,6 +31,7 @@
 #include "train/metrics.hpp"
 #include "train/progress.hpp"
 #include "train/settings.hpp"
+#include "train/task_eval.hpp"
 #include "train/tracker.hpp"
 
 namespace llamaft {
@@ -54,6 +56,8 @@ class Trainer {
   StepMetrics step();
   // Validation loss over data.val_path (train.eval_rows rows); collective.
   SplitLoss evaluate();
+  // train.eval_task's scores (lm_eval); collective.
+  TaskResult evaluate_task();
   // Greedy continuations of train.sample_prompts; collective.
   std::vector<std::vector<int32_t>> sample();
   // The loop, checkpoints and export; returns the process exit code.
@@ -64,6 +68,13 @@ class Trainer {
   const TrainSettings& settings() const { return settings_; }
 
  private:
+  // Rank 0 locks output.dir and checkpoint.dir (RunLock); every rank learns
+  // the verdict, so a folder in use or unusable ends the job at start-up.
+  void lock_folders();
+  // Rank 0, after a signal's committed checkpoint: the exit code in
+  // $LLAMAFT_EXIT_STATUS_FILE for job scripts, since mpirun itself exits 1
+  // when it was sent SIGTERM or SIGINT whatever the ranks did.
+  void record_exit_status(int code) const;
   void load_data();
   void build_model(const BackendFactory& make_backend);
   void resume();
@@ -111,6 +122,7 @@ class Trainer {
   std::unique_ptr<Fsdp> fsdp_;
   std::unique_ptr<DataOrder> order_;
   std::unique_ptr<CheckpointManager> checkpoints_;
+  std::vector<std::unique_ptr<RunLock>> locks_;  // rank 0: output.dir and checkpoint.dir, held for the job
   RunIdentity identity_;
   TrainState state_;
   int64_t restarts_ = 0;
@@ -124,6 +136,7 @@ class Trainer {
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<Progress> progress_;
   std::unique_ptr<DeviceBatch> device_batch_;
+  std::unique_ptr<TaskEvaluator> task_eval_;  // train.eval_task, tokenized once
   std::unique_ptr<TrackerFollower> tracker_;  // output.tracker: W&B or MLflow beside the run (never fatal)
 };
 
