@@ -13,10 +13,11 @@
 #     acc_norm equal, every loglikelihood within 1e-5 relative of lm_eval's
 #     float64 run and, against its float32 run, within 1e-5 relative plus
 #     lm_eval fp32's own distance from fp64; perplexities;
-#  4. throughput on the cloze at the same thread count, in the same run:
-#     llamaft's items/s (scoring, and the whole command) against lm_eval's hf
-#     backend (simple_evaluate with the model loaded, and the whole CLI), at
-#     batch sizes 1 and 8.
+#  4. throughput on the cloze's first LLAMAFT_LM_EVAL_BENCH_ITEMS (100) items at
+#     the same thread count, in the same run: llamaft's items/s (its scoring)
+#     against lm_eval's hf backend (simple_evaluate with the model loaded), at
+#     batch sizes LLAMAFT_LM_EVAL_BATCHES ("1 8"); the whole commands' wall
+#     times of step 2 are printed too.
 # Usage: scripts/lm_eval_check.sh [THREADS]   (exit 77 when the model cannot be fetched)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,10 +55,12 @@ for task in tinystories_cloze tinystories_ppl; do
     "$work/$task.llamaft.json" --fp64 "$work/lm_eval_fp64" || status=1
 done
 # Throughput on the cloze, same threads, both with the model loaded.
-for batch in 1 8; do
+bench_items=${LLAMAFT_LM_EVAL_BENCH_ITEMS:-100}
+for batch in ${LLAMAFT_LM_EVAL_BATCHES:-1 8}; do
   "$bin" eval --model "$model" --task "$work/tasks/tinystories_cloze.yaml" --threads "$threads" \
-    --batch-size "$batch" 2>/dev/null | python3 -c "import json,sys; j=json.loads(sys.stdin.read()); print(f'lm_eval_check: throughput batch $batch: llamaft {j[\"items_per_s\"]:.2f} items/s ({j[\"items\"]} items in {j[\"forward_s\"]:.1f} s of scoring, acc {j[\"acc\"]})')"
-  "$py" "$root/tests/lm_eval/time_lm_eval.py" "$model" "$work/tasks" tinystories_cloze "$threads" "$batch" 2>/dev/null \
+    --batch-size "$batch" --limit "$bench_items" 2>/dev/null | python3 -c "import json,sys; j=json.loads(sys.stdin.read()); print(f'lm_eval_check: throughput batch $batch: llamaft {j[\"items_per_s\"]:.2f} items/s ({j[\"items\"]} items in {j[\"forward_s\"]:.1f} s of scoring, acc {j[\"acc\"]})')"
+  "$py" "$root/tests/lm_eval/time_lm_eval.py" "$model" "$work/tasks" tinystories_cloze "$threads" "$batch" \
+    "$bench_items" 2>/dev/null \
     | tail -n 1 | python3 -c "import json,sys; j=json.loads(sys.stdin.read()); print(f'lm_eval_check: throughput batch $batch: lm_eval hf {j[\"items_per_s\"]:.2f} items/s ({j[\"items\"]} items in {j[\"seconds\"]:.1f} s of simple_evaluate, acc {j[\"acc\"]})')"
 done
 echo "lm_eval_check: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
