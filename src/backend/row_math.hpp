@@ -37,11 +37,14 @@ LLAMAFT_HD float rmsnorm_rstd(float sum_sq, int dim, float eps) {
 }
 
 // Full row on one thread (CPU); the CUDA kernel splits the sums across a block
-// but finishes with the same rmsnorm_rstd / rmsnorm_dx_elem formulas.
+// but finishes with the same rmsnorm_rstd / rmsnorm_dx_elem formulas. The
+// row's sums are accumulated in double (exact products of fp32 values, error
+// at most dim * 2^-53 relative before the one rounding to fp32), not one fp32
+// addition after another, whose error grows with dim * 2^-24.
 LLAMAFT_HD float rmsnorm_row_fwd(const float* x, const float* w, float* y, int dim, float eps) {
-  float ss = 0.f;
-  for (int i = 0; i < dim; ++i) ss += x[i] * x[i];
-  const float rstd = rmsnorm_rstd(ss, dim, eps);
+  double ss = 0.0;
+  for (int i = 0; i < dim; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float rstd = rmsnorm_rstd(static_cast<float>(ss), dim, eps);
   for (int i = 0; i < dim; ++i) y[i] = x[i] * rstd * w[i];
   return rstd;
 }
@@ -54,9 +57,9 @@ LLAMAFT_HD float rmsnorm_dx_elem(float x, float w, float dy, float rstd, float m
 // dx is overwritten; dw accumulates (dw_i += dy_i * x_i * rstd).
 LLAMAFT_HD void rmsnorm_row_bwd(const float* dy, const float* x, const float* w, float rstd,
                                 float* dx, float* dw, int dim) {
-  float dot = 0.f;
-  for (int i = 0; i < dim; ++i) dot += w[i] * dy[i] * x[i];
-  const float mean = dot / static_cast<float>(dim);
+  double dot = 0.0;
+  for (int i = 0; i < dim; ++i) dot += static_cast<double>(w[i] * dy[i]) * x[i];
+  const float mean = static_cast<float>(dot / dim);
   for (int i = 0; i < dim; ++i) {
     dx[i] = rmsnorm_dx_elem(x[i], w[i], dy[i], rstd, mean);
     if (dw) dw[i] += dy[i] * x[i] * rstd;

@@ -352,6 +352,12 @@ void create_file(PendingSave& p, const RunIdentity& id, int world_size) {
     write_attr_str(f, "base_model_fingerprint", id.base_fingerprint);
     write_attr_str(f, "strategy", id.strategy);
     write_attr_str(f, "data_path", id.data_path);
+    write_attr_str(f, "data_fingerprint", id.data_fingerprint);
+    write_attr_i64(f, "lora_r", id.lora_r);
+    write_attr_str(f, "lora_alpha", str_cat(id.lora_alpha));
+    write_attr_i64(f, "lora_rslora", id.lora_rslora ? 1 : 0);
+    write_attr_str(f, "lora_targets", id.lora_targets);
+    write_attr_str(f, "base_quant", id.base_quant);
     write_attr_i64(f, "data_seq_len", id.seq_len);
     write_attr_i64(f, "world_size", world_size);
     write_attr_i64(f, "global_batch_size", id.global_batch);
@@ -598,6 +604,92 @@ std::string model_fingerprint(const std::string& model_dir) {
   return buf;
 }
 
+namespace {
+// What changes LoRA's math on resume: r (the shapes) is never allowed to
+// differ; targets, alpha, rslora and the base's quantization only with
+// checkpoint.allow_lora_change (narrowed targets then drop the removed
+// modules' adapters, said once). Checkpoints from before these attributes
+// carry none and are not compared.
+void check_lora_identity(hid_t f, const std::string& path, const std::string& where, const RunIdentity& expect,
+                         bool lead) {
+  if (H5Aexists(f, "lora_r") <= 0 || expect.method == "full") return;
+  struct Field {
+    const char* key;
+    std::string saved, now;
+  };
+  const std::vector<Field> fields = {
+      {"lora.r", std::to_string(read_attr_i64(f, "lora_r", path)), std::to_string(expect.lora_r)},
+      {"lora.targets", read_attr_str(f, "lora_targets", path), expect.lora_targets},
+      {"lora.alpha", read_attr_str(f, "lora_alpha", path), str_cat(expect.lora_alpha)},
+      {"lora.rslora", read_attr_i64(f, "lora_rslora", path) ? "true" : "false", expect.lora_rslora ? "true" : "false"},
+      {"quant.base", read_attr_str(f, "base_quant", path), expect.base_quant},
+  };
+  std::string changes;
+  bool r_changed = false, widened = false;
+  for (const Field& x : fields) {
+    if (x.saved == x.now) continue;
+    changes += str_cat("\n  ", x.key, ": checkpoint ", x.saved.empty() ? "(none)" : x.saved, ", this run ",
+                       x.now.empty() ? "(none)" : x.now);
+    if (std::string(x.key) == "lora.r") r_changed = true;
+    if (std::string(x.key) == "lora.targets") {
+      std::stringstream ss(x.now);
+      for (std::string t; std::getline(ss, t, ',');)
+        if (("," + x.saved + ",").find("," + t + ",") == std::string::npos) widened = true;
+    }
+  }
+  if (changes.empty()) return;
+  if (r_changed || widened)
+    throw Error(str_cat(where, " cannot resume with other LoRA shapes:", changes,
+                        "\nthe checkpoint has no adapters for them; start a new run (checkpoint.resume = none, "
+                        "lora.init_from = the exported adapter folder) or restore the old settings"));
+  if (!expect.allow_lora_change)
+    throw Error(str_cat(where, " was trained with other LoRA settings, which change the model's math:", changes,
+                        "\nrestore them, or set checkpoint.allow_lora_change = true to continue with the new ones "
+                        "(narrowed targets drop the removed modules' trained adapters)"));
+  if (lead)
+    std::cerr << "llamaft train: checkpoint.allow_lora_change = true: resuming with changed LoRA settings:" << changes
+              << "\n";
+}
+}  // namespace
+
+std::string data_fingerprint(const std::string& data_path) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  std::error_code ec;
+  std::vector<std::string> files;
+  if (fs::is_directory(data_path, ec)) {
+    for (const char* f : {"manifest.json", "index.bin", "tokens.bin", "labels.bin", "docs.bin"}) files.push_back(f);
+  } else {
+    files.push_back("");
+  }
+  for (const auto& f : files) {
+    const std::string path = f.empty() ? data_path : data_path + "/" + f;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) continue;
+    mix(f.data(), f.size());
+    const uint64_t size = fs::file_size(path, ec);
+    mix(&size, sizeof(size));
+    // Small files whole; larger ones by 64 evenly spaced 4 KiB blocks and the last one.
+    std::string block(4096, '\0');
+    const uint64_t blocks = (size + 4095) / 4096;
+    const uint64_t samples = std::min<uint64_t>(blocks, 64);
+    for (uint64_t k = 0; k <= samples; ++k) {
+      const uint64_t b = k == samples ? (blocks ? blocks - 1 : 0) : (blocks <= 64 ? k : blocks * k / samples);
+      if (k == samples && (blocks <= 64 || blocks == 0)) break;
+      in.clear();
+      in.seekg(static_cast<std::streamoff>(b * 4096));
+      in.read(block.data(), 4096);
+      mix(block.data(), static_cast<size_t>(in.gcount()));
+    }
+  }
+  char out[17];
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
 CheckpointManager::CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last)
     : comm_(comm.duplicate()), dir_(std::move(dir)), keep_last_(keep_last) {
   LLAMAFT_REQUIRE(keep_last_ >= 2, "checkpoint.keep_last must be at least 2 (got ", keep_last_, ")");
@@ -641,6 +733,20 @@ void CheckpointManager::remove_stale() {
       if (name.rfind("step_", 0) == 0 && name.find(".tmp.") != std::string::npos) {
         std::fprintf(stderr, "llamaft checkpoint: removing %s left by an interrupted save\n", e.path().c_str());
         fs::remove_all(e.path(), ec);
+      }
+      // An earlier copy moved aside by a commit that died before its
+      // replacement was in place: it is still the checkpoint.
+      const size_t replaced = name.find(".replaced.");
+      if (name.rfind("step_", 0) == 0 && replaced != std::string::npos) {
+        const fs::path final_dir = e.path().parent_path() / name.substr(0, replaced);
+        if (fs::exists(final_dir / "manifest.json", ec)) {
+          fs::remove_all(e.path(), ec);
+        } else {
+          std::fprintf(stderr, "llamaft checkpoint: restoring %s, moved aside by an interrupted save\n",
+                       final_dir.c_str());
+          fs::remove_all(final_dir, ec);
+          fs::rename(e.path(), final_dir, ec);
+        }
       }
     }
   }
@@ -775,11 +881,44 @@ void CheckpointManager::commit(const PendingSave& p) {
   fsync_path(p.tmp_dir + "/manifest.json");
   fsync_path(p.tmp_dir);
   std::error_code ec;
-  fs::remove_all(p.final_dir, ec);  // a same-step folder from an earlier, interrupted run
-  fs::rename(p.tmp_dir, p.final_dir, ec);
-  LLAMAFT_REQUIRE(!ec, "cannot rename '", p.tmp_dir, "' to '", p.final_dir, "': ", ec.message());
+  // A same-step folder (a re-run of a finished job, or a resume from an older
+  // step) is never removed before the new one is in place: the two are
+  // swapped atomically (renameat2 RENAME_EXCHANGE) and the old copy, now
+  // under the tmp name, is dropped after `latest` is written. Where the
+  // filesystem cannot exchange (NFS, some Lustre versions), the old folder
+  // is first renamed to step_N.replaced.<job>, which remove_stale() puts back
+  // if the job dies before the new one is in place.
+  std::string old_copy;
+  if (fs::exists(p.final_dir, ec)) {
+    const bool fault_rename = fault::armed(fault::Point::kCommitRenameFail) == p.state.step;
+    const bool fault_kill = fault::armed(fault::Point::kKillInCommit) == p.state.step;
+    if (!fault_rename && !fault_kill &&
+        ::renameat2(AT_FDCWD, p.tmp_dir.c_str(), AT_FDCWD, p.final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+      old_copy = p.tmp_dir;
+    } else {
+      old_copy = p.final_dir + ".replaced" + p.tmp_dir.substr(p.final_dir.size() + 4);  // step_N.replaced.<job>
+      fs::rename(p.final_dir, old_copy, ec);
+      if (ec)
+        throw CheckpointError(save_failure(p.state.step, "moving the earlier copy aside", p.final_dir, ec.message()));
+      if (fault_kill) {
+        fsync_path(dir_);
+        std::raise(SIGKILL);
+      }
+      if (fault_rename) ec = std::make_error_code(std::errc::io_error);
+      else fs::rename(p.tmp_dir, p.final_dir, ec);
+      if (ec) {
+        std::error_code back;
+        fs::rename(old_copy, p.final_dir, back);  // the earlier copy stays the checkpoint
+        throw CheckpointError(save_failure(p.state.step, "renaming into place", p.tmp_dir, ec.message()));
+      }
+    }
+  } else {
+    fs::rename(p.tmp_dir, p.final_dir, ec);
+    if (ec) throw CheckpointError(save_failure(p.state.step, "renaming into place", p.tmp_dir, ec.message()));
+  }
   fsync_path(dir_);
   write_file_durably(dir_ + "/latest", step_name(p.state.step) + "\n");  // temp, fsync, rename, fsync dir_
+  if (!old_copy.empty()) fs::remove_all(old_copy, ec);
   // Only after the commit: drop the oldest beyond keep_last.
   auto steps = committed_steps(dir_);
   for (size_t i = 0; i + keep_last_ < steps.size(); ++i) fs::remove_all(steps[i].second, ec);
@@ -946,17 +1085,24 @@ TrainState CheckpointManager::load(const std::string& ckpt_dir, Fsdp& fsdp, Back
              std::to_string(expect.global_batch));
   must_match("train.seed", std::to_string(read_attr_i64(f, "seed", path)), std::to_string(expect.seed));
   must_match("data.shuffle", std::to_string(read_attr_i64(f, "shuffle", path)), std::to_string(expect.shuffle ? 1 : 0));
+  check_lora_identity(f, path, where, expect, comm_->rank() == 0);
   // The data position is a row index into this data: other data (or rows cut
-  // to another length) continue from the same index only when asked to.
+  // to another length) continue from the same index only when asked to. The
+  // data is compared by content (older checkpoints: by path).
   const std::string saved_data = read_attr_str(f, "data_path", path);
+  const bool by_content = H5Aexists(f, "data_fingerprint") > 0;
+  const std::string saved_print = by_content ? read_attr_str(f, "data_fingerprint", path) : "";
   const std::string saved_seq =
       H5Aexists(f, "data_seq_len") > 0 ? std::to_string(read_attr_i64(f, "data_seq_len", path)) : "";
   const std::string now_seq = std::to_string(expect.seq_len);
-  const bool data_differs = saved_data != expect.data_path || (!saved_seq.empty() && saved_seq != now_seq);
+  const bool data_differs = (by_content ? saved_print != expect.data_fingerprint : saved_data != expect.data_path) ||
+                            (!saved_seq.empty() && saved_seq != now_seq);
   if (data_differs && !expect.allow_data_change)
-    throw Error(str_cat(where, " was trained on data.path = '", saved_data, "'",
+    throw Error(str_cat(where, " was trained on other data: data.path = '", saved_data, "'",
+                        by_content ? " (content " + saved_print + ")" : "",
                         saved_seq.empty() ? "" : ", data.seq_len = " + saved_seq, "; this run has '",
-                        expect.data_path, "', ", now_seq,
+                        expect.data_path, "'", by_content ? " (content " + expect.data_fingerprint + ")" : "",
+                        ", ", now_seq,
                         ". Set checkpoint.allow_data_change = true to continue on other data from row ",
                         read_attr_i64(f, "global_batch_size", path), " x step, or checkpoint.resume = none"));
   if (data_differs && comm_->rank() == 0)

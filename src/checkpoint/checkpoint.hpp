@@ -65,9 +65,18 @@ struct RunIdentity {
   int64_t global_batch = 0;       // data position semantics (must match)
   int64_t seed = 0;
   bool shuffle = false;
-  std::string data_path;          // must match unless allow_data_change
+  std::string data_path;          // informational: the data is identified by data_fingerprint
+  std::string data_fingerprint;   // the data's content (data_fingerprint()); must match unless allow_data_change
   int64_t seq_len = 0;            // data.seq_len; likewise
   bool allow_data_change = false; // checkpoint.allow_data_change
+  // LoRA's shape and scale (must match: r always; targets, alpha, rslora and
+  // the base's quantization unless allow_lora_change). Empty without LoRA.
+  int64_t lora_r = 0;
+  double lora_alpha = 0;
+  bool lora_rslora = false;
+  std::string lora_targets;       // "q_proj,k_proj,..." in layer order
+  std::string base_quant;         // none | int8 | nf4 | bf16
+  bool allow_lora_change = false; // checkpoint.allow_lora_change
   std::string strategy;           // informational: resharding is allowed
   std::string effective_config;   // informational
 };
@@ -165,5 +174,10 @@ class CheckpointManager {
 // safetensors header and size, and 16 sampled 4 KiB blocks of each file's
 // data (hashing all of a 140 GB 70B model at every start-up is too slow).
 std::string model_fingerprint(const std::string& model_dir);
+
+// The training data's identity by content, not by how its path is spelled: a
+// prepared split's manifest.json and the sizes of its files, or a JSONL
+// file's size, plus sampled 4 KiB blocks of every file (as model_fingerprint).
+std::string data_fingerprint(const std::string& data_path);
 
 }  // namespace llamaft

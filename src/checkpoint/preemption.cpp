@@ -16,6 +16,11 @@ volatile sig_atomic_t g_signal = 0;
 
 void on_signal(int sig) {
   if (g_signal != 0) {
+    if (sig == SIGINT) {  // Ctrl-C twice: out now, as a shell user expects
+      static const char msg[] = "llamaft: interrupted again, exiting without a checkpoint\n";
+      (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+      _exit(kExitInterrupted);
+    }
     static const char msg[] = "llamaft: second preemption signal, exiting without a checkpoint\n";
     (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
     _exit(kExitSecondSignal);
@@ -59,12 +64,15 @@ void install_one(int signal) {
 }
 }  // namespace
 
+// SIGINT (Ctrl-C) is always caught: it checkpoints at the next step boundary
+// and exits kExitInterrupted; a second one exits at once.
 void install_preemption_handlers(const std::vector<int>& signals) {
   for (int s : signals) install_one(s);
+  install_one(SIGINT);
 }
 
 void install_default_preemption_handlers() {
-  for (int s : {SIGTERM, SIGUSR1, SIGUSR2}) install_one(s);
+  for (int s : {SIGTERM, SIGUSR1, SIGUSR2, SIGINT}) install_one(s);
 }
 
 int preemption_signal() { return g_signal; }

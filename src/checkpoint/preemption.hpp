@@ -1,8 +1,9 @@
 // Preemption signals. The handler only sets a flag (async-signal-safe); the
 // training loop all-reduces it at each step boundary so every rank agrees,
-// saves collectively and exits with kExitRequeue. A second signal exits at
-// once (the previous checkpoint stays intact); so does the grace timer when
-// a save overruns it.
+// saves collectively and exits with kExitRequeue (kExitInterrupted, 130,
+// after SIGINT, which is always caught). A second signal exits at once (the
+// previous checkpoint stays intact); so does the grace timer when a save
+// overruns it.
 #pragma once
 
 #include <string>

@@ -33,7 +33,8 @@ int run_eval(const Config& cfg) {
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;
 
-  const int seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
+  const int seq_len = seq_len_for(cfg.get_string("data.path"), static_cast<int>(cfg.get_int("data.seq_len")),
+                                  cfg.is_explicit("data.seq_len"), true, "--seq-len");
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));
   std::string split;
   const std::string data_path = resolve_prepared_split(cfg.get_string("data.path"), true, &split);

@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   }
   // Agreed by every rank (a config error; kExitRequeue: all checkpointed): a
   // clean exit everywhere, with the same code.
-  if (code == 0 || code == llamaft::kExitRequeue || agreed) {
+  if (code == 0 || code == llamaft::kExitRequeue || code == llamaft::kExitInterrupted || agreed) {
     llamaft::finalize_mpi();
     return code;
   }

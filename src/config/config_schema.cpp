@@ -224,6 +224,10 @@ void add_checkpoint_keys(ConfigSchema& s) {
   s.add(key("checkpoint.allow_data_change", KeyType::kBool, "false",
             "resume even though data.path or data.seq_len differ from the checkpoint's (the data position, a row "
             "index, then points into the new data); the banner says so"));
+  s.add(key("checkpoint.allow_lora_change", KeyType::kBool, "false",
+            "resume even though lora.targets (narrowed only), lora.alpha, lora.rslora or quant.base differ from "
+            "the checkpoint's; a narrowed target list drops the removed modules' adapters. lora.r and added "
+            "targets are always refused (the checkpoint has no adapters for them)"));
 }
 
 void add_prepare_keys(ConfigSchema& s) {

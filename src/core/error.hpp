@@ -20,6 +20,7 @@ enum ExitCode : int {
   kExitBadCheckpoint = 4,
   kExitCommFailure = 5,
   kExitRequeue = 85,     // checkpoint committed after a signal: requeue me
+  kExitInterrupted = 130, // SIGINT (Ctrl-C): checkpoint committed, then exit as shells report an interrupt
 };
 
 class Error : public std::runtime_error {

@@ -9,8 +9,9 @@
 namespace llamaft::fault {
 
 namespace {
-constexpr std::array<const char*, 6> kNames = {"fail_rank",   "nan_loss_from", "kill_in_save",
-                                               "map_weights", "save_enospc",   "save_piece_delay_ms"};
+constexpr std::array<const char*, 8> kNames = {"fail_rank",   "nan_loss_from", "kill_in_save",
+                                               "map_weights", "save_enospc",   "save_piece_delay_ms",
+                                               "commit_rename_fail", "kill_in_commit"};
 std::array<std::optional<int64_t>, kNames.size()> g_armed;
 }  // namespace
 
@@ -30,7 +31,7 @@ void arm_from_environment() {
     while (i < kNames.size() && name != kNames[i]) ++i;
     LLAMAFT_REQUIRE(i < kNames.size() && eq != std::string::npos, "LLAMAFT_FAULTS: unknown fault point '", item,
                     "' (fail_rank=R, nan_loss_from=S, kill_in_save=S, map_weights=1, save_enospc=S, "
-                    "save_piece_delay_ms=N)");
+                    "save_piece_delay_ms=N, commit_rename_fail=S, kill_in_commit=S)");
     char* end = nullptr;
     const long long v = std::strtoll(item.c_str() + eq + 1, &end, 10);
     LLAMAFT_REQUIRE(end && *end == '\0' && end != item.c_str() + eq + 1, "LLAMAFT_FAULTS: '", item,

@@ -23,6 +23,10 @@ enum class Point {
                    // (a filesystem without fallocate, or a quota, fills during the write)
   kSavePieceDelay, // save_piece_delay_ms=N: every checkpoint writer sleeps N ms after each piece, so a kill or a
                    // signal lands in the middle of a save
+  kCommitRenameFail, // commit_rename_fail=S: committing step S over an existing step_S folder, the rename of the
+                     // new folder into place fails with EIO (after the earlier copy was moved aside)
+  kKillInCommit,   // kill_in_commit=S: committing step S over an existing step_S folder, SIGKILL on rank 0 right
+                   // after the earlier copy was moved aside (the window remove_stale() repairs)
 };
 
 // The value the point was armed with, or nothing.

@@ -127,6 +127,20 @@ void check_prepared_row(const int32_t* ids, const int32_t* labels, const int32_t
   }
 }
 
+int seq_len_for(const std::string& data_path, int given, bool given_explicitly, bool for_eval, const std::string& key) {
+  const std::string split = resolve_prepared_split(data_path, for_eval);
+  if (!is_prepared_dataset(split)) return given;
+  std::ifstream mf(split + "/manifest.json");
+  const nlohmann::json m = nlohmann::json::parse(mf, nullptr, false);
+  if (m.is_discarded() || !m.contains("seq_len") || !m["seq_len"].is_number_integer()) return given;
+  const int prepared = m["seq_len"].get<int>();
+  if (!given_explicitly) return prepared;
+  LLAMAFT_REQUIRE(given == prepared, key, " = ", given, " but '", data_path, "' was prepared with --seq-len ", prepared,
+                  given < prepared ? ": its rows would be cut" : ": rows that long were never packed",
+                  "; leave ", key, " out (it defaults to the prepared value) or prepare the data again");
+  return prepared;
+}
+
 TokenDataset load_prepared(const std::string& dir, int seq_len, int64_t vocab_size) {
   if (!has_split_files(dir)) {
     const std::string split = exists(dir + "/train") ? dir + "/train" : dir;

@@ -40,6 +40,12 @@ bool is_prepared_dataset(const std::string& path);
 // was picked.
 std::string resolve_prepared_split(const std::string& path, bool for_eval, std::string* chosen = nullptr);
 
+// The row length to read `data_path` with: a prepared split's rows are
+// `prepare --seq-len` long, so that is the default; a different value given
+// explicitly (`key`, e.g. "data.seq_len") would truncate them or disagree
+// with the checkpoint's, and is refused. Other data: `given`.
+int seq_len_for(const std::string& data_path, int given, bool given_explicitly, bool for_eval, const std::string& key);
+
 // Reads one split folder. Rows longer than seq_len are truncated (counted).
 // Any id, label, document start or offset out of range is an error (exit 2)
 // naming the file and the row.

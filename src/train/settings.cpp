@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "data/prepared_dataset.hpp"
 #include "model/lora.hpp"
 
 namespace llamaft {
@@ -60,7 +61,8 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.global_batch = cfg.get_int("train.global_batch_size");
   s.micro_batch = cfg.get_int("train.micro_batch_size");
   s.steps = cfg.get_int("train.steps");
-  s.seq_len = static_cast<int>(cfg.get_int("data.seq_len"));
+  s.seq_len = seq_len_for(s.data_path, static_cast<int>(cfg.get_int("data.seq_len")), cfg.is_explicit("data.seq_len"),
+                          false, "data.seq_len");
   check_batch_geometry(s, world);
   s.accumulation = s.global_batch / (s.micro_batch * world);
   s.shuffle = cfg.get_bool("data.shuffle");
@@ -97,6 +99,7 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.shard_group_size = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
   s.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
   s.allow_data_change = cfg.get_bool("checkpoint.allow_data_change");
+  s.allow_lora_change = cfg.get_bool("checkpoint.allow_lora_change");
   s.keep_last = static_cast<int>(cfg.get_int("checkpoint.keep_last"));
   s.comm_timeout_s = cfg.get_float("runtime.comm_timeout_s");
   return s;

@@ -43,6 +43,7 @@ struct TrainSettings {
   int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
   bool activation_checkpointing = false;
   bool allow_data_change = false;
+  bool allow_lora_change = false;
   int keep_last = 2;
   double comm_timeout_s = 600;
 

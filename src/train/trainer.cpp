@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -17,6 +19,7 @@
 #include "comm/watchdog.hpp"
 #include "core/error.hpp"
 #include "core/fault_points.hpp"
+#include "core/util.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/token_ids.hpp"
 #include "data/tokenizer.hpp"
@@ -56,6 +59,7 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   };
   if (fault::armed(fault::Point::kFailRank) == world_->rank())
     LLAMAFT_FAIL("injected failure on this rank (fault point fail_rank)");
+  lock_folders();
   // Before the (possibly minutes-long) load: a preemption signal that arrives while the model and data are
   // read is kept, and honoured at the first step boundary, instead of killing the rank with no checkpoint.
   policy_.install_signals();
@@ -104,6 +108,37 @@ void Trainer::validate(const Config& cfg, int world_size) {
   const TrainSettings settings = TrainSettings::from_config(cfg, world_size);
   (void)CheckpointSettings::from_config(cfg);
   (void)read_model_config(settings.model_dir);
+}
+
+void Trainer::lock_folders() {
+  std::string error;
+  if (lead_) {
+    try {
+      locks_.push_back(RunLock::acquire(settings_.out_dir, "output.dir"));
+      std::error_code ec;
+      if (!std::filesystem::equivalent(settings_.out_dir, settings_.checkpoint_dir, ec))
+        locks_.push_back(RunLock::acquire(settings_.checkpoint_dir, "checkpoint.dir"));
+    } catch (const Error& e) {
+      error = e.what();
+      locks_.clear();
+    }
+  }
+  int64_t n = static_cast<int64_t>(error.size());
+  world_->broadcast(&n, sizeof(n), 0);
+  error.resize(static_cast<size_t>(n));
+  world_->broadcast(error.data(), error.size(), 0);
+  if (!error.empty()) throw Error::agreed(error, kExitUserError, lead_);
+  if (lead_ && std::getenv("LLAMAFT_EXIT_STATUS_FILE")) std::remove(std::getenv("LLAMAFT_EXIT_STATUS_FILE"));
+}
+
+void Trainer::record_exit_status(int code) const {
+  const char* path = std::getenv("LLAMAFT_EXIT_STATUS_FILE");
+  if (!path || !*path) return;
+  try {
+    write_file_durably(path, std::to_string(code) + "\n");
+  } catch (const std::exception& e) {
+    std::cerr << "llamaft train: warning: cannot write LLAMAFT_EXIT_STATUS_FILE: " << e.what() << "\n";
+  }
 }
 
 void Trainer::load_data() {
@@ -175,8 +210,19 @@ void Trainer::resume() {
   identity_.seed = static_cast<int64_t>(settings_.seed);
   identity_.shuffle = settings_.shuffle;
   identity_.data_path = settings_.data_path;
+  identity_.data_fingerprint = data_fingerprint(settings_.data_path);
   identity_.seq_len = settings_.seq_len;
   identity_.allow_data_change = settings_.allow_data_change;
+  if (settings_.lora.enabled()) {
+    identity_.lora_r = settings_.lora.rank;
+    identity_.lora_alpha = settings_.lora.alpha;
+    identity_.lora_rslora = settings_.lora.rslora;
+    for (int t = 0; t < kNumLoraTargets; ++t)
+      if (settings_.lora.targets[t])
+        identity_.lora_targets += (identity_.lora_targets.empty() ? "" : ",") + std::string(lora_target_name(t));
+    identity_.base_quant = quant::kind_name(settings_.base_quant);
+  }
+  identity_.allow_lora_change = settings_.allow_lora_change;
   identity_.strategy = strategy_name(settings_.strategy);
   checkpoints_->remove_stale();
   if (policy_.settings().async && policy_.periodic()) checkpoints_->reserve_staging(*fsdp_);
@@ -527,12 +573,17 @@ int Trainer::train() {
     if (lead_ && was_in_flight)
       std::cerr << "llamaft train: waited " << waited << " s for the save in flight, then saved step " << state_.step
                 << " in " << checkpoints_->last_save().seconds << " s\n";
-    if (lead_ && d.signal)
+    // SIGINT alone (max-reduced: any other signal on any rank wins) is a person's Ctrl-C.
+    const int code = !d.signal ? kExitOk : d.signal == SIGINT ? kExitInterrupted : kExitRequeue;
+    if (lead_ && d.signal == SIGINT)
+      std::cerr << "llamaft train: interrupted; checkpointed at step " << state_.step << ", exiting " << code << "\n";
+    else if (lead_ && d.signal)
       std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state_.step
-                << ", exiting " << kExitRequeue << " (requeue me)\n";
+                << ", exiting " << code << " (requeue me)\n";
     if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
+    if (lead_ && d.signal) record_exit_status(code);
     progress_->finish();
-    return d.signal ? kExitRequeue : kExitOk;
+    return code;
   }
   progress_->finish();
   settle_checkpoint(true);

@@ -42,6 +42,7 @@ except ImportError:  # scripts/install-deps.sh --tests installs python3-crc32c
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 FAILURES = []
+LOCK_FILE = ".llamaft.lock"  # the job's lock on the folder (RunLock): information only
 BLOCK = 1 << 20
 
 
@@ -68,7 +69,7 @@ def sha(path):
 
 
 def tree_sha(folder):
-    return {n: sha(os.path.join(folder, n)) for n in sorted(os.listdir(folder))}
+    return {n: sha(os.path.join(folder, n)) for n in sorted(os.listdir(folder)) if n != LOCK_FILE}
 
 
 def verify_checksums(h5_path):
@@ -178,7 +179,7 @@ def main():
                     with open(f"{tfs}/filler", "wb") as f:  # 4 MB left: a save needs ~13 MB
                         f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (4 << 20)))
                     r = run(a, np_, out, base)
-                    left = sorted(os.listdir(ck))
+                    left = sorted(n for n in os.listdir(ck) if n != LOCK_FILE)
                     check(r.returncode == 4 and r.seconds < 60 and one_message(r.stderr, "No space left on device") and
                           "rank" in r.stderr and ck in r.stderr,
                           f"np={np_}: the asynchronous step-6 save on a full disk: exit {r.returncode} in "
@@ -209,7 +210,7 @@ def main():
             run(a, 2, out, ["--train.exit_after_steps", "6"])
             before = sha(f"{out}/checkpoints/step_000006/state.h5")
             r = run(a, 2, out, ["--checkpoint.async", mode], env=dict(ENV, LLAMAFT_FAULTS="save_enospc=9"))
-            left = sorted(os.listdir(f"{out}/checkpoints"))
+            left = sorted(n for n in os.listdir(f"{out}/checkpoints") if n != LOCK_FILE)
             check(r.returncode == 4 and r.seconds < 60 and one_message(r.stderr, "No space left on device") and
                   "rank 1" in r.stderr and "previous checkpoint is intact" in r.stderr,
                   f"async={mode}: ENOSPC in rank 1's write of step 9: exit {r.returncode} in {r.seconds:.1f} s, "
@@ -284,7 +285,7 @@ def main():
         ok = ok and r.returncode == 0 and (latest is None or f"{latest} at step" in r.stderr)
         usable += ok
         if not ok:
-            print("     " + "\n     ".join(r.stderr.splitlines()[-6:]) + f"\n     left: {sorted(os.listdir(ck))}")
+            print("     " + "\n     ".join(r.stderr.splitlines()[-6:]) + f"\n     left: {sorted(n for n in os.listdir(ck) if n != LOCK_FILE)}")
         print(f"     trial {t}: killed at latest={latest}, exit {proc.returncode}: "
               f"{'verified and resumed' if ok else 'FAILED'}", flush=True)
         if ok:

@@ -14,8 +14,10 @@
 - a checkpoint that does not fit on the disk (a small tmpfs) exits 4 within
   seconds at np = 1 and 2, naming the cause, with the previous checkpoint
   intact and resumable (it used to deadlock at np = 2 inside HDF5);
-- resuming with another data.path or data.seq_len is refused unless
-  checkpoint.allow_data_change = true, and then the banner says so;
+- resuming on other data (other contents, even at the same data.path) or
+  another data.seq_len is refused unless checkpoint.allow_data_change =
+  true, and then the banner says so; the same contents under another
+  spelling of the path resume;
 - eval and train accept the folder `llamaft prepare --output DIR` wrote.
 
 Usage: check_no_silent_results.py --llamaft BIN --workdir DIR
@@ -36,6 +38,7 @@ import st_numpy  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 FAILURES = []
+LOCK_FILE = ".llamaft.lock"  # the job's lock on the folder (RunLock): information only
 
 
 def check(cond, what):
@@ -185,7 +188,7 @@ def main():
                 check(code == 4 and "No space left on device" in text and "rank 0" in text and secs < 60,
                       f"np={np_}: the step-4 checkpoint on a full disk exits 4 in {secs:.1f} s, naming host, "
                       f"rank, path and the cause")
-                left = sorted(os.listdir(ck))
+                left = sorted(n for n in os.listdir(ck) if n != LOCK_FILE)
                 os.remove(filler)
                 code, text = train(a, np_, base)
                 check(code == 0 and "resumed from" in text and "step_000002 at step 2" in text and
@@ -195,20 +198,36 @@ def main():
         finally:
             subprocess.run(["umount", "-l", ck_fs])
 
-    # ---- resume with other data
+    # ---- resume with other data: identified by content, not by the path's spelling
     res = os.path.join(a.workdir, "resume")
-    code, _ = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--train.exit_after_steps", "2"])
+    datap = os.path.join(a.workdir, "data_resume.jsonl")
+    shutil.copy(data, datap)
+    code, _ = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--train.exit_after_steps", "2",
+                           "--data.path", datap])
     check(code == 0, f"first half of a run to resume: exit {code}")
-    data2 = os.path.join(a.workdir, "data2.jsonl")
-    shutil.copy(data, data2)
-    code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--data.path", data2])
-    check(code == 2 and "allow_data_change" in text, f"resume on another data.path refused: exit {code}")
-    code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--data.seq_len", "8"])
+    with open(data) as f:
+        rows = f.read().splitlines()
+    with open(datap, "w") as f:  # same path, other contents
+        f.write("\n".join(rows[1:] + rows[:1]) + "\n")
+    code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--data.path", datap])
+    check(code == 2 and "allow_data_change" in text and "content" in text,
+          f"resume on other contents at the same data.path refused: exit {code}")
+    shutil.copy(data, datap)
+    code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--data.seq_len", "8",
+                              "--data.path", datap])
     check(code == 2 and "data.seq_len = 16" in text, f"resume with another data.seq_len refused: exit {code}")
+    spelled = os.path.join(a.workdir, ".", "..", os.path.basename(a.workdir), "data_resume.jsonl")
+    code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--train.exit_after_steps", "3",
+                              "--data.path", spelled])
+    check(code == 0 and "resumed from" in text,
+          f"the same contents under another spelling of the path ({spelled}) resume: exit {code}")
+    data2 = os.path.join(a.workdir, "data2.jsonl")
+    with open(data2, "w") as f:
+        f.write("\n".join(rows[1:] + rows[:1]) + "\n")
     code, text = train(a, 1, ["--output.dir", res, "--train.steps", "4", "--data.path", data2,
                               "--checkpoint.allow_data_change", "true"])
     check(code == 0 and "allow_data_change = true: resuming on data.path" in text,
-          f"resume on another data.path with allow_data_change: exit {code}, said in the banner")
+          f"resume on other data with allow_data_change: exit {code}, said in the banner")
 
     # ---- the folder `prepare` wrote
     prep = os.path.join(a.workdir, "prepared")

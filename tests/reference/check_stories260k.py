@@ -18,11 +18,11 @@ format to HF with convert_llama2c.py.
    with the same token count.
 3. `llamaft eval --dtype bf16` on the same windows against
    llama_ref.forward_bf16, an independent torch emulation of llamaft's bf16
-   rounding points: the two may differ only where fp32 accumulation order
-   flips a bf16 rounding, so llamaft's bf16 loss must sit within a quarter of
-   the distance between the bf16 and fp32 oracles (a rounding point missing,
-   added or left in fp32 moves it by a sizeable part of that distance), and
-   must not be the fp32 loss.
+   rounding points: the two may differ only where an fp32 value computed in
+   another accumulation order flips a bf16 rounding, so llamaft's bf16 loss
+   must sit within 5 sigma of that noise, measured by running the oracle in
+   two accumulation orders (see the comment at the check), and must not be
+   the fp32 loss.
 Exits 77 (skip) when the assets or python sentencepiece are absent.
 
 Usage: check_stories260k.py --llamaft BIN --workdir DIR [--assets DIR]
@@ -183,20 +183,48 @@ def main():
         ours16 = json.loads(r.stdout.strip().splitlines()[-1])
         check(ours16.get("dtype") == "bf16" and "computing in bf16" in r.stderr,
               "eval --dtype bf16 says it computes in bf16 (JSON dtype and stderr)")
-        total16 = 0.0
+        # The bound, from the oracle itself: two implementations with the same
+        # rounding points that differ only in the fp32 accumulation order
+        # (OpenBLAS or oneDNN's AVX512-BF16/AMX kernels in llamaft, torch here)
+        # differ where a value lands on the other side of a bf16 rounding
+        # boundary, and each such flip perturbs everything after it by a bf16
+        # ulp, which flips more roundings downstream: the difference is a sum
+        # of cascades, not the first-order sum of independent flips (that
+        # model, sum min(1, d/ulp) (g ulp)^2, predicts 1.5e-5 where two torch
+        # accumulation orders differ by 6e-5, and single batches by 10-15 of
+        # its sigmas). So its scale is measured where it arises: the oracle is
+        # run again with every product accumulated in double (another valid
+        # order), the per-batch differences D_b of the summed losses give the
+        # variance of one order against another, sum_b D_b^2, and llamaft's
+        # order may differ from the oracle's by 5 sigma = 5 sqrt(sum D_b^2) / N.
+        # A rounding point missing or added moves the loss by about as much as
+        # this noise on a 5-layer model, so the rounding points themselves are
+        # checked op by op (tests/unit/test_cpu_bf16.cpp); here it is the
+        # whole model, on any CPU.
+        # (sum D_b^2 is estimated from every other batch, scaled by 2: the
+        # second oracle pass costs as much as the first.)
+        total16, sq, sampled = 0.0, 0.0, 0
         with torch.no_grad():
-            for batch in batches:
+            for i, batch in enumerate(batches):
                 ids = torch.tensor(batch)
-                logits = llama_ref.forward_bf16(cfg, params, ids).double()
-                total16 += llama_ref.hf_loss(logits, ids).item() * ids.shape[0] * (ids.shape[1] - 1)
+                n = ids.shape[0] * (ids.shape[1] - 1)
+                l32 = llama_ref.hf_loss(llama_ref.forward_bf16(cfg, params, ids).double(), ids).item() * n
+                total16 += l32
+                if i % 2 == 0:
+                    l64 = llama_ref.hf_loss(llama_ref.forward_bf16(cfg, params, ids, torch.float64).double(),
+                                            ids).item() * n
+                    sq += (l64 - l32) ** 2
+                    sampled += 1
         want16 = total16 / count
+        sigma = (sq * len(batches) / sampled) ** 0.5 / count
         twin = abs(ours16["loss"] - want16)
         spread = abs(want16 - want)
         print(f"eval bf16: llamaft {ours16['loss']:.6f}, bf16 oracle {want16:.6f}, fp32 oracle {want:.6f}: "
-              f"|llamaft - bf16 oracle| = {twin:.2e}, |bf16 oracle - fp32 oracle| = {spread:.2e}")
+              f"|llamaft - bf16 oracle| = {twin:.2e} ({twin / sigma:.1f} sigma), |bf16 oracle - fp32 oracle| = "
+              f"{spread:.2e}; accumulation-order sigma {sigma:.2e}")
         check(ours16["tokens"] == count, "eval --dtype bf16 counts the same target tokens")
-        check(twin <= spread / 4, f"llamaft's bf16 loss is within a quarter of the bf16-fp32 spread of the bf16 "
-              f"oracle ({twin:.2e} <= {spread / 4:.2e})")
+        check(twin <= 5 * sigma, f"llamaft's bf16 loss is within 5 sigma of accumulation-order noise of the bf16 "
+              f"oracle ({twin:.2e} <= {5 * sigma:.2e})")
         check(ours16["loss"] != ours["loss"], "the bf16 loss is not the fp32 loss (bf16 really ran)")
     cmd = [a.llamaft, "generate", "--model", model, "--prompt-ids", "1", "--max-new-tokens", "32", "--temperature",
            "0", "--json", "--dtype", "bf16"]

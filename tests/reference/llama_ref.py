@@ -257,7 +257,7 @@ def bf16_round(x):
     return x.to(torch.bfloat16).to(torch.float32)
 
 
-def forward_bf16(cfg, p, ids):
+def forward_bf16(cfg, p, ids, accumulate=torch.float32):
     """llamaft's bf16 compute (train.param_dtype = bf16, eval --dtype bf16),
     written independently in float32 torch: the weights rounded to bf16, every
     op computing in fp32, and each stored activation rounded to bf16 where
@@ -266,8 +266,15 @@ def forward_bf16(cfg, p, ids):
     stream after each of its two additions, gate|up, the SwiGLU output, the
     final norm and the logits. For head_dim 64 and 128 attention also rounds
     the unnormalised probabilities before P V and divides by their fp32 sum
-    afterwards. Returns the bf16 logits (B, T, V) as float32."""
+    afterwards. Returns the bf16 logits (B, T, V) as float32.
+
+    accumulate=torch.float64 computes every product (GEMMs, attention) in
+    double and rounds it to fp32 once: the same rounding points with another
+    accumulation order, the scale of what any two fp32 GEMM kernels differ by."""
     R = bf16_round
+
+    def mm(a, b):
+        return (a.to(accumulate) @ b.to(accumulate)).to(torch.float32)
     p = {name: R(t.to(torch.float32)) for name, t in p.items()}
     B, T = ids.shape
     H, KV, hd = cfg["num_attention_heads"], num_kv_heads(cfg), head_dim(cfg)
@@ -278,29 +285,28 @@ def forward_bf16(cfg, p, ids):
     for layer in range(cfg["num_hidden_layers"]):
         pre = f"model.layers.{layer}."
         h = R(rms_norm(x, p[pre + "input_layernorm.weight"], eps))
-        q = R(h @ p[pre + "self_attn.q_proj.weight"].T).view(B, T, H, hd).transpose(1, 2)
-        k = R(h @ p[pre + "self_attn.k_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)
-        v = R(h @ p[pre + "self_attn.v_proj.weight"].T).view(B, T, KV, hd).transpose(1, 2)
+        q = R(mm(h, p[pre + "self_attn.q_proj.weight"].T)).view(B, T, H, hd).transpose(1, 2)
+        k = R(mm(h, p[pre + "self_attn.k_proj.weight"].T)).view(B, T, KV, hd).transpose(1, 2)
+        v = R(mm(h, p[pre + "self_attn.v_proj.weight"].T)).view(B, T, KV, hd).transpose(1, 2)
         q = R(q * cos + rotate_half(q) * sin)
         k = R(k * cos + rotate_half(k) * sin)
         k = k.repeat_interleave(H // KV, dim=1)
         v = v.repeat_interleave(H // KV, dim=1)
-        scores = torch.baddbmm(mask, q.reshape(B * H, T, hd), k.reshape(B * H, T, hd).transpose(1, 2),
-                               alpha=1.0 / math.sqrt(hd))
+        scores = mask + mm(q.reshape(B * H, T, hd), k.reshape(B * H, T, hd).transpose(1, 2)) * (1.0 / math.sqrt(hd))
         if hd in (64, 128):
             e = torch.exp(scores - scores.max(-1, keepdim=True).values)
-            o = torch.bmm(R(e), v.reshape(B * H, T, hd)) / e.sum(-1, keepdim=True)
+            o = mm(R(e), v.reshape(B * H, T, hd)) / e.sum(-1, keepdim=True)
         else:
-            o = torch.bmm(torch.softmax(scores, dim=-1), v.reshape(B * H, T, hd))
+            o = mm(torch.softmax(scores, dim=-1), v.reshape(B * H, T, hd))
         o = R(o).view(B, H, T, hd).transpose(1, 2).reshape(B, T, H * hd)
-        x = R(x + o @ p[pre + "self_attn.o_proj.weight"].T)
+        x = R(x + mm(o, p[pre + "self_attn.o_proj.weight"].T))
         h = R(rms_norm(x, p[pre + "post_attention_layernorm.weight"], eps))
-        g = R(h @ p[pre + "mlp.gate_proj.weight"].T)
-        u = R(h @ p[pre + "mlp.up_proj.weight"].T)
-        x = R(x + R(torch.nn.functional.silu(g) * u) @ p[pre + "mlp.down_proj.weight"].T)
+        g = R(mm(h, p[pre + "mlp.gate_proj.weight"].T))
+        u = R(mm(h, p[pre + "mlp.up_proj.weight"].T))
+        x = R(x + mm(R(torch.nn.functional.silu(g) * u), p[pre + "mlp.down_proj.weight"].T))
     x = R(rms_norm(x, p["model.norm.weight"], eps))
     head = p["model.embed_tokens.weight"] if is_tied(cfg) else p["lm_head.weight"]
-    return R(x @ head.T)
+    return R(mm(x, head.T))
 
 
 def hf_loss(logits, labels):

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -208,6 +209,7 @@ TEST(Cli, PrintConfigListsEachSectionOnce) {
 
 TEST(Cli, InitTakesBf16) {
   const std::string dir = ::testing::TempDir() + "/init_bf16";
+  std::filesystem::remove_all(dir);  // init refuses a non-empty folder without --force
   const auto r = run("init --preset tiny --dtype bf16 --output " + dir);
   EXPECT_EQ(r.code, 0) << r.output;
   std::ifstream cfg(dir + "/config.json");

@@ -323,7 +323,7 @@ std::vector<BadCase> bad_cases() {
       {"header_not_utf8", file_bytes("{\"a\xff\":1}", 0), "header is not valid UTF-8 (byte 11"},
       {"header_overlong_utf8", file_bytes("{\"\xc0\xaf\":1}", 0), "not valid UTF-8"},
       {"header_not_json", file_bytes(R"({"a":{"dtype":"F32",)", 0), "header is not valid JSON"},
-      {"header_trailing_garbage", file_bytes("{} x", 0), "header is not valid JSON"},
+      {"header_trailing_garbage", file_bytes("{} x", 0), "runs past the end of its JSON"},
       {"entry_not_object", file_bytes(R"({"a":[1,2]})", 0), "tensor 'a' must be an object"},
       {"entry_missing_dtype", file_bytes(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4), "missing or non-string 'dtype'"},
       {"entry_unknown_field", file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}})", 4),

@@ -430,9 +430,15 @@ class CpuBackend final : public Backend {
     }
     float mx = -INFINITY;
     for (int i = 0; i < vocab; ++i) mx = std::max(mx, row[i]);
-    float se = 0.f;
+    // The sum of exp(x - max) over the vocabulary in double: summed one fp32
+    // addition at a time, every term below half an ulp of the running sum
+    // (~1 once the max is in) is lost, biasing the log-sum-exp down (4e-5
+    // relative on SmolLM2's 49,152-token vocabulary). In double the error is
+    // at most vocab * 2^-53 relative (5e-12 at 49,152), far below the final
+    // rounding to fp32.
+    double se = 0.0;
     for (int i = 0; i < vocab; ++i) se += expf(row[i] - mx);
-    const float lse_r = mx + logf(se);
+    const float lse_r = mx + static_cast<float>(std::log(se));
     const float loss = lse_r - row[label];
     for (int i = 0; i < vocab; ++i) row[i] = ce_grad_elem(row[i], lse_r, i == label, scale);
     return loss;
@@ -485,20 +491,20 @@ void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const fl
         float* row = S + static_cast<size_t>(r) * kend;
         float mx = -INFINITY;
         for (int j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
-        float se = 0.f;
+        double se = 0.0;  // in double, as the loss head's sum (long contexts)
         for (int j = 0; j < kend; ++j) {
           const float p = (j >= lo && j < hi) ? expf(row[j] - mx) : 0.f;
           row[j] = p;
           se += p;
         }
-        const float inv = 1.f / se;
+        const float inv = static_cast<float>(1.0 / se);
         if (round_p) {  // bf16 P, unnormalised; O is divided by the fp32 row sum afterwards
           inv_sum[r] = inv;
           for (int j = lo; j < hi; ++j) row[j] = static_cast<float>(bf16(row[j]));
         } else {
           for (int j = lo; j < hi; ++j) row[j] *= inv;
         }
-        lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + t0 + r] = mx + logf(se);
+        lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + t0 + r] = mx + static_cast<float>(std::log(se));
       }
       cpu::sgemm(gemm_impl_, false, false, rows, hd, kend, 1.f, S, kend, vg, s.ldv, 0.f, oh, s.ldo);
       if (round_p)
