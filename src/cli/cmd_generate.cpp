@@ -27,6 +27,7 @@ int run_generate(const Config& cfg) {
   auto tok = load_tokenizer(cfg.get_string("model.tokenizer"), dir);
 
   std::vector<int32_t> prompt;
+  ChatTemplate tmpl = named_template("none");
   const bool has_text = !cfg.get_string("generate.prompt").empty();
   const bool has_ids = !cfg.get_string("generate.prompt_ids").empty();
   LLAMAFT_REQUIRE(has_text != has_ids, "generate: give exactly one of --prompt TEXT or --prompt-ids IDS");
@@ -34,29 +35,32 @@ int run_generate(const Config& cfg) {
     prompt = parse_token_ids(cfg.get_string("generate.prompt_ids"), mc.vocab_size, "generate: --prompt-ids");
   } else {
     LLAMAFT_REQUIRE(tok, "generate: --prompt needs a tokenizer, but '", dir,
-                    "' has no tokenizer.model; pass --tokenizer PATH or use --prompt-ids");
+                    "' has no tokenizer (tokenizer.model or tokenizer.json); pass --tokenizer PATH or use --prompt-ids");
     LLAMAFT_REQUIRE(tok->vocab_size() <= mc.vocab_size, "generate: the tokenizer ",
                     cfg.get_string("model.tokenizer").empty() ? "next to the model" : "'" + cfg.get_string("model.tokenizer") + "'",
                     " has a vocabulary of ", tok->vocab_size(), " tokens, larger than the model's ", mc.vocab_size,
                     " (", dir, "/config.json vocab_size): its ids would index past the embedding; use the tokenizer "
                     "the model was trained with");
-    const Template tmpl = parse_template(cfg.get_string("generate.template"));
-    if (tmpl == Template::kNone) {
+    // The chat template: --template, or the model's own (auto) when it has one.
+    const std::string tok_opt = cfg.get_string("model.tokenizer");
+    const std::string tmpl_dir =
+        tok_opt.empty() ? dir : (tok_opt.find('/') == std::string::npos ? "." : tok_opt.substr(0, tok_opt.rfind('/')));
+    tmpl = resolve_template(cfg.get_string("generate.template"), tmpl_dir, "none", "generate");
+    const std::string system = cfg.get_string("generate.system");
+    if (tmpl.family == TemplateFamily::kNone) {
+      LLAMAFT_REQUIRE(system.empty(), "generate: --system needs a chat template, and the template is none (",
+                      tmpl.describe(), "); choose one with --template chatml|llama2|llama3|llama3.1|alpaca");
       prompt = tok->encode(cfg.get_string("generate.prompt"));
       prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
     } else {
-      // A chat turn in the template, then the open assistant turn to continue.
+      // A user turn in the template, then the open assistant turn to continue
+      // (transformers' add_generation_prompt=True).
       std::vector<Message> msgs;
-      if (!cfg.get_string("generate.system").empty()) msgs.push_back({"system", cfg.get_string("generate.system")});
+      if (!system.empty()) msgs.push_back({"system", system});
       msgs.push_back({"user", cfg.get_string("generate.prompt")});
-      prompt = render_chat(*tok, tmpl, msgs, true).ids;
-      if (tmpl == Template::kLlama3) {
-        prompt.push_back(tok->special_id("<|start_header_id|>"));
-        for (int32_t id : tok->encode("assistant")) prompt.push_back(id);
-        prompt.push_back(tok->special_id("<|end_header_id|>"));
-        for (int32_t id : tok->encode("\n\n")) prompt.push_back(id);
-      }
+      prompt = render_chat(*tok, tmpl, msgs, true, /*add_generation_prompt=*/true).ids;
     }
+    std::cerr << "generate: template " << tmpl.describe() << "\n";
   }
 
   const bool bf16 = cfg.get_string("eval.dtype") == "bf16";
@@ -75,6 +79,7 @@ int run_generate(const Config& cfg) {
   if (tok) {
     for (const char* end : {"<|eot_id|>", "</s>"})
       if (tok->special_id(end) >= 0) stops.push_back(tok->special_id(end));
+    for (int32_t id : end_of_turn_ids(*tok, tmpl)) stops.push_back(id);
   }
   if (!cfg.get_string("generate.stop_ids").empty())
     for (int32_t id : parse_token_ids(cfg.get_string("generate.stop_ids"), mc.vocab_size, "generate: --stop-ids"))
@@ -86,7 +91,13 @@ int run_generate(const Config& cfg) {
   const std::vector<int32_t>& out = d.ids;
   const bool stopped = d.stopped;
 
-  const std::string text = tok ? tok->decode(out) : "";
+  // Ids past the tokenizer's vocabulary (a model's padded embedding rows)
+  // have no text: the text skips them; --json's ids keep them.
+  std::vector<int32_t> known;
+  if (tok)
+    for (int32_t id : out)
+      if (id >= 0 && id < tok->vocab_size()) known.push_back(id);
+  const std::string text = tok ? tok->decode(known) : "";
   if (cfg.get_bool("generate.json")) {
     nlohmann::json j = {{"prompt_ids", prompt}, {"ids", out}, {"text", text}, {"stopped_at_eos", stopped}};
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;

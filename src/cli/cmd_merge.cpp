@@ -1,11 +1,13 @@
 // `llamaft merge`: W <- W + scale * B A for every adapted module, written as
-// HF safetensors (config.json + model.safetensors) that need no adapter.
+// HF safetensors (config.json + model.safetensors) that need no adapter, with
+// the base's tokenizer files and generation_config.json beside them.
 #include <iostream>
 
 #include "cli/command.hpp"
 #include "cli/runtime.hpp"
 #include "core/error.hpp"
 #include "core/util.hpp"
+#include "model/export_files.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
 
@@ -36,10 +38,16 @@ int run_merge(const Config& cfg) {
                static_cast<int>(o.in));
     }
   }
+  // The base's tokenizer files and generation_config.json go in after the
+  // weights and before config.json: the merged folder stands on its own.
+  std::vector<std::string> companions;
   save_hf_model(out, mc, layout, cfg.get_string("init.dtype") == "bfloat16", *be, params,
-                parse_shard_size(cfg.get_string("init.max_shard_size"), "init.max_shard_size"));
+                parse_shard_size(cfg.get_string("init.max_shard_size"), "init.max_shard_size"),
+                [&] { companions = write_companion_files(base, out, mc); });
+  std::string list;
+  for (const auto& n : companions) list += (list.empty() ? "" : ", ") + n;
   std::cout << "merge: wrote " << base << " + " << adapter << " (r=" << lora.rank << ", scale " << scale
-            << ") to " << out << "\n";
+            << ") to " << out << " with " << list << "\n";
   return 0;
 }
 

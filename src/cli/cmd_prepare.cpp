@@ -88,7 +88,8 @@ std::string field(const json& j, const char* key, bool required) {
 }
 
 // tok may be null for format "tokens".
-Rendered render_record(const json& j, const std::string& format, const Tokenizer* tok, Template t, bool train_on_prompt,
+Rendered render_record(const json& j, const std::string& format, const Tokenizer* tok, const ChatTemplate& t,
+                       bool train_on_prompt,
                        int64_t vocab) {
   if (format == "alpaca") {
     const std::string out = field(j, "output", true);
@@ -253,7 +254,16 @@ int run_prepare(const Config& cfg) {
   const std::string tok_path = cfg.get_string("model.tokenizer");
   const std::string format = cfg.get_string("prepare.format");
   const std::unique_ptr<Tokenizer> tok = prepare_tokenizer(cfg, format);
-  const Template tmpl = parse_template(cfg.get_string("prepare.template"));
+  // The template: --template, or (auto) the chat template next to the
+  // tokenizer (or the model) when there is one; only Alpaca and chat rows use it.
+  ChatTemplate tmpl = named_template("none");
+  if (format == "alpaca" || format == "chat") {
+    const std::string dir = !tok_path.empty()
+                                ? (tok_path.find('/') == std::string::npos ? "." : tok_path.substr(0, tok_path.rfind('/')))
+                                : cfg.get_string("model.path");
+    tmpl = resolve_template(cfg.get_string("prepare.template"), dir, "none", "prepare");
+    std::cerr << "prepare: template " << tmpl.describe() << "\n";
+  }
   const int seq_len = static_cast<int>(cfg.get_int("prepare.seq_len"));
   const bool pack = cfg.get_bool("prepare.pack");
   const bool train_on_prompt = cfg.get_bool("prepare.train_on_prompt");
@@ -307,7 +317,8 @@ int run_prepare(const Config& cfg) {
         {"format", kPreparedFormat}, {"split", split}, {"rows", w.rows()}, {"tokens", w.tokens()},
         {"tokenizer", tok_file}, {"tokenizer_hash", tok ? tokenizer_file_hash(tok_file) : "none"},
         {"tokenizer_kind", tok ? tok->kind() : "none"},
-        {"input_format", format}, {"template", cfg.get_string("prepare.template")}, {"seq_len", seq_len},
+        {"input_format", format}, {"template", tmpl.name()}, {"template_source", tmpl.describe()},
+        {"seq_len", seq_len},
         {"packed", pack}, {"train_on_prompt", train_on_prompt}, {"val_fraction", val_fraction},
         {"inputs", inputs}, {"documents_total", st.documents}, {"target_tokens_total", st.target_tokens},
         {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},

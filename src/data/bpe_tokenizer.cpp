@@ -459,23 +459,34 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
                       "' names a token not in the vocabulary");
       full.merges.emplace_back(ia->second, ib->second);
     }
-    // bos/eos are not in tokenizer.json; tokenizer_config.json beside it names them.
-    const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-    std::ifstream tc_in(dir + "/tokenizer_config.json");
-    if (tc_in.good()) {
-      try {
-        const nlohmann::json tc = nlohmann::json::parse(tc_in);
-        auto name_of = [&](const char* key) -> std::string {
-          if (!tc.contains(key)) return "";
-          if (tc[key].is_string()) return tc[key].get<std::string>();
-          if (tc[key].is_object() && tc[key].contains("content")) return tc[key]["content"].get<std::string>();
-          return "";
-        };
+  }
+  // bos/eos are not in tokenizer.json; tokenizer_config.json beside it names
+  // them (a Llama 3 Instruct folder's EOS is <|eot_id|>, its base's
+  // <|end_of_text|>). Without it, GPT-2-style files have none and Llama 3
+  // files keep <|begin_of_text|> / <|end_of_text|>.
+  const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  std::ifstream tc_in(dir + "/tokenizer_config.json");
+  if (tc_in.good()) {
+    try {
+      const nlohmann::json tc = nlohmann::json::parse(tc_in);
+      auto name_of = [&](const char* key) -> std::string {
+        if (!tc.contains(key)) return "";
+        if (tc[key].is_string()) return tc[key].get<std::string>();
+        if (tc[key].is_object() && tc[key].contains("content")) return tc[key]["content"].get<std::string>();
+        return "";
+      };
+      if (full.merges_mode) {
         full.bos_name = name_of("bos_token");
         full.eos_name = name_of("eos_token");
-      } catch (const std::exception& e) {
-        LLAMAFT_FAIL(dir, "/tokenizer_config.json: not valid JSON (", e.what(), ")");
+      } else {
+        auto is_special = [&](const std::string& n) {
+          return std::any_of(specials.begin(), specials.end(), [&](const auto& sp) { return sp.first == n; });
+        };
+        if (is_special(name_of("bos_token"))) full.bos_name = name_of("bos_token");
+        if (is_special(name_of("eos_token"))) full.eos_name = name_of("eos_token");
       }
+    } catch (const std::exception& e) {
+      LLAMAFT_FAIL(dir, "/tokenizer_config.json: not valid JSON (", e.what(), ")");
     }
   }
   return std::make_unique<BpeTokenizer>(std::move(id_to_bytes), std::move(specials), path, std::move(full));

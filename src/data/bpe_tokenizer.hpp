@@ -4,7 +4,8 @@
 // the 256 special tokens after the ranks. GPT-2-style tokenizer.json files
 // (a ByteLevel pre-tokenizer with its regex, optionally after
 // Digits(individual_digits), as SmolLM2's) merge by the merge list, as
-// `tokenizers` does, and take bos/eos from tokenizer_config.json beside them.
+// `tokenizers` does. Both kinds take bos/eos from tokenizer_config.json beside
+// them when it names them (a Llama 3 Instruct folder ends turns with <|eot_id|>).
 // Invalid UTF-8 in the input is replaced by U+FFFD first, as reading the text
 // in Python would.
 #pragma once

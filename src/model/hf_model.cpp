@@ -174,7 +174,8 @@ void remove_stale_weights(const std::string& model_dir, const std::vector<ShardP
 }  // namespace
 
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout, bool bf16,
-                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes) {
+                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes,
+                   const std::function<void()>& before_config) {
   make_directories(model_dir);
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
   const std::vector<ShardPlan> shards = plan_shards(layout, io::dtype_size(dt), max_shard_bytes);
@@ -208,18 +209,20 @@ void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const P
     write_file_durably(model_dir + "/model.safetensors.index.json", index.dump(2) + "\n");
   }
   remove_stale_weights(model_dir, shards);
+  if (before_config) before_config();
   save_model_config(model_dir, cfg, bf16);
 }
 
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes) {
+                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes,
+                   const std::function<void()>& before_config) {
   std::vector<int> unit_of;
   save_hf_model(model_dir, cfg, layout, bf16, [&](const TensorSlot& slot, float* dst) {
     int unit = -1;
     const TensorSlot* s = nullptr;
     LLAMAFT_CHECK(layout.find(slot.hf_name, &unit, &s), "unknown tensor ", slot.hf_name);
     be.to_host(dst, params.params(unit) + s->offset, sizeof(float) * s->numel());
-  }, max_shard_bytes);
+  }, max_shard_bytes, before_config);
 }
 
 namespace {

@@ -64,12 +64,16 @@ void require_finite(const float* x, size_t n, const std::string& what);
 // weight is an error (exit 3) and leaves no new file behind. `fill(slot,
 // out)` produces a tensor's values (host fp32, slot.numel() floats) one
 // tensor at a time, so the whole model never needs to be in host memory.
+// `before_config`, when given, runs after the weights and before config.json
+// (merge writes the base's tokenizer files there).
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout, bool bf16,
-                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes = 0);
+                   const std::function<void(const TensorSlot&, float*)>& fill, uint64_t max_shard_bytes = 0,
+                   const std::function<void()>& before_config = nullptr);
 
 // Convenience: save resident params.
 void save_hf_model(const std::string& model_dir, const LlamaConfig& cfg, const ParamLayout& layout,
-                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes = 0);
+                   bool bf16, Backend& be, ResidentParams& params, uint64_t max_shard_bytes = 0,
+                   const std::function<void()>& before_config = nullptr);
 
 // init.max_shard_size: "5GB" (10^9), "2GiB" (2^30), a byte count, or 0 / ""
 // for one file. Anything else throws naming `key`.

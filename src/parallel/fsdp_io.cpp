@@ -15,6 +15,7 @@
 #include "core/util.hpp"
 #include "io/hf_tensors.hpp"
 #include "io/safetensors.hpp"
+#include "model/export_files.hpp"
 #include "model/hf_model.hpp"
 #include "model/lora.hpp"
 #include "core/rng.hpp"
@@ -123,7 +124,7 @@ namespace {
 // place and run `rank0_commit` (the small JSON beside it). Non-finite
 // weights are refused (exit 3) before anything is written.
 void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bool lora_units,
-                 const std::function<void()>& rank0_commit) {
+                 const std::function<void()>& rank0_commit, const std::function<void()>& rank0_before_rename = nullptr) {
   const auto& layout = fsdp.layout();
   Communicator& world = fsdp.world();
   auto selected = [&](const Unit& u) { return (u.kind == UnitKind::kLora) == lora_units; };
@@ -192,6 +193,7 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
   });
   if (ok) ok = attempt([&] {
     if (world.rank() != 0) return;
+    if (rank0_before_rename) rank0_before_rename();
     commit_partial(path);
     rank0_commit();
   });
@@ -205,8 +207,12 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
 
 }  // namespace
 
-void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16) {
-  write_units(dir + "/model.safetensors", fsdp, be, bf16, false, [&] { save_model_config(dir, cfg, bf16); });
+void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16,
+                    const std::string& base_dir) {
+  // The base's tokenizer files and generation_config.json go in before the
+  // weights are renamed into place, config.json last.
+  write_units(dir + "/model.safetensors", fsdp, be, bf16, false, [&] { save_model_config(dir, cfg, bf16); },
+              [&] { write_companion_files(base_dir, dir, cfg); });
 }
 
 void export_adapter_sharded(const std::string& dir, const std::string& base_model_path, Fsdp& fsdp, Backend& be) {

@@ -28,8 +28,11 @@ struct LoadStats {
 // Fills every master shard from an HF model directory (validated against cfg).
 LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be);
 
-// Writes config.json + model.safetensors (the base units) into dir, collectively.
-void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16);
+// Writes config.json + model.safetensors (the base units) into dir,
+// collectively, with base_dir's tokenizer files and generation_config.json
+// (write_companion_files) put in before the weights are renamed into place.
+void export_sharded(const std::string& dir, const LlamaConfig& cfg, Fsdp& fsdp, Backend& be, bool bf16,
+                    const std::string& base_dir);
 
 // LoRA units: PEFT's initialisation, a PEFT adapter folder in, and out.
 void init_lora_sharded(Fsdp& fsdp, Backend& be, uint64_t seed);
