@@ -43,5 +43,6 @@ int run_eval_task(const Config& cfg);  // eval --task (cmd_eval_task.cpp)
 int run_generate(const Config& cfg);
 int run_track(const Config& cfg);
 int run_convert(const Config& cfg);
+int run_export(const Config& cfg);
 
 }  // namespace llamaft

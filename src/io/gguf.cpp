@@ -174,6 +174,20 @@ void dequant_q4_1(const uint8_t* b, float* y) {
   }
 }
 
+// Q5_0: d(f16) qh[4] qs[16]; the fifth bit of value j is bit j of qh;
+// value = (q - 16) * d.
+void dequant_q5_0(const uint8_t* b, float* y) {
+  const float d = load_f16(b);
+  uint32_t qh;
+  std::memcpy(&qh, b + 2, 4);
+  const uint8_t* qs = b + 6;
+  for (int j = 0; j < 16; ++j) {
+    const int h0 = static_cast<int>((qh >> j) & 1u) << 4, h1 = static_cast<int>((qh >> (j + 16)) & 1u) << 4;
+    y[j] = d * static_cast<float>(((qs[j] & 0x0F) | h0) - 16);
+    y[j + 16] = d * static_cast<float>(((qs[j] >> 4) | h1) - 16);
+  }
+}
+
 // Q8_0: d(f16) qs[32] int8; value = q * d.
 void dequant_q8_0(const uint8_t* b, float* y) {
   const float d = load_f16(b);
@@ -296,7 +310,7 @@ std::string ggml_type_name(uint32_t type) {
 bool ggml_type_supported(uint32_t type) {
   switch (static_cast<GgmlType>(type)) {
     case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16: case GgmlType::kQ8_0: case GgmlType::kQ4_0:
-    case GgmlType::kQ4_1: case GgmlType::kQ4_K: case GgmlType::kQ5_K: case GgmlType::kQ6_K:
+    case GgmlType::kQ4_1: case GgmlType::kQ5_0: case GgmlType::kQ4_K: case GgmlType::kQ5_K: case GgmlType::kQ6_K:
       return true;
   }
   return false;
@@ -307,7 +321,7 @@ int64_t ggml_block_bytes(uint32_t type) { return type_traits(type).block_bytes; 
 
 void dequantize_gguf_rows(uint32_t type, const uint8_t* src, float* dst, int64_t n) {
   LLAMAFT_REQUIRE(ggml_type_supported(type), "GGUF tensor type ", ggml_type_name(type),
-                  " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)");
+                  " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K)");
   const int64_t bv = ggml_block_values(type), bb = ggml_block_bytes(type);
   LLAMAFT_CHECK(n % bv == 0, "dequantize: ", n, " values is not a whole number of ", ggml_type_name(type), " blocks");
   const int64_t blocks = n / bv;
@@ -317,6 +331,7 @@ void dequantize_gguf_rows(uint32_t type, const uint8_t* src, float* dst, int64_t
     case GgmlType::kBF16: for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(load_u16(src + 2 * i)); return;
     case GgmlType::kQ4_0: for (int64_t k = 0; k < blocks; ++k) dequant_q4_0(src + k * bb, dst + k * bv); return;
     case GgmlType::kQ4_1: for (int64_t k = 0; k < blocks; ++k) dequant_q4_1(src + k * bb, dst + k * bv); return;
+    case GgmlType::kQ5_0: for (int64_t k = 0; k < blocks; ++k) dequant_q5_0(src + k * bb, dst + k * bv); return;
     case GgmlType::kQ8_0: for (int64_t k = 0; k < blocks; ++k) dequant_q8_0(src + k * bb, dst + k * bv); return;
     case GgmlType::kQ4_K: for (int64_t k = 0; k < blocks; ++k) dequant_q4_k(src + k * bb, dst + k * bv); return;
     case GgmlType::kQ5_K: for (int64_t k = 0; k < blocks; ++k) dequant_q5_k(src + k * bb, dst + k * bv); return;
@@ -484,7 +499,7 @@ const uint8_t* GgufFile::tensor_data(const GgufTensorInfo& t) const { return bas
 
 void GgufFile::dequantize(const GgufTensorInfo& t, float* out) const {
   LLAMAFT_REQUIRE(ggml_type_supported(t.type), path_, ": tensor '", t.name, "' is ", ggml_type_name(t.type),
-                  ", which llamaft cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)");
+                  ", which llamaft cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K)");
   const int64_t row = t.ne[0], rows = t.numel() / row;
   const int64_t row_bytes = row / ggml_block_values(t.type) * ggml_block_bytes(t.type);
   const uint8_t* src = tensor_data(t);

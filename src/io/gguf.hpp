@@ -2,7 +2,7 @@
 // header, every metadata value type (arrays included), tensor infos and the
 // data alignment, all bounds-checked against the file's size; and fp32
 // dequantization of the block formats most published GGUFs use (F32, F16,
-// BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K), bit-equal to gguf-py's numpy
+// BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K), bit-equal to gguf-py's numpy
 // `gguf.quants.dequantize` (the same products in the same order, no fused
 // multiply-add). A malformed or truncated file is a user error (exit 2)
 // naming the file and what is wrong, never a crash; other tensor types are
@@ -47,7 +47,7 @@ struct GgufValue {
 
 // ggml tensor types by their numbers in ggml.h; the names are ggml's.
 enum class GgmlType : uint32_t {
-  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kBF16 = 30,
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kBF16 = 30,
 };
 // ggml's name for any type number ("Q5_0", "IQ2_XS", ...), "type N" if unknown.
 std::string ggml_type_name(uint32_t type);

@@ -70,6 +70,8 @@ std::string gguf_name_of(const std::string& hf) {
 
 }  // namespace
 
+std::string gguf_tensor_name(const std::string& hf_name) { return gguf_name_of(hf_name); }
+
 LlamaConfig llama_config_from_gguf(const io::GgufFile& f) {
   const std::string& path = f.path();
   const std::string arch = f.get_string("general.architecture");
@@ -128,7 +130,7 @@ const io::GgufTensorInfo& gguf_tensor_for(const io::GgufFile& f, const TensorSlo
                   slot.hf_name);
   LLAMAFT_REQUIRE(io::ggml_type_supported(t->type), f.path(), ": tensor '", name, "' is ",
                   io::ggml_type_name(t->type),
-                  ", which convert cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)");
+                  ", which convert cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K)");
   return *t;
 }
 

@@ -17,6 +17,10 @@ namespace llamaft {
 
 LlamaConfig llama_config_from_gguf(const io::GgufFile& f);
 
+// llama.cpp's name for an HF tensor name (model.layers.3.mlp.down_proj.weight
+// -> blk.3.ffn_down.weight); GGUF export writes the same names.
+std::string gguf_tensor_name(const std::string& hf_name);
+
 // The GGUF tensor behind an HF tensor name; throws if it is missing or its
 // shape differs from the slot's. Also checks, once, that every GGUF tensor
 // is used (call check_gguf_tensors_used after mapping every slot).

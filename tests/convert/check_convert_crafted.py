@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`llamaft convert` on small GGUF files written here with gguf-py's
 GGUFWriter, so that every supported tensor type is covered without the real
-model: Q8_0, Q4_0, Q4_1, F16 and BF16 through gguf.quants.quantize, and
+model: Q8_0, Q4_0, Q4_1, Q5_0, F16 and BF16 through gguf.quants.quantize, and
 Q4_K, Q5_K, Q6_K as random blocks packed by hand (random scale bytes and
 quants, small fp16 d/dmin). Checks:
 
@@ -11,7 +11,7 @@ quants, small fp16 d/dmin). Checks:
 2. the output's logits equal transformers' GGUF loader on the same file;
 3. the written tokenizer.json reads in `tokenizers` and gives llamaft's ids;
 4. bad input is exit 2 with a clear message, never a crash: truncations at
-   every region, a wrong magic, versions 1 and 4, an unsupported type (Q5_0),
+   every region, a wrong magic, versions 1 and 4, an unsupported type (Q5_1),
    another architecture, an unknown pre-tokenizer, an existing output folder
    without --force, and 200 random byte corruptions of the header.
 Exit 77 without gguf-py.
@@ -135,7 +135,7 @@ def all_types():
         "blk.0.attn_q.weight": Q.Q4_0, "blk.0.attn_k.weight": Q.Q4_1, "blk.0.attn_v.weight": Q.Q4_K,
         "blk.0.attn_output.weight": Q.Q5_K, "blk.0.ffn_gate.weight": Q.Q6_K, "blk.0.ffn_up.weight": Q.F16,
         "blk.0.ffn_down.weight": Q.BF16,
-        "blk.1.attn_q.weight": Q.Q4_K, "blk.1.attn_k.weight": Q.Q5_K, "blk.1.attn_v.weight": Q.Q8_0,
+        "blk.1.attn_q.weight": Q.Q4_K, "blk.1.attn_k.weight": Q.Q5_K, "blk.1.attn_v.weight": Q.Q5_0,
         "blk.1.attn_output.weight": Q.Q4_1, "blk.1.ffn_gate.weight": Q.Q4_0, "blk.1.ffn_up.weight": Q.Q6_K,
         "blk.1.ffn_down.weight": Q.Q5_K,
     }
@@ -279,8 +279,8 @@ def main():
         open(bad, "wb").write(data[:4] + v.to_bytes(4, "little") + data[8:])
         expect_refusal(a.llamaft, bad, bad_out, f"version {v} is not supported", f"version {v}")
     Q = gguf.GGMLQuantizationType
-    write_gguf(bad, dict(all_types(), **{"blk.1.ffn_up.weight": Q.Q5_0}))
-    expect_refusal(a.llamaft, bad, bad_out, "Q5_0", "a Q5_0 tensor")
+    write_gguf(bad, dict(all_types(), **{"blk.1.ffn_up.weight": Q.Q5_1}))
+    expect_refusal(a.llamaft, bad, bad_out, "Q5_1", "a Q5_1 tensor")
     write_gguf(bad, all_types(), arch="gemma")
     expect_refusal(a.llamaft, bad, bad_out, "'llama' architecture only", "architecture gemma")
     write_gguf(bad, all_types(), pre="qwen2")
