@@ -56,6 +56,9 @@ class Backend {
   // Bytes allocated through alloc_bytes: now, and the high-water mark.
   size_t live_bytes() const { return live_bytes_; }
   size_t peak_bytes() const { return peak_bytes_; }
+  // Puts the high-water mark back to `mark` (at least what is live): for a
+  // measurement whose scratch memory must not count as the run's (train/mfu).
+  void restore_peak_bytes(size_t mark) { peak_bytes_ = mark > live_bytes_ ? mark : live_bytes_; }
 
   // ---- dense math -------------------------------------------------------------
   // C(M,N) = alpha * op(A)(M,K) * op(B)(K,N) + beta * C

@@ -24,7 +24,8 @@ const std::vector<Command>& all_commands() {
        {},
        run_plan},
       {"prepare", "tokenize, template, mask and pack instruction/chat/text data into a training dataset",
-       "--tokenizer PATH --input FILE... --format alpaca|chat|text|tokens --template llama2|llama3|none --output DIR "
+       "--tokenizer PATH --input FILE... --format alpaca|chat|text|tokens "
+       "[--template auto|model|chatml|llama2|llama3|llama3.1|alpaca|none] --output DIR "
        "[--seq-len N --pack true --val-fraction F --train-on-prompt]",
        {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "prepare.input"},
         {"format", "prepare.format"}, {"template", "prepare.template"}, {"output", "prepare.output"},
@@ -32,10 +33,15 @@ const std::vector<Command>& all_commands() {
         {"train-on-prompt", "prepare.train_on_prompt", true}},
        {"prepare.input", "prepare.output"},
        run_prepare},
-      {"tokenize", "encode text with a Llama 2 (SentencePiece) or Llama 3 (BPE) tokenizer, one JSON line per input line",
-       "--tokenizer PATH --input FILE [--json-lines] [--bos] [--decode]",
+      {"tokenize", "encode text with a Llama 2 (SentencePiece) or byte-level BPE tokenizer, one JSON line per input "
+       "line; --chat renders conversations with a chat template",
+       "--tokenizer PATH --input FILE [--json-lines] [--bos] [--decode] | --chat [--template T] "
+       "[--add-generation-prompt]",
        {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "tokenize.input"},
-        {"json-lines", "tokenize.json_lines", true}, {"bos", "tokenize.bos", true}, {"decode", "tokenize.decode", true}},
+        {"json-lines", "tokenize.json_lines", true}, {"bos", "tokenize.bos", true}, {"decode", "tokenize.decode", true},
+        {"chat", "tokenize.chat", true}, {"template", "tokenize.template"},
+        {"add-generation-prompt", "tokenize.add_generation_prompt", true},
+        {"train-on-prompt", "prepare.train_on_prompt", true}},
        {"tokenize.input"},
        run_tokenize},
       {"merge", "fold a LoRA adapter into its base model and write HF safetensors",
@@ -61,7 +67,7 @@ const std::vector<Command>& all_commands() {
        {"model.path"},
        run_eval},
       {"generate", "generate text with a KV cache (greedy when --temperature 0)",
-       "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] [--dtype fp32|bf16] (--prompt TEXT [--template llama2|llama3] | --prompt-ids IDS) --max-new-tokens N "
+       "--model DIR [--adapter DIR] [--quant nf4|int8|bf16] [--dtype fp32|bf16] (--prompt TEXT [--template auto|model|chatml|llama2|llama3|llama3.1|alpaca|none --system TEXT] | --prompt-ids IDS) --max-new-tokens N "
        "[--temperature T --top-p P --seed S --stop-ids IDS --json]",
        {{"model", "model.path"}, {"adapter", "model.adapter"}, {"tokenizer", "model.tokenizer"},
         {"quant", "quant.base"}, {"double-quant", "quant.double_quant"}, {"prompt", "generate.prompt"}, {"template", "generate.template"}, {"system", "generate.system"},
@@ -77,6 +83,14 @@ const std::vector<Command>& all_commands() {
         {"threads", "runtime.threads"}},
        {"convert.gguf", "init.output"},
        run_convert},
+      {"export", "write a Hugging Face Llama (optionally with a LoRA adapter folded in) as a GGUF file for llama.cpp",
+       "--format gguf --outtype f32|f16|bf16|q8_0|q4_0|q4_k_m --model DIR [--adapter DIR] [--tokenizer PATH] "
+       "--output FILE.gguf [--name NAME] [--force]",
+       {{"format", "export.format"}, {"outtype", "export.outtype"}, {"model", "model.path"},
+        {"adapter", "model.adapter"}, {"tokenizer", "model.tokenizer"}, {"output", "export.output"},
+        {"name", "export.name"}, {"force", "export.force", true}, {"threads", "runtime.threads"}},
+       {"model.path", "export.output"},
+       run_export},
       {"track", "log a run folder to W&B or MLflow after the fact, or finish one the follower left",
        "RUN_DIR [--tracker wandb|mlflow --mode offline|online --uri URI --project P --python PY --artifact]",
        {{"tracker", "output.tracker"}, {"project", "tracker.project"}, {"run-name", "tracker.run_name"},

@@ -35,7 +35,9 @@ void add_model_keys(ConfigSchema& s) {
   s.add(key("model.path", KeyType::kString, "", "Hugging Face model directory (config.json + safetensors)"));
   s.add(key("model.adapter", KeyType::kString, "", "a PEFT LoRA adapter folder applied on top (eval, generate, merge)"));
   s.add(key("model.tokenizer", KeyType::kString, "",
-            "tokenizer.model path (default: tokenizer.model next to the model)"));
+            "tokenizer file: tokenizer.model (SentencePiece or tiktoken ranks) or tokenizer.json (default: the one "
+            "next to the model); its folder's chat template (tokenizer_config.json or chat_template.jinja) is the "
+            "model's own"));
 }
 
 void add_data_keys(ConfigSchema& s) {
@@ -86,8 +88,10 @@ void add_generate_keys(ConfigSchema& s) {
   s.add(float_key("generate.top_p", "1", "nucleus sampling threshold", 1e-6, 1));
   s.add(int_key("generate.seed", "0", "sampling seed", 0));
   s.add(key("generate.json", KeyType::kBool, "false", "print one JSON line instead of text"));
-  s.add(choice_key("generate.template", "none", "chat template for --prompt (llama2, llama3, none)",
-                   {"none", "llama2", "llama3"}));
+  s.add(choice_key("generate.template", "auto",
+                   "chat template for --prompt: auto (the model's own when it has one, else none), model (its own, "
+                   "required), chatml, llama2, llama3, llama3.1, alpaca (the prompt `prepare` trains by default), none",
+                   {"auto", "model", "chatml", "llama2", "llama3", "llama3.1", "alpaca", "none"}));
   s.add(key("generate.system", KeyType::kString, "", "system message (with a chat template)"));
   s.add(key("generate.stop_ids", KeyType::kString, "", "extra stop token ids, comma-separated"));
   s.add(key("generate.stop_at_eos", KeyType::kBool, "true", "stop at the model's EOS token(s)"));
@@ -129,7 +133,14 @@ void add_train_keys(ConfigSchema& s) {
             "an lm-evaluation-harness task (as eval --task) scored every train.eval_every steps; its metrics go to "
             "metrics.jsonl (task_acc, task_acc_norm, ...) and the tracker"));
   s.add(int_key("train.sample_every", "0", "greedy samples for train.sample_prompts every N steps into metrics.jsonl (0: off)", 0));
-  s.add(key("train.sample_prompts", KeyType::kString, "", "prompts as token ids: '1,12,13;1,15,16' (';' separates prompts)"));
+  s.add(key("train.sample_prompts", KeyType::kString, "",
+            "prompts for the in-training samples: text, rendered as a user turn through train.sample_template "
+            "('Reverse: 1 2 3; Say hi': ';' separates prompts, '\\;' is a literal ';'; or a JSON list of strings), or "
+            "token ids as given ('1,12,13;1,15,16')"));
+  s.add(choice_key("train.sample_template", "auto",
+                   "chat template for text sample prompts (as generate --template): auto (the model's own when it "
+                   "has one, else the raw text after BOS), model, chatml, llama2, llama3, llama3.1, alpaca, none",
+                   {"auto", "model", "chatml", "llama2", "llama3", "llama3.1", "alpaca", "none"}));
   s.add(int_key("train.sample_max_new_tokens", "16", "tokens generated per sample", 1, 4096));
   s.add(int_key("train.log_every", "1", "write a metrics line every N steps", 1));
 }
@@ -172,9 +183,21 @@ void add_output_keys(ConfigSchema& s) {
   s.add(key("output.dir", KeyType::kString, "", "run folder: metrics.jsonl, config, exported model"));
   s.add(key("output.export", KeyType::kBool, "true", "write the trained model to output.dir/model at the end"));
   s.add(choice_key("output.export_dtype", "float32", "dtype of the exported safetensors", {"float32", "bfloat16"}));
+  s.add(choice_key("output.gguf", "none",
+                   "also write output.dir/model.gguf at the end (f32, f16, bf16, q8_0, q4_0, q4_k_m; as `llamaft export`): "
+                   "the exported model, or under LoRA the base with the adapter folded in; the tokenizer comes from "
+                   "model.tokenizer or the base model's folder",
+                   {"none", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}));
   s.add(key("output.tensorboard", KeyType::kBool, "false",
             "also write TensorBoard event files to output.dir/tensorboard (metrics.jsonl stays the source of truth)"));
-  s.add(key("output.progress", KeyType::kBool, "true", "live progress line when stderr is a terminal"));
+  s.add(key("output.progress", KeyType::kBool, "true",
+            "rank 0's progress (step/total, loss, lr, tokens/s, MFU, elapsed, ETA, peak memory): a line rewritten in "
+            "place on a terminal; otherwise (a Slurm .out, a file) one line at the first step, then every "
+            "output.log_every_steps steps or 60 s, whichever comes first"));
+  s.add(int_key("output.log_every_steps", "10", "steps between progress lines when stderr is not a terminal", 1));
+  s.add(float_key("output.peak_tflops", "0",
+                  "the device's peak dense TFLOP/s per rank, for MFU (a datasheet figure for the GEMM dtype); 0: a "
+                  "GEMM measured on every rank at start-up (SGEMM, or bf16 with train.param_dtype = bf16)", 0));
   s.add(choice_key("output.tracker", "none",
                    "also log the run to Weights & Biases or MLflow: rank 0 starts scripts/llamaft_track.py, which "
                    "tails metrics.jsonl with the official Python client (see [tracker]); never fatal",
@@ -235,7 +258,11 @@ void add_prepare_keys(ConfigSchema& s) {
   inputs.list = true;
   s.add(inputs);
   s.add(choice_key("prepare.format", "alpaca", "input format", {"alpaca", "chat", "text", "tokens"}));
-  s.add(choice_key("prepare.template", "none", "prompt template", {"llama2", "llama3", "none"}));
+  s.add(choice_key("prepare.template", "auto",
+                   "prompt template: auto (the chat template next to the tokenizer or model when there is one, else "
+                   "none), model (that template, required), chatml, llama2, llama3, llama3.1, alpaca, none (the "
+                   "Alpaca prompt for Alpaca rows, the raw turns for chats)",
+                   {"auto", "model", "chatml", "llama2", "llama3", "llama3.1", "alpaca", "none"}));
   s.add(key("prepare.output", KeyType::kString, "", "output folder (train/ and val/ splits)"));
   s.add(int_key("prepare.seq_len", "2048", "row length; longer documents are truncated (counted)", 2, 1 << 20));
   s.add(key("prepare.pack", KeyType::kBool, "false", "pack documents into seq_len rows (attention stays per document)"));
@@ -246,11 +273,32 @@ void add_prepare_keys(ConfigSchema& s) {
   s.add(key("tokenize.json_lines", KeyType::kBool, "false", "each input line is a JSON string"));
   s.add(key("tokenize.bos", KeyType::kBool, "false", "prepend the BOS id"));
   s.add(key("tokenize.decode", KeyType::kBool, "false", "also print the decoded text"));
+  s.add(key("tokenize.chat", KeyType::kBool, "false",
+            "each input line is a JSON chat ({\"messages\": [...]} or a list of {role, content}); prints the ids "
+            "and labels the chat template renders"));
+  s.add(choice_key("tokenize.template", "auto",
+                   "chat template for --chat (as prepare --template): auto, model, chatml, llama2, llama3, llama3.1, "
+                   "alpaca, none",
+                   {"auto", "model", "chatml", "llama2", "llama3", "llama3.1", "alpaca", "none"}));
+  s.add(key("tokenize.add_generation_prompt", KeyType::kBool, "false",
+            "with --chat: end with the open assistant turn (transformers' add_generation_prompt=True)"));
 }
 
 void add_convert_keys(ConfigSchema& s) {
   s.add(key("convert.gguf", KeyType::kString, "", "GGUF file that `llamaft convert` turns into a Hugging Face folder "
             "(written to init.output in init.dtype; init.force replaces an existing folder)"));
+}
+
+void add_export_keys(ConfigSchema& s) {
+  s.add(choice_key("export.format", "gguf", "file format `llamaft export` writes (gguf: llama.cpp, Ollama, LM Studio)",
+                   {"gguf"}));
+  s.add(choice_key("export.outtype", "f16",
+                   "GGUF tensor type: f32, f16, bf16, q8_0 (as convert_hf_to_gguf.py --outtype), q4_0 or q4_k_m "
+                   "(as llama-quantize of the f32 file); norms stay f32",
+                   {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}));
+  s.add(key("export.output", KeyType::kString, "", "the .gguf file `llamaft export` writes"));
+  s.add(key("export.name", KeyType::kString, "", "general.name in the GGUF (default: the model folder's name)"));
+  s.add(key("export.force", KeyType::kBool, "false", "replace an existing GGUF file"));
 }
 
 void add_plan_keys(ConfigSchema& s) {
@@ -289,6 +337,7 @@ ConfigSchema build() {
   add_prepare_keys(s);
   add_plan_keys(s);
   add_convert_keys(s);
+  add_export_keys(s);
   add_runtime_keys(s);
   return s;
 }

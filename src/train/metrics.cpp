@@ -94,10 +94,14 @@ void MetricsWriter::task(int64_t step, const nlohmann::ordered_json& summary) {
 }
 
 void MetricsWriter::sample(int64_t step, size_t index, const std::vector<int32_t>& prompt,
-                           const std::vector<int32_t>& ids) {
+                           const std::vector<int32_t>& ids, const std::string& prompt_text,
+                           const std::string& sample_text) {
   if (!lead_) return;
   nlohmann::ordered_json j = {{"step", step}, {"sample", index}, {"prompt_ids", prompt}, {"sample_ids", ids}};
-  metrics_ << j.dump() << std::endl;
+  if (!prompt_text.empty()) j["prompt"] = prompt_text;
+  if (!sample_text.empty()) j["sample_text"] = sample_text;
+  // A byte-level tokenizer's continuation can end inside a UTF-8 sequence.
+  metrics_ << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << std::endl;
 }
 
 void MetricsWriter::summary(const nlohmann::ordered_json& summary) {

@@ -46,7 +46,10 @@ class MetricsWriter {
   void validation(int64_t step, double loss, double accuracy, int64_t tokens);
   // train.eval_task's scores: {step, task, task_<metric>...} (TaskResult::summary's fields, prefixed).
   void task(int64_t step, const nlohmann::ordered_json& summary);
-  void sample(int64_t step, size_t index, const std::vector<int32_t>& prompt, const std::vector<int32_t>& ids);
+  // A greedy sample: the prompt's ids and the continuation's, plus the prompt
+  // as written and the continuation decoded ("" where there is no text).
+  void sample(int64_t step, size_t index, const std::vector<int32_t>& prompt, const std::vector<int32_t>& ids,
+              const std::string& prompt_text = "", const std::string& sample_text = "");
   void summary(const nlohmann::ordered_json& summary);
 
  private:

@@ -55,8 +55,12 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.resume = cfg.get_string("checkpoint.resume");
   s.export_model = cfg.get_bool("output.export");
   s.export_bf16 = cfg.get_string("output.export_dtype") == "bfloat16";
+  s.export_gguf = cfg.get_string("output.gguf");
+  s.tokenizer = cfg.get_string("model.tokenizer");
   s.tensorboard = cfg.get_bool("output.tensorboard");
   s.progress = cfg.get_bool("output.progress");
+  s.log_every_steps = cfg.get_int("output.log_every_steps");
+  s.peak_tflops = cfg.get_float("output.peak_tflops");
 
   s.global_batch = cfg.get_int("train.global_batch_size");
   s.micro_batch = cfg.get_int("train.micro_batch_size");
@@ -80,8 +84,10 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.sample_every = cfg.get_int("train.sample_every");
   s.sample_max_new_tokens = static_cast<int>(cfg.get_int("train.sample_max_new_tokens"));
   s.sample_prompts = cfg.get_string("train.sample_prompts");
+  s.sample_template = cfg.get_string("train.sample_template");
   LLAMAFT_REQUIRE(s.sample_every == 0 || !s.sample_prompts.empty(),
-                  "train.sample_every needs train.sample_prompts (token ids, e.g. '1,12,13;1,15')");
+                  "train.sample_every needs train.sample_prompts (text, 'Say hi; Count to 3', or token ids, "
+                  "'1,12,13;1,15')");
 
   s.method = cfg.get_string("finetune.method");
   s.lora = lora_spec_from_config(cfg);

@@ -20,6 +20,7 @@ struct TrainSettings {
   // Inputs and outputs.
   std::string model_dir, data_path, data_format, val_path, out_dir, checkpoint_dir, resume;
   bool export_model = true, export_bf16 = false, tensorboard = false, progress = true;
+  std::string export_gguf = "none", tokenizer;  // output.gguf (a GGUF outtype), model.tokenizer (its tokenizer)
   // Batch geometry: global = micro x ranks x accumulation rows per step.
   int seq_len = 0;
   int64_t global_batch = 0, micro_batch = 0, accumulation = 0, steps = 0;
@@ -29,7 +30,10 @@ struct TrainSettings {
   int64_t max_nonfinite_skips = 0;
   int64_t log_every = 1, eval_every = 0, eval_rows = 0, sample_every = 0;
   int sample_max_new_tokens = 16;
-  std::string sample_prompts;  // token ids, parsed once the vocabulary is known
+  std::string sample_prompts;  // text or token ids, rendered once the model's tokenizer and vocabulary are known
+  std::string sample_template = "auto";
+  int64_t log_every_steps = 10;  // output.log_every_steps: progress lines when stderr is not a terminal
+  double peak_tflops = 0;        // output.peak_tflops: per rank, for MFU; 0 = measured
   std::string eval_task;       // lm_eval task scored at eval_every (train/task_eval)
   int64_t eval_task_limit = 0, eval_task_max_length = 0;
   // Method and parallelism.

@@ -28,7 +28,9 @@
 #include "model/lora.hpp"
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp_io.hpp"
+#include "train/gguf_hook.hpp"
 #include "train/memory_plan.hpp"
+#include "train/mfu.hpp"
 
 namespace llamaft {
 
@@ -86,9 +88,12 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   world_->all_reduce_max(us, kPhases + 1);
   for (int i = 0; i < kPhases; ++i) *phases[i] = us[i] * 1e-6;
   startup_.load.bytes_read = static_cast<uint64_t>(us[kPhases]);
+  flops_per_token_ =
+      train_flops_per_token(model_config_, settings_.lora.enabled(), param_counts().adapter, settings_.seq_len);
   write_run_info(cfg);
   tracker_ = std::make_unique<TrackerFollower>(cfg, settings_.out_dir, lead_);
-  progress_ = std::make_unique<Progress>(lead_ && settings_.progress, settings_.steps);
+  progress_ = std::make_unique<Progress>(lead_ && settings_.progress, state_.step, settings_.steps,
+                                         settings_.log_every_steps);
   device_batch_ = std::make_unique<DeviceBatch>(*backend_);
   startup_.outputs = lap();
   if (lead_) {
@@ -108,6 +113,7 @@ void Trainer::validate(const Config& cfg, int world_size) {
   const TrainSettings settings = TrainSettings::from_config(cfg, world_size);
   (void)CheckpointSettings::from_config(cfg);
   (void)read_model_config(settings.model_dir);
+  check_training_gguf(settings);  // output.gguf: refused now, not after training
 }
 
 void Trainer::lock_folders() {
@@ -156,7 +162,10 @@ void Trainer::load_data() {
   if (settings_.val_path.empty() && is_prepared_dataset(path) && path.size() > 6 &&
       path.compare(path.size() - 6, 6, "/train") == 0 && is_prepared_dataset(path.substr(0, path.size() - 6) + "/val"))
     settings_.val_path = path.substr(0, path.size() - 6) + "/val";
-  sample_prompts_ = parse_token_id_lists(settings_.sample_prompts, vocab, "train.sample_prompts");
+  sample_prompts_ = build_sample_prompts(settings_.sample_prompts, settings_.sample_template, settings_.model_dir,
+                                        settings_.tokenizer, model_config_);
+  if (lead_ && !sample_prompts_.template_desc.empty())
+    std::cerr << "llamaft train: sample prompts through template " << sample_prompts_.template_desc << "\n";
   if (settings_.eval_every > 0) {
     LLAMAFT_REQUIRE(!settings_.val_path.empty() || !settings_.eval_task.empty(), "train.eval_every needs a "
                     "validation split (set data.val_path, or prepare with --val-fraction and point data.path at "
@@ -184,6 +193,7 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   dropout_seed_ = rowmath::mix64(settings_.seed ^ 0xD50u);
   // bf16 activations and GEMMs (both backends have bf16 storage).
   model_options_.bf16_storage = settings_.bf16_params && backend_->has_bf16_storage();
+  measure_peak();  // before any model memory: the GEMM scratch must not sit beside it
   model_ = std::make_unique<LlamaModel>(model_config_, *backend_, model_options_);
   // FSDP's collectives: MPI on the CPU backend, NCCL between GPUs (on the
   // backend's stream). world_ (MPI) keeps the host-side coordination.
@@ -287,6 +297,8 @@ void Trainer::write_run_info(const Config& cfg) {
       {"omp_threads", omp_get_max_threads()},
       {"slurm_job_id", job ? job : ""},
       {"restarts", restarts_},
+      {"parameters", {{"total", param_counts().total}, {"trainable", param_counts().trainable}}},
+      {"mfu", {{"flops_per_token", flops_per_token_}, {"peak_flops", peak_flops_}, {"peak_source", peak_source_}}},
       {"libraries", {{"mpi", mpi_library_version()},
                      {"hdf5", str_cat(h5maj, ".", h5min, ".", h5rel)},
                      {"openblas", openblas_get_config()}}},
@@ -302,7 +314,9 @@ void Trainer::write_run_info(const Config& cfg) {
   });
   const quant::Kind q = settings_.base_quant;
   const bool qlora = q == quant::Kind::kNf4 || q == quant::Kind::kNf4Plain;
-  std::cerr << "llamaft train: " << model_config_.num_parameters() << " parameters"
+  const ParamCounts params = param_counts();
+  std::cerr << "llamaft train: " << params.trainable << " trainable of " << params.total << " parameters ("
+            << 100.0 * static_cast<double>(params.trainable) / static_cast<double>(params.total) << "%)"
             << (settings_.lora.enabled()
                     ? str_cat(" (", qlora ? "QLoRA" : "LoRA", " r=", settings_.lora.rank, " over a frozen ",
                               q == quant::Kind::kNone ? "fp32" : quant::kind_name(q), " base)")
@@ -330,6 +344,8 @@ void Trainer::write_run_info(const Config& cfg) {
                           backend_->bf16_gemm_name() + ")"
                     : std::string("fp32"))
             << "\n";
+  std::cerr << "llamaft train: MFU counts " << flops_per_token_ / 1e9 << " GFLOP per token over a peak of "
+            << peak_flops_ / 1e12 << " TFLOP/s (" << peak_source_ << ", all ranks)\n";
 }
 
 StepMetrics Trainer::step() {
@@ -435,7 +451,7 @@ std::vector<std::vector<int32_t>> Trainer::sample() {
     return next;
   };
   std::vector<std::vector<int32_t>> out;
-  for (const auto& prompt : sample_prompts_) {
+  for (const auto& prompt : sample_prompts_.ids) {
     out.push_back(decode_tokens(*model_, *fsdp_, prompt, settings_.sample_max_new_tokens, greedy_agreed,
                                 model_config_.eos_token_ids).ids);
     fsdp_->end_backward();
@@ -535,10 +551,12 @@ int Trainer::train() {
       extra["world_size"] = world_->size();
       extra["strategy"] = strategy_name(settings_.strategy);
       extra["restarts"] = restarts_;
+      const nlohmann::ordered_json progress = progress_fields(m);
+      for (const auto& [k, v] : progress.items()) extra[k] = v;
       if (const StepCounters* c = backend_->counters()) extra["device"] = step_counters_json(*c);
       metrics_->step(m, extra);
     }
-    progress_->update(m.step, m.loss, m.tokens_per_s(), backend_->peak_bytes());
+    report_progress(m);
     if (settings_.eval_every > 0 && (m.step % settings_.eval_every == 0 || m.step == settings_.steps)) {
       const SplitLoss v = val_data_.rows.empty() ? SplitLoss{} : evaluate();
       if (lead_ && v.tokens > 0) {
@@ -553,7 +571,11 @@ int Trainer::train() {
     }
     if (settings_.sample_every > 0 && m.step % settings_.sample_every == 0) {
       const auto samples = sample();
-      for (size_t i = 0; i < samples.size(); ++i) metrics_->sample(m.step, i, sample_prompts_[i], samples[i]);
+      for (size_t i = 0; i < samples.size(); ++i) {
+        const auto& tok = sample_prompts_.tokenizer;
+        metrics_->sample(m.step, i, sample_prompts_.ids[i], samples[i], sample_prompts_.texts[i],
+                         tok ? decode_sample(*tok, samples[i]) : std::string());
+      }
     }
     const BoundaryDecision d = policy_.at_step_boundary(state_.step, *world_);
     settle_checkpoint(false);
@@ -596,6 +618,9 @@ int Trainer::train() {
   }
   write_summary(train_s);
   tracker_->finish();
+  // output.gguf: rank 0 alone, after the last collective (a long quantization
+  // must not hold the other ranks in one past runtime.comm_timeout_s).
+  if (lead_) write_training_gguf(settings_);
   return kExitOk;
 }
 
@@ -650,7 +675,7 @@ void Trainer::export_result() {
     if (lead_) std::cerr << "llamaft train: exported the PEFT adapter to " << dir << "\n";
   } else {
     const std::string dir = settings_.out_dir + "/model";
-    export_sharded(dir, model_config_, *fsdp_, *backend_, settings_.export_bf16);
+    export_sharded(dir, model_config_, *fsdp_, *backend_, settings_.export_bf16, settings_.model_dir);
     if (lead_) std::cerr << "llamaft train: exported the model to " << dir << "\n";
   }
 }

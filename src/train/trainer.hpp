@@ -30,6 +30,7 @@
 #include "train/memory_plan.hpp"
 #include "train/metrics.hpp"
 #include "train/progress.hpp"
+#include "train/sample_prompts.hpp"
 #include "train/settings.hpp"
 #include "train/task_eval.hpp"
 #include "train/tracker.hpp"
@@ -94,6 +95,17 @@ class Trainer {
   bool tolerate_save_failure(F&& f);
   void export_result();
   void write_summary(double train_s);
+  // Progress reporting (trainer_progress.cpp): the peak MFU divides by, the
+  // banner's parameter counts, the progress line and metrics.jsonl's time,
+  // elapsed_s, epoch and mfu.
+  struct ParamCounts {
+    int64_t total = 0, trainable = 0, adapter = 0;
+  };
+  void measure_peak();
+  ParamCounts param_counts() const;
+  double mfu(const StepMetrics& m) const;  // < 0: unknown
+  nlohmann::ordered_json progress_fields(const StepMetrics& m) const;
+  void report_progress(const StepMetrics& m);
   void end_memory_phase(const std::string& next);
 
   // Launch to the first step, by phase (seconds; printed and in run_info.json).
@@ -113,7 +125,7 @@ class Trainer {
   CheckpointPolicy policy_;
   LlamaConfig model_config_;
   TokenDataset train_data_, val_data_;
-  std::vector<std::vector<int32_t>> sample_prompts_;
+  SamplePrompts sample_prompts_;  // train.sample_prompts, as ids (and their text)
   std::unique_ptr<Backend> backend_;
   ModelOptions model_options_;
   uint64_t dropout_seed_ = 0;
@@ -135,6 +147,9 @@ class Trainer {
   double save_s_ = 0, save_stall_s_ = 0;      // their times, and the time training stopped for them
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<Progress> progress_;
+  double flops_per_token_ = 0;  // model FLOPs per trained token (train/mfu.hpp)
+  double peak_flops_ = 0;       // every rank's peak, summed; 0: unknown
+  std::string peak_source_;     // where peak_flops_ came from
   std::unique_ptr<DeviceBatch> device_batch_;
   std::unique_ptr<TaskEvaluator> task_eval_;  // train.eval_task, tokenized once
   std::unique_ptr<TrackerFollower> tracker_;  // output.tracker: W&B or MLflow beside the run (never fatal)
