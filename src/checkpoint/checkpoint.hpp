@@ -1,21 +1,7 @@
-// Sharded HDF5 checkpoints at disk speed.
-//
-// checkpoint.dir/step_000123/state.h5 holds every tensor at its Hugging Face
-// name in its full logical shape (/model/<name> fp32 master weights,
-// /optim/exp_avg/<name>, /optim/exp_avg_sq/<name>), so h5py/h5dump read it
-// directly and any number of ranks can read it back by slices. /state holds
-// the training position; attributes record the format, the configs, the base
-// model's fingerprint, the world size and the strategy.
-//
-// Format 2 (this version writes it; format 1's chunked Fletcher-32 files are
-// still read): datasets are contiguous and allocated when rank 0 creates the
-// file (serial HDF5, no data written, space reserved with fallocate); each
-// rank then pwrite()s the slices it owns at their file offsets and
-// fdatasync()s, with no MPI-IO and no collective inside a write, so a rank
-// whose write fails can never leave the others waiting in one. Every 1 MiB
-// block of a dataset has a CRC-32C in /checksums/<group>/<name> (ranks
-// checksum their parts of a block; rank 0 joins them with crc32c_combine),
-// verified on every load.
+// Sharded HDF5 checkpoints at disk speed: the commit protocol and the
+// asynchronous save. The file's format is in h5_format.hpp, the ranks'
+// writes and verified reads in shard_io.hpp, and when to save in
+// checkpointer.hpp.
 //
 // Commit protocol (the README's "Checkpoints and preemption" section): write
 // into step_N.tmp.<job>, agree with an all-reduce that every rank's data is
@@ -30,7 +16,7 @@
 // stays on the main thread, MPI_THREAD_FUNNELED) and no HDF5 calls. At most
 // one save is in flight.
 //
-// Every collective goes through an MpiCommunicator (a duplicate of the one
+// Every collective goes through a Communicator (a duplicate of the one
 // given, so checkpoint traffic is not counted as FSDP's).
 #pragma once
 
@@ -40,54 +26,11 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "core/error.hpp"
+#include "checkpoint/state.hpp"
+#include "comm/communicator.hpp"
 #include "parallel/fsdp.hpp"
 
 namespace llamaft {
-
-constexpr int kCheckpointFormat = 2;
-constexpr uint64_t kChecksumBlockBytes = uint64_t(1) << 20;
-
-// Where training stands; enough for a bit-identical continuation (the data
-// order and the schedule are pure functions of the step and the seed).
-struct TrainState {
-  int64_t step = 0;            // optimizer steps completed
-  int64_t consumed_rows = 0;   // step * global batch
-  int64_t consumed_tokens = 0;
-  int64_t skips_in_row = 0;    // consecutive non-finite steps
-};
-
-// What a checkpoint must agree on with the run that resumes it.
-struct RunIdentity {
-  std::string model_config_json;  // the architecture (must match)
-  std::string method = "full";    // full | lora | qlora (must match)
-  std::string base_fingerprint;   // the base model's files (must match)
-  int64_t global_batch = 0;       // data position semantics (must match)
-  int64_t seed = 0;
-  bool shuffle = false;
-  std::string data_path;          // informational: the data is identified by data_fingerprint
-  std::string data_fingerprint;   // the data's content (data_fingerprint()); must match unless allow_data_change
-  int64_t seq_len = 0;            // data.seq_len; likewise
-  bool allow_data_change = false; // checkpoint.allow_data_change
-  // LoRA's shape and scale (must match: r always; targets, alpha, rslora and
-  // the base's quantization unless allow_lora_change). Empty without LoRA.
-  int64_t lora_r = 0;
-  double lora_alpha = 0;
-  bool lora_rslora = false;
-  std::string lora_targets;       // "q_proj,k_proj,..." in layer order
-  std::string base_quant;         // none | int8 | nf4 | bf16
-  bool allow_lora_change = false; // checkpoint.allow_lora_change
-  std::string strategy;           // informational: resharding is allowed
-  std::string effective_config;   // informational
-};
-
-// A checkpoint that cannot be used (missing, truncated, corrupt, mismatched).
-class CheckpointError : public Error {
- public:
-  explicit CheckpointError(const std::string& msg) : Error(msg, kExitBadCheckpoint) {}
-};
-
-class MpiCommunicator;
 
 // What the last committed save took.
 struct SaveReport {
@@ -103,9 +46,9 @@ struct PendingSave;
 
 class CheckpointManager {
  public:
-  // Collective over `comm`, the MPI communicator of every rank that holds
-  // shards (the world). keep_last >= 2.
-  CheckpointManager(const MpiCommunicator& comm, std::string dir, int keep_last);
+  // Collective over `comm`, the communicator of every rank that holds
+  // shards (the MPI world). keep_last >= 2.
+  CheckpointManager(Communicator& comm, std::string dir, int keep_last);
   ~CheckpointManager();  // joins a running writer without committing its save
 
   // Rank 0 removes step_*.tmp.* folders left by crashed saves.
@@ -142,6 +85,7 @@ class CheckpointManager {
 
   const std::string& dir() const { return dir_; }
   const SaveReport& last_save() const { return last_; }
+  int rank() const { return comm_->rank(); }
 
  private:
   // Every rank learns whether any rank failed, and the first failure's message.
@@ -153,6 +97,9 @@ class CheckpointManager {
   // takes that copy (host shards only).
   std::unique_ptr<PendingSave> prepare(Fsdp& fsdp, Backend& be, const TrainState& state, const RunIdentity& id,
                                        bool stage, bool defer_copies);
+  // This rank's pieces of p, pointing at the shards, or at staging_ (then
+  // with the copies that fill it) when `stage`.
+  void plan_pieces(PendingSave& p, Fsdp& fsdp, Backend& be, bool stage, bool defer_copies);
   // Collective: joins the writers, agrees on their outcome, gathers the
   // block checksums on rank 0 and moves p to its commit phase.
   void finish_writes(PendingSave& p);
@@ -161,23 +108,16 @@ class CheckpointManager {
   // Collective: joins rank 0's commit and agrees on its outcome.
   void finish_commit(PendingSave& p);
   void commit(const PendingSave& p);
+  // Rank 0, at commit: puts tmp_dir in final_dir's place; returns the
+  // earlier copy to drop once `latest` names the new one ("" when none).
+  std::string rename_into_place(const PendingSave& p);
 
-  std::unique_ptr<MpiCommunicator> comm_;
+  std::unique_ptr<Communicator> comm_;
   std::string dir_;
   int keep_last_;
   SaveReport last_;
   std::vector<float> staging_;
   std::unique_ptr<PendingSave> pending_;
 };
-
-// A cheap fingerprint of an HF model directory: config.json, every
-// safetensors header and size, and 16 sampled 4 KiB blocks of each file's
-// data (hashing all of a 140 GB 70B model at every start-up is too slow).
-std::string model_fingerprint(const std::string& model_dir);
-
-// The training data's identity by content, not by how its path is spelled: a
-// prepared split's manifest.json and the sizes of its files, or a JSONL
-// file's size, plus sampled 4 KiB blocks of every file (as model_fingerprint).
-std::string data_fingerprint(const std::string& data_path);
 
 }  // namespace llamaft

@@ -48,6 +48,12 @@ class Communicator {
   virtual void all_reduce_sum(double* data, size_t count) = 0;
   virtual void all_reduce_max(int64_t* data, size_t count) = 0;
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // Host bytes to `root` (blocking): out(size * bytes) = concat over ranks of
+  // in(bytes); out is written on root only.
+  virtual void gather(const void* in, void* out, size_t bytes, int root) = 0;
+  // The same with a count per rank: root passes every rank's byte count in
+  // `counts` (from a gather() of them) and receives their concatenation.
+  virtual void gatherv(const void* in, size_t bytes, void* out, const std::vector<uint64_t>& counts, int root) = 0;
   virtual void barrier() = 0;
   // Sub-communicator of the ranks with the same color, ordered by key.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;

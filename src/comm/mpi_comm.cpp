@@ -170,6 +170,27 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
   timed("broadcast", [&] { MPI_CHECK(MPI_Bcast(data, checked(bytes), MPI_BYTE, root, comm_)); });
 }
 
+void MpiCommunicator::gather(const void* in, void* out, size_t bytes, int root) {
+  timed("gather", [&] { MPI_CHECK(MPI_Gather(in, checked(bytes), MPI_BYTE, out, checked(bytes), MPI_BYTE, root, comm_)); });
+}
+
+void MpiCommunicator::gatherv(const void* in, size_t bytes, void* out, const std::vector<uint64_t>& counts, int root) {
+  std::vector<int> sizes, displs;
+  if (rank_ == root) {
+    LLAMAFT_CHECK(counts.size() == static_cast<size_t>(size_), "gatherv: ", counts.size(), " counts for ", size_,
+                  " ranks");
+    size_t at = 0;
+    for (const uint64_t c : counts) {
+      sizes.push_back(checked(c));
+      displs.push_back(checked(at));
+      at += c;
+    }
+  }
+  timed("gatherv", [&] {
+    MPI_CHECK(MPI_Gatherv(in, checked(bytes), MPI_BYTE, out, sizes.data(), displs.data(), MPI_BYTE, root, comm_));
+  });
+}
+
 void MpiCommunicator::barrier() {
   timed("barrier", [&] { MPI_CHECK(MPI_Barrier(comm_)); });
 }

@@ -1,13 +1,14 @@
 // The MPI communicator: non-blocking MPI-3 collectives (MPI_Iallgather,
 // MPI_Ireduce_scatter_block) so FSDP can prefetch the next unit's gather.
-// Its native MPI_Comm is public, as Aluminum's MPICommunicator::get_comm()
-// is, for what speaks MPI itself: parallel HDF5's MPI-IO (checkpoint/).
+// Everything else speaks to it through Communicator; only comm/ and the
+// tests that build one over MPI_COMM_SELF see MPI itself.
 #pragma once
 
 #include <mpi.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.hpp"
 
@@ -24,7 +25,6 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return "mpi"; }
-  MPI_Comm native() const { return comm_; }
   // "the world (4 ranks)" or "ranks 0, 2 of 4": who its collectives wait for.
   const std::string& members() const { return members_; }
   // Collective: the same ranks in a communicator of their own (MPI_Comm_dup),
@@ -38,6 +38,8 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(double* data, size_t count) override;
   void all_reduce_max(int64_t* data, size_t count) override;
   void broadcast(void* data, size_t bytes, int root) override;
+  void gather(const void* in, void* out, size_t bytes, int root) override;
+  void gatherv(const void* in, size_t bytes, void* out, const std::vector<uint64_t>& counts, int root) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
 

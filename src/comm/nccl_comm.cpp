@@ -342,6 +342,24 @@ class NcclComm final : public Communicator {
       });
     });
   }
+  // NCCL has no gather: each rank's part is broadcast in turn (its size
+  // first, for gatherv) and the root keeps it. Host-side bookkeeping only.
+  void gather(const void* in, void* out, size_t bytes, int root) override {
+    std::vector<uint64_t> counts(static_cast<size_t>(size_), bytes);
+    gatherv(in, bytes, out, counts, root);
+  }
+  void gatherv(const void* in, size_t bytes, void* out, const std::vector<uint64_t>&, int root) override {
+    size_t at = 0;
+    for (int r = 0; r < size_; ++r) {
+      uint64_t n = bytes;
+      broadcast(&n, sizeof(n), r);
+      std::vector<char> part(n);
+      if (r == rank_ && n) std::memcpy(part.data(), in, n);
+      if (n) broadcast(part.data(), n, r);
+      if (rank_ == root && n) std::memcpy(static_cast<char*>(out) + at, part.data(), n);
+      at += n;
+    }
+  }
   // A one-element all-reduce that every rank must join.
   void barrier() override {
     timed([&] {

@@ -38,6 +38,8 @@ class NullComm final : public Communicator {
   void all_reduce_sum(double*, size_t count) override { stats_.all_reduce_bytes += sizeof(double) * count; }
   void all_reduce_max(int64_t*, size_t) override {}
   void broadcast(void*, size_t, int) override {}
+  void gather(const void*, void*, size_t, int) override {}
+  void gatherv(const void*, size_t, void*, const std::vector<uint64_t>&, int) override {}
   void barrier() override {}
   std::unique_ptr<Communicator> split(int, int) override {
     LLAMAFT_CHECK(next_ < split_sizes_.size(), "NullComm: a split nobody queued a size for");

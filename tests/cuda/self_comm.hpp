@@ -2,7 +2,9 @@
 // no collectives, and the optimizer's host all-reduces are identities.
 #pragma once
 
+#include <cstring>
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "comm/communicator.hpp"
@@ -26,6 +28,12 @@ class SelfComm final : public Communicator {
   void all_reduce_sum(double*, size_t) override {}
   void all_reduce_max(int64_t*, size_t) override {}
   void broadcast(void*, size_t, int) override {}
+  void gather(const void* in, void* out, size_t bytes, int) override {
+    if (bytes) std::memcpy(out, in, bytes);
+  }
+  void gatherv(const void* in, size_t bytes, void* out, const std::vector<uint64_t>&, int) override {
+    if (bytes) std::memcpy(out, in, bytes);
+  }
   void barrier() override {}
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SelfComm>(); }
 };
