@@ -35,7 +35,7 @@ class Checkpointer {
   // signal during start-up is honoured at the first step boundary).
   void install_signals() const { policy_.install_signals(); }
   // Whether asynchronous periodic saves will stage host copies.
-  bool stages_async() const { return policy_.settings().async && policy_.periodic(); }
+  bool stages_async() const { return policy_.settings().stages_async(); }
   // Called with "checkpoint" before a synchronous save and "train" after it
   // (the run's memory phases).
   void on_phase(std::function<void(const std::string&)> f) { phase_ = std::move(f); }

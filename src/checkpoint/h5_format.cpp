@@ -71,34 +71,40 @@ void select_flat_range(hid_t space, const std::vector<int64_t>& shape, int64_t b
   add(r1, 0, 1, c1);
 }
 
-void write_attr_i64(hid_t obj, const char* name, int64_t v) {
+// A scalar attribute of `type`, created on obj; a checkpoint's attributes are written once.
+H5Handle create_attr(hid_t obj, const char* name, hid_t type) {
   H5Handle space = h5_checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate failed");
-  H5Handle a = h5_checked(H5Acreate2(obj, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
-                          str_cat("cannot create attribute ", name));
+  return h5_checked(H5Acreate2(obj, name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+                    str_cat("cannot create attribute ", name));
+}
+
+H5Handle open_attr(hid_t obj, const char* name, const std::string& path) {
+  return h5_checked(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose,
+                    str_cat(path, ": checkpoint has no '", name, "' attribute (not a llamaft checkpoint?)"));
+}
+
+void write_attr_i64(hid_t obj, const char* name, int64_t v) {
+  H5Handle a = create_attr(obj, name, H5T_STD_I64LE);
   H5_CHECK(H5Awrite(a.get(), H5T_NATIVE_INT64, &v), "cannot write attribute ", name);
 }
 
 void write_attr_str(hid_t obj, const char* name, const std::string& v) {
   H5Handle type = h5_checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy failed");
   H5_CHECK(H5Tset_size(type.get(), std::max<size_t>(1, v.size())), "H5Tset_size failed");
-  H5Handle space = h5_checked(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate failed");
-  H5Handle a = h5_checked(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
-                          str_cat("cannot create attribute ", name));
+  H5Handle a = create_attr(obj, name, type.get());
   std::string buf = v.empty() ? std::string(1, '\0') : v;
   H5_CHECK(H5Awrite(a.get(), type.get(), buf.data()), "cannot write attribute ", name);
 }
 
 int64_t read_attr_i64(hid_t obj, const char* name, const std::string& path) {
-  H5Handle a = h5_checked(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose,
-                          str_cat(path, ": checkpoint has no '", name, "' attribute (not a llamaft checkpoint?)"));
+  H5Handle a = open_attr(obj, name, path);
   int64_t v = 0;
   H5_CHECK(H5Aread(a.get(), H5T_NATIVE_INT64, &v), path, ": cannot read attribute ", name);
   return v;
 }
 
 std::string read_attr_str(hid_t obj, const char* name, const std::string& path) {
-  H5Handle a = h5_checked(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose,
-                          str_cat(path, ": checkpoint has no '", name, "' attribute (not a llamaft checkpoint?)"));
+  H5Handle a = open_attr(obj, name, path);
   H5Handle type = h5_checked(H5Aget_type(a.get()), H5Tclose, "H5Aget_type failed");
   const size_t n = H5Tget_size(type.get());
   std::string v(n, '\0');

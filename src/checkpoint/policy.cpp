@@ -4,7 +4,7 @@
 
 namespace llamaft {
 
-CheckpointSettings CheckpointSettings::from_config(const Config& cfg) {
+CheckpointSettings CheckpointSettings::read(const Config& cfg) {
   CheckpointSettings s;
   s.every_steps = cfg.get_int("checkpoint.every_steps");
   s.every_minutes = cfg.get_float("checkpoint.every_minutes");
@@ -14,6 +14,11 @@ CheckpointSettings CheckpointSettings::from_config(const Config& cfg) {
   s.signals = cfg.get_string("checkpoint.signals");
   s.async = cfg.get_bool("checkpoint.async");
   s.warn_on_error = cfg.get_string("checkpoint.on_error") == "warn";
+  return s;
+}
+
+CheckpointSettings CheckpointSettings::from_config(const Config& cfg) {
+  CheckpointSettings s = read(cfg);
   parse_signal_list(s.signals);  // validate before any device is touched
   return s;
 }
@@ -39,8 +44,6 @@ BoundaryDecision CheckpointPolicy::at_step_boundary(int64_t step, Communicator& 
            seen.minutes_due != 0 || d.stop_after;
   return d;
 }
-
-bool CheckpointPolicy::periodic() const { return settings_.every_steps > 0 || settings_.every_minutes > 0; }
 
 void CheckpointPolicy::saved() {
   last_save_ = std::chrono::steady_clock::now();

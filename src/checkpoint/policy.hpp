@@ -24,6 +24,16 @@ struct CheckpointSettings {
   bool async = true;            // periodic saves write in the background
   bool warn_on_error = false;   // checkpoint.on_error = warn: a failed periodic save does not stop training
 
+  // Whether periodic saves are configured (checkpoint.every_steps or every_minutes).
+  bool periodic() const { return every_steps > 0 || every_minutes > 0; }
+  // Whether periodic saves run in the background from a host copy kept
+  // between saves (checkpoint.async): `train` stages it, `plan` counts it.
+  bool stages_async() const { return async && periodic(); }
+
+  // The checkpoint keys (and train.exit_after_steps), as the schema typed them.
+  static CheckpointSettings read(const Config& cfg);
+  // read(), then the checks `train` makes before any device is touched
+  // (checkpoint.signals names signals it can catch).
   static CheckpointSettings from_config(const Config& cfg);
 };
 
@@ -47,8 +57,6 @@ class CheckpointPolicy {
   void restart_timer() { last_save_ = std::chrono::steady_clock::now(); }
   void arm_grace() const;
   const CheckpointSettings& settings() const { return settings_; }
-  // Whether periodic saves are configured (checkpoint.every_steps or every_minutes).
-  bool periodic() const;
 
  private:
   CheckpointSettings settings_;

@@ -1,12 +1,15 @@
 // `llamaft plan`: per-rank memory for params, grads, optimizer state,
 // activations and buffers under each FSDP strategy, without running; the
 // total is the largest of the step, loading and a checkpoint save. The
-// prediction itself is train/memory_plan.cpp's; this file reads the config
-// and prints the table (or JSON lines).
+// prediction itself is train/memory_plan.cpp's; the sharding and storage
+// settings are train's own (FsdpSettings), and whether asynchronous saves
+// stage a copy is the checkpoint section's (CheckpointSettings). This file
+// reads plan's keys and prints the table (or JSON lines).
 #include <algorithm>
 #include <cstdio>
 #include <string>
 
+#include "checkpoint/policy.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "model/hf_model.hpp"
@@ -25,10 +28,13 @@ int run_plan(const Config& cfg) {
     mc = read_model_config(cfg.get_string("model.path"));
   }
   const int world = static_cast<int>(cfg.get_int("plan.np"));
+  const FsdpSettings fsdp = FsdpSettings::from_config(cfg);
+  const CheckpointSettings checkpoints = CheckpointSettings::read(cfg);
+  // No data is read: the rows are data.seq_len long, as configured.
   const int mb = static_cast<int>(cfg.get_int("train.micro_batch_size"));
   const int seq = static_cast<int>(cfg.get_int("data.seq_len"));
-  const bool recompute = cfg.get_bool("fsdp.activation_checkpointing");
-  int group = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
+  const bool recompute = fsdp.activation_checkpointing;
+  int group = fsdp.shard_group_size;
   if (group == 0) group = default_shard_group(world, static_cast<int>(cfg.get_int("plan.ranks_per_node")));
 
   if (!cfg.get_bool("plan.json")) std::printf("llamaft plan: %s, %lld parameters, %s, np %d, micro batch %d x seq %d%s\n",
@@ -43,20 +49,15 @@ int run_plan(const Config& cfg) {
               recompute ? ", activation checkpointing" : "");
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s   %8s %8s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "step", "loading", "ckpt", "total");
-  const std::string only = cfg.get_string("fsdp.strategy");
   // bf16 params compute in bf16 on both backends: bf16 activations.
-  const bool bf16 = cfg.get_string("train.param_dtype") == "bf16";
-  const bool bf16_storage = bf16;
+  const bool bf16_storage = fsdp.bf16_params;
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
-    if (cfg.is_explicit("fsdp.strategy") && only != strategy_name(s)) continue;
+    if (cfg.is_explicit("fsdp.strategy") && fsdp.strategy != s) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg), bf16, bf16_storage,
-                                     cfg.get_string("runtime.backend") != "cuda",
-                                     cfg.get_bool("checkpoint.async") &&
-                                         (cfg.get_int("checkpoint.every_steps") > 0 ||
-                                          cfg.get_float("checkpoint.every_minutes") > 0),
-                                     cfg.get_string("fsdp.reduce_dtype") == "bf16");
+                                     base_quant_from_config(cfg), fsdp.bf16_params, bf16_storage,
+                                     cfg.get_string("runtime.backend") != "cuda", checkpoints.stages_async(),
+                                     fsdp.bf16_reduce);
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"load\": %zu, \"step\": %zu, "

@@ -77,9 +77,10 @@ void RunReport::write_run_info(const Config& cfg) {
   if (!lead_) return;
   Backend& be = run_->backend;
   const bool bf16 = run_->model_options.bf16_storage;
-  plan_ = plan_memory(run_->model_config, s.strategy, run_->world.size(), run_->fsdp.mesh().shard_size,
-                      static_cast<int>(s.micro_batch), s.seq_len, s.activation_checkpointing, s.lora, s.base_quant,
-                      s.bf16_params, bf16, be.host_resident(), run_->checkpoints.stages_async(), s.bf16_reduce);
+  const FsdpSettings& f = s.fsdp;
+  plan_ = plan_memory(run_->model_config, f.strategy, run_->world.size(), run_->fsdp.mesh().shard_size,
+                      static_cast<int>(s.micro_batch), s.seq_len, f.activation_checkpointing, s.lora, s.base_quant,
+                      f.bf16_params, bf16, be.host_resident(), run_->checkpoints.stages_async(), f.bf16_reduce);
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");
@@ -88,7 +89,7 @@ void RunReport::write_run_info(const Config& cfg) {
       {"git_revision", git_revision()},
       {"world_size", run_->world.size()},
       {"hostnames", hosts},
-      {"strategy", strategy_name(s.strategy)},
+      {"strategy", strategy_name(s.fsdp.strategy)},
       {"method", s.method},
       {"backend", be.name()},
       {"compute", bf16 ? "bf16 (GEMMs: " + be.bf16_gemm_name() + ")" : "fp32"},
@@ -125,7 +126,7 @@ void RunReport::print_banner() const {
                     ? str_cat(" (", qlora ? "QLoRA" : "LoRA", " r=", s.lora.rank, " over a frozen ",
                               q == quant::Kind::kNone ? "fp32" : quant::kind_name(q), " base)")
                     : std::string(" (full fine-tuning)"))
-            << ", " << world << " ranks, fsdp " << strategy_name(s.strategy) << " (shard "
+            << ", " << world << " ranks, fsdp " << strategy_name(s.fsdp.strategy) << " (shard "
             << run_->fsdp.mesh().shard_size << " x replica " << run_->fsdp.mesh().replica_size << "), global batch "
             << s.global_batch << " = " << s.micro_batch << " micro x " << world << " ranks x " << s.accumulation
             << " accumulation, seq " << s.seq_len << ", " << run_->train_data.rows.size() << " rows";
@@ -189,7 +190,7 @@ void RunReport::step(const StepMetrics& m, int64_t consumed_rows) {
     extra["mem_buffers_bytes"] = fsdp.peak_buffer_bytes();
     extra["mem_peak_bytes"] = run_->backend.peak_bytes();
     extra["world_size"] = run_->world.size();
-    extra["strategy"] = strategy_name(s.strategy);
+    extra["strategy"] = strategy_name(s.fsdp.strategy);
     extra["restarts"] = restarts_;
     extra["time"] = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     extra["elapsed_s"] = progress_->elapsed_s();
@@ -256,7 +257,7 @@ void RunReport::summary(double train_s) {
   const Checkpointer& ck = run_->checkpoints;
   metrics_->summary({
       {"world_size", run_->world.size()},
-      {"strategy", strategy_name(run_->settings.strategy)},
+      {"strategy", strategy_name(run_->settings.fsdp.strategy)},
       {"steps", run_->settings.steps},
       {"train_s", train_s},
       {"first_step_s", first_step_s_},

@@ -43,6 +43,16 @@ OptimizerConfig optimizer_from(const Config& cfg, int64_t steps) {
 
 }  // namespace
 
+FsdpSettings FsdpSettings::from_config(const Config& cfg) {
+  FsdpSettings f;
+  f.strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
+  f.shard_group_size = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
+  f.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
+  f.bf16_params = cfg.get_string("train.param_dtype") == "bf16";
+  f.bf16_reduce = cfg.get_string("fsdp.reduce_dtype") == "bf16";
+  return f;
+}
+
 TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   TrainSettings s;
   s.model_dir = cfg.get_string("model.path");
@@ -93,17 +103,13 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.lora = lora_spec_from_config(cfg);
   s.lora_init_from = cfg.get_string("lora.init_from");
   s.base_quant = base_quant_from_config(cfg);
-  s.bf16_params = cfg.get_string("train.param_dtype") == "bf16";
-  s.bf16_reduce = cfg.get_string("fsdp.reduce_dtype") == "bf16";
   // eval.dtype is eval's and generate's; train (and its validation passes)
   // computes in train.param_dtype, so a different eval.dtype would be ignored.
   LLAMAFT_REQUIRE(!cfg.is_explicit("eval.dtype") || cfg.get_string("eval.dtype") == cfg.get_string("train.param_dtype"),
                   "eval.dtype = ", cfg.get_string("eval.dtype"), " is for eval and generate; train computes, and "
                   "evaluates its validation split, in train.param_dtype (", cfg.get_string("train.param_dtype"),
                   "): set train.param_dtype = ", cfg.get_string("eval.dtype"), " or remove eval.dtype");
-  s.strategy = parse_strategy(cfg.get_string("fsdp.strategy"));
-  s.shard_group_size = static_cast<int>(cfg.get_int("fsdp.shard_group_size"));
-  s.activation_checkpointing = cfg.get_bool("fsdp.activation_checkpointing");
+  s.fsdp = FsdpSettings::from_config(cfg);
   s.allow_data_change = cfg.get_bool("checkpoint.allow_data_change");
   s.allow_lora_change = cfg.get_bool("checkpoint.allow_lora_change");
   s.keep_last = static_cast<int>(cfg.get_int("checkpoint.keep_last"));

@@ -16,6 +16,18 @@
 
 namespace llamaft {
 
+// How the model's state is sharded and stored (fsdp.*, train.param_dtype):
+// what `train` runs with and `plan` predicts for, read here alone.
+struct FsdpSettings {
+  ShardStrategy strategy = ShardStrategy::kFullShard;
+  int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
+  bool activation_checkpointing = false;
+  bool bf16_params = false;  // train.param_dtype = bf16
+  bool bf16_reduce = false;  // fsdp.reduce_dtype = bf16
+
+  static FsdpSettings from_config(const Config& cfg);
+};
+
 struct TrainSettings {
   // Inputs and outputs.
   std::string model_dir, data_path, data_format, val_path, out_dir, checkpoint_dir, resume;
@@ -41,11 +53,7 @@ struct TrainSettings {
   LoraSpec lora;
   std::string lora_init_from;
   quant::Kind base_quant = quant::Kind::kNone;
-  bool bf16_params = false;  // train.param_dtype = bf16
-  bool bf16_reduce = false;  // fsdp.reduce_dtype = bf16
-  ShardStrategy strategy = ShardStrategy::kFullShard;
-  int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
-  bool activation_checkpointing = false;
+  FsdpSettings fsdp;
   bool allow_data_change = false;
   bool allow_lora_change = false;
   int keep_last = 2;

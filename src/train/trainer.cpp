@@ -56,7 +56,7 @@ void describe_run(const TrainSettings& s, const LlamaConfig& mc, RunIdentity& id
     id.base_quant = quant::kind_name(s.base_quant);
   }
   id.allow_lora_change = s.allow_lora_change;
-  id.strategy = strategy_name(s.strategy);
+  id.strategy = strategy_name(s.fsdp.strategy);
 }
 
 }  // namespace
@@ -173,15 +173,15 @@ void Trainer::load_data() {
 }
 
 void Trainer::build_model(const BackendFactory& make_backend) {
-  if (settings_.strategy == ShardStrategy::kHybridShard && settings_.shard_group_size == 0)
-    settings_.shard_group_size = default_shard_group(world_->size(), ranks_per_node());
+  if (settings_.fsdp.strategy == ShardStrategy::kHybridShard && settings_.fsdp.shard_group_size == 0)
+    settings_.fsdp.shard_group_size = default_shard_group(world_->size(), ranks_per_node());
   backend_ = make_backend();
-  model_options_.activation_checkpointing = settings_.activation_checkpointing;
+  model_options_.activation_checkpointing = settings_.fsdp.activation_checkpointing;
   model_options_.lora = settings_.lora;
   model_options_.lora_dropout = static_cast<float>(settings_.lora.dropout);
   dropout_seed_ = rowmath::mix64(settings_.seed ^ 0xD50u);
   // bf16 activations and GEMMs (both backends have bf16 storage).
-  model_options_.bf16_storage = settings_.bf16_params && backend_->has_bf16_storage();
+  model_options_.bf16_storage = settings_.fsdp.bf16_params && backend_->has_bf16_storage();
   // Before any model memory: the GEMM scratch must not sit beside it.
   report_->measure_peak(settings_, *backend_, *world_, model_options_.bf16_storage);
   model_ = std::make_unique<LlamaModel>(model_config_, *backend_, model_options_);
@@ -189,9 +189,9 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   // backend's stream). world_ (MPI) keeps the host-side coordination.
   device_comm_ = make_device_communicator(*backend_, *world_, settings_.comm_timeout_s);
   Communicator* fsdp_comm = device_comm_ ? device_comm_.get() : world_.get();
-  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, settings_.strategy,
-                                 settings_.shard_group_size, settings_.base_quant, settings_.bf16_params,
-                                 settings_.bf16_reduce);
+  const FsdpSettings& f = settings_.fsdp;
+  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, f.strategy, f.shard_group_size,
+                                 settings_.base_quant, f.bf16_params, f.bf16_reduce);
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   const bool lora = settings_.lora.enabled();
