@@ -10,7 +10,7 @@
 
 #include "cli/command.hpp"
 #include "cli/runtime.hpp"
-#include "comm/mpi_comm.hpp"
+#include "comm/communicator.hpp"
 #include "comm/registry.hpp"
 #include "comm/watchdog.hpp"
 #include "core/error.hpp"
@@ -50,7 +50,7 @@ void write_items(const std::string& path, const TaskResult& r) {
 
 int run_eval_task(const Config& cfg) {
   if (!mpi_active()) init_mpi(nullptr, nullptr);
-  auto world = make_mpi_world_communicator();
+  auto world = make_mpi_world_comm();
   const bool lead = world->rank() == 0;
   start_collective_watchdog(cfg.get_float("runtime.comm_timeout_s"), world->rank());
   struct WatchdogStop {
