@@ -36,6 +36,8 @@ struct BoundaryDecision {
 class CheckpointPolicy {
  public:
   CheckpointPolicy(CheckpointSettings s, int64_t total_steps);
+  // train.epochs: the length is known once the data is (before the first step).
+  void set_total_steps(int64_t total_steps) { total_steps_ = total_steps; }
   // Installs the signal handlers (before the model loads, so a signal during
   // start-up is kept and honoured at the first step boundary).
   void install_signals() const;

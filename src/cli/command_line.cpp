@@ -1,4 +1,5 @@
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "cli/command.hpp"
@@ -122,6 +123,30 @@ std::string nearest_option(const Command& cmd, const std::string& name) {
   return best;
 }
 
+// Every config key, section by section: name = default, then what it does.
+void print_every_key(std::ostream& os) {
+  const auto& keys = global_schema().keys();
+  os << "\nEvery config key (" << keys.size() << "; in a file as [section] name = value):\n";
+  std::vector<std::string> sections;  // in order of first appearance, each once
+  for (const auto& k : keys) {
+    const std::string sec = k.key.substr(0, k.key.find('.'));
+    if (std::find(sections.begin(), sections.end(), sec) == sections.end()) sections.push_back(sec);
+  }
+  for (const auto& sec : sections) {
+    os << "\n[" << sec << "]\n";
+    for (const auto& k : keys) {
+      if (k.key.compare(0, sec.size() + 1, sec + ".") != 0) continue;
+      std::string lhs = "  " + k.key.substr(sec.size() + 1) + " = " + (k.default_value.empty() ? "(unset)" : k.default_value);
+      if (!k.choices.empty()) {
+        std::string c;
+        for (const auto& x : k.choices) c += (c.empty() ? "" : "|") + x;
+        lhs += "  {" + c + "}";
+      }
+      os << lhs << "\n      " << k.help << "\n";
+    }
+  }
+}
+
 }  // namespace
 
 bool parse_command_line(const Command& cmd, const std::vector<std::string>& args, Config& cfg) {
@@ -155,8 +180,9 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
     std::string name = e.get_option_name();
     while (!name.empty() && name[0] == '-') name.erase(0, 1);
     const std::string near = nearest_option(cmd, name);
+    const std::string note = near.empty() ? "" : global_schema().note(name);
     LLAMAFT_FAIL("llamaft ", cmd.name, ": unknown option '--", name, "'",
-                 near.empty() ? "" : "; did you mean '--" + near + "'?",
+                 near.empty() ? "" : "; did you mean '--" + near + "'?", note.empty() ? "" : " (" + note + ")",
                  " (see llamaft ", cmd.name, " --help)");
   } catch (const po::error& e) {
     LLAMAFT_FAIL("llamaft ", cmd.name, ": ", e.what(), " (see llamaft ", cmd.name, " --help)");
@@ -167,6 +193,8 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
               << cmd.summary << "\n\n"
               << visible << "\nEvery config key can also be given as --section.key VALUE; "
               << "the command line wins over --config.\n";
+    if (cmd.name == "train") print_every_key(std::cout);
+    else std::cout << "llamaft train --help lists every key; --print-config shows their values.\n";
     return false;
   }
   // Precedence: defaults < config file < command line.

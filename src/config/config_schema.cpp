@@ -106,6 +106,8 @@ void add_train_keys(ConfigSchema& s) {
   s.add(int_key("train.global_batch_size", "8", "rows per optimizer step, over all ranks (Megatron's G)", 1));
   s.add(int_key("train.micro_batch_size", "1", "rows per forward/backward on one rank", 1));
   s.add(int_key("train.steps", "10", "optimizer steps to run", 1));
+  s.add(float_key("train.epochs", "0", "passes over the training rows in place of train.steps: steps = "
+                  "ceil(epochs x rows / train.global_batch_size) (0: use train.steps)", 0, 1e6));
   s.add(float_key("train.lr", "1e-4", "peak learning rate", 0, 10));
   s.add(float_key("train.min_lr", "0", "learning rate at the end of a linear/cosine decay", 0, 10));
   s.add(choice_key("train.lr_schedule", "constant", "learning-rate schedule after warmup",
