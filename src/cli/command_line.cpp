@@ -4,6 +4,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "model/hub_cache.hpp"
 
 namespace po = boost::program_options;
 
@@ -218,6 +219,15 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
   if (vm.count("print-config")) {
     std::cout << cfg.dump();
     return false;
+  }
+  // model.path may name a model by its hub id, found in the local Hugging Face cache.
+  if (cfg.has("model.path")) {
+    std::string note;
+    const std::string resolved = resolve_model_path(cfg.get_string("model.path"), &note);
+    if (!note.empty()) {
+      if (process_rank() <= 0) std::cerr << "llamaft " << cmd.name << ": " << note << "\n";
+      cfg.set("model.path", resolved, "the Hugging Face cache");
+    }
   }
   for (const auto& key : cmd.required) cfg.require(key, cmd.name);
   return true;
