@@ -26,12 +26,12 @@ const std::vector<Command>& all_commands() {
        {},
        run_plan},
       {"prepare", "tokenize, template, mask and pack instruction/chat/text data into a training dataset",
-       "--tokenizer PATH --input FILE... --format alpaca|chat|text|tokens "
+       "--tokenizer PATH --input FILE... --format alpaca|chat|sharegpt|text|tokens|csv|tsv [--columns MAP] "
        "[--template auto|model|chatml|llama2|llama3|llama3.1|alpaca|none] --output DIR "
        "[--seq-len N --pack true --val-fraction F --train-on-prompt]",
        {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "prepare.input"},
         {"format", "prepare.format"}, {"template", "prepare.template"}, {"output", "prepare.output"},
-        {"seq-len", "prepare.seq_len"}, {"pack", "prepare.pack"}, {"val-fraction", "prepare.val_fraction"},
+        {"columns", "prepare.columns"}, {"seq-len", "prepare.seq_len"}, {"pack", "prepare.pack"}, {"val-fraction", "prepare.val_fraction"},
         {"train-on-prompt", "prepare.train_on_prompt", true}},
        {"prepare.input", "prepare.output"},
        run_prepare},

@@ -259,7 +259,13 @@ void add_prepare_keys(ConfigSchema& s) {
   KeySpec inputs = key("prepare.input", KeyType::kString, "", "input files (JSONL, a JSON array, or .txt for text)");
   inputs.list = true;
   s.add(inputs);
-  s.add(choice_key("prepare.format", "alpaca", "input format", {"alpaca", "chat", "text", "tokens"}));
+  s.add(choice_key("prepare.format", "alpaca",
+                   "input format: alpaca, chat (messages with role/content), sharegpt (conversations with "
+                   "from/value), text, tokens, csv or tsv (a header row; see prepare.columns)",
+                   {"alpaca", "chat", "sharegpt", "text", "tokens", "csv", "tsv"}));
+  s.add(key("prepare.columns", KeyType::kString, "",
+            "csv/tsv: which column is which field, 'instruction=Q,input=CTX,output=A' (Alpaca rows) or 'text=BODY' "
+            "(documents); empty: the header's own instruction/input/output or text columns"));
   s.add(choice_key("prepare.template", "auto",
                    "prompt template: auto (the chat template next to the tokenizer or model when there is one, else "
                    "none), model (that template, required), chatml, llama2, llama3, llama3.1, alpaca, none (the "
