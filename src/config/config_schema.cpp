@@ -316,10 +316,14 @@ void add_plan_keys(ConfigSchema& s) {
                 "ranks (GPUs) per node of the planned job: hybrid_shard's default shard group, as train takes it "
                 "from MPI's shared-memory split", 1, 1 << 20));
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
+  s.add(key("plan.all", KeyType::kBool, "false", "every strategy, even when the config names fsdp.strategy"));
+  s.add(float_key("plan.gpu_gib", "80", "runtime.backend = cuda: the GPU's memory, for the CUDA reserve", 1, 1 << 20));
 }
 
 void add_runtime_keys(ConfigSchema& s) {
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
+  s.add(key("runtime.share_gpus", KeyType::kBool, "false",
+            "cuda: allow more ranks on a host than GPUs visible (ranks then share GPUs); false refuses it"));
   s.add(float_key("runtime.comm_timeout_s", "600",
                   "seconds a collective (NCCL on cuda, MPI on every backend) may make no progress before the job "
                   "ends with exit 5 and a message naming the rank, host and collective (longer than any legitimate "
