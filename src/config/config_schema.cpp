@@ -237,6 +237,9 @@ void add_checkpoint_keys(ConfigSchema& s) {
   s.add(key("checkpoint.signals", KeyType::kString, "SIGTERM,SIGUSR1,SIGUSR2",
             "signals that mean: checkpoint at the next step boundary and exit 85"));
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
+  s.add(float_key("checkpoint.walltime_margin_s", "60",
+                  "under Slurm, save and exit 85 (requeue) once the job's end (SLURM_JOB_END_TIME, else scontrol's "
+                  "EndTime) is nearer than a save + a step + this margin, in seconds; 0: off", 0, 86400));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
   s.add(key("checkpoint.async", KeyType::kBool, "true",
             "periodic saves snapshot the state into host memory at the step boundary and write it in the background "

@@ -524,7 +524,7 @@ void Trainer::save_checkpoint() {
   end_memory_phase("checkpoint");
   checkpoints_->save(*fsdp_, *backend_, state_, identity_);
   end_memory_phase("train");
-  policy_.saved();
+  policy_.saved(checkpoints_->last_save().seconds);
   report_save();
 }
 
@@ -534,7 +534,7 @@ void Trainer::periodic_checkpoint() {
     end_memory_phase("checkpoint");
     const bool ok = tolerate_save_failure([&] { checkpoints_->save(*fsdp_, *backend_, state_, identity_); });
     end_memory_phase("train");
-    policy_.saved();
+    policy_.saved(ok ? checkpoints_->last_save().seconds : -1);
     if (ok) report_save();
     return;
   }
@@ -547,6 +547,8 @@ int Trainer::train() {
   const auto train_start = Clock::now();
   end_memory_phase("train");
   policy_.restart_timer();
+  // Walltime saves, before the first save is measured: a save writes what the load read.
+  policy_.set_save_estimate(startup_.load.read_s + startup_.load.other_s);
   const nlohmann::ordered_json run_fields = {
       {"mem_params_bytes", fsdp_->param_bytes()},   {"mem_grads_bytes", fsdp_->grad_bytes()},
       {"mem_optimizer_bytes", fsdp_->optimizer_bytes()}};
@@ -591,7 +593,7 @@ int Trainer::train() {
     settle_checkpoint(false);
     if (!d.save) continue;
     if (d.signal) policy_.arm_grace();
-    if (!d.signal && !d.stop_after) {
+    if (!d.signal && !d.stop_after && !d.walltime) {
       periodic_checkpoint();
       continue;
     }
@@ -606,14 +608,19 @@ int Trainer::train() {
       std::cerr << "llamaft train: waited " << waited << " s for the save in flight, then saved step " << state_.step
                 << " in " << checkpoints_->last_save().seconds << " s\n";
     // SIGINT alone (max-reduced: any other signal on any rank wins) is a person's Ctrl-C.
-    const int code = !d.signal ? kExitOk : d.signal == SIGINT ? kExitInterrupted : kExitRequeue;
+    const int code = d.walltime ? kExitRequeue : !d.signal ? kExitOk : d.signal == SIGINT ? kExitInterrupted : kExitRequeue;
+    if (lead_ && d.walltime)
+      std::cerr << "llamaft train: the job's time limit is " << d.time_left_s << " s away, less than a save, a step and "
+                << "the margin (" << d.needed_s << " s); checkpointed at step " << state_.step << ", exiting " << code
+                << " (requeue me)\n";
     if (lead_ && d.signal == SIGINT)
       std::cerr << "llamaft train: interrupted; checkpointed at step " << state_.step << ", exiting " << code << "\n";
     else if (lead_ && d.signal)
       std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state_.step
                 << ", exiting " << code << " (requeue me)\n";
-    if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
-    if (lead_ && d.signal) record_exit_status(code);
+    if (lead_ && !d.signal && !d.walltime)
+      std::cerr << "llamaft train: train.exit_after_steps reached at step " << state_.step << "\n";
+    if (lead_ && (d.signal || d.walltime)) record_exit_status(code);
     progress_->finish();
     return code;
   }
