@@ -23,6 +23,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
@@ -111,7 +113,7 @@ def main():
                 cfg = rest[rest.index("--config") + 1]
                 model = re.search(r"^\[model\]\s*\npath\s*=\s*(\S+)", open(os.path.join(w, cfg)).read(), re.M)
                 if model and os.path.exists(os.path.join(w, model.group(1))):
-                    r = run(["mpirun", "--oversubscribe", "-np", np_, a.llamaft] + rest +
+                    r = run([*launcher.mpirun(np_, []), a.llamaft] + rest +
                             ["--output.dir", f"{w}/run_{total}", "--train.steps", "10"])
                     check(r.returncode == 0, f"{name}: `{cmd}` runs (10 steps; exit {r.returncode})"
                           + ("" if r.returncode == 0 else f" {r.stderr.strip()[-300:]}"))
