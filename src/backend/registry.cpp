@@ -18,11 +18,6 @@ bool cuda_backend_built() {
 #endif
 }
 
-size_t cuda_pool_reserve_bytes(size_t gpu_total_bytes, int nccl_comms) {
-  return std::max(size_t(2) << 30, gpu_total_bytes / 32) +
-         kNcclReservePerCommBytes * static_cast<size_t>(std::max(0, nccl_comms));
-}
-
 void check_gpu_sharing(int local_size, int devices, bool share_gpus, const std::string& host) {
   if (share_gpus || devices <= 0 || local_size <= devices) return;
   LLAMAFT_FAIL(local_size, " ranks on host ", host, " see ", devices, " GPU", devices == 1 ? "" : "s",

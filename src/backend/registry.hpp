@@ -25,8 +25,12 @@ void check_gpu_sharing(int local_size, int devices, bool share_gpus, const std::
 // cuBLAS workspaces and fragmentation, plus 2 GiB per NCCL communicator (FSDP
 // uses 3 at np > 1: the world, the shard group, the replica group). `plan`
 // adds it for runtime.backend = cuda.
-size_t cuda_pool_reserve_bytes(size_t gpu_total_bytes, int nccl_comms);
+// Inline: the CUDA library (kernels/) uses it without linking this one.
 constexpr size_t kNcclReservePerCommBytes = size_t(2) << 30;
+inline size_t cuda_pool_reserve_bytes(size_t gpu_total_bytes, int nccl_comms) {
+  const size_t context = gpu_total_bytes / 32 > (size_t(2) << 30) ? gpu_total_bytes / 32 : size_t(2) << 30;
+  return context + kNcclReservePerCommBytes * static_cast<size_t>(nccl_comms > 0 ? nccl_comms : 0);
+}
 // "cpu" or "cuda"; device is the local GPU index for "cuda".
 // world_size > 1: the CUDA pool leaves room for FSDP's NCCL communicators
 // (the device world, the shard group and the replica group).
