@@ -108,7 +108,7 @@ def main():
     a = p.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     model = os.path.join(a.workdir, "base")
-    subprocess.run([a.llamaft, "init", "--preset", "tiny", "--seed", "11", "--output", model], check=True,
+    subprocess.run([a.llamaft, "init", "--preset", "tiny", "--seed", "11", "--output", model, "--force"], check=True,
                    capture_output=True)
     rng = np.random.default_rng(2)
     rows = []
