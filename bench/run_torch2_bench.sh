@@ -10,7 +10,9 @@
 #
 # Shapes: stories15M (`small`) and the 110M shape (`medium`) at batch 4 x 256;
 # llama3.2-1b at batch 1 x 512 for 2 timed steps; LoRA / QLoRA (r 16, every
-# linear layer) on the 110M shape.
+# linear layer) on the 110M shape; `smollm2`: the real SmolLM2-135M-Instruct
+# (scripts/fetch_smollm2.sh) on TinyStories tokens, eval (forward only) and
+# LoRA training, fp32 and bf16, against transformers / PEFT (fp32, bf16 autocast).
 #
 # torch 2.x from PyPI brings ~5 GB of CUDA wheels, so it lives in a bench-only
 # venv that this script creates on first use ($TORCH2_VENV, default
@@ -126,6 +128,38 @@ for shape in "${shapes[@]}"; do
       ours "1b/llamaft-bf16" llama3.2-1b 1 512 2 --train.param_dtype bf16
       peer "1b/torch-fp32" llama3.2-1b 1 512 2 fp32
       ;;
+    smollm2)
+      [ -f "$work/smollm2/config.json" ] || ln -sfn "$(LLAMAFT_BIN=$bin "$root/scripts/fetch_smollm2.sh" | tail -1)" "$work/smollm2"
+      # 16 rows of 256 real tokens (TinyStories, the model's own tokenizer), BOS first.
+      "$py" - "$work/smollm2" "$root/../shared/assets/tinystories/tiny_stories.txt" "$work/data_smollm2.jsonl" <<'PY'
+import json, sys
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
+bos = json.load(open(sys.argv[1] + "/config.json"))["bos_token_id"]
+ids = tok.encode(open(sys.argv[2], encoding="utf-8").read()[:200000], add_special_tokens=False).ids
+with open(sys.argv[3], "w") as f:
+    for r in range(16):
+        f.write(json.dumps({"input_ids": [bos] + ids[r * 255:(r + 1) * 255]}) + "\n")
+PY
+      for dt in fp32 bf16; do
+        for _ in $(seq "$rounds"); do
+          "$bin" eval --model "$work/smollm2" --data "$work/data_smollm2.jsonl" --seq-len 256 --batch-size 4 \
+            --dtype "$dt" 2> "$work/eval_$dt.log" | /usr/bin/python3 -c "
+import json, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+print(json.dumps({'label': 'smollm2/llamaft-eval-$dt', 'impl': 'llamaft', 'batch': 4, 'seq': 256, 'steps_timed': 4,
+                  'step_s': round(d['seconds'] / 4, 4), 'tokens_per_s': round(16 * 256 / d['seconds'], 1)}))" >> "$results"
+          tail -1 "$results"
+        done
+      done
+      peer "smollm2/torch-eval-fp32" smollm2 4 256 "$steps" eval
+      peer "smollm2/torch-eval-bf16-autocast" smollm2 4 256 "$steps" eval-bf16
+      lora=(--finetune.method lora --lora.r 16 --lora.alpha 32 --lora.dropout 0)
+      ours "smollm2/llamaft-lora-fp32" smollm2 4 256 "$steps" "${lora[@]}"
+      ours "smollm2/llamaft-lora-bf16" smollm2 4 256 "$steps" "${lora[@]}" --train.param_dtype bf16
+      peer "smollm2/peft-lora-fp32" smollm2 4 256 "$steps" lora
+      peer "smollm2/peft-lora-bf16-autocast" smollm2 4 256 "$steps" lora-bf16
+      ;;
     *) echo "unknown shape $shape" >&2; exit 2 ;;
   esac
 done
@@ -150,9 +184,11 @@ groups = {}
 for r in rows:
     groups.setdefault(r["label"].split("/")[0], []).append(r)
 for g, rs in groups.items():
-    ref = by.get(f"{g}/torch-fp32") or by.get(f"{g}/peft-lora-fp32")
     for r in rs:
         name = r["label"].split("/")[1]
+        ref = (by.get(f"{g}/torch-eval-fp32") if "eval" in name else
+               by.get(f"{g}/peft-lora-fp32") if "lora" in name and g == "smollm2" else
+               by.get(f"{g}/torch-fp32") or by.get(f"{g}/peft-lora-fp32"))
         if "error" in r:
             print(f"{g:7} {name:22} failed: {r['error']}")
             continue
@@ -168,7 +204,12 @@ for a, b in [("small/llamaft-bf16", "small/torch-bf16-autocast"), ("medium/llama
              ("small/llamaft-fp32", "small/torch-compile-fp32"),
              ("lora/llamaft-lora-fp32", "lora/peft-lora-fp32"), ("lora/llamaft-lora-bf16", "lora/peft-lora-fp32"),
              ("lora/llamaft-qlora-fp32", "lora/peft-qlora-nf4"), ("lora/llamaft-qlora-bf16", "lora/peft-qlora-nf4"),
-             ("1b/llamaft-fp32", "1b/torch-fp32"), ("1b/llamaft-bf16", "1b/torch-fp32")]:
+             ("1b/llamaft-fp32", "1b/torch-fp32"), ("1b/llamaft-bf16", "1b/torch-fp32"),
+             ("smollm2/llamaft-eval-fp32", "smollm2/torch-eval-fp32"),
+             ("smollm2/llamaft-eval-bf16", "smollm2/torch-eval-bf16-autocast"),
+             ("smollm2/llamaft-lora-fp32", "smollm2/peft-lora-fp32"),
+             ("smollm2/llamaft-lora-bf16", "smollm2/peft-lora-bf16-autocast"),
+             ("smollm2/llamaft-lora-bf16", "smollm2/peft-lora-fp32")]:
     r = ratio(a, b)
     if r is not None:
         print(f"{a:26} / {b:28} = {r:.2f}x")

@@ -12,6 +12,8 @@ Modes:
   lora      PEFT LoRA (r, alpha, every linear layer), fp32 base
   lora-bf16 the same under bf16 autocast
   qlora     PEFT LoRA over a bitsandbytes NF4 base (double quantization, fp32 compute)
+  eval      forward passes only (no_grad, model.eval()), fp32: `llamaft eval`'s peer
+  eval-bf16 the same under bf16 autocast
 
 Usage: torch2_peer.py --model DIR --data FILE --mode MODE --batch B --seq T --steps N [--warmup W]
                       [--lora-r 16 --lora-alpha 32] [--max-seconds S]
@@ -30,7 +32,7 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--mode", required=True,
-                   choices=["fp32", "bf16", "compile", "lora", "lora-bf16", "qlora"])
+                   choices=["fp32", "bf16", "compile", "lora", "lora-bf16", "qlora", "eval", "eval-bf16"])
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--steps", type=int, default=4)
@@ -76,9 +78,15 @@ def main():
             if len(rows) == a.batch:
                 break
     ids = torch.tensor(rows, dtype=torch.long)
-    autocast = a.mode in ("bf16", "lora-bf16")
+    autocast = a.mode in ("bf16", "lora-bf16", "eval-bf16")
+    evaluating = a.mode.startswith("eval")
+    if evaluating:
+        model.eval()
 
     def step():
+        if evaluating:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                return float(model(input_ids=ids, labels=ids).loss)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()

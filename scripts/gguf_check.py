@@ -53,7 +53,12 @@ class Engine:
 
     def __init__(self, path, threads, n_ctx=512):
         import llama_cpp
-        self.llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True,
+        # llama.cpp 0c1e57098 (llama-cpp-python 0.3.36) segfaults on this AMX machine when it evaluates a
+        # batch of more than one token through a quantized file, its own converter's q8_0 and llama-quantize's
+        # q4_k_m included (2026-12-07; n_batch 32 and 256 crash, 1 runs): quantized files go one token at a time.
+        quantized = any(q in os.path.basename(path) for q in ("q8_0", "q4_0", "q4_k_m"))
+        n_batch = 1 if quantized else n_ctx
+        self.llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, logits_all=True,
                                    n_threads=threads, n_threads_batch=threads, verbose=False, type_k=0, type_v=0,
                                    flash_attn=False)
 

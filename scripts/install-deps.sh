@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(
   build-essential cmake pkg-config git
   openmpi-bin libopenmpi-dev
-  libhdf5-openmpi-dev hdf5-tools
+  libhdf5-dev hdf5-tools
   libboost-program-options-dev libeigen3-dev libgtest-dev nlohmann-json3-dev
   libsentencepiece-dev libpcre2-dev libopenblas-openmp-dev libdnnl-dev libyaml-dev
   python3 python3-venv python3-numpy python3-h5py python3-torch python3-sentencepiece python3-matplotlib

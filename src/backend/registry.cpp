@@ -1,5 +1,7 @@
 #include "backend/registry.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 #ifdef LLAMAFT_HAS_CUDA
@@ -16,11 +18,24 @@ bool cuda_backend_built() {
 #endif
 }
 
-int pick_device(const std::string& name, int local_rank) {
+void check_gpu_sharing(int local_size, int devices, bool share_gpus, const std::string& host) {
+  if (share_gpus || devices <= 0 || local_size <= devices) return;
+  LLAMAFT_FAIL(local_size, " ranks on host ", host, " see ", devices, " GPU", devices == 1 ? "" : "s",
+               ": ranks would share a GPU. Run one rank per GPU (#SBATCH --ntasks-per-node equal to "
+               "--gpus-per-node, or mpirun -np with one rank per visible device; check CUDA_VISIBLE_DEVICES), "
+               "or set runtime.share_gpus = true to share them knowingly");
+}
+
+int pick_device(const std::string& name, int local_rank, int local_size, bool share_gpus) {
 #ifdef LLAMAFT_HAS_CUDA
   // One GPU per rank.
-  if (name == "cuda") return pick_local_device(local_rank);
+  if (name == "cuda") {
+    const int device = pick_local_device(local_rank);
+    check_gpu_sharing(local_size, cuda_device_count(), share_gpus, process_host());
+    return device;
+  }
 #endif
+  (void)local_rank, (void)local_size, (void)share_gpus;
   return 0;
 }
 

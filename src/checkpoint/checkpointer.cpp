@@ -44,7 +44,7 @@ std::optional<int> Checkpointer::at_step_boundary(const TrainState& state, const
   settle(false);
   if (!d.save) return std::nullopt;
   if (d.signal) policy_.arm_grace();
-  if (!d.signal && !d.stop_after) {
+  if (!d.signal && !d.stop_after && !d.walltime) {
     save_periodic(state, src);
     return std::nullopt;
   }
@@ -68,14 +68,19 @@ int Checkpointer::stop(const BoundaryDecision& d, const TrainState& state, const
     std::cerr << "llamaft train: waited " << waited << " s for the save in flight, then saved step " << state.step
               << " in " << manager_.last_save().seconds << " s\n";
   // SIGINT alone (max-reduced: any other signal on any rank wins) is a person's Ctrl-C.
-  const int code = !d.signal ? kExitOk : d.signal == SIGINT ? kExitInterrupted : kExitRequeue;
+  const int code = d.walltime ? kExitRequeue : !d.signal ? kExitOk : d.signal == SIGINT ? kExitInterrupted : kExitRequeue;
+  if (lead_ && d.walltime)
+    std::cerr << "llamaft train: the job's time limit is " << d.time_left_s << " s away, less than a save, a step and "
+              << "the margin (" << d.needed_s << " s); checkpointed at step " << state.step << ", exiting " << code
+              << " (requeue me)\n";
   if (lead_ && d.signal == SIGINT)
     std::cerr << "llamaft train: interrupted; checkpointed at step " << state.step << ", exiting " << code << "\n";
   else if (lead_ && d.signal)
     std::cerr << "llamaft train: signal " << d.signal << " received; checkpointed at step " << state.step
               << ", exiting " << code << " (requeue me)\n";
-  if (lead_ && !d.signal) std::cerr << "llamaft train: train.exit_after_steps reached at step " << state.step << "\n";
-  if (lead_ && d.signal) record_exit_status(code);
+  if (lead_ && !d.signal && !d.walltime)
+    std::cerr << "llamaft train: train.exit_after_steps reached at step " << state.step << "\n";
+  if (lead_ && (d.signal || d.walltime)) record_exit_status(code);
   return code;
 }
 
@@ -124,7 +129,7 @@ void Checkpointer::save_now(const TrainState& state, const SaveSource& src) {
   phase("checkpoint");
   manager_.save(src.fsdp, src.backend, state, src.identity);
   phase("train");
-  policy_.saved();
+  policy_.saved(manager_.last_save().seconds);
   report_save();
 }
 
@@ -134,7 +139,7 @@ void Checkpointer::save_periodic(const TrainState& state, const SaveSource& src)
     phase("checkpoint");
     const bool ok = tolerate_save_failure([&] { manager_.save(src.fsdp, src.backend, state, src.identity); });
     phase("train");
-    policy_.saved();
+    policy_.saved(ok ? manager_.last_save().seconds : -1);
     if (ok) report_save();
     return;
   }

@@ -1,6 +1,6 @@
 // When training saves, in one place: the policy (checkpoint.every_steps,
 // every_minutes, train.exit_after_steps, the end of training), the
-// preemption signals and the save in flight. The Trainer calls
+// preemption signals, the job's time limit and the save in flight. The Trainer calls
 // at_step_boundary() once per step and at_end() once after the loop;
 // everything a save decides, waits for, commits and reports happens behind
 // those two calls.
@@ -39,8 +39,14 @@ class Checkpointer {
   // Called with "checkpoint" before a synchronous save and "train" after it
   // (the run's memory phases).
   void on_phase(std::function<void(const std::string&)> f) { phase_ = std::move(f); }
-  // The loop starts: the minute timer starts now.
-  void start() { policy_.restart_timer(); }
+  // train.epochs: the length is known once the data is (before the first step).
+  void set_total_steps(int64_t total_steps) { policy_.set_total_steps(total_steps); }
+  // The loop starts: the minute timer starts now, and until a save is
+  // measured a walltime decision counts `save_estimate_s` for one.
+  void start(double save_estimate_s) {
+    policy_.restart_timer();
+    policy_.set_save_estimate(save_estimate_s);
+  }
 
   // Collective, once per step boundary, after `state.step` steps: commits a
   // save in flight once it is done, and saves as the policy, a signal or
@@ -69,7 +75,7 @@ class Checkpointer {
   // Commits a save in flight once every rank's writer is done (collective);
   // waits for it when `wait`.
   void settle(bool wait);
-  // A signal or train.exit_after_steps: the save, the messages, the exit code.
+  // A signal, the job's time limit or train.exit_after_steps: the save, the messages, the exit code.
   int stop(const BoundaryDecision& d, const TrainState& state, const SaveSource& src);
   void report_save();
   // Runs a periodic save's part; true unless it failed under on_error = warn.

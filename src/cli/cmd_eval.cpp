@@ -1,11 +1,12 @@
 // `llamaft eval`: mean next-token NLL over the non-ignored targets of a
 // dataset (train/evaluate, the same code as train's validation), printed as
-// one JSON line {"loss", "ppl", "tokens", "accuracy"}.
+// one JSON line {"loss", "ppl", "tokens", "accuracy", "dtype", "seconds", "tokens_per_s"}.
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.hpp"
@@ -50,7 +51,10 @@ int run_eval(const Config& cfg) {
               << " tokens) to seq_len " << seq_len << "\n";
 
   DeviceBatch dev(*be);
+  const auto t0 = std::chrono::steady_clock::now();
   const SplitLoss total = evaluate_split(model, params, dev, ds, 0, batch_size, nullptr);
+  be->synchronize();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   LLAMAFT_REQUIRE(total.tokens > 0, "eval: the dataset has no target tokens (all labels are -100?)");
   const double loss = total.mean();
   if (!std::isfinite(loss))
@@ -61,7 +65,10 @@ int run_eval(const Config& cfg) {
                       {"ppl", std::exp(loss)},
                       {"tokens", static_cast<int64_t>(total.tokens)},
                       {"accuracy", total.correct / total.tokens},
-                      {"dtype", cfg.get_string("eval.dtype")}};
+                      {"dtype", cfg.get_string("eval.dtype")},
+                      // the forward passes alone (loading excluded), and target tokens per second of them
+                      {"seconds", seconds},
+                      {"tokens_per_s", seconds > 0 ? static_cast<double>(total.tokens) / seconds : 0.0}};
   std::cout << j.dump() << std::endl;
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <string>
 
+#include "backend/registry.hpp"
 #include "checkpoint/policy.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
@@ -49,11 +50,12 @@ int run_plan(const Config& cfg) {
               recompute ? ", activation checkpointing" : "");
   if (!cfg.get_bool("plan.json")) std::printf("per-rank bytes (GiB)   %10s %10s %10s %11s %10s %10s %10s   %8s %8s %10s\n", "params", "grads", "optimizer",
               "activations", "buffers", "workspace", "step", "loading", "ckpt", "total");
+  const bool cuda = cfg.get_string("runtime.backend") == "cuda";
   // bf16 params compute in bf16 on both backends: bf16 activations.
   const bool bf16_storage = fsdp.bf16_params;
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
-    if (cfg.is_explicit("fsdp.strategy") && fsdp.strategy != s) continue;
+    if (cfg.is_explicit("fsdp.strategy") && !cfg.get_bool("plan.all") && fsdp.strategy != s) continue;
     const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
                                      base_quant_from_config(cfg), fsdp.bf16_params, bf16_storage,
                                      cfg.get_string("runtime.backend") != "cuda", checkpoints.stages_async(),
@@ -72,6 +74,20 @@ int run_plan(const Config& cfg) {
     std::printf("%-22s %10.4f %10.4f %10.4f %11.4f %10.4f %10.4f %10.4f   %8.4f %8.4f %10.4f\n", label.c_str(),
                 p.params / g, p.grads / g, p.optimizer / g, p.activations / g, p.buffers / g, p.workspace / g,
                 p.step / g, p.load / g, p.checkpoint / g, p.total / g);
+  }
+  if (cuda) {
+    // The CUDA backend's pool stops short of the GPU by this much (the context, cuBLAS, NCCL's buffers).
+    const int comms = world > 1 ? 3 : 0;
+    const double g = 1024.0 * 1024.0 * 1024.0;
+    const size_t gpu = static_cast<size_t>(cfg.get_float("plan.gpu_gib") * g);
+    const size_t reserve = cuda_pool_reserve_bytes(gpu, comms);
+    if (cfg.get_bool("plan.json"))
+      std::printf("{\"cuda_reserve\": %zu, \"gpu_bytes\": %zu, \"nccl_comms\": %d}\n", reserve, gpu, comms);
+    else
+      std::printf("cuda: besides the total, the backend leaves %.4f GiB of a %.0f GiB GPU (plan.gpu_gib) outside its "
+                  "pool: max(2 GiB, 1/32 of the GPU) for the CUDA context and cuBLAS, plus 2 GiB for each of %d NCCL "
+                  "communicators\n",
+                  reserve / g, gpu / g, comms);
   }
   return 0;
 }

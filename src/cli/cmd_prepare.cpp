@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cstdio>
@@ -38,8 +39,144 @@ struct Stats {
   int64_t target_tokens = 0, input_bytes = 0;
 };
 
+// One record of a delimited file: its fields and the line it starts on.
+struct DelimitedRow {
+  std::vector<std::string> fields;
+  int64_t line = 0;
+};
+
+// RFC 4180 as Python's csv module reads it (dialect excel / excel-tab): a
+// field that starts with '"' is quoted, "" inside it is one quote, and it may
+// hold the delimiter and newlines; a quote elsewhere is a character. Records
+// end at LF or CRLF; blank lines are skipped; a UTF-8 BOM is dropped. An
+// unterminated quote is an error naming its line.
+std::vector<DelimitedRow> parse_delimited(const std::string& text, char delim, const std::string& path) {
+  std::vector<DelimitedRow> rows;
+  size_t i = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
+  int64_t line = 1;
+  const size_t n = text.size();
+  while (i < n) {
+    DelimitedRow row;
+    row.line = line;
+    bool end_of_record = false;
+    while (!end_of_record) {
+      std::string field;
+      if (i < n && text[i] == '"') {
+        const int64_t opened = line;
+        ++i;
+        for (;;) {
+          LLAMAFT_REQUIRE(i < n, "prepare: ", path, ":", opened, ": a quoted field is never closed");
+          if (text[i] == '"') {
+            if (i + 1 < n && text[i + 1] == '"') {
+              field += '"';
+              i += 2;
+              continue;
+            }
+            ++i;
+            break;
+          }
+          if (text[i] == '\n') ++line;
+          field += text[i++];
+        }
+      }
+      while (i < n && text[i] != delim && text[i] != '\n' && !(text[i] == '\r' && i + 1 < n && text[i + 1] == '\n'))
+        field += text[i++];
+      row.fields.push_back(std::move(field));
+      if (i >= n) {
+        end_of_record = true;
+      } else if (text[i] == delim) {
+        ++i;
+      } else {
+        i += text[i] == '\r' ? 2 : 1;
+        ++line;
+        end_of_record = true;
+      }
+    }
+    if (!(row.fields.size() == 1 && row.fields[0].empty())) rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// prepare.columns: {field, column} pairs ("instruction=Q,output=A").
+std::vector<std::pair<std::string, std::string>> parse_columns(const std::string& spec) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::stringstream ss(spec);
+  for (std::string item; std::getline(ss, item, ',');) {
+    const auto eq = item.find('=');
+    LLAMAFT_REQUIRE(eq != std::string::npos && eq > 0 && eq + 1 < item.size(), "prepare.columns: '", item,
+                    "' is not FIELD=COLUMN (e.g. instruction=question,output=answer)");
+    const std::string f = item.substr(0, eq);
+    LLAMAFT_REQUIRE(f == "instruction" || f == "input" || f == "output" || f == "text", "prepare.columns: unknown "
+                    "field '", f, "'; the fields are instruction, input, output (Alpaca rows) or text (documents)");
+    for (const auto& [g, c] : out) LLAMAFT_REQUIRE(g != f, "prepare.columns: '", f, "' is given twice");
+    out.emplace_back(f, item.substr(eq + 1));
+  }
+  return out;
+}
+
+// What a csv/tsv row is once its columns are mapped: "alpaca" or "text".
+std::string delimited_kind(const std::vector<std::pair<std::string, std::string>>& cols) {
+  bool text = false, output = false, instruction = false;
+  for (const auto& [f, c] : cols) text |= f == "text", output |= f == "output", instruction |= f == "instruction";
+  LLAMAFT_REQUIRE(text != (output || instruction), "prepare.columns: map either text=COLUMN (documents) or "
+                  "instruction=COLUMN and output=COLUMN (Alpaca rows, input=COLUMN optional), not both or neither");
+  LLAMAFT_REQUIRE(text || (output && instruction), "prepare.columns: Alpaca rows need both instruction= and output=");
+  return text ? "text" : "alpaca";
+}
+
+// The render format of an input format (csv/tsv: by their columns).
+std::string render_format(const std::string& format, const std::string& columns) {
+  if (format == "sharegpt") return "sharegpt";
+  if (format != "csv" && format != "tsv") return format;
+  if (columns.empty()) return "alpaca_or_text";  // decided by each file's header
+  return delimited_kind(parse_columns(columns));
+}
+
+// Rows of a csv/tsv file as JSON records of the mapped fields.
+std::vector<std::pair<std::string, json>> read_delimited(const std::string& path, const std::string& text, char delim,
+                                                         const std::string& columns, std::string* kind, Stats& st,
+                                                         std::vector<std::string>& errors) {
+  std::vector<DelimitedRow> rows = parse_delimited(text, delim, path);
+  LLAMAFT_REQUIRE(!rows.empty(), "prepare: ", path, " has no header row");
+  const std::vector<std::string>& header = rows[0].fields;
+  std::string names;
+  for (const auto& h : header) names += (names.empty() ? "" : ", ") + h;
+  auto cols = parse_columns(columns);
+  if (cols.empty()) {  // the header's own names
+    for (const char* f : {"instruction", "input", "output", "text"})
+      if (std::find(header.begin(), header.end(), f) != header.end()) cols.emplace_back(f, f);
+    LLAMAFT_REQUIRE(!cols.empty(), "prepare: ", path, "'s columns are ", names, "; say which is which with --columns "
+                    "instruction=COLUMN,input=COLUMN,output=COLUMN (Alpaca rows) or --columns text=COLUMN");
+    if (std::find_if(cols.begin(), cols.end(), [](const auto& c) { return c.first == "text"; }) != cols.end() &&
+        cols.size() > 1)
+      cols.erase(std::remove_if(cols.begin(), cols.end(), [](const auto& c) { return c.first == "text"; }), cols.end());
+  }
+  *kind = delimited_kind(cols);
+  std::vector<std::pair<std::string, size_t>> index;  // field -> column number
+  for (const auto& [f, c] : cols) {
+    const auto it = std::find(header.begin(), header.end(), c);
+    LLAMAFT_REQUIRE(it != header.end(), "prepare: ", path, " has no column '", c, "' (for ", f, "); its columns are ",
+                    names);
+    index.emplace_back(f, static_cast<size_t>(it - header.begin()));
+  }
+  std::vector<std::pair<std::string, json>> out;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    const std::string where = path + ":" + std::to_string(rows[r].line);
+    if (rows[r].fields.size() != header.size()) {
+      errors.push_back(str_cat(where, ": ", rows[r].fields.size(), " fields where the header has ", header.size()));
+      st.bad_rows++;
+      continue;
+    }
+    json j = json::object();
+    for (const auto& [f, c] : index) j[f] = rows[r].fields[c];
+    out.emplace_back(where, std::move(j));
+  }
+  return out;
+}
+
 // Records of one input file with their line (JSONL) or element (JSON array) numbers.
 std::vector<std::pair<std::string, json>> read_records(const std::string& path, const std::string& format,
+                                                       const std::string& columns, std::string* kind,
                                                        Stats& st, std::vector<std::string>& errors) {
   std::ifstream in(path, std::ios::binary);
   LLAMAFT_REQUIRE(in.good(), "prepare: cannot open input '", path, "'");
@@ -47,6 +184,9 @@ std::vector<std::pair<std::string, json>> read_records(const std::string& path, 
   ss << in.rdbuf();
   const std::string text = ss.str();
   st.input_bytes += static_cast<int64_t>(text.size());
+  *kind = format;
+  if (format == "csv" || format == "tsv")
+    return read_delimited(path, text, format == "csv" ? ',' : '\t', columns, kind, st, errors);
   std::vector<std::pair<std::string, json>> out;
   const bool is_txt = path.size() > 4 && path.compare(path.size() - 4, 4, ".txt") == 0;
   if (format == "text" && is_txt) {  // a plain text file is one document
@@ -95,6 +235,24 @@ Rendered render_record(const json& j, const std::string& format, const Tokenizer
     const std::string out = field(j, "output", true);
     if (out.empty()) throw Error("empty 'output'");
     return render_alpaca(*tok, t, field(j, "instruction", true), field(j, "input", false), out, train_on_prompt);
+  }
+  if (format == "sharegpt") {
+    // ShareGPT: {"conversations": [{"from": "system"|"human"|"gpt", "value": ...}]}, as Axolotl and
+    // FastChat read it ("user"/"assistant" also taken); any other speaker is refused, never guessed.
+    if (!j.contains("conversations") || !j["conversations"].is_array() || j["conversations"].empty())
+      throw Error("missing or empty 'conversations' list");
+    json chat = {{"messages", json::array()}};
+    for (const auto& m : j["conversations"]) {
+      if (!m.is_object()) throw Error("a conversation turn is not an object");
+      const std::string from = field(m, "from", true);
+      std::string role;
+      if (from == "system") role = "system";
+      else if (from == "human" || from == "user") role = "user";
+      else if (from == "gpt" || from == "assistant") role = "assistant";
+      else throw Error(str_cat("unknown speaker 'from': '", from, "' (ShareGPT's are system, human and gpt)"));
+      chat["messages"].push_back({{"role", role}, {"content", field(m, "value", true)}});
+    }
+    return render_record(chat, "chat", tok, t, train_on_prompt, vocab);
   }
   if (format == "chat") {
     if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
@@ -253,11 +411,15 @@ int run_prepare(const Config& cfg) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string tok_path = cfg.get_string("model.tokenizer");
   const std::string format = cfg.get_string("prepare.format");
+  const std::string columns = cfg.get_string("prepare.columns");
+  LLAMAFT_REQUIRE(columns.empty() || format == "csv" || format == "tsv",
+                  "prepare: --columns is for --format csv or tsv (the format is ", format, ")");
+  const std::string rformat = render_format(format, columns);
   const std::unique_ptr<Tokenizer> tok = prepare_tokenizer(cfg, format);
   // The template: --template, or (auto) the chat template next to the
   // tokenizer (or the model) when there is one; only Alpaca and chat rows use it.
   ChatTemplate tmpl = named_template("none");
-  if (format == "alpaca" || format == "chat") {
+  if (rformat != "text" && rformat != "tokens") {
     const std::string dir = !tok_path.empty()
                                 ? (tok_path.find('/') == std::string::npos ? "." : tok_path.substr(0, tok_path.rfind('/')))
                                 : cfg.get_string("model.path");
@@ -286,10 +448,11 @@ int run_prepare(const Config& cfg) {
   Stats st;
   std::vector<std::string> errors;
   for (const auto& path : inputs) {
-    for (auto& [where, rec] : read_records(path, format, st, errors)) {
+    std::string kind;
+    for (auto& [where, rec] : read_records(path, format, columns, &kind, st, errors)) {
       Rendered r;
       try {
-        r = render_record(rec, format, tok.get(), tmpl, train_on_prompt, vocab);
+        r = render_record(rec, kind, tok.get(), tmpl, train_on_prompt, vocab);
       } catch (const Error& e) {
         errors.push_back(where + ": " + e.what());
         st.bad_rows++;

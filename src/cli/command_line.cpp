@@ -1,8 +1,10 @@
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "model/hub_cache.hpp"
 
 namespace po = boost::program_options;
 
@@ -17,19 +19,19 @@ const std::vector<Command>& all_commands() {
        {"model.path", "data.path", "output.dir"},
        run_train},
       {"plan", "per-rank memory estimate of a training config for each FSDP strategy",
-       "--config FILE --np N | --preset NAME --np N [--seq-len N --micro-batch-size B]",
-       {{"np", "plan.np"}, {"preset", "plan.preset"}, {"model", "model.path"}, {"seq-len", "data.seq_len"},
+       "--config FILE --np N | --preset NAME --np N [--seq-len N --micro-batch-size B --all --json]",
+       {{"np", "plan.np"}, {"preset", "plan.preset"}, {"all", "plan.all", true}, {"model", "model.path"}, {"seq-len", "data.seq_len"},
         {"micro-batch-size", "train.micro_batch_size"}, {"method", "finetune.method"},
         {"json", "plan.json", true}},
        {},
        run_plan},
       {"prepare", "tokenize, template, mask and pack instruction/chat/text data into a training dataset",
-       "--tokenizer PATH --input FILE... --format alpaca|chat|text|tokens "
+       "--tokenizer PATH --input FILE... --format alpaca|chat|sharegpt|text|tokens|csv|tsv [--columns MAP] "
        "[--template auto|model|chatml|llama2|llama3|llama3.1|alpaca|none] --output DIR "
        "[--seq-len N --pack true --val-fraction F --train-on-prompt]",
        {{"tokenizer", "model.tokenizer"}, {"model", "model.path"}, {"input", "prepare.input"},
         {"format", "prepare.format"}, {"template", "prepare.template"}, {"output", "prepare.output"},
-        {"seq-len", "prepare.seq_len"}, {"pack", "prepare.pack"}, {"val-fraction", "prepare.val_fraction"},
+        {"columns", "prepare.columns"}, {"seq-len", "prepare.seq_len"}, {"pack", "prepare.pack"}, {"val-fraction", "prepare.val_fraction"},
         {"train-on-prompt", "prepare.train_on_prompt", true}},
        {"prepare.input", "prepare.output"},
        run_prepare},
@@ -122,6 +124,30 @@ std::string nearest_option(const Command& cmd, const std::string& name) {
   return best;
 }
 
+// Every config key, section by section: name = default, then what it does.
+void print_every_key(std::ostream& os) {
+  const auto& keys = global_schema().keys();
+  os << "\nEvery config key (" << keys.size() << "; in a file as [section] name = value):\n";
+  std::vector<std::string> sections;  // in order of first appearance, each once
+  for (const auto& k : keys) {
+    const std::string sec = k.key.substr(0, k.key.find('.'));
+    if (std::find(sections.begin(), sections.end(), sec) == sections.end()) sections.push_back(sec);
+  }
+  for (const auto& sec : sections) {
+    os << "\n[" << sec << "]\n";
+    for (const auto& k : keys) {
+      if (k.key.compare(0, sec.size() + 1, sec + ".") != 0) continue;
+      std::string lhs = "  " + k.key.substr(sec.size() + 1) + " = " + (k.default_value.empty() ? "(unset)" : k.default_value);
+      if (!k.choices.empty()) {
+        std::string c;
+        for (const auto& x : k.choices) c += (c.empty() ? "" : "|") + x;
+        lhs += "  {" + c + "}";
+      }
+      os << lhs << "\n      " << k.help << "\n";
+    }
+  }
+}
+
 }  // namespace
 
 bool parse_command_line(const Command& cmd, const std::vector<std::string>& args, Config& cfg) {
@@ -155,8 +181,9 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
     std::string name = e.get_option_name();
     while (!name.empty() && name[0] == '-') name.erase(0, 1);
     const std::string near = nearest_option(cmd, name);
+    const std::string note = near.empty() ? "" : global_schema().note(name);
     LLAMAFT_FAIL("llamaft ", cmd.name, ": unknown option '--", name, "'",
-                 near.empty() ? "" : "; did you mean '--" + near + "'?",
+                 near.empty() ? "" : "; did you mean '--" + near + "'?", note.empty() ? "" : " (" + note + ")",
                  " (see llamaft ", cmd.name, " --help)");
   } catch (const po::error& e) {
     LLAMAFT_FAIL("llamaft ", cmd.name, ": ", e.what(), " (see llamaft ", cmd.name, " --help)");
@@ -167,6 +194,8 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
               << cmd.summary << "\n\n"
               << visible << "\nEvery config key can also be given as --section.key VALUE; "
               << "the command line wins over --config.\n";
+    if (cmd.name == "train") print_every_key(std::cout);
+    else std::cout << "llamaft train --help lists every key; --print-config shows their values.\n";
     return false;
   }
   // Precedence: defaults < config file < command line.
@@ -190,6 +219,15 @@ bool parse_command_line(const Command& cmd, const std::vector<std::string>& args
   if (vm.count("print-config")) {
     std::cout << cfg.dump();
     return false;
+  }
+  // model.path may name a model by its hub id, found in the local Hugging Face cache.
+  if (cfg.has("model.path")) {
+    std::string note;
+    const std::string resolved = resolve_model_path(cfg.get_string("model.path"), &note);
+    if (!note.empty()) {
+      if (process_rank() <= 0) std::cerr << "llamaft " << cmd.name << ": " << note << "\n";
+      cfg.set("model.path", resolved, "the Hugging Face cache");
+    }
   }
   for (const auto& key : cmd.required) cfg.require(key, cmd.name);
   return true;

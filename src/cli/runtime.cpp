@@ -14,7 +14,9 @@ void apply_runtime_settings(const Config& cfg) {
 
 std::unique_ptr<Backend> make_backend(const Config& cfg) {
   const std::string name = cfg.get_string("runtime.backend");
-  return make_backend(name, pick_device(name, mpi_world().local_rank), mpi_world().size);
+  return make_backend(name,
+                      pick_device(name, mpi_world().local_rank, mpi_world().local_size, cfg.get_bool("runtime.share_gpus")),
+                      mpi_world().size);
 }
 
 }  // namespace llamaft

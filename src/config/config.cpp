@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -38,52 +39,159 @@ const KeySpec* ConfigSchema::find(const std::string& key) const {
 }
 
 namespace {
-// Names users bring from Hugging Face TrainingArguments, torchtune and PEFT,
-// matched on the part after the section.
-const std::map<std::string, std::string>& foreign_names() {
-  static const std::map<std::string, std::string> names = {
-      {"learning_rate", "train.lr"},
-      {"max_steps", "train.steps"},           {"num_steps", "train.steps"},
-      {"lr_scheduler_type", "train.lr_schedule"}, {"lr_scheduler", "train.lr_schedule"},
-      {"num_warmup_steps", "train.warmup_steps"}, {"adam_epsilon", "train.eps"},
-      {"adam_beta1", "train.beta1"},          {"adam_beta2", "train.beta2"},
-      {"max_grad_norm", "train.max_grad_norm"}, {"clip_grad_norm", "train.max_grad_norm"},
-      {"per_device_train_batch_size", "train.micro_batch_size"}, {"batch_size", "train.global_batch_size"},
-      {"max_seq_length", "data.seq_len"},     {"max_seq_len", "data.seq_len"},
-      {"lora_rank", "lora.r"},                {"rank", "lora.r"},
-      {"lora_alpha", "lora.alpha"},           {"lora_dropout", "lora.dropout"},
-      {"target_modules", "lora.targets"},     {"lora_target_modules", "lora.targets"},
-      {"output_dir", "output.dir"},           {"seed", "train.seed"},
+// Names users bring from Hugging Face TrainingArguments, PEFT, torchtune and
+// Axolotl, matched on the part after the section (README "Names from other
+// tools"): ours, and a note where the meaning is not one-to-one.
+struct ForeignName {
+  const char* name;
+  const char* key;
+  const char* note;
+};
+const std::vector<ForeignName>& foreign_names() {
+  static const std::vector<ForeignName> names = {
+      {"learning_rate", "train.lr", ""},
+      {"max_steps", "train.steps", ""},
+      {"num_steps", "train.steps", ""},
+      {"total_steps", "train.steps", ""},
+      {"num_train_epochs", "train.epochs", ""},
+      {"num_epochs", "train.epochs", ""},
+      {"epochs", "train.epochs", ""},
+      {"save_steps", "checkpoint.every_steps", ""},
+      {"save_every", "checkpoint.every_steps", ""},
+      {"save_total_limit", "checkpoint.keep_last", ""},
+      {"resume_from_checkpoint", "checkpoint.resume", ""},
+      {"logging_steps", "output.log_every_steps", "the progress lines; train.log_every sets metrics.jsonl's"},
+      {"log_every_n_steps", "output.log_every_steps", "the progress lines; train.log_every sets metrics.jsonl's"},
+      {"eval_steps", "train.eval_every", ""},
+      {"eval_every_n_steps", "train.eval_every", ""},
+      {"gradient_accumulation_steps", "train.global_batch_size",
+       "llamaft derives the accumulation: train.global_batch_size = train.micro_batch_size x ranks x "
+       "accumulation steps"},
+      {"gradient_accumulation", "train.global_batch_size",
+       "llamaft derives the accumulation: train.global_batch_size = train.micro_batch_size x ranks x "
+       "accumulation steps"},
+      {"per_device_train_batch_size", "train.micro_batch_size", ""},
+      {"micro_batch_size", "train.micro_batch_size", ""},
+      {"batch_size", "train.global_batch_size", "rows per optimizer step over all ranks"},
+      {"train_batch_size", "train.global_batch_size", "rows per optimizer step over all ranks"},
+      {"warmup_ratio", "train.warmup_steps", "in steps, not a fraction: warmup_ratio x train.steps"},
+      {"num_warmup_steps", "train.warmup_steps", ""},
+      {"lr_scheduler_type", "train.lr_schedule", ""},
+      {"lr_scheduler", "train.lr_schedule", ""},
+      {"adam_epsilon", "train.eps", ""},
+      {"adam_beta1", "train.beta1", ""},
+      {"adam_beta2", "train.beta2", ""},
+      {"max_grad_norm", "train.max_grad_norm", ""},
+      {"clip_grad_norm", "train.max_grad_norm", ""},
+      {"gradient_checkpointing", "fsdp.activation_checkpointing", ""},
+      {"bf16", "train.param_dtype", "train.param_dtype = bf16"},
+      {"max_seq_length", "data.seq_len", ""},
+      {"max_seq_len", "data.seq_len", ""},
+      {"sequence_len", "data.seq_len", ""},
+      {"lora_rank", "lora.r", ""},
+      {"lora_r", "lora.r", ""},
+      {"rank", "lora.r", ""},
+      {"lora_alpha", "lora.alpha", ""},
+      {"lora_dropout", "lora.dropout", ""},
+      {"target_modules", "lora.targets", ""},
+      {"lora_target_modules", "lora.targets", ""},
+      {"output_dir", "output.dir", ""},
+      {"seed", "train.seed", ""},
   };
   return names;
 }
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == '_') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::string without_underscores(const std::string& s) {
+  std::string out;
+  for (char c : s)
+    if (c != '_') out += c;
+  return out;
+}
+
+// Whether `typed` is plausibly `name` mistyped or abbreviated, never another
+// word: a typo (edit distance 1, or 2 from 8 characters on), the same words
+// joined or split differently ("batchsize"), or the same words each written
+// as a prefix of the other ("seq_len" for "sequence_len"). "eps" is not
+// "epochs" and "steps" is not "save_steps": a dropped or different word is
+// another meaning.
+bool is_spelling_of(const std::string& typed, const std::string& name) {
+  const size_t d = edit_distance(typed, name);
+  if (d <= 1 || (d <= 2 && std::min(typed.size(), name.size()) >= 8)) return true;
+  if (edit_distance(without_underscores(typed), without_underscores(name)) <= 1) return true;
+  const auto a = split_words(typed), b = split_words(name);
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string& s = a[i].size() <= b[i].size() ? a[i] : b[i];
+    const std::string& l = a[i].size() <= b[i].size() ? b[i] : a[i];
+    if (s != l && (s.size() < 3 || l.compare(0, s.size(), s) != 0)) return false;
+  }
+  return true;
+}
+
+const ForeignName* foreign_match(const std::string& short_key) {
+  const ForeignName* best = nullptr;
+  size_t best_d = 3;
+  for (const auto& f : foreign_names()) {
+    const std::string name = f.name;
+    const size_t d = edit_distance(short_key, name);
+    if (d == 0) return &f;
+    if (d <= std::max<size_t>(1, name.size() / 6) && d < best_d) best_d = d, best = &f;
+  }
+  return best;
+}
+
+std::string short_part(const std::string& key) {
+  const auto dot = key.find('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
+
 }  // namespace
 
 std::string ConfigSchema::nearest(const std::string& key) const {
+  const std::string short_key = short_part(key);
+  const auto dot = key.find('.');
+  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
+  // 1. A spelling of one of our keys in the section typed.
   std::string best;
-  size_t best_d = std::max<size_t>(3, key.size() / 3) + 1;
-  const std::string short_key = key.substr(key.find('.') == std::string::npos ? 0 : key.find('.') + 1);
+  size_t best_d = SIZE_MAX;
   for (const auto& k : keys_) {
-    size_t dist = edit_distance(key, k.key);
-    // A right name in the wrong section ("train.seq_len" for data.seq_len).
-    const std::string short_k = k.key.substr(k.key.find('.') + 1);
-    if (short_k == short_key) dist = std::min<size_t>(dist, 1);
-    if (dist < best_d) {
-      best_d = dist;
-      best = k.key;
-    }
+    if (!section.empty() && k.key.compare(0, section.size() + 1, section + ".") != 0) continue;
+    if (!is_spelling_of(short_key, short_part(k.key))) continue;
+    const size_t d = edit_distance(short_key, short_part(k.key));
+    if (d < best_d) best_d = d, best = k.key;
   }
-  if (best_d > 1) {
-    // A name from another tool, or a typo of one ("learnig_rate").
-    for (const auto& [foreign, ours] : foreign_names()) {
-      const size_t dist = edit_distance(short_key, foreign) + 1;
-      if (dist <= std::max<size_t>(2, foreign.size() / 6) && dist < best_d && find(ours)) {
-        best_d = dist;
-        best = ours;
-      }
-    }
+  if (!best.empty()) return best;
+  // 2. A name from another tool (or a typo of one): what it is called here.
+  if (const ForeignName* f = foreign_match(short_key); f && find(f->key)) return f->key;
+  // 3. The right name in the wrong section ("eval.seq_len"), or a spelling of a key of another section.
+  for (const auto& k : keys_) {
+    const std::string short_k = short_part(k.key);
+    if (short_k == short_key) return k.key;
+    if (!is_spelling_of(short_key, short_k)) continue;
+    const size_t d = 1 + edit_distance(short_key, short_k);
+    if (d < best_d) best_d = d, best = k.key;
   }
   return best;
+}
+
+std::string ConfigSchema::note(const std::string& key) const {
+  const ForeignName* f = foreign_match(short_part(key));
+  return f && nearest(key) == f->key ? f->note : "";
 }
 
 namespace {
@@ -97,7 +205,8 @@ std::string trim(const std::string& s) {
 
 std::string suggestion(const ConfigSchema& schema, const std::string& key) {
   const std::string near = schema.nearest(key);
-  return near.empty() ? "" : "; did you mean '" + near + "'?";
+  const std::string note = schema.note(key);
+  return near.empty() ? "" : "; did you mean '" + near + "'?" + (note.empty() ? "" : " (" + note + ")");
 }
 
 bool parse_bool(const std::string& v, bool* out) {

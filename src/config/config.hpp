@@ -31,6 +31,8 @@ class ConfigSchema {
   const std::vector<KeySpec>& keys() const { return keys_; }
   // The closest known key by edit distance, or "" if nothing is close.
   std::string nearest(const std::string& key) const;
+  // What differs when `key` is another tool's name for nearest(key) ("" when nothing).
+  std::string note(const std::string& key) const;
 
  private:
   std::vector<KeySpec> keys_;

@@ -106,6 +106,8 @@ void add_train_keys(ConfigSchema& s) {
   s.add(int_key("train.global_batch_size", "8", "rows per optimizer step, over all ranks (Megatron's G)", 1));
   s.add(int_key("train.micro_batch_size", "1", "rows per forward/backward on one rank", 1));
   s.add(int_key("train.steps", "10", "optimizer steps to run", 1));
+  s.add(float_key("train.epochs", "0", "passes over the training rows in place of train.steps: steps = "
+                  "ceil(epochs x rows / train.global_batch_size) (0: use train.steps)", 0, 1e6));
   s.add(float_key("train.lr", "1e-4", "peak learning rate", 0, 10));
   s.add(float_key("train.min_lr", "0", "learning rate at the end of a linear/cosine decay", 0, 10));
   s.add(choice_key("train.lr_schedule", "constant", "learning-rate schedule after warmup",
@@ -235,6 +237,9 @@ void add_checkpoint_keys(ConfigSchema& s) {
   s.add(key("checkpoint.signals", KeyType::kString, "SIGTERM,SIGUSR1,SIGUSR2",
             "signals that mean: checkpoint at the next step boundary and exit 85"));
   s.add(int_key("checkpoint.grace_seconds", "0", "after a signal, exit 87 if the save takes longer (0: no limit)", 0));
+  s.add(float_key("checkpoint.walltime_margin_s", "60",
+                  "under Slurm, save and exit 85 (requeue) once the job's end (SLURM_JOB_END_TIME, else scontrol's "
+                  "EndTime) is nearer than a save + a step + this margin, in seconds; 0: off", 0, 86400));
   s.add(key("checkpoint.at_end", KeyType::kBool, "true", "save a checkpoint when training finishes"));
   s.add(key("checkpoint.async", KeyType::kBool, "true",
             "periodic saves snapshot the state into host memory at the step boundary and write it in the background "
@@ -257,7 +262,13 @@ void add_prepare_keys(ConfigSchema& s) {
   KeySpec inputs = key("prepare.input", KeyType::kString, "", "input files (JSONL, a JSON array, or .txt for text)");
   inputs.list = true;
   s.add(inputs);
-  s.add(choice_key("prepare.format", "alpaca", "input format", {"alpaca", "chat", "text", "tokens"}));
+  s.add(choice_key("prepare.format", "alpaca",
+                   "input format: alpaca, chat (messages with role/content), sharegpt (conversations with "
+                   "from/value), text, tokens, csv or tsv (a header row; see prepare.columns)",
+                   {"alpaca", "chat", "sharegpt", "text", "tokens", "csv", "tsv"}));
+  s.add(key("prepare.columns", KeyType::kString, "",
+            "csv/tsv: which column is which field, 'instruction=Q,input=CTX,output=A' (Alpaca rows) or 'text=BODY' "
+            "(documents); empty: the header's own instruction/input/output or text columns"));
   s.add(choice_key("prepare.template", "auto",
                    "prompt template: auto (the chat template next to the tokenizer or model when there is one, else "
                    "none), model (that template, required), chatml, llama2, llama3, llama3.1, alpaca, none (the "
@@ -308,10 +319,14 @@ void add_plan_keys(ConfigSchema& s) {
                 "ranks (GPUs) per node of the planned job: hybrid_shard's default shard group, as train takes it "
                 "from MPI's shared-memory split", 1, 1 << 20));
   s.add(key("plan.json", KeyType::kBool, "false", "print one JSON line of bytes per strategy"));
+  s.add(key("plan.all", KeyType::kBool, "false", "every strategy, even when the config names fsdp.strategy"));
+  s.add(float_key("plan.gpu_gib", "80", "runtime.backend = cuda: the GPU's memory, for the CUDA reserve", 1, 1 << 20));
 }
 
 void add_runtime_keys(ConfigSchema& s) {
   s.add(choice_key("runtime.backend", "cpu", "compute backend", {"cpu", "cuda"}));
+  s.add(key("runtime.share_gpus", KeyType::kBool, "false",
+            "cuda: allow more ranks on a host than GPUs visible (ranks then share GPUs); false refuses it"));
   s.add(float_key("runtime.comm_timeout_s", "600",
                   "seconds a collective (NCCL on cuda, MPI on every backend) may make no progress before the job "
                   "ends with exit 5 and a message naming the rank, host and collective (longer than any legitimate "

@@ -1,6 +1,7 @@
 #include "train/settings.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.hpp"
 #include "data/prepared_dataset.hpp"
@@ -75,6 +76,12 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.global_batch = cfg.get_int("train.global_batch_size");
   s.micro_batch = cfg.get_int("train.micro_batch_size");
   s.steps = cfg.get_int("train.steps");
+  s.epochs = cfg.get_float("train.epochs");
+  LLAMAFT_REQUIRE(s.epochs == 0 || !cfg.is_explicit("train.steps"), "train.steps = ", s.steps, " and train.epochs = ",
+                  s.epochs, " both say how long to train: set one of them");
+  // With epochs, the steps come from the dataset's rows (set_steps_for_rows);
+  // until then the schedule's checks wait.
+  if (s.epochs > 0) s.steps = std::max<int64_t>(s.steps, cfg.get_int("train.warmup_steps"));
   s.seq_len = seq_len_for(s.data_path, static_cast<int>(cfg.get_int("data.seq_len")), cfg.is_explicit("data.seq_len"),
                           false, "data.seq_len");
   check_batch_geometry(s, world);
@@ -82,6 +89,7 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.shuffle = cfg.get_bool("data.shuffle");
   s.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
   s.opt = optimizer_from(cfg, s.steps);
+  s.warmup_steps = cfg.get_int("train.warmup_steps");
   s.max_nonfinite_skips = cfg.get_int("train.max_nonfinite_skips");
   s.log_every = cfg.get_int("train.log_every");
   s.eval_every = cfg.get_int("train.eval_every");
@@ -121,6 +129,19 @@ int default_shard_group(int world, int ranks_per_node) {
   int group = std::max(1, std::min(world, ranks_per_node));
   while (world % group) --group;  // the largest divisor of the world that fits on a node
   return group;
+}
+
+int64_t TrainSettings::set_steps_for_rows(int64_t rows) {
+  LLAMAFT_REQUIRE(rows > 0, "the training data has no rows");
+  rows_per_epoch_steps = (rows + global_batch - 1) / global_batch;
+  if (epochs <= 0) return steps;
+  const double exact = epochs * static_cast<double>(rows) / static_cast<double>(global_batch);
+  steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(exact - 1e-9 * exact)));
+  LLAMAFT_REQUIRE(warmup_steps <= steps, "train.warmup_steps = ", warmup_steps, " is more than the ", steps,
+                  " steps of train.epochs = ", epochs, " (", rows, " rows, train.global_batch_size ", global_batch,
+                  "): lower warmup_steps or raise epochs");
+  opt.total_steps = steps;
+  return steps;
 }
 
 }  // namespace llamaft

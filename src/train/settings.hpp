@@ -36,6 +36,9 @@ struct TrainSettings {
   // Batch geometry: global = micro x ranks x accumulation rows per step.
   int seq_len = 0;
   int64_t global_batch = 0, micro_batch = 0, accumulation = 0, steps = 0;
+  double epochs = 0;               // train.epochs (0: train.steps is the length)
+  int64_t warmup_steps = 0;        // train.warmup_steps (checked against epochs' steps)
+  int64_t rows_per_epoch_steps = 0;  // ceil(rows / global_batch), once the data is loaded
   bool shuffle = false;
   uint64_t seed = 0;
   OptimizerConfig opt;
@@ -61,6 +64,10 @@ struct TrainSettings {
 
   // Throws a user error naming the key for anything inconsistent.
   static TrainSettings from_config(const Config& cfg, int world);
+  // Once the training rows are known: rows_per_epoch_steps, and with
+  // train.epochs the steps (ceil(epochs x rows / global_batch)) and the
+  // schedule's length. Returns the steps.
+  int64_t set_steps_for_rows(int64_t rows);
 };
 
 // hybrid_shard's default shard group: the ranks of one node, or the largest

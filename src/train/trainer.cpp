@@ -146,6 +146,16 @@ void Trainer::load_data() {
               << settings_.data_path << ")\n";
   const int64_t vocab = model_config_.vocab_size;
   train_data_ = load_dataset(settings_.data_path, settings_.data_format, settings_.seq_len, vocab);
+  const int64_t rows = static_cast<int64_t>(train_data_.rows.size());
+  checkpoints_->set_total_steps(settings_.set_steps_for_rows(rows));
+  if (lead_)
+    std::cerr << "llamaft train: " << rows << " training rows; 1 epoch = " << settings_.rows_per_epoch_steps
+              << " steps of train.global_batch_size " << settings_.global_batch << "; running " << settings_.steps
+              << " steps ("
+              << (settings_.epochs > 0 ? str_cat("train.epochs ", settings_.epochs)
+                                       : str_cat(static_cast<double>(settings_.steps * settings_.global_batch) /
+                                                     static_cast<double>(rows), " epochs"))
+              << ")\n";
   // Validation split: data.val_path, or DIR/val next to a prepared DIR/train.
   const std::string& path = settings_.data_path;
   if (settings_.val_path.empty() && is_prepared_dataset(path) && path.size() > 6 &&
@@ -359,7 +369,8 @@ std::vector<std::vector<int32_t>> Trainer::sample() {
 int Trainer::train() {
   const auto train_start = Clock::now();
   report_->memory_phase("train");
-  checkpoints_->start();
+  // Walltime saves, before the first save is measured: a save writes what the load read.
+  checkpoints_->start(report_->startup().load.read_s + report_->startup().load.other_s);
   const SaveSource save{*fsdp_, *backend_, identity_};
   while (state_.step < settings_.steps) {
     const StepMetrics m = step();

@@ -201,7 +201,7 @@ def main():
         ndiff = int(np.count_nonzero(got.view(np.uint32) != ref.view(np.uint32)))
         assert ndiff == 0, f"{hf} ({t.tensor_type.name}): {ndiff} of {ref.size} values differ from gguf-py"
         covered.add(t.tensor_type.name)
-    want = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"}
+    want = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q5_K", "Q6_K"}
     assert covered == want, covered
     print(f"dequantization: {len(reader.tensors)} tensors bit-equal to gguf-py, types {sorted(covered)}")
 

@@ -25,6 +25,8 @@ import os
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")  # Debian's sentencepiece pb2
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,7 +135,7 @@ def main():
     r = run([a.llamaft, "prepare", "--tokenizer", os.path.join(base, "tokenizer.model"), "--input",
              os.path.join(w, "stories.jsonl"), "--format", "text", "--output", os.path.join(w, "data"),
              "--seq-len", "32"])
-    r = run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", base, "--data.path",
+    r = run([*launcher.mpirun("2", []), a.llamaft, "train", "--model.path", base, "--data.path",
              os.path.join(w, "data", "train"), "--data.seq_len", "32", "--train.global_batch_size", "4",
              "--train.steps", "3", "--train.lr", "1e-3", "--output.dir", os.path.join(w, "run"),
              "--output.progress", "false"])
@@ -164,7 +166,7 @@ def main():
                                                  {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]}) + "\n")
         run([a.llamaft, "prepare", "--model", smol, "--input", os.path.join(w, "chats.jsonl"), "--format", "chat",
              "--output", os.path.join(w, "smol_data"), "--seq-len", "64"])
-        r = run(["mpirun", "--oversubscribe", "-np", "1", a.llamaft, "train", "--model.path", smol, "--data.path",
+        r = run([*launcher.mpirun("1", []), a.llamaft, "train", "--model.path", smol, "--data.path",
                  os.path.join(w, "smol_data", "train"), "--data.seq_len", "64", "--train.global_batch_size", "2",
                  "--train.steps", "2", "--train.lr", "2e-4", "--finetune.method", "lora", "--lora.r", "4",
                  "--lora.alpha", "8", "--output.dir", os.path.join(w, "smol_run"), "--output.progress", "false"])

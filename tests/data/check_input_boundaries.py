@@ -35,6 +35,8 @@ import struct
 import subprocess
 import sys
 from array import array
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
@@ -157,7 +159,7 @@ def main():
         code, text = run([a.llamaft, "eval", "--model", base, "--data", t, "--seq-len", "16"])
         check(code == 2 and want in text and "tampered/train" in text,
               f"eval refuses a {file_} with {name}, naming the file and row: exit {code}", text)
-    code, text = run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", base, "--data.path",
+    code, text = run([*launcher.mpirun("2", []), a.llamaft, "train", "--model.path", base, "--data.path",
                       t, "--data.seq_len", "16", "--train.global_batch_size", "2", "--train.steps", "1",
                       "--output.dir", f"{w}/train_bad", "--output.progress", "false"], timeout=120)
     check(code == 2 and "document start 3 is after the row start" in text,
@@ -240,7 +242,7 @@ def main():
     code, text = run([a.llamaft, "eval", "--model", base, "--data", f"{out}/val", "--seq-len", "16"])
     check(code == 2 and "is not a split that" in text and "manifest.json lists" in text,
           f"eval --data DIR/val on an unlisted split is refused: exit {code}", text)
-    code, text = run(["mpirun", "--oversubscribe", "-np", "1", a.llamaft, "train", "--model.path", base, "--data.path",
+    code, text = run([*launcher.mpirun("1", []), a.llamaft, "train", "--model.path", base, "--data.path",
                       out, "--data.seq_len", "16", "--train.global_batch_size", "2", "--train.steps", "2",
                       "--train.eval_every", "1", "--output.dir", f"{w}/train8", "--output.progress", "false"],
                      timeout=120)

@@ -28,6 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
+import launcher  # noqa: E402
 
 PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
        r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -194,7 +195,7 @@ def main():
     common = ["--model.path", model, "--data.path", f"{w}/tv/train", "--data.seq_len", "64", "--data.shuffle", "true",
               "--train.global_batch_size", "2", "--train.steps", "8", "--train.lr", "1e-3",
               "--train.eval_every", "4", "--output.progress", "false"]
-    run = lambda out, *x: subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--output.dir",  # noqa: E731
+    run = lambda out, *x: subprocess.run([*launcher.mpirun("2", []), a.llamaft, "train", "--output.dir",  # noqa: E731
                                           out] + common + list(x), env=ENV, capture_output=True, text=True)
     r = run(f"{w}/full")
     lines = [json.loads(x) for x in open(f"{w}/full/metrics.jsonl")]
@@ -206,7 +207,7 @@ def main():
         for i in range(3):
             fh.write(json.dumps({"input_ids": [5 + i, 6, 7, 8, 9]}) + "\n")
     try:
-        r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--output.dir", f"{w}/odd"] +
+        r = subprocess.run([*launcher.mpirun("2", []), a.llamaft, "train", "--output.dir", f"{w}/odd"] +
                            common + ["--data.val_path", f"{w}/val3.jsonl", "--train.steps", "2",
                                      "--train.eval_every", "1"], env=ENV, capture_output=True, text=True, timeout=120)
         odd_ok = r.returncode == 0 and sum("val_loss" in x for x in open(f"{w}/odd/metrics.jsonl")) == 2

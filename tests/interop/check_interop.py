@@ -24,6 +24,8 @@ import sys
 import warnings
 
 import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 TOL = 1e-5
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
@@ -115,7 +117,7 @@ def main():
 
     # 3. LoRA training, then PEFT.
     lora_out = os.path.join(a.workdir, "lora_run")
-    run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", base_dir, "--data.path", data,
+    run([*launcher.mpirun("2", []), a.llamaft, "train", "--model.path", base_dir, "--data.path", data,
          "--data.seq_len", "128", "--finetune.method", "lora", "--lora.r", "8", "--lora.alpha", "16",
          "--train.steps", "4", "--train.global_batch_size", "4", "--train.lr", "1e-2", "--output.dir", lora_out,
          "--output.progress", "false"])
@@ -162,7 +164,7 @@ def main():
 
     # 5. full fine-tuning export.
     full_out = os.path.join(a.workdir, "full_run")
-    run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", base_dir, "--data.path", data,
+    run([*launcher.mpirun("2", []), a.llamaft, "train", "--model.path", base_dir, "--data.path", data,
          "--data.seq_len", "128", "--train.steps", "3", "--train.global_batch_size", "4", "--train.lr", "1e-3",
          "--output.dir", full_out, "--output.progress", "false"])
     exported = os.path.join(full_out, "model")

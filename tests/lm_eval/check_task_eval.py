@@ -30,6 +30,8 @@ import subprocess
 import sys
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 DELTA = 1e-4
 
@@ -209,7 +211,7 @@ def main():
 
     # Sharded over two ranks: the same scores.
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-    mpi = ["mpirun", "-q", "--oversubscribe", "-np", "2"]
+    mpi = [*launcher.mpirun("2", [], quiet=True)]
     out = run(mpi + base + ["--threads", "1", "--task", cloze_yaml, "--limit", str(a.items), "--output-items",
                             os.path.join(a.workdir, "cloze_np2.jsonl")], env=env)
     s_np2 = json.loads(out.stdout.strip().splitlines()[-1])

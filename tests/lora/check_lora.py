@@ -28,6 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
+import launcher  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -147,7 +148,7 @@ def main():
         return ["--finetune.method", method]
 
     def train(np_, out, steps, lr, data=f"{w}/train.jsonl", batch=4, extra=(), method="lora", load=True):
-        subprocess.run(["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", *extra, "--model.path", base,
+        subprocess.run([*launcher.mpirun(str(np_), []), a.llamaft, "train", *extra, "--model.path", base,
                         "--data.path", data, "--data.seq_len", "32", "--train.global_batch_size", str(batch),
                         "--train.steps", str(steps), "--train.lr", str(lr), *method_args(method), "--lora.r",
                         "8", "--lora.alpha", "16", "--output.dir", out, "--output.progress", "false"], env=ENV,

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pyutil"))
+import launcher  # noqa: E402
 import st_numpy  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
@@ -45,8 +46,8 @@ class Runner:
         self.a = a
 
     def cmd(self, np_, out, extra):
-        return ["mpirun", "--oversubscribe", "-np", str(np_), self.a.llamaft, "train", "--config", self.a.cfg,
-                "--output.dir", out] + extra
+        return launcher.mpirun(np_, [self.a.llamaft, "train", "--config", self.a.cfg,
+                "--output.dir", out] + list(extra))
 
     def run(self, np_, out, extra=(), env=None, expect=0):
         r = subprocess.run(self.cmd(np_, out, list(extra)), env=env or ENV, capture_output=True, text=True, timeout=300)

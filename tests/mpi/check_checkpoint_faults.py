@@ -35,6 +35,9 @@ import time
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 try:
     import crc32c
 except ImportError:  # scripts/install-deps.sh --tests installs python3-crc32c
@@ -53,8 +56,8 @@ def check(cond, what):
 
 
 def cmd(a, np_, out, extra):
-    return ["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", "--config", a.cfg,
-            "--output.dir", out] + list(extra)
+    return launcher.mpirun(np_, [a.llamaft, "train", "--config", a.cfg,
+            "--output.dir", out] + list(extra))
 
 
 def run(a, np_, out, extra=(), env=None, timeout=300):
@@ -256,8 +259,7 @@ def main():
         proc = subprocess.Popen(cmd(a, 2, out, kill_cfg), env=slowish, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         def ranks():
-            return subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "llamaft"], capture_output=True,
-                                  text=True).stdout.split()
+            return list(launcher.ranks(proc.pid).values())
         deadline = time.time() + 30
         while not ranks() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)

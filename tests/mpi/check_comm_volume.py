@@ -26,6 +26,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 
 
@@ -84,13 +87,13 @@ def main():
         for strategy, bf16, bf16_reduce in runs:
             tag = ("_bf16" if bf16 else "") + ("_rbf16" if bf16_reduce else "")
             out = f"{a.workdir}/{preset}_{strategy}{tag}"
-            subprocess.run(["mpirun", "--oversubscribe", "-np", str(world), a.llamaft, "train", "--model.path", model,
+            subprocess.run(launcher.mpirun(world, [a.llamaft, "train", "--model.path", model,
                             "--data.path", f"{a.workdir}/data.jsonl", "--data.seq_len", "16",
                             "--train.global_batch_size", str(gbatch), "--train.steps", "2",
                             "--fsdp.strategy", strategy, "--fsdp.shard_group_size", str(group),
                             "--output.dir", out, "--output.export", "false", "--output.progress", "false",
                             "--checkpoint.at_end", "false", "--train.param_dtype", "bf16" if bf16 else "fp32",
-                            "--fsdp.reduce_dtype", "bf16" if bf16_reduce else "fp32"],
+                            "--fsdp.reduce_dtype", "bf16" if bf16_reduce else "fp32"]),
                            env=ENV, check=True, capture_output=True)
             want = expected(cfg, strategy, world, group, micro, bf16, bf16_reduce)
             for m in (json.loads(l) for l in open(f"{out}/metrics.jsonl")):

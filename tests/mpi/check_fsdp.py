@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pyutil"))
+import launcher  # noqa: E402
 import st_numpy  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
@@ -33,8 +34,8 @@ def run(cmd, **kw):
 def train(args, name, np_, overrides):
     out = os.path.join(args.workdir, name)
     shutil.rmtree(out, ignore_errors=True)
-    cmd = ["mpirun", "--oversubscribe", "-np", str(np_), args.llamaft, "train", "--config", args.cfg,
-           "--output.dir", out]
+    cmd = launcher.mpirun(np_, [args.llamaft, "train", "--config", args.cfg,
+           "--output.dir", out])
     for k, v in overrides.items():
         cmd += [f"--{k}", str(v)]
     run(cmd)
@@ -79,6 +80,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
 
     model = os.path.join(args.workdir, "base")
+    shutil.rmtree(model, ignore_errors=True)  # init refuses a non-empty folder (a rerun in the same build)
     run([args.llamaft, "init", "--preset", "tiny", "--seed", "3", "--output", model])
     rng = np.random.default_rng(0)
     data = os.path.join(args.workdir, "data.jsonl")

@@ -31,6 +31,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="2")
 MiB = 1 << 20
 FAILURES = []
@@ -56,11 +59,11 @@ def train(a, model, name, faults=None):
     env = dict(ENV)
     if faults:
         env["LLAMAFT_FAULTS"] = faults
-    run(["mpirun", "-np", "1", "--bind-to", "none", a.llamaft, "train", "--model.path", model,
+    run(launcher.mpirun(1, [a.llamaft, "train", "--model.path", model,
          "--data.path", a.data, "--data.seq_len", "64", "--finetune.method", "qlora", "--lora.r", "8",
          "--train.steps", "2", "--train.global_batch_size", "1", "--train.micro_batch_size", "1",
          "--checkpoint.dir", os.path.join(out, "ckpt"), "--checkpoint.every_steps", "1",
-         "--output.dir", out], env)
+         "--output.dir", out]), env)
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     with open(os.path.join(out, "run_info.json")) as f:

@@ -9,6 +9,9 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 
 
@@ -33,9 +36,9 @@ def main():
         out = os.path.join(args.workdir, f"{strategy}_{dtype}")
         common = ["--model.path", model, "--data.seq_len", str(seq), "--train.micro_batch_size", "2",
                   "--fsdp.strategy", strategy, "--fsdp.shard_group_size", "2", "--train.param_dtype", dtype]
-        subprocess.run(["mpirun", "--oversubscribe", "-np", "2", args.llamaft, "train", "--data.path", data,
+        subprocess.run(launcher.mpirun(2, [args.llamaft, "train", "--data.path", data,
                         "--output.dir", out, "--train.global_batch_size", "4", "--train.steps", "2",
-                        "--output.export", "false", "--output.progress", "false"] + common,
+                        "--output.export", "false", "--output.progress", "false"] + common),
                        env=ENV, check=True, capture_output=True)
         measured = json.loads(open(os.path.join(out, "metrics.jsonl")).readlines()[-1])
         plan = subprocess.run([args.llamaft, "plan", "--np", "2", "--json"] + common, env=ENV, check=True,

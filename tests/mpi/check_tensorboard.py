@@ -16,6 +16,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 
 
@@ -36,10 +39,10 @@ def main():
     with open(f"{w}/data.jsonl", "w") as f:
         for i in range(12):
             f.write(json.dumps({"input_ids": [(i * 17 + t) % 900 + 3 for t in range(20)]}) + "\n")
-    subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", f"{w}/base",
+    subprocess.run(launcher.mpirun(2, [a.llamaft, "train", "--model.path", f"{w}/base",
                     "--data.path", f"{w}/data.jsonl", "--data.val_path", f"{w}/data.jsonl", "--data.seq_len", "32",
                     "--train.global_batch_size", "4", "--train.steps", "6", "--train.eval_every", "3",
-                    "--output.tensorboard", "true", "--output.dir", f"{w}/run", "--output.progress", "false"],
+                    "--output.tensorboard", "true", "--output.dir", f"{w}/run", "--output.progress", "false"]),
                    env=ENV, check=True, capture_output=True)
     files = glob.glob(f"{w}/run/tensorboard/events.out.tfevents.*")
     scalars = {}
@@ -71,8 +74,8 @@ def main():
     ok &= good
     print(f"{'ok  ' if good else 'FAIL'} plot_metrics.py wrote a PNG")
     # generate under mpirun answers once, from rank 0.
-    r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "generate", "--model", f"{w}/base",
-                        "--prompt-ids", "1,5,9", "--max-new-tokens", "3", "--json"], env=ENV, capture_output=True,
+    r = subprocess.run(launcher.mpirun(2, [a.llamaft, "generate", "--model", f"{w}/base",
+                        "--prompt-ids", "1,5,9", "--max-new-tokens", "3", "--json"]), env=ENV, capture_output=True,
                        text=True, check=True)
     good = sum(1 for line in r.stdout.splitlines() if line.startswith("{")) == 1
     ok &= good

@@ -16,6 +16,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 BASE_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 FAILURES = []
 
@@ -27,7 +30,7 @@ def check(cond, what):
 
 
 def mpirun(args, np_, extra, env=None, timeout=120):
-    cmd = ["mpirun", "--oversubscribe", "-np", str(np_), args.llamaft, "train", "--config", args.cfg] + extra
+    cmd = launcher.mpirun(np_, [args.llamaft, "train", "--config", args.cfg] + extra)
     t0 = time.time()
     r = subprocess.run(cmd, env=env or BASE_ENV, capture_output=True, text=True, timeout=timeout)
     return r.returncode, r.stdout + r.stderr, time.time() - t0

@@ -34,6 +34,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
+
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 FAILURES = []
 
@@ -92,8 +95,8 @@ def main():
                 f"[train]\nglobal_batch_size = 4\nsteps = 2\n[output]\nprogress = false\n")
 
     def train(out, extra, np_=1, env=None):
-        return run(["mpirun", "--oversubscribe", "-np", str(np_), L, "train", "--config", cfg,
-                    "--output.dir", out] + extra, env=env)
+        return run(launcher.mpirun(np_, [L, "train", "--config", cfg,
+                    "--output.dir", out] + extra), env=env)
 
     def start(out, extra, env=None):
         """A job launched directly (one rank, no mpirun), so signals reach it as sent."""

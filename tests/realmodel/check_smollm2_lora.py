@@ -33,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
+import launcher  # noqa: E402
 SKIP = 77
 TRAIN_ROWS, EVAL_ROWS, ROW_TOKENS = 8, 4, 64
 RTOL = 1e-5
@@ -104,7 +105,7 @@ def main():
     held = torch.tensor(rows[TRAIN_ROWS:])
 
     def train(out, method_args):
-        run(["mpirun", "-q", "--oversubscribe", "-np", "2", a.llamaft, "train", "--model.path", model,
+        run([*launcher.mpirun("2", [], quiet=True), a.llamaft, "train", "--model.path", model,
              "--data.path", f"{w}/train.jsonl", "--data.seq_len", str(ROW_TOKENS), "--train.steps", "4",
              "--train.global_batch_size", "4", "--train.micro_batch_size", "2", "--train.lr", "2e-3",
              "--train.warmup_steps", "0", "--lora.r", "8", "--lora.alpha", "16", "--output.progress", "false",

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pyutil"))
 sys.path.insert(0, os.path.dirname(__file__))
 import st_numpy  # noqa: E402
 import quant_ref as Q  # noqa: E402
+import launcher  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
            ATEN_CPU_CAPABILITY="avx2")
@@ -84,7 +85,7 @@ def main():
     def dump(model, kind, np_):
         """quant_dump under mpirun: {name: array} and the sorted quantized weight names."""
         out = f"{w}/{model}_{kind}_np{np_}.safetensors"
-        run(["mpirun", "--oversubscribe", "-np", str(np_), a.dump, "--model", f"{w}/{model}", "--kind", kind,
+        run([*launcher.mpirun(str(np_), []), a.dump, "--model", f"{w}/{model}", "--kind", kind,
              "--output", out])
         d = st_numpy.load(out)
         return d, sorted(k.rsplit(".", 1)[0] for k in d if k.endswith(".dequant"))

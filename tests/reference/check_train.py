@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pyutil"))
 import llama_ref  # noqa: E402
 import st_numpy  # noqa: E402
+import launcher  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 G, MB, STEPS, LR, WARMUP, MIN_LR, CLIP, WD = 4, 1, 3, 1e-2, 1, 1e-3, 0.5, 0.1
@@ -107,7 +108,7 @@ def main():
     a = p.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     model = os.path.join(a.workdir, "base")
-    subprocess.run([a.llamaft, "init", "--preset", "tiny", "--seed", "11", "--output", model], check=True,
+    subprocess.run([a.llamaft, "init", "--preset", "tiny", "--seed", "11", "--output", model, "--force"], check=True,
                    capture_output=True)
     rng = np.random.default_rng(2)
     rows = []
@@ -129,7 +130,7 @@ def main():
     for np_ in (1, 2):
         out = os.path.join(a.workdir, f"np{np_}")
         shutil.rmtree(out, ignore_errors=True)
-        cmd = ["mpirun", "--oversubscribe", "-np", str(np_), a.llamaft, "train", "--model.path", model,
+        cmd = [*launcher.mpirun(str(np_), []), a.llamaft, "train", "--model.path", model,
                "--data.path", data, "--data.seq_len", "32", "--train.global_batch_size", str(G),
                "--train.micro_batch_size", str(MB), "--train.steps", str(STEPS), "--train.lr", str(LR),
                "--train.warmup_steps", str(WARMUP), "--train.lr_schedule", "cosine", "--train.min_lr", str(MIN_LR),

@@ -18,6 +18,7 @@ Usage: check_slurm.py --llamaft BIN --workdir DIR
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
 sys.path.insert(0, HERE)
 from slurm_util import POLICY, REVOKE_WAIT_S, sh, start_munge  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 FAILURES = []
 
@@ -171,7 +174,7 @@ def run_checks(a, cluster, w):
                 "[train]\nglobal_batch_size = 4\nsteps = 400\nlr = 1e-3\nwarmup_steps = 5\nlr_schedule = cosine\n"
                 "[output]\nprogress = false\n")
     ref = f"{w}/reference"
-    sh(["mpirun", "--oversubscribe", "-np", "2", a.llamaft, "train", "--config", cfg, "--output.dir", ref], env=env,
+    sh([*launcher.mpirun("2", []), a.llamaft, "train", "--config", cfg, "--output.dir", ref], env=env,
        timeout=300)
     out = f"{w}/preempted"
     r = sh(["sbatch", "--parsable", "--ntasks=2", f"--output={w}/job.log", os.path.join(jobs, "preemptible.sbatch"),
@@ -231,6 +234,40 @@ def run_checks(a, cluster, w):
     took = time.time() - t0
     print(f"srun, kill -9 of a rank: exit {p.returncode} after {took:.1f} s")
     check(p.returncode == 137 and took < 30 + 15, f"srun -K1: a rank killed by signal 9 ends the step with 137 ({took:.1f} s)")
+
+    # 4. walltime-aware saves (issue 31 item 6): a job with a 3-minute limit saves and exits 85 once the job's
+    # end (SLURM_JOB_END_TIME or scontrol's EndTime) is nearer than a save + a step + 100 s, about 80 s in, and
+    # preemptible.sbatch requeues it. Slurm may send --signal up to 60 s early, so the script's USR1 is moved to
+    # 1 s before the end: it comes at 119 s at the earliest, well after the walltime save.
+    out = f"{w}/walltime"
+    t0 = time.time()
+    r = sh(["sbatch", "--parsable", "--ntasks=2", "--time=3", "--signal=B:USR1@1", f"--output={w}/walltime.log",
+            os.path.join(jobs, "preemptible.sbatch"), cfg, "--output.dir", out, "--train.steps", "1000000",
+            "--checkpoint.walltime_margin_s", "100"], env=env)
+    job = r.stdout.strip().split(";")[0]
+    deadline = time.time() + 240
+    state, restarts = "", 0
+    while time.time() < deadline:
+        state, restarts, fields = cluster.job_state(job)
+        if restarts >= 1 or state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"):
+            break
+        time.sleep(1)
+    took = time.time() - t0
+    for _ in range(20):  # the batch script's last lines, written as it requeues
+        log = open(f"{w}/walltime.log").read() if os.path.exists(f"{w}/walltime.log") else ""
+        if "requeueing" in log:
+            break
+        time.sleep(0.5)
+    sh(["scancel", job], env=env, check_rc=False)
+    source = re.search(r"the job ends in (\d+) s \(([^)]*)\)", log)
+    print(f"walltime: job {job} {state}, restarts {restarts} after {took:.0f} s; end time from "
+          f"{source.group(2) if source else '?'}", flush=True)
+    check(source is not None, "llamaft found the job's end time (" + (source.group(2) if source else "none") + ")")
+    parts = {"requeued": restarts >= 1, "walltime save": "time limit is" in log, "exit 85": "llamaft exited 85" in log,
+             "requeueing": "requeueing" in log, "no signal": "forwarding SIGUSR1" not in log,
+             "checkpoint": os.path.exists(f"{out}/checkpoints/latest")}
+    check(all(parts.values()), f"walltime: saved, exited 85 and requeued before the 3-minute limit, without a signal "
+          f"({took:.0f} s; {state}, restarts {restarts}; missing: {[k for k, v in parts.items() if not v]})")
     print("slurm:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)})")
     return 1 if FAILURES else 0
 

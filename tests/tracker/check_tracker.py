@@ -35,6 +35,8 @@ import shutil
 import subprocess
 import sys
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import launcher  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 ok_all = True
@@ -59,7 +61,7 @@ class Runs:
                 f.write(json.dumps({"input_ids": [(i * 17 + t) % 900 + 3 for t in range(20)]}) + "\n")
 
     def train(self, out, *extra, env=None, steps=6):
-        cmd = ["mpirun", "--oversubscribe", "-np", "2", self.a.llamaft, "train", "--model.path", f"{self.w}/base",
+        cmd = [*launcher.mpirun("2", []), self.a.llamaft, "train", "--model.path", f"{self.w}/base",
                "--data.path", f"{self.w}/data.jsonl", "--data.val_path", f"{self.w}/data.jsonl",
                "--data.seq_len", "32", "--train.global_batch_size", "4", "--train.steps", str(steps),
                "--train.eval_every", "3", "--output.dir", out, "--output.progress", "false", *extra]

@@ -15,6 +15,7 @@
 #include "attention.cuh"
 #include "cast.cuh"
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/registry.hpp"
 #include "cross_entropy.cuh"
 #include "launch_count.cuh"
 #include "elementwise.cuh"
@@ -133,6 +134,15 @@ CudaProbe probe_cuda() {
 
 bool cuda_device_available() { return probe_cuda().available; }
 
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
 int pick_local_device(int local_rank) {
   LLAMAFT_CHECK(local_rank >= 0, "local rank ", local_rank);
   int count = 0;
@@ -144,16 +154,15 @@ int pick_local_device(int local_rank) {
                  "); runtime.backend=cuda needs one GPU per rank: request GPUs for the job, check "
                  "CUDA_VISIBLE_DEVICES, or use runtime.backend=cpu");
   }
-  // More ranks than GPUs on a node: ranks share a device, which
-  // ncclCommInitRank rejects with its own message.
+  // More ranks than GPUs on a node: pick_device refuses it unless
+  // runtime.share_gpus (check_gpu_sharing).
   const int device = local_rank % count;
   CUDA_CHECK(cudaSetDevice(device));
   return device;
 }
 
 size_t cuda_default_pool_bytes(size_t free_bytes, size_t total_bytes, int nccl_comms) {
-  const size_t reserve =
-      std::max(size_t(2) << 30, total_bytes / 32) + kNcclReservePerComm * static_cast<size_t>(std::max(0, nccl_comms));
+  const size_t reserve = cuda_pool_reserve_bytes(total_bytes, nccl_comms);
   return free_bytes > 2 * reserve ? free_bytes - reserve : free_bytes / 2;
 }
 

@@ -42,6 +42,8 @@ bool cuda_device_available();
 // cudaSetDevice(local_rank % visible devices) and returns that device; a user
 // error naming the host when this process sees no CUDA device.
 int pick_local_device(int local_rank);
+// GPUs visible to this process (0 when none or on error).
+int cuda_device_count();
 
 // Default pool: the device's free memory less a reserve of max(2 GiB, total/32)
 // for the CUDA context, cuBLAS and other libraries, plus 2 GiB for each NCCL
