@@ -201,5 +201,8 @@ std::unique_ptr<Backend> make_cpu_backend();
 // A backend that allocates nothing and computes nothing but counts bytes:
 // `llamaft plan` runs the real training code path on it to predict memory.
 std::unique_ptr<Backend> make_counting_backend(bool bf16_storage = false);
+// train.profile: runs every op on `inner` and times it, by op family, with
+// the bytes and FLOPs of its arguments (counters(), cleared by the caller).
+std::unique_ptr<Backend> make_profiling_backend(std::unique_ptr<Backend> inner);
 
 }  // namespace llamaft

@@ -20,7 +20,9 @@ struct StepCounters {
     int64_t library_calls = 0;  // of those, cuBLAS calls, copies and memsets
     double bytes = 0;      // read + written, from the arguments
     double flops = 0;      // GEMMs and attention; 0 for memory-bound families
+    double seconds = 0;    // wall time inside the calls (train.profile on the CPU backend)
   };
+  bool timed = false;  // whether Family::seconds is measured (the profiling backend)
   std::map<std::string, int64_t> syncs;  // host waits on the device, by call site
   std::map<std::string, Family> ops;     // by family: "gemm_bf16", "rmsnorm_fwd", ...
 

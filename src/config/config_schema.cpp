@@ -129,6 +129,10 @@ void add_train_keys(ConfigSchema& s) {
                 "consecutive steps with a NaN/inf loss or gradient to skip before stopping (exit 3)", 0));
   s.add(int_key("train.exit_after_steps", "0",
                 "stop this run once the global step reaches N, after a checkpoint (0: off); resume continues", 0));
+  s.add(key("train.profile", KeyType::kBool, "false",
+            "time every backend op by family (GEMMs, attention, norms, RoPE, SwiGLU, casts, loss head, AdamW, "
+            "copies) with its bytes and FLOPs; the table is printed at the end and written to OUTPUT/profile.json "
+            "(cpu backend; on cuda the step counters are in metrics.jsonl)"));
   s.add(int_key("train.eval_every", "0", "validation loss every N steps into metrics.jsonl (0: off)", 0));
   s.add(int_key("train.eval_rows", "0", "validation rows per evaluation (0: the whole split)", 0));
   s.add(key("train.eval_task", KeyType::kString, "",

@@ -20,12 +20,14 @@ MetricsWriter::MetricsWriter(bool lead, const std::string& out_dir, const std::s
 
 nlohmann::ordered_json step_counters_json(const StepCounters& c) {
   nlohmann::ordered_json ops = nlohmann::ordered_json::object();
-  for (const auto& [name, f] : c.ops)
+  for (const auto& [name, f] : c.ops) {
     ops[name] = {{"calls", f.calls},
                  {"launches", f.launches},
                  {"library_calls", f.library_calls},
                  {"bytes", f.bytes},
                  {"flops", f.flops}};
+    if (c.timed) ops[name]["seconds"] = f.seconds;
+  }
   nlohmann::ordered_json syncs = nlohmann::ordered_json::object();
   for (const auto& [site, n] : c.syncs) syncs[site] = n;
   return {{"host_syncs", c.total_syncs()},

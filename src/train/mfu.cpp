@@ -50,10 +50,10 @@ GemmPeak time_gemms(Backend& be, int n, double budget_s) {
 
 }  // namespace
 
-GemmPeak measure_gemm_peak(Backend& be, bool bf16, double budget_s) {
+GemmPeak measure_gemm_peak(Backend& be, bool bf16, double budget_s, int size) {
   // Big enough to reach a GEMM's plateau, small enough that one call fits the
   // budget many times: 512 on a CPU (0.27 GFLOP), 4096 on a GPU (137 GFLOP).
-  const int n = be.host_resident() ? 512 : 4096;
+  const int n = size > 0 ? size : be.host_resident() ? 512 : 4096;
   return bf16 ? time_gemms<llamaft::bf16>(be, n, budget_s) : time_gemms<float>(be, n, budget_s);
 }
 

@@ -35,6 +35,7 @@ struct GemmPeak {
 // about `budget_s` after one warm-up call and returns the best rate. The
 // scratch buffers are freed and the backend's peak-bytes mark restored, so the
 // measurement leaves no trace in the memory figures.
-GemmPeak measure_gemm_peak(Backend& be, bool bf16, double budget_s = 0.15);
+// `size` 0: 512 on a CPU, 4096 on a GPU.
+GemmPeak measure_gemm_peak(Backend& be, bool bf16, double budget_s = 0.15, int size = 0);
 
 }  // namespace llamaft

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 
 #include "core/error.hpp"
@@ -180,6 +181,7 @@ void RunReport::memory_phase(const std::string& next) {
 void RunReport::step(const StepMetrics& m, int64_t consumed_rows) {
   const TrainSettings& s = run_->settings;
   if (first_step_s_ < 0) first_step_s_ = m.step_s;
+  if (const StepCounters* c = run_->backend.counters(); c && c->timed) profile_.add(*c, m.step_s);
   if (m.step % s.log_every == 0 || m.step == s.steps) {
     Fsdp& fsdp = run_->fsdp;
     const double rows = static_cast<double>(run_->train_data.rows.size());
@@ -232,6 +234,13 @@ void RunReport::samples(int64_t step, const SamplePrompts& prompts, const std::v
 void RunReport::summary(double train_s) {
   // Every rank's peak resident memory per phase (VmHWM, reset at each phase
   // change) and the largest RssAnon / RssFile / RssShmem its sampler saw.
+  if (run_->settings.profile && !profile_.empty()) {
+    const nlohmann::ordered_json p = profile_.finish(run_->backend, run_->world, run_->model_options.bf16_storage);
+    if (lead_) {
+      std::ofstream(run_->settings.out_dir + "/profile.json") << p.dump(2) << "\n";
+      std::cerr << StepProfile::format(p);
+    }
+  }
   memory_phase("summary");
   const char* kPhases[] = {"startup", "train", "checkpoint", "export"};
   constexpr int kN = 4;

@@ -27,6 +27,7 @@
 #include "train/progress.hpp"
 #include "train/sample_prompts.hpp"
 #include "train/settings.hpp"
+#include "train/step_profile.hpp"
 #include "train/task_eval.hpp"
 #include "train/tracker.hpp"
 
@@ -79,7 +80,8 @@ class RunReport {
   void samples(int64_t step, const SamplePrompts& prompts, const std::vector<std::vector<int32_t>>& samples);
   // The loop ended: the progress line is closed.
   void finish_progress() { progress_->finish(); }
-  // Collective: summary.json, with every rank's peak memory per phase.
+  // Collective: summary.json, with every rank's peak memory per phase; with
+  // train.profile, profile.json and the table.
   void summary(double train_s);
   void finish_trackers() { tracker_->finish(); }
 
@@ -107,6 +109,7 @@ class RunReport {
   double flops_per_token_ = 0;  // model FLOPs per trained token (train/mfu.hpp)
   double peak_flops_ = 0;       // every rank's peak, summed; 0: unknown
   std::string peak_source_;     // where peak_flops_ came from
+  StepProfile profile_;         // train.profile: the ops' time by family
 };
 
 }  // namespace llamaft

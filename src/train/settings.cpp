@@ -92,6 +92,7 @@ TrainSettings TrainSettings::from_config(const Config& cfg, int world) {
   s.warmup_steps = cfg.get_int("train.warmup_steps");
   s.max_nonfinite_skips = cfg.get_int("train.max_nonfinite_skips");
   s.log_every = cfg.get_int("train.log_every");
+  s.profile = cfg.get_bool("train.profile");
   s.eval_every = cfg.get_int("train.eval_every");
   s.eval_rows = cfg.get_int("train.eval_rows");
   s.eval_task = cfg.get_string("train.eval_task");

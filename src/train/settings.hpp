@@ -44,6 +44,7 @@ struct TrainSettings {
   OptimizerConfig opt;
   int64_t max_nonfinite_skips = 0;
   int64_t log_every = 1, eval_every = 0, eval_rows = 0, sample_every = 0;
+  bool profile = false;  // train.profile: time the backend's ops by family (profile.json)
   int sample_max_new_tokens = 16;
   std::string sample_prompts;  // text or token ids, rendered once the model's tokenizer and vocabulary are known
   std::string sample_template = "auto";

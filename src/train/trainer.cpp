@@ -186,6 +186,12 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   if (settings_.fsdp.strategy == ShardStrategy::kHybridShard && settings_.fsdp.shard_group_size == 0)
     settings_.fsdp.shard_group_size = default_shard_group(world_->size(), ranks_per_node());
   backend_ = make_backend();
+  if (settings_.profile) {
+    LLAMAFT_REQUIRE(backend_->host_resident(), "train.profile times the ops of the cpu backend, which computes "
+                    "synchronously; the ", backend_->name(), " backend counts each step's ops (bytes, FLOPs, "
+                    "launches) in metrics.jsonl's \"device\" field without it");
+    backend_ = make_profiling_backend(std::move(backend_));
+  }
   model_options_.activation_checkpointing = settings_.fsdp.activation_checkpointing;
   model_options_.lora = settings_.lora;
   model_options_.lora_dropout = static_cast<float>(settings_.lora.dropout);

@@ -15,6 +15,7 @@
 #include "attention.cuh"
 #include "cast.cuh"
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/op_cost.hpp"
 #include "backend/registry.hpp"
 #include "cross_entropy.cuh"
 #include "launch_count.cuh"
@@ -76,27 +77,9 @@ struct CudaBackend::StagingRing {
   }
 };
 
-namespace {
-// Query-key pairs a causal (or offset) attention visits: query i sees keys
-// [0, min(tk, q_offset + i + 1)).
-double causal_pairs(const AttnShape& s) {
-  const int full_from = std::max(0, s.tk - s.q_offset - 1);  // queries from here on see all tk keys
-  const int partial = std::min(s.tq, full_from);              // query i < partial sees q_offset + i + 1
-  return double(partial) * (s.q_offset + 1) + double(partial) * (partial - 1) / 2 + double(s.tq - partial) * s.tk;
-}
-double attention_io_bytes(const AttnShape& s, double elem) {
-  const double q = double(s.batch) * s.tq * s.n_heads * s.head_dim;
-  const double kv = double(s.batch) * s.tk * s.n_kv_heads * s.head_dim;
-  return (2 * q + 2 * kv) * elem + 4.0 * s.batch * s.n_heads * s.tq;  // q, k, v, out, lse
-}
-// Backward: the forward's tensors and dO read, dQ, dK and dV written.
-double attention_bwd_io_bytes(const AttnShape& s, double elem) {
-  return attention_io_bytes(s, elem) +
-         (2.0 * s.batch * s.tq * s.n_heads + 2.0 * s.batch * s.tk * s.n_kv_heads) * s.head_dim * elem;
-}
-// S = Q K^T and O = P V: 4 * head_dim FLOPs a visited pair, per head.
-double attention_fwd_flops(const AttnShape& s) { return 4.0 * s.batch * s.n_heads * s.head_dim * causal_pairs(s); }
-}  // namespace
+using op_cost::attention_bwd_io_bytes;
+using op_cost::attention_fwd_flops;
+using op_cost::attention_io_bytes;
 
 void CudaBackend::wait(const char* site) {
   ++counters_.syncs[site];
@@ -376,8 +359,7 @@ void CudaBackend::lt_gemm(bool ta, bool tb, int m, int n, int k, float alpha, co
   if (m <= 0 || n <= 0) return;
   const double in_b = bf16_in ? 2 : 4, out_b = bf16_out ? 2 : 4;
   Tally t(*this, bf16_in ? (bf16_out ? "gemm_bf16" : "gemm_bf16_f32out") : "gemm_f32",
-          (double(m) * k + double(k) * n) * in_b + double(m) * n * out_b * (beta != 0.f ? 2 : 1),
-          2.0 * m * n * k, 1);
+          op_cost::gemm_bytes(m, n, k, in_b, out_b, beta != 0.f), op_cost::gemm_flops(m, n, k), 1);
   const cublasOperation_t op_a = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cudaDataType_t in_type = bf16_in ? CUDA_R_16BF : CUDA_R_32F;
   const cudaDataType_t out_type = bf16_out ? CUDA_R_16BF : CUDA_R_32F;
@@ -602,7 +584,7 @@ void CudaBackend::attention_bwd(const AttnShape& s, const float* q, const float*
                                 const float* out, const float* lse, const float* dout, float* dq, float* dk,
                                 float* dv) {
   const double sz = 4.0;
-  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), 2.5 * attention_fwd_flops(s));
+  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), op_cost::attention_bwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
@@ -733,7 +715,7 @@ void CudaBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k
 void CudaBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
                                 const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
   const double sz = 2.0;
-  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), 2.5 * attention_fwd_flops(s));
+  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), op_cost::attention_bwd_flops(s));
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
