@@ -172,17 +172,29 @@ def main():
             f.write("class SentencePieceProcessor:\n    def __init__(self, *a, **k):\n"
                     "        raise FileNotFoundError('no tokenizer.model')\n")
         env = dict(os.environ, PYTHONPATH=os.path.join(a.llama_src, "gguf-py") + ":" + os.path.dirname(stub))
+        ours_s = {e["outtype"]: e["seconds"] for e in report["export"] if e["model"] == "base"}
+        report["export_vs_llama_cpp"] = []
         for t in ("f32", "f16", "bf16", "q8_0"):
             conv = os.path.join(a.workdir, f"converter-{t}.gguf")
+            t0 = time.time()
             run([a.convert_python, os.path.join(a.llama_src, "convert_hf_to_gguf.py"), "--outtype", t, "--outfile", conv,
                  a.model], env=env)
+            secs = time.time() - t0
+            report["export_vs_llama_cpp"].append({"outtype": t, "llamaft_s": ours_s[t], "llama_cpp_s": round(secs, 2)})
+            print(f"  time, whole command: llamaft export {ours_s[t]:.2f} s, convert_hf_to_gguf.py {secs:.2f} s: "
+                  f"llamaft {secs / ours_s[t]:.2f}x as fast")
             compare_files(files[("base", t)], conv, f"convert_hf_to_gguf.py --outtype {t}")
         for t, ftype in (("q4_0", 2), ("q4_k_m", 15)):
             q = os.path.join(a.workdir, f"llama-quantize-{t}.gguf")
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = ftype
             params.nthread = a.threads
+            t0 = time.time()
             rc = llama_cpp.llama_model_quantize(os.path.join(a.workdir, "converter-f32.gguf").encode(), q.encode(), params)
+            secs = time.time() - t0
+            report["export_vs_llama_cpp"].append({"outtype": t, "llamaft_s": ours_s[t], "llama_quantize_s": round(secs, 2)})
+            print(f"  time: llamaft export (HF folder -> {t}) {ours_s[t]:.2f} s, llama-quantize (its f32 file -> {t}, "
+                  f"in process) {secs:.2f} s: llamaft {secs / ours_s[t]:.2f}x as fast")
             check(rc == 0, f"llama_model_quantize to {t} (rc {rc})")
             compare_files(files[("base", t)], q, f"llama-quantize {t.upper()} of the converter's f32 file")
     else:
