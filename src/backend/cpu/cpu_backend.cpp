@@ -102,8 +102,20 @@ class CpuBackend final : public Backend {
   }
   void fill(float* p, float value, size_t n) override { fill_t(p, value, n); }
 
+  // Few rows (a decode step, a short eval request): OpenBLAS packs the whole
+  // of the other operand, a weight matrix, on every call (perf: 51% of `eval
+  // --task` at batch 1 in sgemm_incopy), where oneDNN's matmul reads it as
+  // it is: 1.6-2x faster at 1 to 40 rows on SmolLM2's shapes, equal from 160
+  // (the bench in the commit). Both accumulate in fp32; only the order of
+  // the additions differs. The choice depends on the shape alone, so a run
+  // is as deterministic as before.
+  static constexpr int kFewRows = 64;
   void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) override {
+    if (m <= kFewRows && k > 0 && n > kFewRows && gemm_impl_ == cpu::GemmImpl::kOpenBlas) {
+      cpu::onednn_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
     cpu::sgemm(gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
   void axpy(float alpha, const float* x, float* y, size_t n) override { axpy_t(alpha, x, y, n); }
