@@ -77,8 +77,8 @@ nlohmann::ordered_json StepProfile::finish(Backend& be, Communicator& world, boo
     // Compute-bound families against the GEMM peak of their operands;
     // the rest against the copy bandwidth.
     const bool compute = f.flops > 0;
-    const double limit = compute ? (is_bf16_family(name) || (bf16 && name == "attention") ? bf16_peak : fp32_peak)
-                                 : bandwidth;
+    const bool on_bf16 = compute && (is_bf16_family(name) || (bf16 && name == "attention"));
+    const double limit = !compute ? bandwidth : on_bf16 ? bf16_peak : fp32_peak;
     const double rate = compute ? flops_per_s : bytes_per_s;
     families.push_back({{"family", name},
                         {"calls_per_step", static_cast<double>(f.calls) / n},
@@ -88,7 +88,7 @@ nlohmann::ordered_json StepProfile::finish(Backend& be, Communicator& world, boo
                         {"gb_per_step", f.bytes / n / 1e9},
                         {"gflop_per_s", flops_per_s / 1e9},
                         {"gb_per_s", bytes_per_s / 1e9},
-                        {"limit", compute ? (limit == bf16_peak ? "bf16 GEMM peak" : "fp32 GEMM peak") : "copy bandwidth"},
+                        {"limit", !compute ? "copy bandwidth" : on_bf16 ? "bf16 GEMM peak" : "fp32 GEMM peak"},
                         {"fraction_of_limit", limit > 0 ? rate / limit : 0}});
   }
   const double outside = std::max(0.0, step_s - inside);

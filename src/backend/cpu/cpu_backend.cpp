@@ -106,9 +106,11 @@ class CpuBackend final : public Backend {
   // of the other operand, a weight matrix, on every call (perf: 51% of `eval
   // --task` at batch 1 in sgemm_incopy), where oneDNN's matmul reads it as
   // it is: 1.6-2x faster at 1 to 40 rows on SmolLM2's shapes, equal from 160
-  // (the bench in the commit). Both accumulate in fp32; only the order of
-  // the additions differs. The choice depends on the shape alone, so a run
-  // is as deterministic as before.
+  // (the bench in the commit). Narrow products (n <= 64: LoRA's rank-r
+  // ones) stay with OpenBLAS, which packs little there, so oneDNN's cache of
+  // planned shapes holds only the weight GEMMs. Both accumulate in fp32;
+  // only the order of the additions differs. The choice depends on the shape
+  // alone, so a run is as deterministic as before.
   static constexpr int kFewRows = 64;
   void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) override {
@@ -401,7 +403,7 @@ class CpuBackend final : public Backend {
       for (int i = 0; i < n; ++i) {
         const float gf = load_f32(g + i);
         // rowmath::swiglu_fwd: silu(g) * u, with the vectorized exp
-        store_f32(o + i, gf * (1.0f / (1.0f + cpu::exp_simd(-gf))) * load_f32(u + i));
+        store_f32(o + i, gf * cpu::sigmoid_simd(gf) * load_f32(u + i));
       }
     }
   }
@@ -419,7 +421,7 @@ class CpuBackend final : public Backend {
       for (int i = 0; i < n; ++i) {
         // rowmath::swiglu_bwd, with the vectorized exp
         const float df = load_f32(d + i), gf = load_f32(g + i), uf = load_f32(u + i);
-        const float sg = 1.0f / (1.0f + cpu::exp_simd(-gf));
+        const float sg = cpu::sigmoid_simd(gf);
         store_f32(du + i, df * gf * sg);
         store_f32(dg + i, df * uf * sg * (1.0f + gf * (1.0f - sg)));
       }
@@ -477,11 +479,9 @@ class CpuBackend final : public Backend {
     for (int i = 0; i < vocab; ++i) se += exps[i];
     const float lse_r = mx + static_cast<float>(std::log(se));
     const float loss = lse_r - row[label];
-    // rowmath::ce_grad_elem's rounding points, with the vectorized exp.
-    const float at_label = scale * (cpu::exp_simd(row[label] - lse_r) - 1.f);
+    // rowmath::ce_grad_elem, with the vectorized exp.
 #pragma omp simd
-    for (int i = 0; i < vocab; ++i) row[i] = scale * cpu::exp_simd(row[i] - lse_r);
-    row[label] = at_label;
+    for (int i = 0; i < vocab; ++i) row[i] = scale * (cpu::exp_simd(row[i] - lse_r) - (i == label ? 1.f : 0.f));
     return loss;
   }
 

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/dtype.hpp"
+
 namespace llamaft::cpu {
 
 inline float exp_simd(float x) {
@@ -39,8 +41,11 @@ inline float exp_simd(float x) {
   y = y * r + 5.0000001201e-1f;
   y = y * z + r + 1.0f;
   const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  const float scale = __builtin_bit_cast(float, bits);
+  const float scale = bits_float(bits);
   return under ? 0.0f : y * scale;
 }
+
+// rowmath::sigmoidf_ (1 / (1 + e^-x), the same operations) with exp_simd.
+inline float sigmoid_simd(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
 
 }  // namespace llamaft::cpu
