@@ -19,7 +19,8 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 // Rank 0, after a signal's committed checkpoint: the exit code in
 // $LLAMAFT_EXIT_STATUS_FILE for job scripts, since mpirun itself exits 1
-// when it was sent SIGTERM or SIGINT whatever the ranks did.
+// when it was sent SIGTERM or SIGINT whatever the ranks did, and MPICH 4.0's
+// Hydra mpiexec sometimes exits 0 after forwarding a signal.
 void record_exit_status(int code) {
   const char* path = std::getenv("LLAMAFT_EXIT_STATUS_FILE");
   if (!path || !*path) return;

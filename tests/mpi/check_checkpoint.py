@@ -166,8 +166,9 @@ def main():
     # 5. SIGUSR1 to mpirun mid-training
     long_steps = ["--train.steps", "300"]
     R.run(2, f"{w}/long_ref", long_steps)
-    proc = subprocess.Popen(R.cmd(2, f"{w}/sig", long_steps), env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    status = f"{w}/sig_exit_status"
+    proc = subprocess.Popen(R.cmd(2, f"{w}/sig", long_steps), env=dict(ENV, LLAMAFT_EXIT_STATUS_FILE=status),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Signal once training is under way: mpirun drops a signal that arrives before it has launched the
     # ranks, so a fixed sleep was flaky on a slow machine (the run finished all 300 steps unsignalled).
     metrics = f"{w}/sig/metrics.jsonl"
@@ -181,8 +182,13 @@ def main():
     out, err = proc.communicate(timeout=120)
     secs = time.time() - t0
     step = int(open(f"{w}/sig/checkpoints/latest").read().strip()[5:]) if os.path.exists(f"{w}/sig/checkpoints/latest") else -1
-    check(proc.returncode == 85 and "exiting 85" in err and 0 < step < 300,
-          f"SIGUSR1: checkpoint at step {step}, exit {proc.returncode} (want 85) after {secs:.2f} s")
+    said = open(status).read().strip() if os.path.exists(status) else ""
+    # MPICH 4.0's Hydra sometimes loses the ranks' exit status when it was signalled and exits 0 (3 of 10
+    # trials with a plain C program whose ranks all exit 85); job scripts read LLAMAFT_EXIT_STATUS_FILE then.
+    launcher_ok = proc.returncode == 85 or (launcher.is_hydra() and proc.returncode == 0)
+    check(launcher_ok and said == "85" and "exiting 85" in err and 0 < step < 300,
+          f"SIGUSR1: checkpoint at step {step}, exit {proc.returncode} ({launcher.name()}; want 85), "
+          f"LLAMAFT_EXIT_STATUS_FILE says {said or 'nothing'}, after {secs:.2f} s")
     R.run(2, f"{w}/sig", long_steps)
     check(same_weights(weights(f"{w}/sig"), weights(f"{w}/long_ref")),
           "after SIGUSR1 and resume, final weights are bit-identical to the uninterrupted run")

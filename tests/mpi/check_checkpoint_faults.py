@@ -214,10 +214,10 @@ def main():
             before = sha(f"{out}/checkpoints/step_000006/state.h5")
             r = run(a, 2, out, ["--checkpoint.async", mode], env=dict(ENV, LLAMAFT_FAULTS="save_enospc=9"))
             left = sorted(n for n in os.listdir(f"{out}/checkpoints") if n != LOCK_FILE)
-            check(r.returncode == 4 and r.seconds < 60 and one_message(r.stderr, "No space left on device") and
-                  "rank 1" in r.stderr and "previous checkpoint is intact" in r.stderr,
-                  f"async={mode}: ENOSPC in rank 1's write of step 9: exit {r.returncode} in {r.seconds:.1f} s, "
-                  f"printed once by rank 1")
+            good = (r.returncode == 4 and r.seconds < 60 and one_message(r.stderr, "No space left on device") and
+                    "rank 1" in r.stderr and "previous checkpoint is intact" in r.stderr)
+            check(good, f"async={mode}: ENOSPC in rank 1's write of step 9: exit {r.returncode} in {r.seconds:.1f} s, "
+                  f"printed once by rank 1" + ("" if good else f"; stderr:\n{r.stderr[-1500:]}"))
             check(sha(f"{out}/checkpoints/step_000006/state.h5") == before and
                   left == ["latest", "step_000003", "step_000006"] and
                   open(f"{out}/checkpoints/latest").read().strip() == "step_000006",
@@ -227,7 +227,8 @@ def main():
         section("a signal during an asynchronous save")
         long_ = ["--train.steps", "40", "--checkpoint.every_steps", "4"]
         ref = run(a, 2, f"{w}/long_ref", long_)
-        slow = dict(ENV, LLAMAFT_FAULTS="save_piece_delay_ms=40")
+        status = f"{w}/sig_exit_status"
+        slow = dict(ENV, LLAMAFT_FAULTS="save_piece_delay_ms=40", LLAMAFT_EXIT_STATUS_FILE=status)
         proc = subprocess.Popen(cmd(a, 2, f"{w}/sig", long_), env=slow, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         metrics = f"{w}/sig/metrics.jsonl"
@@ -239,8 +240,15 @@ def main():
         proc.send_signal(signal.SIGUSR1)
         _, err = proc.communicate(timeout=180)
         latest = open(f"{w}/sig/checkpoints/latest").read().strip() if os.path.exists(f"{w}/sig/checkpoints/latest") else ""
-        check(proc.returncode == 85 and "waited" in err and "for the save in flight" in err and latest > "step_000004",
-              f"SIGUSR1 during an asynchronous save: exit {proc.returncode}, the save in flight awaited, latest {latest}")
+        said = open(status).read().strip() if os.path.exists(status) else ""
+        # MPICH 4.0's Hydra sometimes loses its ranks' exit status when it was
+        # signalled and exits 0 (3 of 10 trials with a plain C program whose
+        # ranks all exit 85); the job scripts read LLAMAFT_EXIT_STATUS_FILE then.
+        launcher_ok = proc.returncode == 85 or (launcher.is_hydra() and proc.returncode == 0)
+        check(launcher_ok and said == "85" and "waited" in err and "for the save in flight" in err and
+              latest > "step_000004",
+              f"SIGUSR1 during an asynchronous save: exit {proc.returncode} ({launcher.name()}), "
+              f"LLAMAFT_EXIT_STATUS_FILE says {said or 'nothing'}, the save in flight awaited, latest {latest}")
         r = run(a, 2, f"{w}/sig", long_)
         check(ref.returncode == 0 and r.returncode == 0 and
               tree_sha(f"{w}/sig/model") == tree_sha(f"{w}/long_ref/model"),
