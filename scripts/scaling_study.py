@@ -2,7 +2,9 @@
 """Scaling studies in one command.
 
   scaling_study.py local --np 1 2 4 --strategies full_shard hybrid_shard [--preset small --seq 256 ...]
-      runs the sweep here with mpirun (oversubscribed when np > cores), then collects it;
+      runs the sweep here with the MPI launcher named by LLAMAFT_MPIEXEC (default
+      Open MPI's mpirun; MPICH's mpiexec works too), oversubscribed when np > cores,
+      then collects it;
   scaling_study.py hosts --layouts 1x2 2x1 2x2 [--strategies hybrid_shard full_shard ...]
       runs layouts of HOSTS x RANKS-PER-HOST on two hosts made of network
       namespaces on this machine (tests/pyutil/netns_hosts.py; root), measures
@@ -30,6 +32,8 @@ import sys
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "pyutil"))
+import launcher  # noqa: E402  (Open MPI or MPICH launch lines)
 
 
 def make_inputs(a, bin_):
@@ -56,12 +60,12 @@ def run_local(a):
             name = f"np{np_}_{strategy}"
             out = os.path.join(a.dir, name)
             threads = max(1, cores // np_)
-            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(np_), bin_, "train",
+            cmd = launcher.mpirun(np_, [bin_, "train",
                    "--model.path", model, "--data.path", data, "--data.seq_len", str(a.seq),
                    "--train.global_batch_size", str(a.global_batch), "--train.micro_batch_size", str(a.micro_batch),
                    "--train.steps", str(a.steps), "--fsdp.strategy", strategy, "--output.dir", out,
                    "--output.export", "false", "--output.progress", "false", "--checkpoint.at_end", "false",
-                   "--checkpoint.resume", "none", "--runtime.threads", str(threads)]
+                   "--checkpoint.resume", "none", "--runtime.threads", str(threads)])
             if strategy == "hybrid_shard":
                 cmd += ["--fsdp.shard_group_size", str(min(np_, a.group))]
             print(f"scaling_study: {name} ({threads} threads per rank)", flush=True)

@@ -53,8 +53,11 @@ def hosts_study(a):
     S = 1) and 4 ranks x 4P / 2 (2x2, S = 2), the same 8P both ways: the two layouts' measured bytes agree
     within the 10% protocol allowance of check_two_hosts.py."""
     sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
+    import launcher
     from netns_hosts import TwoHosts
     why = TwoHosts.skip_reason()
+    if not why and not launcher.is_open_mpi():
+        why = f"the two test hosts are reached through Open MPI's rsh agent; this build launches with {launcher.name()}"
     if why:
         print(f"skip the hosts study: {why}")
         return True
