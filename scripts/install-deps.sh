@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git ccache
   openmpi-bin libopenmpi-dev
   libhdf5-dev hdf5-tools
   libboost-program-options-dev libeigen3-dev libgtest-dev nlohmann-json3-dev
@@ -29,8 +29,10 @@ fi
 
 # The tests also start a real one-node Slurm cluster.
 if [ "${1:-}" = "--tests" ]; then
-  # python3-crc32c: an independent CRC-32C for the checkpoint tests.
-  test_packages=(slurm-wlm munge python3-crc32c)
+  # python3-crc32c: an independent CRC-32C for the checkpoint tests; MPICH:
+  # the MPI suite runs a second time in an MPICH build (scripts/mpich_check.sh;
+  # Debian keeps Open MPI as the default mpicc/mpirun).
+  test_packages=(slurm-wlm munge python3-crc32c mpich libmpich-dev)
   missing=()
   for p in "${test_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

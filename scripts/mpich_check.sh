@@ -6,6 +6,8 @@
 # MPI_C_COMPILER, as on a site with an MPICH-ABI MPI.
 #
 # Usage: scripts/mpich_check.sh [extra ctest arguments, e.g. -R mpi_faults]
+#   LLAMAFT_MPICH_LABEL      the ctest label to run (default: mpi; scripts/test.sh
+#                            runs mpich, the tests of tests/mpi and tests/mpi_unit)
 #   LLAMAFT_MPICH_BUILD_DIR  build folder (default: <repo>/build-mpich)
 #   LLAMAFT_MPICH_CC         MPICH's C compiler wrapper (default: mpicc.mpich)
 #   LLAMAFT_MPICH_CXX        its C++ wrapper (default: mpicxx.mpich)
@@ -26,11 +28,12 @@ python=$repo/.venv-ref/bin/python
 [ -x "$python" ] || python=/usr/bin/python3
 
 t0=$(date +%s)
+mkdir -p "$build"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMAFT_CUDA=OFF \
   -DMPI_C_COMPILER="$(command -v "$cc")" -DMPI_CXX_COMPILER="$(command -v "$cxx")" \
-  -DMPIEXEC_EXECUTABLE="$(command -v "$exe")" -DLLAMAFT_PYTHON="$python" >"$build.configure.log" 2>&1 \
-  || { tail -30 "$build.configure.log"; exit 1; }
-grep -E "llamaft: (HDF5|tests launch)" "$build.configure.log" || true
+  -DMPIEXEC_EXECUTABLE="$(command -v "$exe")" -DLLAMAFT_PYTHON="$python" >"$build/configure.log" 2>&1 \
+  || { tail -30 "$build/configure.log"; exit 1; }
+grep -E "llamaft: (HDF5|tests launch)" "$build/configure.log" || true
 # What `ctest -L mpi` runs: llamaft, the MPI unit binaries and the reference dumpers.
 cmake --build "$build" -j "$jobs" --target llamaft mpi_unit_tests fsdp_bf16_units ref_dump quant_dump
 t1=$(date +%s)
@@ -44,8 +47,9 @@ fi
 ldd "$build/llamaft" | grep -i mpich || true
 
 set +e
-(cd "$build" && ctest -L mpi -j 1 --output-on-failure "$@")
+label=${LLAMAFT_MPICH_LABEL:-mpi}
+(cd "$build" && ctest -L "$label" -j 1 --output-on-failure "$@")
 rc=$?
 t2=$(date +%s)
-echo "mpich_check: build (configure + compile) $((t1 - t0)) s, ctest -L mpi $((t2 - t1)) s, ctest exit $rc"
+echo "mpich_check: build (configure + compile) $((t1 - t0)) s, ctest -L $label $((t2 - t1)) s, ctest exit $rc"
 exit $rc
