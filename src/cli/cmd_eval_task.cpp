@@ -79,7 +79,10 @@ int run_eval_task(const Config& cfg) {
   const ParamLayout layout = frozen_layout(model.layout());
   auto device_comm = make_device_communicator(*be, *world, cfg.get_float("runtime.comm_timeout_s"));
   Communicator& comm = device_comm ? *device_comm : *world;
-  Fsdp fsdp(layout, *be, comm, ShardStrategy::kFullShard, 0, base_quant, bf16);
+  FsdpOptions options;
+  options.base_quant = base_quant;
+  options.bf16_params = bf16;
+  Fsdp fsdp(layout, *be, comm, options);
   load_sharded(model_dir, fsdp, *be);
   if (!adapter_dir.empty()) load_adapter_sharded(adapter_dir, fsdp, *be);
   if (lead) {

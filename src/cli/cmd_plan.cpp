@@ -56,10 +56,19 @@ int run_plan(const Config& cfg) {
   for (ShardStrategy s : {ShardStrategy::kFullShard, ShardStrategy::kShardGradOp, ShardStrategy::kNoShard,
                           ShardStrategy::kHybridShard}) {
     if (cfg.is_explicit("fsdp.strategy") && !cfg.get_bool("plan.all") && fsdp.strategy != s) continue;
-    const MemoryPlan p = plan_memory(mc, s, world, group, mb, seq, recompute, lora_spec_from_config(cfg),
-                                     base_quant_from_config(cfg), fsdp.bf16_params, bf16_storage,
-                                     cfg.get_string("runtime.backend") != "cuda", checkpoints.stages_async(),
-                                     fsdp.bf16_reduce);
+    PlanInputs in;
+    in.fsdp = fsdp.options(base_quant_from_config(cfg));
+    in.fsdp.strategy = s;
+    in.fsdp.shard_group_size = group;
+    in.world = world;
+    in.micro_batch = mb;
+    in.seq_len = seq;
+    in.activation_checkpointing = recompute;
+    in.lora = lora_spec_from_config(cfg);
+    in.bf16_storage = bf16_storage;
+    in.host_resident = !cuda;
+    in.async_checkpoint = checkpoints.stages_async();
+    const MemoryPlan p = plan_memory(mc, in);
     if (cfg.get_bool("plan.json")) {
       std::printf("{\"strategy\": \"%s\", \"np\": %d, \"params\": %zu, \"grads\": %zu, \"optimizer\": %zu, "
                   "\"activations\": %zu, \"buffers\": %zu, \"workspace\": %zu, \"load\": %zu, \"step\": %zu, "

@@ -14,12 +14,12 @@ const bf16* UnitAccess::params_bf16(int unit) {
 
 namespace detail {
 
-// The model's code for one storage type S of activations and gathered
+// The model's computation in one storage type S of activations and gathered
 // weights: float (every backend) or bf16 (a backend with bf16 storage).
 // Statistics (rstd, lse), per-row losses and all gradients are fp32.
-class LlamaImpl {
+class LlamaComputeBase {
  public:
-  virtual ~LlamaImpl() = default;
+  virtual ~LlamaComputeBase() = default;
   virtual LossSum forward_backward(const Batch& b, UnitAccess& access, float loss_scale) = 0;
   virtual LossSum forward_loss(const Batch& b, UnitAccess& access, bool count_correct) = 0;
   virtual void forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) = 0;
@@ -52,9 +52,9 @@ const bf16* unit_params<bf16>(UnitAccess& access, int unit) {
 uint64_t dropout_salt(int layer, int target) { return static_cast<uint64_t>(layer) * kNumLoraTargets + target + 1; }
 
 template <typename S>
-class Engine final : public detail::LlamaImpl {
+class LlamaCompute final : public detail::LlamaComputeBase {
  public:
-  Engine(const LlamaConfig& cfg, Backend& be, const ModelOptions& opts, const ParamLayout& layout)
+  LlamaCompute(const LlamaConfig& cfg, Backend& be, const ModelOptions& opts, const ParamLayout& layout)
       : cfg_(cfg), be_(be), opts_(opts), layout_(layout) {
     const auto inv = cfg_.rope_inv_freq();
     inv_freq_.resize(be_, inv.size());
@@ -119,7 +119,7 @@ class Engine final : public detail::LlamaImpl {
 
 // Activations one block keeps for its backward pass. N = B*T rows.
 template <typename S>
-struct Engine<S>::BlockActs {
+struct LlamaCompute<S>::BlockActs {
   DeviceArray<S> x_in;   // (N, D)  block input (residual stream)
   DeviceArray<float> rstd1;  // (N)
   DeviceArray<S> h1;     // (N, D)  input_layernorm output
@@ -153,11 +153,11 @@ struct Engine<S>::BlockActs {
 };
 
 template <typename S>
-struct Engine<S>::KvLayer {
+struct LlamaCompute<S>::KvLayer {
   DeviceArray<S> k, v;  // (max_tokens, kvd)
 };
 template <typename S>
-void Engine<S>::ensure_workspace(int rows) {
+void LlamaCompute<S>::ensure_workspace(int rows) {
   if (rows <= rows_) return;
   rows_ = rows;
   const size_t d = cfg_.hidden_size, f = cfg_.intermediate_size;
@@ -179,12 +179,12 @@ void Engine<S>::ensure_workspace(int rows) {
   }
 }
 template <typename S>
-const S* Engine<S>::lora_params(UnitAccess& access, int layer) {
+const S* LlamaCompute<S>::lora_params(UnitAccess& access, int layer) {
   return layout_.has_lora() ? unit_params<S>(access, layout_.lora_unit(layer)) : nullptr;
 }
 
 template <typename S>
-void Engine<S>::lora_forward(int layer, int target, const S* lw, const S* x, int ldx, int rows, S* y,
+void LlamaCompute<S>::lora_forward(int layer, int target, const S* lw, const S* x, int ldx, int rows, S* y,
                               int ldy) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
@@ -201,7 +201,7 @@ void Engine<S>::lora_forward(int layer, int target, const S* lw, const S* x, int
   be_.gemm(false, true, rows, out, r, layout_.lora().scale(), lora_t_.data(), r, lw + o.b, r, 1.f, y, ldy);
 }
 template <typename S>
-void Engine<S>::lora_backward(int layer, int target, const S* lw, float* dlw, const S* x, int ldx,
+void LlamaCompute<S>::lora_backward(int layer, int target, const S* lw, float* dlw, const S* x, int ldx,
                                const S* dy, int ldy, int rows, S* dx) {
   if (!lw) return;
   const LoraOffsets& o = layout_.lora_offsets(target);
@@ -233,19 +233,19 @@ void Engine<S>::lora_backward(int layer, int target, const S* lw, float* dlw, co
   be_.gemm(false, false, rows, in, r, 1.f, dt, r, lw + o.a, in, 1.f, dx, ldx);            // dx += dt A
 }
 template <typename S>
-const S* Engine<S>::lm_head_weight(UnitAccess& access) {
+const S* LlamaCompute<S>::lm_head_weight(UnitAccess& access) {
   if (cfg_.tie_word_embeddings) return unit_params<S>(access, layout_.embed_unit());
   const auto& head = layout_.units()[layout_.head_unit()];
   return unit_params<S>(access, layout_.head_unit()) + head.slot("lm_head.weight").offset;
 }
 template <typename S>
-float* Engine<S>::lm_head_grad(UnitAccess& access) {
+float* LlamaCompute<S>::lm_head_grad(UnitAccess& access) {
   if (cfg_.tie_word_embeddings) return access.grads(layout_.embed_unit());
   const auto& head = layout_.units()[layout_.head_unit()];
   return access.grads(layout_.head_unit()) + head.slot("lm_head.weight").offset;
 }
 template <typename S>
-void Engine<S>::embed_forward(const Batch& b, UnitAccess& access, S* x) {
+void LlamaCompute<S>::embed_forward(const Batch& b, UnitAccess& access, S* x) {
   const int rows = b.batch * b.seq;
   const S* table = unit_params<S>(access, layout_.embed_unit());
   access.prefetch(layout_.num_units() > 2 ? layout_.block_unit(0) : layout_.head_unit());
@@ -253,7 +253,7 @@ void Engine<S>::embed_forward(const Batch& b, UnitAccess& access, S* x) {
   access.release(layout_.embed_unit());  // a tied head gathers it again
 }
 template <typename S>
-void Engine<S>::block_forward(int layer, const S* w, const S* lw, int batch, int seq,
+void LlamaCompute<S>::block_forward(int layer, const S* w, const S* lw, int batch, int seq,
                                const int32_t* positions, const int32_t* doc_start, S* x,
                                BlockActs& a, KvLayer* cache, int q_offset) {
   const auto& off = layout_.block_offsets();
@@ -323,7 +323,7 @@ void Engine<S>::block_forward(int layer, const S* w, const S* lw, int batch, int
   lora_forward(layer, kDown, lw, a.act.data(), f, rows, x, d);
 }
 template <typename S>
-void Engine<S>::block_backward(int layer, const S* w, const S* lw, float* dw, float* dlw, int batch, int seq,
+void LlamaCompute<S>::block_backward(int layer, const S* w, const S* lw, float* dw, float* dlw, int batch, int seq,
                                 const int32_t* positions, const int32_t* doc_start, BlockActs& a,
                                 S* dx) {
   const auto& off = layout_.block_offsets();
@@ -390,7 +390,7 @@ void Engine<S>::block_backward(int layer, const S* w, const S* lw, float* dw, fl
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
 }
 template <typename S>
-LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
+LossSum LlamaCompute<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
                          float loss_scale, float* logits_out, bool count_correct, TokenLogprobs token) {
   const int rows = b.batch * b.seq;
   const int d = static_cast<int>(cfg_.hidden_size), vocab = static_cast<int>(cfg_.vocab_size);
@@ -473,7 +473,7 @@ LossSum Engine<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
   return result;
 }
 template <typename S>
-LossSum Engine<S>::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
   const int rows = b.batch * b.seq;
   const int layers = static_cast<int>(cfg_.num_hidden_layers);
   const size_t d = cfg_.hidden_size;
@@ -560,7 +560,7 @@ LossSum Engine<S>::forward_backward(const Batch& b, UnitAccess& access, float lo
 // Embedding and every block without keeping activations: the shared part of
 // forward_loss and forward_logits. Returns the final residual stream.
 template <typename S>
-S* Engine<S>::forward_trunk(const Batch& b, UnitAccess& access) {
+S* LlamaCompute<S>::forward_trunk(const Batch& b, UnitAccess& access) {
   const int rows = b.batch * b.seq;
   ensure_workspace(rows);
   if (!scratch_) scratch_ = std::make_unique<BlockActs>();
@@ -579,7 +579,7 @@ S* Engine<S>::forward_trunk(const Batch& b, UnitAccess& access) {
   return x;
 }
 template <typename S>
-LossSum Engine<S>::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
+LossSum LlamaCompute<S>::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
   S* x = forward_trunk(b, access);
   LossSum loss = head(HeadMode::kLoss, b, access, x, 1.f, nullptr, count_correct);
   access.release(layout_.head_unit());
@@ -587,21 +587,21 @@ LossSum Engine<S>::forward_loss(const Batch& b, UnitAccess& access, bool count_c
   return loss;
 }
 template <typename S>
-void Engine<S>::forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) {
+void LlamaCompute<S>::forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) {
   S* x = forward_trunk(b, access);
   head(HeadMode::kLoss, b, access, x, 1.f, nullptr, false, out);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
 }
 template <typename S>
-void Engine<S>::forward_logits(const Batch& b, UnitAccess& access, float* out) {
+void LlamaCompute<S>::forward_logits(const Batch& b, UnitAccess& access, float* out) {
   S* x = forward_trunk(b, access);
   head(HeadMode::kLogits, b, access, x, 1.f, out, false);
   access.release(layout_.head_unit());
   if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
 }
 template <typename S>
-void Engine<S>::reset_cache(int max_tokens) {
+void LlamaCompute<S>::reset_cache(int max_tokens) {
   LLAMAFT_REQUIRE(max_tokens > 0, "decode length must be positive");
   cache_.resize(cfg_.num_hidden_layers);
   for (auto& c : cache_) {
@@ -613,7 +613,7 @@ void Engine<S>::reset_cache(int max_tokens) {
   cache_cap_ = max_tokens;
 }
 template <typename S>
-std::vector<float> Engine<S>::decode(const int32_t* host_ids, int n, UnitAccess& access) {
+std::vector<float> LlamaCompute<S>::decode(const int32_t* host_ids, int n, UnitAccess& access) {
   LLAMAFT_REQUIRE(n > 0, "decode needs at least one token");
   LLAMAFT_REQUIRE(cache_len_ + n <= cache_cap_, "KV cache full: ", cache_len_, " + ", n,
                   " tokens exceed the ", cache_cap_, " reserved");
@@ -663,32 +663,32 @@ LlamaModel::LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts)
   if (opts_.bf16_storage) {
     LLAMAFT_REQUIRE(be_.has_bf16_storage(), "the ", be_.name(),
                     " backend computes in fp32 only; bf16 activations need the cpu or cuda backend");
-    impl_ = std::make_unique<Engine<bf16>>(cfg_, be_, opts_, layout_);
+    compute_ = std::make_unique<LlamaCompute<bf16>>(cfg_, be_, opts_, layout_);
   } else {
-    impl_ = std::make_unique<Engine<float>>(cfg_, be_, opts_, layout_);
+    compute_ = std::make_unique<LlamaCompute<float>>(cfg_, be_, opts_, layout_);
   }
 }
 
 LlamaModel::~LlamaModel() = default;
 
 LossSum LlamaModel::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
-  return impl_->forward_backward(b, access, loss_scale);
+  return compute_->forward_backward(b, access, loss_scale);
 }
 LossSum LlamaModel::forward_loss(const Batch& b, UnitAccess& access, bool count_correct) {
-  return impl_->forward_loss(b, access, count_correct);
+  return compute_->forward_loss(b, access, count_correct);
 }
 void LlamaModel::forward_token_logprobs(const Batch& b, UnitAccess& access, TokenLogprobs out) {
-  impl_->forward_token_logprobs(b, access, out);
+  compute_->forward_token_logprobs(b, access, out);
 }
 void LlamaModel::forward_logits(const Batch& b, UnitAccess& access, float* out) {
-  impl_->forward_logits(b, access, out);
+  compute_->forward_logits(b, access, out);
 }
-void LlamaModel::reset_cache(int max_tokens) { impl_->reset_cache(max_tokens); }
+void LlamaModel::reset_cache(int max_tokens) { compute_->reset_cache(max_tokens); }
 std::vector<float> LlamaModel::decode(const int32_t* host_ids, int n, UnitAccess& access) {
-  return impl_->decode(host_ids, n, access);
+  return compute_->decode(host_ids, n, access);
 }
-int LlamaModel::cache_len() const { return impl_->cache_len(); }
-size_t LlamaModel::activation_bytes() const { return impl_->activation_bytes(); }
+int LlamaModel::cache_len() const { return compute_->cache_len(); }
+size_t LlamaModel::activation_bytes() const { return compute_->activation_bytes(); }
 
 ResidentParams::ResidentParams(Backend& be, const ParamLayout& layout) : be_(be) {
   for (const auto& u : layout.units()) params_.emplace_back(be, static_cast<size_t>(u.numel));

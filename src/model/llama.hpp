@@ -112,14 +112,14 @@ TokenLogprob token_logprob(const S* logits, int vocab, int target) {
 }
 
 namespace detail {
-class LlamaImpl;  // the model's code, for one storage type (llama.cpp)
+class LlamaComputeBase;  // the model's computation in one storage type: LlamaCompute<float> or <bf16> (llama.cpp)
 }
 
 class LlamaModel {
  public:
   LlamaModel(const LlamaConfig& cfg, Backend& be, ModelOptions opts = {});
   ~LlamaModel();
-  LlamaModel(const LlamaModel&) = delete;  // the engine refers to this object's config and layout
+  LlamaModel(const LlamaModel&) = delete;  // the computation refers to this object's config and layout
   LlamaModel& operator=(const LlamaModel&) = delete;
   const LlamaConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
@@ -158,7 +158,7 @@ class LlamaModel {
   Backend& be_;
   ModelOptions opts_;
   ParamLayout layout_;
-  std::unique_ptr<detail::LlamaImpl> impl_;
+  std::unique_ptr<detail::LlamaComputeBase> compute_;
 };
 
 // Everything resident in one buffer per unit: single-process eval, generate,

@@ -66,11 +66,16 @@ struct Fsdp::PendingReduce {
   RequestPtr request;
 };
 
-Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-           int shard_group_size, quant::Kind base_quant, bool bf16_params, bool bf16_reduce)
-    : layout_(layout), be_(be), world_(world), strategy_(strategy), base_quant_(base_quant),
-      bf16_params_(bf16_params), bf16_reduce_(bf16_reduce) {
-  mesh_ = mesh_for(strategy, world.size(), world.rank(), shard_group_size);
+Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, const FsdpOptions& options)
+    : layout_(layout),
+      be_(be),
+      world_(world),
+      strategy_(options.strategy),
+      base_quant_(options.base_quant),
+      bf16_params_(options.bf16_params),
+      bf16_reduce_(options.bf16_reduce) {
+  const quant::Kind base_quant = options.base_quant;
+  mesh_ = mesh_for(options.strategy, world.size(), world.rank(), options.shard_group_size);
   // Collective: every rank makes both splits in the same order.
   shard_comm_ = world.split(mesh_.replica_index, mesh_.shard_index);
   replica_comm_ = world.split(mesh_.shard_index, mesh_.replica_index);

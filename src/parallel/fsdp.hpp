@@ -57,24 +57,31 @@ inline void for_each_piece(const Unit& unit, const ShardGeometry& g, Fn&& fn) {
   }
 }
 
-class Fsdp final : public UnitAccess, public OptimizerShards {
- public:
-  // base_quant (int8 or nf4): frozen block units are stored quantized (a
+// How Fsdp shards and stores the units.
+struct FsdpOptions {
+  ShardStrategy strategy = ShardStrategy::kFullShard;
+  int shard_group_size = 0;  // hybrid_shard's shard group; 0: the ranks of a node
+  // int8 or nf4: frozen block units are stored quantized (a
   // quant::UnitCodec over the shard ranks); their shards are the quantized
   // words, gathered as they are and dequantized per unit in params().
-  // bf16_params (train.param_dtype = bf16, torch FSDP's MixedPrecision
-  // param_dtype): every other unit's fp32 master shard is rounded to bf16
-  // before its all-gather (half the bytes travel); params() widens it back
-  // to fp32 (the CPU backend), params_bf16() keeps it bf16 (bf16 storage).
-  // Either way compute sees bf16-rounded weights at any shard count;
-  // gradients, their reduction and AdamW stay fp32.
-  // bf16_reduce (fsdp.reduce_dtype = bf16, torch's MixedPrecision
-  // reduce_dtype): each unit's fp32 gradient is rounded to bf16 before its
-  // reduce-scatter (half the bytes), summed in bf16 and widened into the
-  // fp32 gradient shard. The replicas' once-a-step all-reduce stays fp32.
-  Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, ShardStrategy strategy,
-       int shard_group_size, quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
-       bool bf16_reduce = false);
+  quant::Kind base_quant = quant::Kind::kNone;
+  // train.param_dtype = bf16 (torch FSDP's MixedPrecision param_dtype):
+  // every other unit's fp32 master shard is rounded to bf16 before its
+  // all-gather (half the bytes travel); params() widens it back to fp32
+  // (the CPU backend), params_bf16() keeps it bf16 (bf16 storage). Either
+  // way compute sees bf16-rounded weights at any shard count; gradients,
+  // their reduction and AdamW stay fp32.
+  bool bf16_params = false;
+  // fsdp.reduce_dtype = bf16 (torch's MixedPrecision reduce_dtype): each
+  // unit's fp32 gradient is rounded to bf16 before its reduce-scatter (half
+  // the bytes), summed in bf16 and widened into the fp32 gradient shard. The
+  // replicas' once-a-step all-reduce stays fp32.
+  bool bf16_reduce = false;
+};
+
+class Fsdp final : public UnitAccess, public OptimizerShards {
+ public:
+  Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, const FsdpOptions& options);
   ~Fsdp() override;
 
   // ---- UnitAccess (called by the model) -----------------------------------------

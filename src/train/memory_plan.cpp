@@ -19,19 +19,17 @@
 namespace llamaft {
 
 
-MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora,
-                       quant::Kind base_quant, bool bf16_params, bool bf16_storage, bool host_resident,
-                       bool async_checkpoint, bool bf16_reduce) {
-  auto be = make_counting_backend(bf16_storage);
-  const MeshShape mesh = mesh_for(strategy, world, 0, shard_group);
-  NullComm comm(world, 0, {mesh.shard_size, mesh.replica_size});
+MemoryPlan plan_memory(const LlamaConfig& mc, const PlanInputs& in) {
+  const int micro_batch = in.micro_batch, seq_len = in.seq_len;
+  auto be = make_counting_backend(in.bf16_storage);
+  const MeshShape mesh = mesh_for(in.fsdp.strategy, in.world, 0, in.fsdp.shard_group_size);
+  NullComm comm(in.world, 0, {mesh.shard_size, mesh.replica_size});
   ModelOptions opts;
-  opts.activation_checkpointing = recompute;
-  opts.lora = lora;
-  opts.bf16_storage = bf16_storage;
+  opts.activation_checkpointing = in.activation_checkpointing;
+  opts.lora = in.lora;
+  opts.bf16_storage = in.bf16_storage;
   LlamaModel model(mc, *be, opts);
-  Fsdp fsdp(model.layout(), *be, comm, strategy, shard_group, base_quant, bf16_params, bf16_reduce);
+  Fsdp fsdp(model.layout(), *be, comm, in.fsdp);
   MemoryPlan p;
   // Loading: everything resident so far, plus the loader's staging (see
   // load_sharded): the largest of the units' windows.
@@ -63,8 +61,8 @@ MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world,
   p.buffers = fsdp.peak_buffer_bytes();
   p.step = be->peak_bytes() - 3 * n * sizeof(int32_t);
   p.workspace = p.step - p.params - p.grads - p.optimizer - p.activations - p.buffers;
-  if (host_resident) {
-    if (async_checkpoint) p.checkpoint_staging = CheckpointManager::staging_bytes_for(fsdp);
+  if (in.host_resident) {
+    if (in.async_checkpoint) p.checkpoint_staging = CheckpointManager::staging_bytes_for(fsdp);
     p.checkpoint = p.step - p.activations + p.checkpoint_staging;
   }
   p.total = std::max({p.load, p.step + p.checkpoint_staging, p.checkpoint});

@@ -27,10 +27,19 @@ struct MemoryPlan {
   size_t total = 0;  // max(load, step + checkpoint_staging, checkpoint)
 };
 
-MemoryPlan plan_memory(const LlamaConfig& mc, ShardStrategy strategy, int world, int shard_group,
-                       int micro_batch, int seq_len, bool recompute, const LoraSpec& lora = {},
-                       quant::Kind base_quant = quant::Kind::kNone, bool bf16_params = false,
-                       bool bf16_storage = false, bool host_resident = true, bool async_checkpoint = false,
-                       bool bf16_reduce = false);
+// What the plan needs to know of a run besides the model's shape.
+struct PlanInputs {
+  FsdpOptions fsdp;  // strategy, shard group (the shard size itself), quantized base, bf16 params/reduce
+  int world = 1;
+  int micro_batch = 1;
+  int seq_len = 0;
+  bool activation_checkpointing = false;
+  LoraSpec lora;
+  bool bf16_storage = false;      // activations and gathered weights in bf16
+  bool host_resident = true;      // the backend's memory is host memory
+  bool async_checkpoint = false;  // checkpoint.async: the host staging copy
+};
+
+MemoryPlan plan_memory(const LlamaConfig& mc, const PlanInputs& in);
 
 }  // namespace llamaft

@@ -79,9 +79,18 @@ void RunReport::write_run_info(const Config& cfg) {
   Backend& be = run_->backend;
   const bool bf16 = run_->model_options.bf16_storage;
   const FsdpSettings& f = s.fsdp;
-  plan_ = plan_memory(run_->model_config, f.strategy, run_->world.size(), run_->fsdp.mesh().shard_size,
-                      static_cast<int>(s.micro_batch), s.seq_len, f.activation_checkpointing, s.lora, s.base_quant,
-                      f.bf16_params, bf16, be.host_resident(), run_->checkpoints.stages_async(), f.bf16_reduce);
+  PlanInputs in;
+  in.fsdp = f.options(s.base_quant);
+  in.fsdp.shard_group_size = run_->fsdp.mesh().shard_size;
+  in.world = run_->world.size();
+  in.micro_batch = static_cast<int>(s.micro_batch);
+  in.seq_len = s.seq_len;
+  in.activation_checkpointing = f.activation_checkpointing;
+  in.lora = s.lora;
+  in.bf16_storage = bf16;
+  in.host_resident = be.host_resident();
+  in.async_checkpoint = run_->checkpoints.stages_async();
+  plan_ = plan_memory(run_->model_config, in);
   unsigned h5maj = 0, h5min = 0, h5rel = 0;
   H5get_libversion(&h5maj, &h5min, &h5rel);
   const char* job = std::getenv("SLURM_JOB_ID");

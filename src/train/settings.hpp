@@ -26,6 +26,16 @@ struct FsdpSettings {
   bool bf16_reduce = false;  // fsdp.reduce_dtype = bf16
 
   static FsdpSettings from_config(const Config& cfg);
+  // Fsdp's options for these settings over a base stored as base_quant.
+  FsdpOptions options(quant::Kind base_quant) const {
+    FsdpOptions o;
+    o.strategy = strategy;
+    o.shard_group_size = shard_group_size;
+    o.base_quant = base_quant;
+    o.bf16_params = bf16_params;
+    o.bf16_reduce = bf16_reduce;
+    return o;
+  }
 };
 
 struct TrainSettings {

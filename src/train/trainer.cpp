@@ -206,8 +206,7 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   device_comm_ = make_device_communicator(*backend_, *world_, settings_.comm_timeout_s);
   Communicator* fsdp_comm = device_comm_ ? device_comm_.get() : world_.get();
   const FsdpSettings& f = settings_.fsdp;
-  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, f.strategy, f.shard_group_size,
-                                 settings_.base_quant, f.bf16_params, f.bf16_reduce);
+  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, f.options(settings_.base_quant));
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
   const bool lora = settings_.lora.enabled();

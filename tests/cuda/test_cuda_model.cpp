@@ -199,7 +199,10 @@ Trained train_steps(Backend& be, const LlamaConfig& cfg, ModelOptions opts, quan
   opts.bf16_storage = bf16 && be.has_bf16_storage();
   LlamaModel model(cfg, be, opts);
   SelfComm comm;
-  Fsdp fsdp(model.layout(), be, comm, ShardStrategy::kFullShard, 0, base_quant, bf16);
+  FsdpOptions options;
+  options.base_quant = base_quant;
+  options.bf16_params = bf16;
+  Fsdp fsdp(model.layout(), be, comm, options);
   const auto w = random_units(model.layout(), 6);
   for (int u = 0; u < fsdp.num_units(); ++u) {
     std::vector<float> shard(fsdp.geometry(u).shard_size, 0.f);

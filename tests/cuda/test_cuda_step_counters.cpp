@@ -93,7 +93,9 @@ Counted count_steps(Backend& be, const LlamaConfig& cfg, const Shape& sh, bool w
   SelfComm self;
   NullComm dry(world, 0, {world, 1});
   Communicator& comm = world > 1 ? static_cast<Communicator&>(dry) : self;
-  Fsdp fsdp(model.layout(), be, comm, ShardStrategy::kFullShard, 0, quant::Kind::kNone, sh.bf16);
+  FsdpOptions options;
+  options.bf16_params = sh.bf16;
+  Fsdp fsdp(model.layout(), be, comm, options);
   Counted out;
   for (int u = 0; u < fsdp.num_units(); ++u) {
     if (write_weights) {

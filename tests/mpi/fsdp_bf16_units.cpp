@@ -29,7 +29,10 @@ float value(int unit, int64_t i) {
 
 // Returns the number of mismatching elements; counts the units taking each path.
 int64_t check(const char* name, const ParamLayout& layout, Backend& be, Communicator& world, quant::Kind kind) {
-  Fsdp fsdp(layout, be, world, ShardStrategy::kFullShard, 0, kind, /*bf16_params=*/true);
+  FsdpOptions options;
+  options.base_quant = kind;
+  options.bf16_params = true;
+  Fsdp fsdp(layout, be, world, options);
   for (int u = 0; u < fsdp.num_units(); ++u) {
     const ShardGeometry& g = fsdp.geometry(u);
     std::vector<float> shard(static_cast<size_t>(g.shard_size), 0.f);

@@ -118,7 +118,7 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   ckpt.remove_stale();
   std::string saved;
   {
-    Fsdp fsdp(layout, cpu(), world(), ShardStrategy::kFullShard, 0);
+    Fsdp fsdp(layout, cpu(), world(), FsdpOptions{ShardStrategy::kFullShard});
     fill(fsdp);
     saved = ckpt.save(fsdp, cpu(), some_state(), id);
   }
@@ -135,7 +135,7 @@ TEST(Checkpoint, RoundTripIsBitIdentical) {
   for (const auto& u : layout.units()) trainable += static_cast<uint64_t>(u.numel);
   EXPECT_EQ(ckpt.last_save().bytes, 3 * 4 * trainable);
 
-  Fsdp fresh(layout, cpu(), world(), ShardStrategy::kFullShard, 0);
+  Fsdp fresh(layout, cpu(), world(), FsdpOptions{ShardStrategy::kFullShard});
   EXPECT_GT(mismatches(fresh), 0);  // the comparison can fail: zeros are not the saved state
   const TrainState st = ckpt.load(saved, fresh, cpu(), id);
   expect_same(st, some_state());
@@ -156,13 +156,13 @@ TEST(Checkpoint, ResumesAtAnotherRankCount) {
   {
     CheckpointManager ckpt(world(), wide, 2);
     ckpt.remove_stale();
-    Fsdp fsdp(layout, cpu(), world(), ShardStrategy::kFullShard, 0);
+    Fsdp fsdp(layout, cpu(), world(), FsdpOptions{ShardStrategy::kFullShard});
     fill(fsdp);
     saved = ckpt.save(fsdp, cpu(), some_state(), id);
   }
   {
     CheckpointManager alone(self, wide, 2);
-    Fsdp fsdp(layout, cpu(), self, ShardStrategy::kFullShard, 0);
+    Fsdp fsdp(layout, cpu(), self, FsdpOptions{ShardStrategy::kFullShard});
     expect_same(alone.load(saved, fsdp, cpu(), id), some_state());
     EXPECT_EQ(mismatches(fsdp), 0) << "np " << world().size() << " -> 1, rank " << world().rank();
   }
@@ -175,7 +175,7 @@ TEST(Checkpoint, ResumesAtAnotherRankCount) {
   if (world().rank() == 0) {
     CheckpointManager alone(self, narrow, 2);
     alone.remove_stale();
-    Fsdp fsdp(layout, cpu(), self, ShardStrategy::kFullShard, 0);
+    Fsdp fsdp(layout, cpu(), self, FsdpOptions{ShardStrategy::kFullShard});
     fill(fsdp);
     saved = alone.save(fsdp, cpu(), later, id);
   }
@@ -183,7 +183,7 @@ TEST(Checkpoint, ResumesAtAnotherRankCount) {
   CheckpointManager ckpt(world(), narrow, 2);
   const auto candidates = ckpt.auto_candidates();
   ASSERT_EQ(candidates.size(), 1u);
-  Fsdp fsdp(layout, cpu(), world(), ShardStrategy::kShardGradOp, 0);
+  Fsdp fsdp(layout, cpu(), world(), FsdpOptions{ShardStrategy::kShardGradOp});
   expect_same(ckpt.load(candidates[0], fsdp, cpu(), id), later);
   EXPECT_EQ(mismatches(fsdp), 0) << "1 -> np " << world().size() << ", rank " << world().rank();
 }
@@ -195,7 +195,7 @@ TEST(Checkpoint, RefusesAnotherRunAndATruncatedFileOnEveryRank) {
   const ParamLayout layout(mc);
   const RunIdentity id = identity(mc);
   CheckpointManager ckpt(world(), dir.path(), 2);
-  Fsdp fsdp(layout, cpu(), world(), ShardStrategy::kFullShard, 0);
+  Fsdp fsdp(layout, cpu(), world(), FsdpOptions{ShardStrategy::kFullShard});
   fill(fsdp);
   const std::string saved = ckpt.save(fsdp, cpu(), some_state(), id);
 

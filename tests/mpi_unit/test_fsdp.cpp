@@ -32,7 +32,7 @@ namespace {
 
 TEST_P(FsdpCollectives, GatherReturnsTheLogicalUnit) {
   const ParamLayout layout(mpi_unit::small_config());
-  Fsdp fsdp(layout, cpu(), world(), GetParam(), 0);
+  Fsdp fsdp(layout, cpu(), world(), FsdpOptions{GetParam()});
   for (int u = 0; u < fsdp.num_units(); ++u) {
     const ShardGeometry& g = fsdp.geometry(u);
     float* shard = fsdp.master(u);
@@ -55,7 +55,7 @@ TEST_P(FsdpCollectives, GatherReturnsTheLogicalUnit) {
 
 TEST_P(FsdpCollectives, ReduceScatterSumsRanksAndMicroBatches) {
   const ParamLayout layout(mpi_unit::small_config());
-  Fsdp fsdp(layout, cpu(), world(), GetParam(), 0);
+  Fsdp fsdp(layout, cpu(), world(), FsdpOptions{GetParam()});
   const int ranks = world().size(), me = world().rank();
   fsdp.zero_grad_shards();
   const int micro_batches = 2;
@@ -98,7 +98,9 @@ TEST_P(FsdpCollectives, Bf16ReduceScatterIsTheSumToBf16Rounding) {
   const int ranks = world().size(), me = world().rank();
   uint64_t bytes[2] = {0, 0};
   for (bool bf16 : {false, true}) {
-    Fsdp fsdp(layout, cpu(), world(), GetParam(), 0, quant::Kind::kNone, false, bf16);
+    FsdpOptions options{GetParam()};
+    options.bf16_reduce = bf16;
+    Fsdp fsdp(layout, cpu(), world(), options);
     fsdp.zero_grad_shards();
     const uint64_t before = fsdp.comm_totals().reduce_scatter_bytes;
     const int micro_batches = 2;
@@ -143,7 +145,7 @@ TEST_P(FsdpCollectives, Bf16ReduceScatterIsTheSumToBf16Rounding) {
 
 TEST_P(FsdpCollectives, ShardsPartitionEachUnit) {
   const ParamLayout layout(mpi_unit::small_config());
-  Fsdp fsdp(layout, cpu(), world(), GetParam(), 0);
+  Fsdp fsdp(layout, cpu(), world(), FsdpOptions{GetParam()});
   const MeshShape& mesh = fsdp.mesh();
   EXPECT_EQ(mesh.shard_size * mesh.replica_size, world().size());
   for (int u = 0; u < fsdp.num_units(); ++u) {

@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
     lora.rank = 4;
     for (bool& t : lora.targets) t = true;
     const ParamLayout layout(cfg, lora);
-    Fsdp fsdp(layout, *be, *world, ShardStrategy::kFullShard, 0, kind);
+    FsdpOptions options;
+    options.base_quant = kind;
+    Fsdp fsdp(layout, *be, *world, options);
     load_sharded(model_dir, fsdp, *be);
 
     io::SafetensorsWriter w;
