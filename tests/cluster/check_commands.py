@@ -8,6 +8,8 @@ script's comment runs as written.
   - `mpirun -np N llamaft train ...` lines run for real when their model and
     data exist in the scratch folder (configs/tiny_full.cfg, after its own
     init line), else their config and overrides must parse (--print-config);
+  - the `llamaft ...` lines of a container definition's %test section run
+    as `llamaft ...` lines do;
   - `sbatch OPTIONS SCRIPT CONFIG ...` lines: the script and the config
     exist, the script parses (bash -n), --ntasks-per-node equals
     --gpus-per-node where both are given (llamaft refuses ranks sharing a
@@ -35,6 +37,20 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         FAILURES.append(what)
+
+
+def def_test_commands(path):
+    """The `llamaft ...` lines of an Apptainer definition's %test section (what
+    `apptainer build` runs in the image), without their redirections."""
+    out, inside = [], False
+    for line in open(path).read().splitlines():
+        if line.startswith("%"):
+            inside = line.strip() == "%test"
+            continue
+        body = line.strip()
+        if inside and body.startswith("llamaft"):
+            out.append(re.sub(r"\s*[12]?>\s*/dev/null", "", body))
+    return out
 
 
 def commands(path):
@@ -87,13 +103,14 @@ def main():
         return r.returncode == 0, r.stderr.strip()[-200:]
 
     files = sorted(glob.glob(os.path.join(a.repo, "configs", "*.cfg"))) + \
-        sorted(glob.glob(os.path.join(a.repo, "jobs", "slurm", "*.sbatch")))
+        sorted(glob.glob(os.path.join(a.repo, "jobs", "slurm", "*.sbatch"))) + \
+        sorted(glob.glob(os.path.join(a.repo, "containers", "*.def")))
     total = 0
     for path in files:
         text = open(path).read()
         claim = re.search(r"`plan` counts ([\d.]+) GiB per rank", text)
         name = os.path.relpath(path, a.repo)
-        for cmd in commands(path):
+        for cmd in (def_test_commands(path) if path.endswith(".def") else commands(path)):
             total += 1
             argv = shlex.split(cmd)
             if argv[0] in ("llamaft", "build/llamaft"):
