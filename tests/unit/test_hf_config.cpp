@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "core/error.hpp"
 #include "model/llama_config.hpp"
 #include "model/lora.hpp"
@@ -216,8 +218,11 @@ TEST(HfConfig, EveryUnsupportedFieldIsRefused) {
 // ---- adapter_config.json ---------------------------------------------------
 
 std::string adapter_dir_with(const json& j) {
+  // One folder per process as well: ctest -j runs each test as its own
+  // process, and two of them writing adapter_cfg_0 at once read each other's.
   static int n = 0;
-  const std::string dir = ::testing::TempDir() + "/adapter_cfg_" + std::to_string(n++);
+  const std::string dir =
+      ::testing::TempDir() + "/adapter_cfg_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/adapter_config.json") << j.dump();
   return dir;
