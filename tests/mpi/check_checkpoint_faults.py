@@ -241,11 +241,7 @@ def main():
         _, err = proc.communicate(timeout=180)
         latest = open(f"{w}/sig/checkpoints/latest").read().strip() if os.path.exists(f"{w}/sig/checkpoints/latest") else ""
         said = open(status).read().strip() if os.path.exists(status) else ""
-        # MPICH 4.0's Hydra sometimes loses its ranks' exit status when it was
-        # signalled and exits 0 (3 of 10 trials with a plain C program whose
-        # ranks all exit 85); the job scripts read LLAMAFT_EXIT_STATUS_FILE then.
-        launcher_ok = proc.returncode == 85 or (launcher.is_hydra() and proc.returncode == 0)
-        check(launcher_ok and said == "85" and "waited" in err and "for the save in flight" in err and
+        check(launcher.signalled_exit_ok(proc.returncode, 85) and said == "85" and "waited" in err and "for the save in flight" in err and
               latest > "step_000004",
               f"SIGUSR1 during an asynchronous save: exit {proc.returncode} ({launcher.name()}), "
               f"LLAMAFT_EXIT_STATUS_FILE says {said or 'nothing'}, the save in flight awaited, latest {latest}")
