@@ -285,8 +285,8 @@ int agree_on_failure(int& code) {
   return v[0] == 0 ? -1 : static_cast<int>(-v[1]);
 }
 
-// A launcher reads a rank's output through pipes. Wait, at most 2 s, until
-// it has read what this rank wrote: MPICH's Hydra, told of an MPI_Abort,
+// A launcher reads a rank's output through pipes. With other ranks to bring
+// down, wait, at most 2 s, until it has read what this rank wrote: MPICH's Hydra, told of an MPI_Abort,
 // tears the job down without reading what is still in the aborting rank's
 // pipes, and the one line saying why was lost (1 run in 4 of the ENOSPC
 // check in mpi_checkpoint_faults).
@@ -305,10 +305,10 @@ static void wait_until_output_read() {
 void end_job(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  wait_until_output_read();
   int size = 1;
   if (mpi_active()) MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size == 1) finalize_mpi();
+  else wait_until_output_read();
   // MPICH's Hydra reports the code of a rank that exits on its own only some
   // of the time once it has killed the others (exit 9 or 1 instead of 2 in
   // 1 of 3 runs of the test where rank 1 fails); through MPI_Abort it
