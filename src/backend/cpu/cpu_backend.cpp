@@ -5,7 +5,7 @@
 // block-wise), and every row op is one parallel loop over rows.
 //
 // With train.param_dtype = bf16 it also computes as the CUDA backend does
-// (backend.hpp's "bf16 storage"): bf16 activations and gathered weights, bf16
+// (backend.hpp's compute section): bf16 activations and gathered weights, bf16
 // GEMMs with fp32 accumulation (gemm_bf16.hpp: oneDNN on AVX512-BF16, else
 // exact widening and SGEMM), and every other op widening its bf16 inputs,
 // computing in fp32 with the same rowmath functions, and rounding once what
@@ -100,8 +100,17 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
-  void fill(float* p, float value, size_t n) override { fill_t(p, value, n); }
+  bool has_bf16_storage() const override { return true; }
+  std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
 
+  // Every op of backend_ops.hpp's table runs its name_t below.
+#define LLAMAFT_CPU_OP(ret, name, cuda_family, profile_family, params, args, bytes, flops) \
+  ret name params override { return name##_t args; }
+  LLAMAFT_BACKEND_OPS(LLAMAFT_CPU_OP)
+#undef LLAMAFT_CPU_OP
+
+ private:
+  // ---- GEMMs, reductions, the optimizer, casts ------------------------------------------
   // Few rows (a decode step, a short eval request): OpenBLAS packs the whole
   // of the other operand, a weight matrix, on every call (perf: 51% of `eval
   // --task` at batch 1 in sgemm_incopy), where oneDNN's matmul reads it as
@@ -112,177 +121,92 @@ class CpuBackend final : public Backend {
   // only the order of the additions differs. The choice depends on the shape
   // alone, so a run is as deterministic as before.
   static constexpr int kFewRows = 64;
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda,
-            const float* b, int ldb, float beta, float* c, int ldc) override {
+  void gemm_t(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+              float beta, float* c, int ldc) {
     if (m <= kFewRows && k > 0 && n > kFewRows && gemm_impl_ == cpu::GemmImpl::kOpenBlas) {
       cpu::onednn_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
     cpu::sgemm(gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  void axpy(float alpha, const float* x, float* y, size_t n) override { axpy_t(alpha, x, y, n); }
+  // bf16 operands, bf16 or fp32 C.
+  template <typename C>
+  void gemm_t(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
+              float beta, C* c, int ldc) {
+    cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   // In double, with a vector of partial sums per thread: one accumulator
   // waits on each addition's latency (the gradient norm and the weights'
   // finiteness check ran at 4.7 GB/s on 2 cores, a fifth of the copy
   // bandwidth). The order differs from a sequential sum by at most n * 2^-53
   // relative, far below the fp32 quantities these feed.
-  double sum(const float* x, size_t n) override {
+  static double sum_t(const float* x, size_t n) {
     double s = 0;
 #pragma omp parallel for simd reduction(+ : s) schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; ++i) s += x[i];
     return s;
   }
-  double sum_squares(const float* x, size_t n) override {
+  static double sum_squares_t(const float* x, size_t n) {
     double s = 0;
 #pragma omp parallel for simd reduction(+ : s) schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
     return s;
   }
-  void scale(float* x, float alpha, size_t n) override {
+  static void scale_t(float* x, float alpha, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; ++i) x[i] *= alpha;
   }
-
-  void adamw(float* p, float* m, float* v, const float* g, size_t n, const AdamWParams& a) override {
+  static void adamw_t(float* p, float* m, float* v, const float* g, size_t n, const AdamWParams& a) {
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (size_t i = 0; i < n; ++i) adamw_elem(p[i], m[i], v[i], g[i], a);
   }
-
-  void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override {
-    embedding_fwd_t(ids, table, out, n, dim);
-  }
-  void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override {
-    embedding_bwd_t(ids, dout, dtable, n, dim);
-  }
-
-  void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim,
-                   float eps) override {
-    rmsnorm_fwd_t(x, w, y, rstd, rows, dim, eps);
-  }
-  void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
-                   float* dw, int rows, int dim) override {
-    rmsnorm_bwd_t(dy, x, w, rstd, dx, dw, rows, dim);
-  }
-
-  void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows,
-            int n_heads, int head_dim, bool inverse) override {
-    rope_t(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse);
-  }
-
-  void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) override {
-    swiglu_fwd_t(gate, up, ld_in, out, rows, n);
-  }
-  void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
-                  float* dup, int ld_dgrad, int rows, int n) override {
-    swiglu_bwd_t(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n);
-  }
-
-  void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
-                     float* lse) override {
-    attention_fwd_core(s, q, k, v, out, lse, false);
-  }
-  void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
-                     const float* out, const float* lse, const float* dout, float* dq, float* dk,
-                     float* dv) override {
-    attention_bwd_core(s, q, k, v, out, lse, dout, dq, dk, dv, false);
-  }
-
-  void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
-               float p) override {
-    dropout_t(x, out, rows, cols, seq, row_keys, salt, p);
-  }
-
-  void pack_bf16(const float* x, float* words, size_t n) override {
+  static void pack_bf16_t(const float* x, float* words, size_t n) {
     auto* bits = reinterpret_cast<uint16_t*>(words);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) bits[i] = f32_to_bf16(x[i]);
     if (n & 1) bits[n] = 0;
   }
-  void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override {
+  // bf16 words to fp32 (exact) or to bf16 (the bits as they are).
+  template <typename T>
+  static void unpack_bf16_t(const float* words, size_t stride_words, T* out, size_t n, int rows) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; ++r) {
       const auto* bits = reinterpret_cast<const uint16_t*>(words + r * stride_words);
-      for (size_t i = 0; i < n; ++i) out[r * n + i] = bf16_to_f32(bits[i]);
+      for (size_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<T, float>) out[r * n + i] = bf16_to_f32(bits[i]);
+        else out[r * n + i].bits = bits[i];
+      }
     }
   }
-
-  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override {
-    codec.dequantize(regions, out);  // host memory: no staging; parallel over items
-  }
-
-
-  // ---- bf16 storage ------------------------------------------------------------------
-  bool has_bf16_storage() const override { return true; }
-  std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
-
-  void fill(bf16* p, float value, size_t n) override { fill_t(p, value, n); }
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
-            float beta, bf16* c, int ldc) override {
-    cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
-            float beta, float* c, int ldc) override {
-    cpu::gemm_bf16(bf16_path_, gemm_impl_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
-  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override { axpy_t(alpha, x, y, n); }
-  void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) override {
-    embedding_fwd_t(ids, table, out, n, dim);
-  }
-  void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) override {
-    embedding_bwd_t(ids, dout, dtable, n, dim);
-  }
-  void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) override {
-    rmsnorm_fwd_t(x, w, y, rstd, rows, dim, eps);
-  }
-  void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw, int rows,
-                   int dim) override {
-    rmsnorm_bwd_t(dy, x, w, rstd, dx, dw, rows, dim);
-  }
-  void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
-            bool inverse) override {
-    rope_t(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse);
-  }
-  void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) override {
-    swiglu_fwd_t(gate, up, ld_in, out, rows, n);
-  }
-  void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
-                  int ld_dgrad, int rows, int n) override {
-    swiglu_bwd_t(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n);
-  }
-  void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
-                     float* lse) override;
-  void attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
-                     const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) override;
-  void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                          float scale) override {
-    cross_entropy_rows_t(logits, labels, loss, rows, vocab, scale);
-  }
-  void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
-               float p) override {
-    dropout_t(x, out, rows, cols, seq, row_keys, salt, p);
-  }
-
-  void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override {
+  template <typename T>
+  void dequantize_unit_t(const quant::UnitCodec& codec, const float* regions, T* out) {
+    if constexpr (std::is_same_v<T, float>) {
+      codec.dequantize(regions, out);  // host memory: no staging; parallel over items
+    } else {
+      const int64_t n = codec.numel();
+      float* wide = dequant_buf_.get(static_cast<size_t>(n));  // dequantize writes every element
+      codec.dequantize(regions, wide);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; ++r) {
-      const auto* bits = reinterpret_cast<const uint16_t*>(words + r * stride_words);
-      for (size_t i = 0; i < n; ++i) out[r * n + i].bits = bits[i];
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16(wide[i]);
     }
   }
-  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override {
-    const int64_t n = codec.numel();
-    float* wide = dequant_buf_.get(static_cast<size_t>(n));  // dequantize writes every element
-    codec.dequantize(regions, wide);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = bf16(wide[i]);
+  // fp32 attention as it is; bf16 attention widened, computed in fp32 with
+  // P and dS rounded as the tensor-core kernels round them, and stored rounded.
+  template <typename T>
+  void attention_fwd_t(const AttnShape& s, const T* q, const T* k, const T* v, T* out, float* lse) {
+    if constexpr (std::is_same_v<T, float>) attention_fwd_core(s, q, k, v, out, lse, false);
+    else attention_fwd_bf16(s, q, k, v, out, lse);
   }
-
-  void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                          float scale) override {
-    cross_entropy_rows_t(logits, labels, loss, rows, vocab, scale);
+  template <typename T>
+  void attention_bwd_t(const AttnShape& s, const T* q, const T* k, const T* v, const T* out, const float* lse,
+                       const T* dout, T* dq, T* dk, T* dv) {
+    if constexpr (std::is_same_v<T, float>) attention_bwd_core(s, q, k, v, out, lse, dout, dq, dk, dv, false);
+    else attention_bwd_bf16(s, q, k, v, out, lse, dout, dq, dk, dv);
   }
+  void attention_fwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse);
+  void attention_bwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
+                          const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv);
 
- private:
   // ---- the row ops, for either storage type ---------------------------------------------
   // One body serves fp32 and bf16 storage, as the CUDA kernels are templated
   // on T: values load with static_cast<float> (exact for both) and store with
@@ -661,8 +585,8 @@ AttnShape compact(const AttnShape& s) {
 }
 }  // namespace
 
-void CpuBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
-                               float* lse) {
+void CpuBackend::attention_fwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
+                                    float* lse) {
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
   const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
@@ -672,8 +596,9 @@ void CpuBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k,
   round_rows(of, c.ldo, out, s.ldo);
 }
 
-void CpuBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
-                               const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
+void CpuBackend::attention_bwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v,
+                                    const bf16* out, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
+                                    bf16* dv) {
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
   const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),

@@ -6,9 +6,10 @@
 
 #include <algorithm>
 #include <array>
-#include <map>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <type_traits>
 
 #include "adamw.cuh"
 #include "attention.cuh"
@@ -42,17 +43,22 @@ constexpr size_t kMaxStagedBytes = size_t(16) << 20;
 // and the launches kernels/ issued while it ran (plus library calls, which
 // LLAMAFT_LAUNCH_CHECK does not see).
 struct CudaBackend::Tally {
+  // family == nullptr counts nothing: the op's implementation counts itself
+  // (backend_ops.hpp's table says which ops do).
   Tally(CudaBackend& be, const char* family, double bytes, double flops = 0, int64_t library_calls = 0)
-      : f(be.counters_.ops[family]), start(cuda::launches_issued() - library_calls) {
-    ++f.calls;
-    f.library_calls += library_calls;
-    f.bytes += bytes;
-    f.flops += flops;
+      : f(family ? &be.counters_.ops[family] : nullptr), start(cuda::launches_issued() - library_calls) {
+    if (!f) return;
+    ++f->calls;
+    f->library_calls += library_calls;
+    f->bytes += bytes;
+    f->flops += flops;
   }
-  ~Tally() { f.launches += cuda::launches_issued() - start; }
+  ~Tally() {
+    if (f) f->launches += cuda::launches_issued() - start;
+  }
   Tally(const Tally&) = delete;
   Tally& operator=(const Tally&) = delete;
-  StepCounters::Family& f;
+  StepCounters::Family* f;
   int64_t start;
 };
 
@@ -76,8 +82,6 @@ struct CudaBackend::StagingRing {
   }
 };
 
-using op_cost::attention_bwd_io_bytes;
-using op_cost::attention_fwd_flops;
 using op_cost::attention_io_bytes;
 
 void CudaBackend::wait(const char* site) {
@@ -278,8 +282,8 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
 
-void CudaBackend::fill(float* p, float value, size_t n) {
-  Tally t(*this, "fill", 4.0 * n);
+template <typename S>
+void CudaBackend::fill_t(S* p, float value, size_t n) {
   cuda::fill(p, value, n, stream_);
 }
 
@@ -342,21 +346,19 @@ void CudaBackend::lt_gemm(bool ta, bool tb, int m, int n, int k, float alpha, co
                               kBlasWorkspaceBytes, stream_));
 }
 
-void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
-                       int ldb, float beta, float* c, int ldc) {
-  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false, false);
+template <typename S>
+void CudaBackend::gemm_t(bool ta, bool tb, int m, int n, int k, float alpha, const S* a, int lda, const S* b,
+                         int ldb, float beta, S* c, int ldc) {
+  constexpr bool bf16_storage = std::is_same_v<S, bf16>;
+  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16_storage, bf16_storage);
 }
-void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
-                       int ldb, float beta, bf16* c, int ldc) {
-  lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true, true);
-}
-void CudaBackend::gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
-                       int ldb, float beta, float* c, int ldc) {
+void CudaBackend::gemm_t(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
+                         int ldb, float beta, float* c, int ldc) {
   lt_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, true, false);
 }
 
-void CudaBackend::axpy(float alpha, const float* x, float* y, size_t n) {
-  Tally t(*this, "axpy", 12.0 * n);
+template <typename S>
+void CudaBackend::axpy_t(float alpha, const S* x, S* y, size_t n) {
   cuda::axpy(alpha, x, y, n, stream_);
 }
 
@@ -372,17 +374,13 @@ double CudaBackend::reduce(const float* x, size_t n, bool squares) {
   return *host_result_;
 }
 
-double CudaBackend::sum(const float* x, size_t n) { return reduce(x, n, false); }
-double CudaBackend::sum_squares(const float* x, size_t n) { return reduce(x, n, true); }
+double CudaBackend::sum_t(const float* x, size_t n) { return reduce(x, n, false); }
+double CudaBackend::sum_squares_t(const float* x, size_t n) { return reduce(x, n, true); }
 
-void CudaBackend::scale(float* x, float alpha, size_t n) {
-  Tally t(*this, "scale", 8.0 * n);
-  cuda::scale(x, alpha, n, stream_);
-}
+void CudaBackend::scale_t(float* x, float alpha, size_t n) { cuda::scale(x, alpha, n, stream_); }
 
 // AdamW reads p, m, v, g and writes p, m, v: 28 bytes a parameter in fp32.
-void CudaBackend::adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) {
-  Tally t(*this, "adamw", 28.0 * n);
+void CudaBackend::adamw_t(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) {
   cuda::adamw(p, m, v, g, n, a, stream_);
 }
 
@@ -422,8 +420,8 @@ void CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath:
   cuda::adamw_multi(list.data(), count, a, stream_);
 }
 
-void CudaBackend::embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) {
-  Tally t(*this, "embedding_fwd", 8.0 * n * dim + 4.0 * n);
+template <typename S>
+void CudaBackend::embedding_fwd_t(const int32_t* ids, const S* table, S* out, int n, int dim) {
   cuda::embedding_fwd(ids, table, out, n, dim, stream_);
 }
 
@@ -461,74 +459,60 @@ const int32_t* CudaBackend::group_by_id(const int32_t* ids, int n, int& n_rows) 
   return groups_;
 }
 
-template <typename T>
-void CudaBackend::embedding_bwd_grouped(const int32_t* ids, const T* dout, float* dtable, int n, int dim) {
+template <typename S>
+void CudaBackend::embedding_bwd_t(const int32_t* ids, const S* dout, float* dtable, int n, int dim) {
   if (n <= 0) return;
   int rows = 0;
   const int32_t* g = group_by_id(ids, n, rows);
   // dout once; each distinct id's fp32 table row read and written once.
-  Tally t(*this, "embedding_bwd", double(sizeof(T)) * n * dim + 8.0 * rows * dim + 4.0 * (2 * rows + 1 + n));
+  Tally t(*this, "embedding_bwd", double(sizeof(S)) * n * dim + 8.0 * rows * dim + 4.0 * (2 * rows + 1 + n));
   cuda::embedding_bwd_grouped(g, g + rows, g + 2 * rows + 1, rows, dout, dtable, dim, stream_);
 }
 
-void CudaBackend::embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) {
-  embedding_bwd_grouped(ids, dout, dtable, n, dim);
-}
-
-void CudaBackend::rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) {
-  const double sz = 4.0;
-  Tally t(*this, "rmsnorm_fwd", sz * 2.0 * rows * dim + sz * dim + 4.0 * rows);
+template <typename S>
+void CudaBackend::rmsnorm_fwd_t(const S* x, const S* w, S* y, float* rstd, int rows, int dim, float eps) {
   cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
 }
 
-void CudaBackend::rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
-                              float* dw, int rows, int dim) {
-  const double sz = 4.0;
-  Tally t(*this, "rmsnorm_bwd", sz * 3.0 * rows * dim + sz * dim + 4.0 * rows + (dw ? 8.0 * dim : 0.0));
+template <typename S>
+void CudaBackend::rmsnorm_bwd_t(const S* dy, const S* x, const S* w, const float* rstd, S* dx, float* dw, int rows,
+                                int dim) {
   float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
   cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
 }
 
-void CudaBackend::rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
-                       int head_dim, bool inverse) {
-  const double sz = 4.0;
-  Tally t(*this, "rope", sz * 2.0 * rows * n_heads * head_dim + 4.0 * rows);
+template <typename S>
+void CudaBackend::rope_t(S* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
+                         int head_dim, bool inverse) {
   cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
 }
 
-void CudaBackend::swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) {
-  const double sz = 4.0;
-  Tally t(*this, "swiglu_fwd", sz * 3.0 * rows * n);
+template <typename S>
+void CudaBackend::swiglu_fwd_t(const S* gate, const S* up, int ld_in, S* out, int rows, int n) {
   cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
 }
 
-void CudaBackend::swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate,
-                             float* dup, int ld_dgrad, int rows, int n) {
-  const double sz = 4.0;
-  Tally t(*this, "swiglu_bwd", sz * 5.0 * rows * n);
+template <typename S>
+void CudaBackend::swiglu_bwd_t(const S* dout, const S* gate, const S* up, int ld_in, S* dgate, S* dup, int ld_dgrad,
+                               int rows, int n) {
   cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
 }
 
-void CudaBackend::attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
-                                float* lse) {
-  const double sz = 4.0;
-  Tally t(*this, "attention_fwd", attention_io_bytes(s, sz), attention_fwd_flops(s));
+template <typename S>
+void CudaBackend::attention_fwd_t(const AttnShape& s, const S* q, const S* k, const S* v, S* out, float* lse) {
   cuda::attention_fwd(s, q, k, v, out, lse, stream_);
 }
 
-void CudaBackend::attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v,
-                                const float* out, const float* lse, const float* dout, float* dq, float* dk,
-                                float* dv) {
-  const double sz = 4.0;
-  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), op_cost::attention_bwd_flops(s));
+template <typename S>
+void CudaBackend::attention_bwd_t(const AttnShape& s, const S* q, const S* k, const S* v, const S* out,
+                                  const float* lse, const S* dout, S* dq, S* dk, S* dv) {
   float* work = scratch(cuda::attention_bwd_workspace_floats(s));
   cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
 }
 
-void CudaBackend::cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                                     float scale) {
-  const double sz = 4.0;
-  Tally t(*this, "cross_entropy", sz * 2.0 * rows * vocab + 8.0 * rows);
+template <typename S>
+void CudaBackend::cross_entropy_rows_t(S* logits, const int32_t* labels, float* loss, int rows, int vocab,
+                                       float scale) {
   float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
   cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
 }
@@ -550,10 +534,9 @@ const uint64_t* CudaBackend::device_dropout_keys(const uint64_t* row_keys, int r
   return dropout_keys_;
 }
 
-void CudaBackend::dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys,
-                          uint64_t salt, float p) {
-  const double sz = 4.0;
-  Tally t(*this, "dropout", sz * 2.0 * rows * cols);
+template <typename S>
+void CudaBackend::dropout_t(const S* x, S* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
+                            float p) {
   cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
 }
 
@@ -575,111 +558,40 @@ const quant::DequantItem* CudaBackend::codec_item_table(const quant::UnitCodec& 
   return static_cast<const quant::DequantItem*>(table);
 }
 
-void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) {
-  Tally t(*this, "dequantize", 4.0 * codec.shards() * codec.shard_words() + 4.0 * codec.numel());
-  for (const quant::PlainCopy& c : codec.plain_copies())
-    copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
+template <typename S>
+void CudaBackend::dequantize_unit_t(const quant::UnitCodec& codec, const float* regions, S* out) {
+  for (const quant::PlainCopy& c : codec.plain_copies()) {
+    if constexpr (std::is_same_v<S, float>)
+      copy(out + c.dst, regions + c.src_word, sizeof(float) * static_cast<size_t>(c.count));
+    else  // fp32 header values (norms), rounded once
+      cuda::f32_to_bf16(regions + c.src_word, reinterpret_cast<uint16_t*>(out + c.dst),
+                        static_cast<size_t>(c.count), stream_);
+  }
   cuda::dequantize_items(regions, codec_item_table(codec), static_cast<int>(codec.dequant_items().size()),
                          codec.kind(), dynamic_map(), out, stream_);
 }
 
-void CudaBackend::pack_bf16(const float* x, float* words, size_t n) {
+void CudaBackend::pack_bf16_t(const float* x, float* words, size_t n) {
   Tally t(*this, "pack_bf16", 6.0 * n, 0, n & 1);
   auto* bits = reinterpret_cast<uint16_t*>(words);
   cuda::f32_to_bf16(x, bits, n, stream_);
   if (n & 1) CUDA_CHECK(cudaMemsetAsync(bits + n, 0, sizeof(uint16_t), stream_));
 }
 
-void CudaBackend::unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) {
-  Tally t(*this, "unpack_bf16", 6.0 * n * rows);
+template <typename S>
+void CudaBackend::unpack_bf16_t(const float* words, size_t stride_words, S* out, size_t n, int rows) {
   cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
 }
 
-// ---- bf16 storage -------------------------------------------------------------------
-
-void CudaBackend::fill(bf16* p, float value, size_t n) {
-  Tally t(*this, "fill", 2.0 * n);
-  cuda::fill(p, value, n, stream_);
-}
-void CudaBackend::axpy(float alpha, const bf16* x, bf16* y, size_t n) {
-  Tally t(*this, "axpy", 6.0 * n);
-  cuda::axpy(alpha, x, y, n, stream_);
-}
-
-void CudaBackend::embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) {
-  Tally t(*this, "embedding_fwd", 4.0 * n * dim + 4.0 * n);
-  cuda::embedding_fwd(ids, table, out, n, dim, stream_);
-}
-void CudaBackend::embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) {
-  embedding_bwd_grouped(ids, dout, dtable, n, dim);
-}
-void CudaBackend::rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) {
-  const double sz = 2.0;
-  Tally t(*this, "rmsnorm_fwd", sz * 2.0 * rows * dim + sz * dim + 4.0 * rows);
-  cuda::rmsnorm_fwd(x, w, y, rstd, rows, dim, eps, stream_);
-}
-void CudaBackend::rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw,
-                              int rows, int dim) {
-  const double sz = 2.0;
-  Tally t(*this, "rmsnorm_bwd", sz * 3.0 * rows * dim + sz * dim + 4.0 * rows + (dw ? 8.0 * dim : 0.0));
-  float* work = dw ? scratch(cuda::rmsnorm_bwd_workspace_floats(rows, dim)) : nullptr;
-  cuda::rmsnorm_bwd(dy, x, w, rstd, dx, dw, rows, dim, work, stream_);
-}
-void CudaBackend::rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads,
-                       int head_dim, bool inverse) {
-  const double sz = 2.0;
-  Tally t(*this, "rope", sz * 2.0 * rows * n_heads * head_dim + 4.0 * rows);
-  cuda::rope(x, ld, positions, inv_freq, rows, n_heads, head_dim, inverse, stream_);
-}
-void CudaBackend::swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) {
-  const double sz = 2.0;
-  Tally t(*this, "swiglu_fwd", sz * 3.0 * rows * n);
-  cuda::swiglu_fwd(gate, up, ld_in, out, rows, n, stream_);
-}
-void CudaBackend::swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
-                             int ld_dgrad, int rows, int n) {
-  const double sz = 2.0;
-  Tally t(*this, "swiglu_bwd", sz * 5.0 * rows * n);
-  cuda::swiglu_bwd(dout, gate, up, ld_in, dgate, dup, ld_dgrad, rows, n, stream_);
-}
-void CudaBackend::attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
-                                float* lse) {
-  const double sz = 2.0;
-  Tally t(*this, "attention_fwd", attention_io_bytes(s, sz), attention_fwd_flops(s));
-  cuda::attention_fwd(s, q, k, v, out, lse, stream_);
-}
-void CudaBackend::attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
-                                const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) {
-  const double sz = 2.0;
-  Tally t(*this, "attention_bwd", attention_bwd_io_bytes(s, sz), op_cost::attention_bwd_flops(s));
-  float* work = scratch(cuda::attention_bwd_workspace_floats(s));
-  cuda::attention_bwd(s, q, k, v, out, lse, dout, dq, dk, dv, work, stream_);
-}
-void CudaBackend::cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                                     float scale) {
-  const double sz = 2.0;
-  Tally t(*this, "cross_entropy", sz * 2.0 * rows * vocab + 8.0 * rows);
-  float* work = scratch(cuda::cross_entropy_workspace_floats(rows, vocab));
-  cuda::cross_entropy_rows(logits, labels, loss, rows, vocab, scale, work, stream_);
-}
-void CudaBackend::dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys,
-                          uint64_t salt, float p) {
-  const double sz = 2.0;
-  Tally t(*this, "dropout", sz * 2.0 * rows * cols);
-  cuda::dropout(x, out, rows, cols, seq, device_dropout_keys(row_keys, rows, seq), salt, p, stream_);
-}
-void CudaBackend::unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) {
-  Tally t(*this, "unpack_bf16", 4.0 * n * rows);
-  cuda::bf16_rows(reinterpret_cast<const uint16_t*>(words), 2 * stride_words, out, n, rows, stream_);
-}
-void CudaBackend::dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) {
-  Tally t(*this, "dequantize", 4.0 * codec.shards() * codec.shard_words() + 2.0 * codec.numel());
-  for (const quant::PlainCopy& c : codec.plain_copies())  // fp32 header values (norms), rounded once
-    cuda::f32_to_bf16(regions + c.src_word, reinterpret_cast<uint16_t*>(out + c.dst), static_cast<size_t>(c.count),
-                      stream_);
-  cuda::dequantize_items(regions, codec_item_table(codec), static_cast<int>(codec.dequant_items().size()),
-                         codec.kind(), dynamic_map(), out, stream_);
-}
+// Every op of backend_ops.hpp's table: counted under its family with the
+// table's bytes and FLOPs (unless it counts itself), then its name_t above.
+#define LLAMAFT_CUDA_OP(ret, name, cuda_family, profile_family, params, args, bytes, flops) \
+  ret CudaBackend::name params {                                                           \
+    Tally t(*this, cuda_family, bytes, flops);                                             \
+    return name##_t args;                                                                  \
+  }
+LLAMAFT_BACKEND_OPS(LLAMAFT_CUDA_OP)
+#undef LLAMAFT_CUDA_OP
 
 std::unique_ptr<Backend> make_cuda_backend(int device, size_t pool_bytes, int nccl_comms) {
   return std::make_unique<CudaBackend>(device, pool_bytes, nccl_comms);

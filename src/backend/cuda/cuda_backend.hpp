@@ -78,69 +78,14 @@ class CudaBackend final : public Backend {
   StepCounters* counters() override { return &counters_; }
   void to_host(void* dst, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
-  void fill(float* p, float value, size_t n) override;
   void synchronize() override;
 
-  void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
-            int ldb, float beta, float* c, int ldc) override;
-  void axpy(float alpha, const float* x, float* y, size_t n) override;
-  double sum(const float* x, size_t n) override;
-  double sum_squares(const float* x, size_t n) override;
-  void scale(float* x, float alpha, size_t n) override;
-  void adamw(float* p, float* m, float* v, const float* g, size_t n, const rowmath::AdamWParams& a) override;
+  LLAMAFT_BACKEND_OPS(LLAMAFT_OP_OVERRIDE)
   double sum_squares_many(const float* const* xs, const size_t* ns, int count) override;
   void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override;
 
-  void embedding_fwd(const int32_t* ids, const float* table, float* out, int n, int dim) override;
-  void embedding_bwd(const int32_t* ids, const float* dout, float* dtable, int n, int dim) override;
-  void rmsnorm_fwd(const float* x, const float* w, float* y, float* rstd, int rows, int dim, float eps) override;
-  void rmsnorm_bwd(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw, int rows,
-                   int dim) override;
-  void rope(float* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
-            bool inverse) override;
-  void swiglu_fwd(const float* gate, const float* up, int ld_in, float* out, int rows, int n) override;
-  void swiglu_bwd(const float* dout, const float* gate, const float* up, int ld_in, float* dgate, float* dup,
-                  int ld_dgrad, int rows, int n) override;
-  void attention_fwd(const AttnShape& s, const float* q, const float* k, const float* v, float* out,
-                     float* lse) override;
-  void attention_bwd(const AttnShape& s, const float* q, const float* k, const float* v, const float* out,
-                     const float* lse, const float* dout, float* dq, float* dk, float* dv) override;
-  void cross_entropy_rows(float* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                          float scale) override;
-  void dropout(const float* x, float* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
-               float p) override;
-  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, float* out) override;
-  void pack_bf16(const float* x, float* words, size_t n) override;
-  void unpack_bf16(const float* words, size_t stride_words, float* out, size_t n, int rows) override;
-
   bool has_bf16_storage() const override { return true; }
   std::string bf16_gemm_name() const override { return "cuBLASLt, tensor cores"; }
-  void fill(bf16* p, float value, size_t n) override;
-  void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
-            int ldb, float beta, bf16* c, int ldc) override;
-  void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b,
-            int ldb, float beta, float* c, int ldc) override;
-  void axpy(float alpha, const bf16* x, bf16* y, size_t n) override;
-  void embedding_fwd(const int32_t* ids, const bf16* table, bf16* out, int n, int dim) override;
-  void embedding_bwd(const int32_t* ids, const bf16* dout, float* dtable, int n, int dim) override;
-  void rmsnorm_fwd(const bf16* x, const bf16* w, bf16* y, float* rstd, int rows, int dim, float eps) override;
-  void rmsnorm_bwd(const bf16* dy, const bf16* x, const bf16* w, const float* rstd, bf16* dx, float* dw, int rows,
-                   int dim) override;
-  void rope(bf16* x, int ld, const int32_t* positions, const float* inv_freq, int rows, int n_heads, int head_dim,
-            bool inverse) override;
-  void swiglu_fwd(const bf16* gate, const bf16* up, int ld_in, bf16* out, int rows, int n) override;
-  void swiglu_bwd(const bf16* dout, const bf16* gate, const bf16* up, int ld_in, bf16* dgate, bf16* dup,
-                  int ld_dgrad, int rows, int n) override;
-  void attention_fwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
-                     float* lse) override;
-  void attention_bwd(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, const bf16* out,
-                     const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv) override;
-  void cross_entropy_rows(bf16* logits, const int32_t* labels, float* loss, int rows, int vocab,
-                          float scale) override;
-  void dropout(const bf16* x, bf16* out, int rows, int cols, int seq, const uint64_t* row_keys, uint64_t salt,
-               float p) override;
-  void unpack_bf16(const float* words, size_t stride_words, bf16* out, size_t n, int rows) override;
-  void dequantize_unit(const quant::UnitCodec& codec, const float* regions, bf16* out) override;
 
  private:
   struct Tally;        // counts one op into counters_ (cuda_backend.cpp)
@@ -157,8 +102,17 @@ class CudaBackend final : public Backend {
   // The embedding backward's grouping of positions by token id, on the
   // device: {rows, offsets, order} (see embedding.cuh). One small host round trip.
   const int32_t* group_by_id(const int32_t* ids, int n, int& n_rows);
-  template <typename T>
-  void embedding_bwd_grouped(const int32_t* ids, const T* dout, float* dtable, int n, int dim);
+
+  // Each op's body (cuda_backend.cpp): templates over the storage type S for
+  // the storage ops, plain functions for the single-signature ones.
+#define LLAMAFT_CUDA_TEMPLATE_DECL(ret, name, cuda_family, profile_family, params, args, bytes, flops) \
+  template <typename S>                                                                               \
+  ret name##_t params;
+#define LLAMAFT_CUDA_DECL(ret, name, cuda_family, profile_family, params, args, bytes, flops) ret name##_t params;
+  LLAMAFT_STORAGE_OPS(LLAMAFT_CUDA_TEMPLATE_DECL, S)
+  LLAMAFT_SINGLE_OPS(LLAMAFT_CUDA_DECL)
+#undef LLAMAFT_CUDA_TEMPLATE_DECL
+#undef LLAMAFT_CUDA_DECL
 
   StepCounters counters_;
   std::unique_ptr<StagingRing> staging_;
