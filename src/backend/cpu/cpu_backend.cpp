@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/attention_bf16.hpp"
 #include "backend/cpu/gemm.hpp"
 #include "backend/cpu/gemm_bf16.hpp"
 #include "backend/cpu/vec_math.hpp"
@@ -551,9 +552,10 @@ void CpuBackend::attention_bwd_core(const AttnShape& s, const float* q, const fl
   }
 }
 
-// ---- bf16 attention: widened (exactly) to fp32, computed by the cores above
-// with bf16 P and dS where the GPU's tensor-core kernels round them, and
-// rounded once on the way out.
+// ---- bf16 attention: on the bf16 GEMMs where they run in hardware and P and
+// dS are rounded (attention_bf16.hpp); otherwise widened (exactly) to fp32,
+// computed by the cores above with bf16 P and dS where the GPU's tensor-core
+// kernels round them, and rounded once on the way out.
 namespace {
 // An fp32 block that is written before it is read (no zero fill).
 struct Block {
@@ -587,6 +589,8 @@ AttnShape compact(const AttnShape& s) {
 
 void CpuBackend::attention_fwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v, bf16* out,
                                     float* lse) {
+  if (cpu::attention_bf16_gemms_apply(s, bf16_path_))
+    return cpu::attention_fwd_bf16_gemms(bf16_path_, gemm_impl_, s, q, k, v, out, lse);
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
   const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),
@@ -599,6 +603,8 @@ void CpuBackend::attention_fwd_bf16(const AttnShape& s, const bf16* q, const bf1
 void CpuBackend::attention_bwd_bf16(const AttnShape& s, const bf16* q, const bf16* k, const bf16* v,
                                     const bf16* out, const float* lse, const bf16* dout, bf16* dq, bf16* dk,
                                     bf16* dv) {
+  if (cpu::attention_bf16_gemms_apply(s, bf16_path_))
+    return cpu::attention_bwd_bf16_gemms(bf16_path_, gemm_impl_, s, q, k, v, out, lse, dout, dq, dk, dv);
   const AttnShape c = compact(s);
   const size_t qrows = static_cast<size_t>(s.batch) * s.tq, krows = static_cast<size_t>(s.batch) * s.tk;
   const Block qf = widen_rows(q, s.ldq, qrows, c.ldq), kf = widen_rows(k, s.ldk, krows, c.ldk),

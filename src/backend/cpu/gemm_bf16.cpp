@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include "core/error.hpp"
@@ -48,11 +49,44 @@ namespace {
 // is the same memory with strides {1, ld}: no copies either way.
 using Key = std::array<int64_t, 12>;
 
+// The plans are found under the lock and run outside it, each thread on its
+// own stream: attention calls these from every OpenMP thread at once (a
+// primitive may execute on several threads together; oneDNN then runs each
+// call on its calling thread). A shape that changes every call (decoding's
+// growing key count) would grow the map without end: past kMaxPlans it is
+// emptied and refilled.
+constexpr size_t kMaxPlans = 1024;
+// Each plan keeps its scratchpad's description, and every thread gives it
+// memory of its own (scratchpad_mode::user), so no two threads share one.
+struct Plan {
+  dnnl::matmul matmul;
+  dnnl::memory::desc scratch;
+};
 struct OneDnn {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
-  std::map<Key, dnnl::matmul> plans;
+  std::map<Key, Plan> plans;
   std::mutex mu;
+};
+
+// A thread's scratchpad: 64-byte aligned, grown on demand, never shrunk.
+class ScratchBytes {
+ public:
+  void* get(size_t n) {
+    if (n > cap_) {
+      const size_t rounded = (n + 63) / 64 * 64;
+      data_.reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
+      LLAMAFT_REQUIRE(data_ != nullptr, "out of host memory for a oneDNN scratchpad of ", n, " bytes");
+      cap_ = rounded;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const { std::free(p); }
+  };
+  std::unique_ptr<char, Free> data_;
+  size_t cap_ = 0;
 };
 
 OneDnn& onednn() {
@@ -76,26 +110,36 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
   const memory::desc a_md({m, k}, in_type, ta ? memory::dims{1, lda} : memory::dims{lda, 1});
   const memory::desc b_md({k, n}, in_type, tb ? memory::dims{1, ldb} : memory::dims{ldb, 1});
   const memory::desc c_md({m, n}, out_type, memory::dims{ldc, 1});
-  std::lock_guard<std::mutex> lock(o.mu);
-  auto it = o.plans.find(key);
-  if (it == o.plans.end()) {
-    dnnl::primitive_attr attr;
-    if (alpha != 1.f) attr.set_output_scales(0, {alpha});
-    if (beta != 0.f) {
-      dnnl::post_ops po;
-      po.append_sum(beta);
-      attr.set_post_ops(po);
+  Plan plan;
+  {
+    std::lock_guard<std::mutex> lock(o.mu);
+    auto it = o.plans.find(key);
+    if (it == o.plans.end()) {
+      if (o.plans.size() >= kMaxPlans) o.plans.clear();
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      if (alpha != 1.f) attr.set_output_scales(0, {alpha});
+      if (beta != 0.f) {
+        dnnl::post_ops po;
+        po.append_sum(beta);
+        attr.set_post_ops(po);
+      }
+      try {
+        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, o.engine);
+        it = o.plans.emplace(key, Plan{dnnl::matmul(pd), pd.scratchpad_desc()}).first;
+      } catch (const dnnl::error& e) {
+        LLAMAFT_FAIL("oneDNN has no matmul for ", m, "x", n, "x", k, " (", e.what(), ")");
+      }
     }
-    try {
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, o.engine);
-      it = o.plans.emplace(key, dnnl::matmul(pd)).first;
-    } catch (const dnnl::error& e) {
-      LLAMAFT_FAIL("oneDNN has no matmul for ", m, "x", n, "x", k, " (", e.what(), ")");
-    }
+    plan = it->second;
   }
+  thread_local dnnl::stream stream{o.engine};
+  thread_local ScratchBytes scratch_buf;
+  const size_t scratch_bytes = plan.scratch.get_size();
   memory am(a_md, o.engine, const_cast<void*>(a)), bm(b_md, o.engine, const_cast<void*>(b)), cm(c_md, o.engine, c);
-  it->second.execute(o.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  o.stream.wait();
+  memory sm(plan.scratch, o.engine, scratch_bytes ? scratch_buf.get(scratch_bytes) : nullptr);
+  plan.matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  stream.wait();
 }
 
 // ---- widened path ------------------------------------------------------------------
