@@ -43,7 +43,7 @@ void RunReport::open(const Config& cfg, const RunView& run, int64_t restarts, in
   flops_per_token_ =
       train_flops_per_token(run.model_config, s.finetune.lora.enabled(), param_counts().adapter, s.seq_len);
   write_run_info(cfg);
-  tracker_ = std::make_unique<TrackerFollower>(cfg, s.out_dir, lead_);
+  tracker_ = std::make_unique<TrackerFollower>(s.tracker, s.out_dir, lead_);
   progress_ = std::make_unique<Progress>(lead_ && s.progress, first_step, s.steps, s.log_every_steps);
 }
 

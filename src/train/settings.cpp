@@ -56,6 +56,7 @@ void read_outputs(const Config& cfg, TrainSettings& s) {
   s.progress = cfg.get_bool("output.progress");
   s.log_every_steps = cfg.get_int("output.log_every_steps");
   s.peak_tflops = cfg.get_float("output.peak_tflops");
+  s.tracker = TrackerSettings::from_config(cfg);
 }
 
 // The run's length: train.steps, or train.epochs once the data is known.

@@ -20,6 +20,7 @@
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp.hpp"
 #include "quant/quant.hpp"
+#include "train/tracker.hpp"
 
 namespace llamaft {
 
@@ -92,6 +93,7 @@ struct TrainSettings {
   std::string sample_template = "auto";
   int64_t log_every_steps = 10;  // output.log_every_steps: progress lines when stderr is not a terminal
   double peak_tflops = 0;        // output.peak_tflops: per rank, for MFU; 0 = measured
+  TrackerSettings tracker;       // output.tracker and the follower's keys
   std::string eval_task;       // lm_eval task scored at eval_every (train/task_eval)
   int64_t eval_task_limit = 0, eval_task_max_length = 0;
   // Method and parallelism.
