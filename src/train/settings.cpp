@@ -77,8 +77,7 @@ void read_evaluation_and_samples(const Config& cfg, TrainSettings& s) {
   s.eval_every = cfg.get_int("train.eval_every");
   s.eval_rows = cfg.get_int("train.eval_rows");
   s.eval_task = cfg.get_string("train.eval_task");
-  s.eval_task_limit = cfg.get_int("eval.limit");
-  s.eval_task_max_length = cfg.get_int("eval.max_length");
+  s.eval_task_scoring = TaskEvalSettings::from_config(cfg);
   LLAMAFT_REQUIRE(s.eval_task.empty() || s.eval_every > 0, "train.eval_task is scored every train.eval_every steps; "
                   "set train.eval_every");
   s.sample_every = cfg.get_int("train.sample_every");

@@ -20,6 +20,7 @@
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp.hpp"
 #include "quant/quant.hpp"
+#include "train/task_eval.hpp"
 #include "train/tracker.hpp"
 
 namespace llamaft {
@@ -95,7 +96,7 @@ struct TrainSettings {
   double peak_tflops = 0;        // output.peak_tflops: per rank, for MFU; 0 = measured
   TrackerSettings tracker;       // output.tracker and the follower's keys
   std::string eval_task;       // lm_eval task scored at eval_every (train/task_eval)
-  int64_t eval_task_limit = 0, eval_task_max_length = 0;
+  TaskEvalSettings eval_task_scoring;  // eval.limit and eval.max_length, as `eval --task` reads them
   // Method and parallelism.
   FinetuneSettings finetune;
   FsdpSettings fsdp;

@@ -175,10 +175,10 @@ void Trainer::load_data() {
   if (!settings_.eval_task.empty()) {
     const auto tok = load_tokenizer("", settings_.model_dir);
     LLAMAFT_REQUIRE(tok, "train.eval_task: ", settings_.model_dir, " has no tokenizer");
-    const int max_length = static_cast<int>(settings_.eval_task_max_length > 0 ? settings_.eval_task_max_length
-                                                                                 : model_config_.max_position_embeddings);
-    task_eval_ = std::make_unique<TaskEvaluator>(load_lm_task(settings_.eval_task, settings_.eval_task_limit), *tok,
-                                                 read_hf_encoding(settings_.model_dir, *tok), max_length);
+    const TaskEvalSettings& scoring = settings_.eval_task_scoring;
+    task_eval_ = std::make_unique<TaskEvaluator>(load_lm_task(settings_.eval_task, scoring.limit), *tok,
+                                                 read_hf_encoding(settings_.model_dir, *tok),
+                                                 scoring.max_length_for(model_config_));
   }
 }
 
