@@ -12,6 +12,7 @@
 #include "cli/command.hpp"
 #include "cli/runtime.hpp"
 #include "core/error.hpp"
+#include "data/data_settings.hpp"
 #include "data/prepared_dataset.hpp"
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
@@ -22,7 +23,8 @@
 namespace llamaft {
 
 int run_eval(const Config& cfg) {
-  const bool task = !cfg.get_string("eval.task").empty(), data = !cfg.get_string("data.path").empty();
+  const DataSettings data_settings = DataSettings::from_config(cfg);
+  const bool task = !cfg.get_string("eval.task").empty(), data = !data_settings.path.empty();
   LLAMAFT_REQUIRE(task != data, "eval: give either --data FILE (loss and perplexity) or --task FILE (an "
                   "lm-evaluation-harness task)", task ? ", not both" : "");
   if (task) return run_eval_task(cfg);
@@ -34,18 +36,17 @@ int run_eval(const Config& cfg) {
   LlamaModel& model = *rm.model;
   ResidentParams& params = *rm.params;
 
-  const int seq_len = seq_len_for(cfg.get_string("data.path"), static_cast<int>(cfg.get_int("data.seq_len")),
-                                  cfg.is_explicit("data.seq_len"), true, "--seq-len");
+  const int seq_len = data_settings.resolved_seq_len(true, "--seq-len");
   const int batch_size = static_cast<int>(cfg.get_int("eval.batch_size"));
   std::string split;
-  const std::string data_path = resolve_prepared_split(cfg.get_string("data.path"), true, &split);
+  const std::string data_path = resolve_prepared_split(data_settings.path, true, &split);
   if (!split.empty())
-    std::cerr << "eval: " << cfg.get_string("data.path") << " is a prepared dataset; evaluating its " << split
+    std::cerr << "eval: " << data_settings.path << " is a prepared dataset; evaluating its " << split
               << " split (" << data_path << ")\n";
   if (!mc.unused_keys.empty()) std::cerr << "eval: " << unused_keys_note(mc) << "\n";
   if (cfg.get_string("eval.dtype") == "bf16")
     std::cerr << "eval: computing in bf16 (GEMMs: " << be->bf16_gemm_name() << ")\n";
-  const TokenDataset ds = load_dataset(data_path, cfg.get_string("data.format"), seq_len, mc.vocab_size);
+  const TokenDataset ds = load_dataset(data_path, data_settings.format, seq_len, mc.vocab_size);
   if (ds.truncated_rows)
     std::cerr << "eval: truncated " << ds.truncated_rows << " rows (" << ds.truncated_tokens
               << " tokens) to seq_len " << seq_len << "\n";

@@ -63,9 +63,9 @@ int run_eval_task(const Config& cfg) {
   LLAMAFT_REQUIRE(tok, "eval --task: ", model_dir, " has no tokenizer (tokenizer.json or tokenizer.model); "
                   "give one with --tokenizer");
   const HfEncoding enc = read_hf_encoding(model_dir, *tok);
-  const int64_t max_length_key = cfg.get_int("eval.max_length");
-  const int max_length = static_cast<int>(max_length_key > 0 ? max_length_key : mc.max_position_embeddings);
-  TaskEvaluator ev(load_lm_task(cfg.get_string("eval.task"), cfg.get_int("eval.limit")), *tok, enc, max_length);
+  const TaskEvalSettings scoring = TaskEvalSettings::from_config(cfg);
+  const int max_length = scoring.max_length_for(mc);
+  TaskEvaluator ev(load_lm_task(cfg.get_string("eval.task"), scoring.limit), *tok, enc, max_length);
   const bool bf16 = cfg.get_string("eval.dtype") == "bf16";
   const quant::Kind base_quant = eval_quant_from_config(cfg);
 

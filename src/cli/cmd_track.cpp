@@ -38,11 +38,12 @@ int run_track(const Config& cfg) {
     run_cfg.set(k.key, cfg.get_string(k.key), cfg.source(k.key));
     overrides.push_back(k.key + "=" + cfg.get_string(k.key));
   }
-  LLAMAFT_REQUIRE(run_cfg.get_string("output.tracker") != "none", "llamaft track: '", dir,
+  const TrackerSettings tracker = TrackerSettings::from_config(run_cfg);
+  LLAMAFT_REQUIRE(tracker.tracker != "none", "llamaft track: '", dir,
                   "' was trained with output.tracker = none; say which tracker: --tracker wandb or --tracker mlflow");
-  const std::string script = tracker_script_path(run_cfg);
+  const std::string script = tracker_script_path(tracker);
   LLAMAFT_REQUIRE(!script.empty(), "llamaft track: llamaft_track.py not found; set --tracker.script PATH");
-  const std::string python = run_cfg.get_string("tracker.python");
+  const std::string& python = tracker.python;
   std::vector<std::string> args = {python, script, "replay", dir};
   for (const auto& o : overrides) {
     args.push_back("--set");

@@ -8,9 +8,8 @@
 
 namespace llamaft {
 
-LoraSpec lora_spec_from_config(const Config& cfg) {
+LoraSpec lora_spec_from_config(const Config& cfg, const std::string& method) {
   LoraSpec s;
-  const std::string method = cfg.get_string("finetune.method");
   if (method == "full") return s;
   LLAMAFT_REQUIRE(method == "lora" || method == "qlora", "finetune.method = ", method, " (full|lora|qlora)");
   s.rank = static_cast<int>(cfg.get_int("lora.r"));
@@ -53,8 +52,7 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
   return j.dump(2) + "\n";
 }
 
-quant::Kind base_quant_from_config(const Config& cfg) {
-  const std::string method = cfg.get_string("finetune.method");
+quant::Kind base_quant_from_config(const Config& cfg, const std::string& method, bool bf16_params) {
   const quant::Kind q = quant::parse_kind(cfg.get_string("quant.base"));
   const bool dq = cfg.get_bool("quant.double_quant");
   if (method == "qlora") {
@@ -66,7 +64,7 @@ quant::Kind base_quant_from_config(const Config& cfg) {
   LLAMAFT_REQUIRE(q == quant::Kind::kNone || method != "full", "quant.base = ", quant::kind_name(q),
                   " needs a frozen base: set finetune.method = lora or qlora");
   // LoRA keeps the frozen base in the compute dtype: bf16 when GEMMs are bf16.
-  if (q == quant::Kind::kNone && method == "lora" && cfg.get_string("train.param_dtype") == "bf16")
+  if (q == quant::Kind::kNone && method == "lora" && bf16_params)
     return quant::Kind::kBf16;
   return q;
 }

@@ -1,5 +1,7 @@
-// LoRA settings from the config ([finetune] method, [lora] r, alpha, targets,
-// rslora) and PEFT's adapter_config.json, in and out. Adapters are saved
+// LoRA settings from the config ([lora] r, alpha, targets, rslora; [quant]
+// for the frozen base) and PEFT's adapter_config.json, in and out. The method
+// (finetune.method) is parsed by train/settings.hpp's FinetuneSettings and
+// passed in. Adapters are saved
 // with PEFT's key names (base_model.model.model.layers.N.self_attn.q_proj.
 // lora_A.weight ...) so PeftModel.from_pretrained loads them.
 #pragma once
@@ -12,10 +14,11 @@
 
 namespace llamaft {
 
-// The LoRA spec a config asks for (rank 0 when finetune.method = full).
-LoraSpec lora_spec_from_config(const Config& cfg);
-// How the frozen base is stored: none, int8 (lora + quant.base = int8) or nf4 (qlora).
-quant::Kind base_quant_from_config(const Config& cfg);
+// The LoRA spec (lora.*) for finetune.method = `method` (rank 0 for full).
+LoraSpec lora_spec_from_config(const Config& cfg, const std::string& method);
+// How `method` stores the frozen base (quant.*): none, int8 (lora + quant.base
+// = int8), nf4 (qlora), or bf16 for lora when bf16_params (train.param_dtype).
+quant::Kind base_quant_from_config(const Config& cfg, const std::string& method, bool bf16_params);
 // eval / generate --quant: quant.base, with quant.double_quant for nf4.
 quant::Kind eval_quant_from_config(const Config& cfg);
 // PEFT's adapter_config.json for a spec.

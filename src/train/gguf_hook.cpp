@@ -11,7 +11,7 @@ namespace {
 
 GgufExportSource training_source(const TrainSettings& s, bool with_adapter) {
   GgufExportSource src;
-  const bool lora = s.lora.enabled();
+  const bool lora = s.finetune.lora.enabled();
   src.model_dir = lora ? s.model_dir : s.out_dir + "/model";
   src.adapter_dir = lora && with_adapter ? s.out_dir + "/adapter" : "";
   src.tokenizer = s.tokenizer.empty() ? s.model_dir : s.tokenizer;

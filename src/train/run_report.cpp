@@ -40,9 +40,10 @@ void RunReport::open(const Config& cfg, const RunView& run, int64_t restarts, in
   restarts_ = restarts;
   agree_startup();
   const TrainSettings& s = run.settings;
-  flops_per_token_ = train_flops_per_token(run.model_config, s.lora.enabled(), param_counts().adapter, s.seq_len);
+  flops_per_token_ =
+      train_flops_per_token(run.model_config, s.finetune.lora.enabled(), param_counts().adapter, s.seq_len);
   write_run_info(cfg);
-  tracker_ = std::make_unique<TrackerFollower>(cfg, s.out_dir, lead_);
+  tracker_ = std::make_unique<TrackerFollower>(s.tracker, s.out_dir, lead_);
   progress_ = std::make_unique<Progress>(lead_ && s.progress, first_step, s.steps, s.log_every_steps);
 }
 
@@ -62,7 +63,7 @@ void RunReport::agree_startup() {
 void RunReport::print_startup() const {
   if (!lead_) return;
   const TrainSettings& s = run_->settings;
-  const bool quantized = s.base_quant != quant::Kind::kNone && s.lora.enabled();
+  const bool quantized = s.finetune.base_quant != quant::Kind::kNone && s.finetune.lora.enabled();
   const double mb_s = startup_.load.read_s > 0 ? startup_.load.bytes_read / 1e6 / startup_.load.read_s : 0;
   std::cerr << "llamaft train: start-up " << startup_.total() << " s to the first step (slowest rank per phase): "
             << "launch " << startup_.launch << ", config and data " << startup_.config << ", allocation "
@@ -80,13 +81,13 @@ void RunReport::write_run_info(const Config& cfg) {
   const bool bf16 = run_->model_options.bf16_storage;
   const FsdpSettings& f = s.fsdp;
   PlanInputs in;
-  in.fsdp = f.options(s.base_quant);
+  in.fsdp = f.options(s.finetune.base_quant);
   in.fsdp.shard_group_size = run_->fsdp.mesh().shard_size;
   in.world = run_->world.size();
-  in.micro_batch = static_cast<int>(s.micro_batch);
+  in.micro_batch = static_cast<int>(s.batch.micro_batch);
   in.seq_len = s.seq_len;
   in.activation_checkpointing = f.activation_checkpointing;
-  in.lora = s.lora;
+  in.lora = s.finetune.lora;
   in.bf16_storage = bf16;
   in.host_resident = be.host_resident();
   in.async_checkpoint = run_->checkpoints.stages_async();
@@ -100,7 +101,7 @@ void RunReport::write_run_info(const Config& cfg) {
       {"world_size", run_->world.size()},
       {"hostnames", hosts},
       {"strategy", strategy_name(s.fsdp.strategy)},
-      {"method", s.method},
+      {"method", s.finetune.method},
       {"backend", be.name()},
       {"compute", bf16 ? "bf16 (GEMMs: " + be.bf16_gemm_name() + ")" : "fp32"},
       {"omp_threads", omp_get_max_threads()},
@@ -126,20 +127,20 @@ void RunReport::write_run_info(const Config& cfg) {
 
 void RunReport::print_banner() const {
   const TrainSettings& s = run_->settings;
-  const quant::Kind q = s.base_quant;
+  const quant::Kind q = s.finetune.base_quant;
   const bool qlora = q == quant::Kind::kNf4 || q == quant::Kind::kNf4Plain;
   const ParamCounts params = param_counts();
   const int world = run_->world.size();
   std::cerr << "llamaft train: " << params.trainable << " trainable of " << params.total << " parameters ("
             << 100.0 * static_cast<double>(params.trainable) / static_cast<double>(params.total) << "%)"
-            << (s.lora.enabled()
-                    ? str_cat(" (", qlora ? "QLoRA" : "LoRA", " r=", s.lora.rank, " over a frozen ",
+            << (s.finetune.lora.enabled()
+                    ? str_cat(" (", qlora ? "QLoRA" : "LoRA", " r=", s.finetune.lora.rank, " over a frozen ",
                               q == quant::Kind::kNone ? "fp32" : quant::kind_name(q), " base)")
                     : std::string(" (full fine-tuning)"))
             << ", " << world << " ranks, fsdp " << strategy_name(s.fsdp.strategy) << " (shard "
             << run_->fsdp.mesh().shard_size << " x replica " << run_->fsdp.mesh().replica_size << "), global batch "
-            << s.global_batch << " = " << s.micro_batch << " micro x " << world << " ranks x " << s.accumulation
-            << " accumulation, seq " << s.seq_len << ", " << run_->train_data.rows.size() << " rows";
+            << s.batch.global_batch << " = " << s.batch.micro_batch << " micro x " << world << " ranks x "
+            << s.accumulation << " accumulation, seq " << s.seq_len << ", " << run_->train_data.rows.size() << " rows";
   if (run_->train_data.truncated_rows) std::cerr << " (" << run_->train_data.truncated_rows << " truncated)";
   if (!run_->model_config.unused_keys.empty()) std::cerr << "\nllamaft train: " << unused_keys_note(run_->model_config);
   const MemoryPlan& plan = plan_;

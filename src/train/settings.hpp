@@ -2,17 +2,26 @@
 // one place before any device is touched: batch geometry (Megatron's global
 // and micro batch), the optimizer and its schedule, the fine-tuning method
 // and its base storage, FSDP, evaluation and samples, outputs. Checkpoint
-// timing is CheckpointSettings (checkpoint/policy.hpp).
+// timing is CheckpointSettings (checkpoint/policy.hpp), the data section
+// DataSettings (data/data_settings.hpp).
+//
+// Each section has its own parser, and `plan` calls the same ones for what
+// it predicts (BatchSettings, FinetuneSettings, FsdpSettings, DataSettings):
+// a key is read in one place. Only the checks that need what `plan` does not
+// have (the world, the data, the schedule's length) wait for from_config.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "config/config.hpp"
+#include "data/data_settings.hpp"
 #include "model/param_layout.hpp"
 #include "optim/optimizer.hpp"
 #include "parallel/fsdp.hpp"
 #include "quant/quant.hpp"
+#include "train/task_eval.hpp"
+#include "train/tracker.hpp"
 
 namespace llamaft {
 
@@ -20,6 +29,7 @@ namespace llamaft {
 // what `train` runs with and `plan` predicts for, read here alone.
 struct FsdpSettings {
   ShardStrategy strategy = ShardStrategy::kFullShard;
+  bool strategy_given = false;  // fsdp.strategy set by a file or the command line (plan then shows it alone)
   int shard_group_size = 0;  // hybrid_shard; 0: ranks per node
   bool activation_checkpointing = false;
   bool bf16_params = false;  // train.param_dtype = bf16
@@ -38,18 +48,42 @@ struct FsdpSettings {
   }
 };
 
+// Rows per step: global_batch = micro_batch x ranks x accumulation
+// (train.global_batch_size, train.micro_batch_size). `plan` predicts for the
+// micro batch; `train` checks the global batch against its world.
+struct BatchSettings {
+  int64_t global_batch = 0, micro_batch = 0;
+
+  static BatchSettings from_config(const Config& cfg);
+};
+
+// The fine-tuning method and what it trains over (finetune.method, lora.*,
+// and quant.* through model/lora.hpp): what `train` runs with and `plan`
+// predicts for.
+struct FinetuneSettings {
+  std::string method;  // full | lora | qlora
+  LoraSpec lora;       // rank 0 for full
+  std::string lora_init_from;  // lora.init_from: an adapter to start from
+  quant::Kind base_quant = quant::Kind::kNone;  // how the frozen base is stored
+
+  // bf16_params: train.param_dtype = bf16 (FsdpSettings), in which lora keeps its base.
+  static FinetuneSettings from_config(const Config& cfg, bool bf16_params);
+};
+
 struct TrainSettings {
-  // Inputs and outputs.
-  std::string model_dir, data_path, data_format, val_path, out_dir, checkpoint_dir, resume;
+  // Inputs and outputs. data.path is resolved to a prepared dataset's train
+  // split, and data.val_path found next to it, when the data is loaded.
+  std::string model_dir, out_dir, checkpoint_dir, resume;
+  DataSettings data;
   bool export_model = true, export_bf16 = false, tensorboard = false, progress = true;
   std::string export_gguf = "none", tokenizer;  // output.gguf (a GGUF outtype), model.tokenizer (its tokenizer)
   // Batch geometry: global = micro x ranks x accumulation rows per step.
-  int seq_len = 0;
-  int64_t global_batch = 0, micro_batch = 0, accumulation = 0, steps = 0;
+  int seq_len = 0;  // data.seq_len, or a prepared dataset's own
+  BatchSettings batch;
+  int64_t accumulation = 0, steps = 0;
   double epochs = 0;               // train.epochs (0: train.steps is the length)
   int64_t warmup_steps = 0;        // train.warmup_steps (checked against epochs' steps)
   int64_t rows_per_epoch_steps = 0;  // ceil(rows / global_batch), once the data is loaded
-  bool shuffle = false;
   uint64_t seed = 0;
   OptimizerConfig opt;
   int64_t max_nonfinite_skips = 0;
@@ -60,13 +94,11 @@ struct TrainSettings {
   std::string sample_template = "auto";
   int64_t log_every_steps = 10;  // output.log_every_steps: progress lines when stderr is not a terminal
   double peak_tflops = 0;        // output.peak_tflops: per rank, for MFU; 0 = measured
+  TrackerSettings tracker;       // output.tracker and the follower's keys
   std::string eval_task;       // lm_eval task scored at eval_every (train/task_eval)
-  int64_t eval_task_limit = 0, eval_task_max_length = 0;
+  TaskEvalSettings eval_task_scoring;  // eval.limit and eval.max_length, as `eval --task` reads them
   // Method and parallelism.
-  std::string method;  // full | lora | qlora
-  LoraSpec lora;
-  std::string lora_init_from;
-  quant::Kind base_quant = quant::Kind::kNone;
+  FinetuneSettings finetune;
   FsdpSettings fsdp;
   bool allow_data_change = false;
   bool allow_lora_change = false;

@@ -30,6 +30,13 @@ double divide(double ll, double len) {
 
 }  // namespace
 
+TaskEvalSettings TaskEvalSettings::from_config(const Config& cfg) {
+  TaskEvalSettings t;
+  t.limit = cfg.get_int("eval.limit");
+  t.max_length = cfg.get_int("eval.max_length");
+  return t;
+}
+
 size_t numpy_argmax(const std::vector<double>& v) {
   size_t best = 0;
   for (size_t i = 0; i < v.size(); ++i) {

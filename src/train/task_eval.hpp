@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "comm/communicator.hpp"
+#include "config/config.hpp"
 #include "data/lm_requests.hpp"
 #include "data/lm_task.hpp"
 #include "model/device_batch.hpp"
@@ -38,6 +39,18 @@ struct TaskResult {
   double forward_s = 0;                                         // the forward passes (slowest rank)
   double metric(const std::string& name) const;                 // NaN when absent
   nlohmann::ordered_json summary() const;                       // one JSON object, without per_item
+};
+
+// How much of a task is scored and how long its requests may be (eval.limit,
+// eval.max_length): `eval --task` and train.eval_task read them here.
+struct TaskEvalSettings {
+  int64_t limit = 0;       // documents (0: all)
+  int64_t max_length = 0;  // tokens per request (0: the model's max_position_embeddings)
+
+  static TaskEvalSettings from_config(const Config& cfg);
+  int max_length_for(const LlamaConfig& mc) const {
+    return static_cast<int>(max_length > 0 ? max_length : mc.max_position_embeddings);
+  }
 };
 
 class TaskEvaluator {

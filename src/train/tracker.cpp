@@ -58,9 +58,18 @@ const char* kWarn = "llamaft train: tracker: ";
 
 }  // namespace
 
-std::string tracker_script_path(const Config& cfg) {
+TrackerSettings TrackerSettings::from_config(const Config& cfg) {
+  TrackerSettings t;
+  t.tracker = cfg.get_string("output.tracker");
+  t.python = cfg.get_string("tracker.python");
+  t.script = cfg.get_string("tracker.script");
+  t.finish_timeout_s = cfg.get_float("tracker.finish_timeout_s");
+  return t;
+}
+
+std::string tracker_script_path(const TrackerSettings& settings) {
   std::vector<std::string> candidates;
-  if (!cfg.get_string("tracker.script").empty()) return cfg.get_string("tracker.script");
+  if (!settings.script.empty()) return settings.script;
   if (const char* env = std::getenv("LLAMAFT_TRACK_SCRIPT")) candidates.push_back(env);
 #ifdef LLAMAFT_SOURCE_DIR
   candidates.push_back(std::string(LLAMAFT_SOURCE_DIR) + "/scripts/llamaft_track.py");
@@ -75,13 +84,13 @@ std::string tracker_script_path(const Config& cfg) {
   return "";
 }
 
-TrackerFollower::TrackerFollower(const Config& cfg, const std::string& out_dir, bool lead) {
-  if (!lead || cfg.get_string("output.tracker") == "none") return;
-  timeout_s_ = cfg.get_float("tracker.finish_timeout_s");
+TrackerFollower::TrackerFollower(const TrackerSettings& settings, const std::string& out_dir, bool lead) {
+  if (!lead || settings.tracker == "none") return;
+  timeout_s_ = settings.finish_timeout_s;
   state_dir_ = out_dir + "/tracker";
-  const std::string tracker = cfg.get_string("output.tracker");
-  const std::string python = cfg.get_string("tracker.python");
-  const std::string script = tracker_script_path(cfg);
+  const std::string& tracker = settings.tracker;
+  const std::string& python = settings.python;
+  const std::string script = tracker_script_path(settings);
   if (script.empty() || !is_file(script)) {
     std::cerr << kWarn << "the follower script llamaft_track.py was not found (set tracker.script); training goes on "
               << "without " << tracker << "; log the run later with `llamaft track " << out_dir << "`\n";

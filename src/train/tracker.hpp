@@ -19,11 +19,23 @@
 
 namespace llamaft {
 
+// The keys the binary itself acts on (output.tracker, tracker.python, script,
+// finish_timeout_s), parsed once: train's follower and `llamaft track` read
+// them here. The follower script reads the rest of [tracker] from config.cfg.
+struct TrackerSettings {
+  std::string tracker = "none";  // output.tracker: none | wandb | mlflow
+  std::string python;            // tracker.python: runs the follower
+  std::string script;            // tracker.script ("": tracker_script_path looks for it)
+  double finish_timeout_s = 0;
+
+  static TrackerSettings from_config(const Config& cfg);
+};
+
 class TrackerFollower {
  public:
   // Starts the follower when `lead` and output.tracker != none; otherwise does
   // nothing. Call after config.cfg and run_info.json are written.
-  TrackerFollower(const Config& cfg, const std::string& out_dir, bool lead);
+  TrackerFollower(const TrackerSettings& settings, const std::string& out_dir, bool lead);
   // An early exit (exit_after_steps, a signal, an error): the follower logs
   // what metrics.jsonl holds and closes the run without the artifact.
   ~TrackerFollower();
@@ -46,6 +58,6 @@ class TrackerFollower {
 // The follower script: tracker.script, else LLAMAFT_TRACK_SCRIPT from the
 // environment, else scripts/llamaft_track.py of the source tree or next to the
 // binary (../scripts, ../share/llamaft). "" when none exists.
-std::string tracker_script_path(const Config& cfg);
+std::string tracker_script_path(const TrackerSettings& settings);
 
 }  // namespace llamaft

@@ -37,23 +37,23 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // What a checkpoint of this run must agree on (all but the effective config).
 void describe_run(const TrainSettings& s, const LlamaConfig& mc, RunIdentity& id) {
   id.model_config_json = mc.to_json();
-  id.method = s.method;
+  id.method = s.finetune.method;
   id.base_fingerprint = model_fingerprint(s.model_dir);
-  id.global_batch = s.global_batch;
+  id.global_batch = s.batch.global_batch;
   id.seed = static_cast<int64_t>(s.seed);
-  id.shuffle = s.shuffle;
-  id.data_path = s.data_path;
-  id.data_fingerprint = data_fingerprint(s.data_path);
+  id.shuffle = s.data.shuffle;
+  id.data_path = s.data.path;
+  id.data_fingerprint = data_fingerprint(s.data.path);
   id.seq_len = s.seq_len;
   id.allow_data_change = s.allow_data_change;
-  if (s.lora.enabled()) {
-    id.lora_r = s.lora.rank;
-    id.lora_alpha = s.lora.alpha;
-    id.lora_rslora = s.lora.rslora;
+  if (s.finetune.lora.enabled()) {
+    id.lora_r = s.finetune.lora.rank;
+    id.lora_alpha = s.finetune.lora.alpha;
+    id.lora_rslora = s.finetune.lora.rslora;
     for (int t = 0; t < kNumLoraTargets; ++t)
-      if (s.lora.targets[t])
+      if (s.finetune.lora.targets[t])
         id.lora_targets += (id.lora_targets.empty() ? "" : ",") + std::string(lora_target_name(t));
-    id.base_quant = quant::kind_name(s.base_quant);
+    id.base_quant = quant::kind_name(s.finetune.base_quant);
   }
   id.allow_lora_change = s.allow_lora_change;
   id.strategy = strategy_name(s.fsdp.strategy);
@@ -92,8 +92,8 @@ Trainer::Trainer(const Config& cfg, const BackendFactory& make_backend)
   startup.config = lap();
   build_model(make_backend);
   startup.allocate = lap() - startup.load.read_s - startup.load.other_s;
-  order_ = std::make_unique<DataOrder>(static_cast<int64_t>(train_data_.rows.size()), settings_.global_batch,
-                                       settings_.shuffle, settings_.seed);
+  order_ = std::make_unique<DataOrder>(static_cast<int64_t>(train_data_.rows.size()), settings_.batch.global_batch,
+                                       settings_.data.shuffle, settings_.seed);
   const double load_before_resume = startup.load.read_s + startup.load.other_s;
   resume();
   startup.resume = lap() - (startup.load.read_s + startup.load.other_s - load_before_resume);
@@ -139,46 +139,46 @@ void Trainer::lock_folders() {
 void Trainer::load_data() {
   // data.path may be the folder `llamaft prepare` wrote: its train split.
   std::string split;
-  const std::string given = settings_.data_path;
-  settings_.data_path = resolve_prepared_split(given, false, &split);
+  const std::string given = settings_.data.path;
+  settings_.data.path = resolve_prepared_split(given, false, &split);
   if (lead_ && !split.empty())
     std::cerr << "llamaft train: " << given << " is a prepared dataset; training on its " << split << " split ("
-              << settings_.data_path << ")\n";
+              << settings_.data.path << ")\n";
   const int64_t vocab = model_config_.vocab_size;
-  train_data_ = load_dataset(settings_.data_path, settings_.data_format, settings_.seq_len, vocab);
+  train_data_ = load_dataset(settings_.data.path, settings_.data.format, settings_.seq_len, vocab);
   const int64_t rows = static_cast<int64_t>(train_data_.rows.size());
   checkpoints_->set_total_steps(settings_.set_steps_for_rows(rows));
   if (lead_)
     std::cerr << "llamaft train: " << rows << " training rows; 1 epoch = " << settings_.rows_per_epoch_steps
-              << " steps of train.global_batch_size " << settings_.global_batch << "; running " << settings_.steps
+              << " steps of train.global_batch_size " << settings_.batch.global_batch << "; running " << settings_.steps
               << " steps ("
               << (settings_.epochs > 0 ? str_cat("train.epochs ", settings_.epochs)
-                                       : str_cat(static_cast<double>(settings_.steps * settings_.global_batch) /
+                                       : str_cat(static_cast<double>(settings_.steps * settings_.batch.global_batch) /
                                                      static_cast<double>(rows), " epochs"))
               << ")\n";
   // Validation split: data.val_path, or DIR/val next to a prepared DIR/train.
-  const std::string& path = settings_.data_path;
-  if (settings_.val_path.empty() && is_prepared_dataset(path) && path.size() > 6 &&
+  const std::string& path = settings_.data.path;
+  if (settings_.data.val_path.empty() && is_prepared_dataset(path) && path.size() > 6 &&
       path.compare(path.size() - 6, 6, "/train") == 0 && is_prepared_dataset(path.substr(0, path.size() - 6) + "/val"))
-    settings_.val_path = path.substr(0, path.size() - 6) + "/val";
+    settings_.data.val_path = path.substr(0, path.size() - 6) + "/val";
   sample_prompts_ = build_sample_prompts(settings_.sample_prompts, settings_.sample_template, settings_.model_dir,
                                         settings_.tokenizer, model_config_);
   if (lead_ && !sample_prompts_.template_desc.empty())
     std::cerr << "llamaft train: sample prompts through template " << sample_prompts_.template_desc << "\n";
   if (settings_.eval_every > 0) {
-    LLAMAFT_REQUIRE(!settings_.val_path.empty() || !settings_.eval_task.empty(), "train.eval_every needs a "
+    LLAMAFT_REQUIRE(!settings_.data.val_path.empty() || !settings_.eval_task.empty(), "train.eval_every needs a "
                     "validation split (set data.val_path, or prepare with --val-fraction and point data.path at "
                     "DIR/train) or train.eval_task");
-    if (!settings_.val_path.empty())
-      val_data_ = load_dataset(settings_.val_path, settings_.data_format, settings_.seq_len, vocab);
+    if (!settings_.data.val_path.empty())
+      val_data_ = load_dataset(settings_.data.val_path, settings_.data.format, settings_.seq_len, vocab);
   }
   if (!settings_.eval_task.empty()) {
     const auto tok = load_tokenizer("", settings_.model_dir);
     LLAMAFT_REQUIRE(tok, "train.eval_task: ", settings_.model_dir, " has no tokenizer");
-    const int max_length = static_cast<int>(settings_.eval_task_max_length > 0 ? settings_.eval_task_max_length
-                                                                                 : model_config_.max_position_embeddings);
-    task_eval_ = std::make_unique<TaskEvaluator>(load_lm_task(settings_.eval_task, settings_.eval_task_limit), *tok,
-                                                 read_hf_encoding(settings_.model_dir, *tok), max_length);
+    const TaskEvalSettings& scoring = settings_.eval_task_scoring;
+    task_eval_ = std::make_unique<TaskEvaluator>(load_lm_task(settings_.eval_task, scoring.limit), *tok,
+                                                 read_hf_encoding(settings_.model_dir, *tok),
+                                                 scoring.max_length_for(model_config_));
   }
 }
 
@@ -193,8 +193,8 @@ void Trainer::build_model(const BackendFactory& make_backend) {
     backend_ = make_profiling_backend(std::move(backend_));
   }
   model_options_.activation_checkpointing = settings_.fsdp.activation_checkpointing;
-  model_options_.lora = settings_.lora;
-  model_options_.lora_dropout = static_cast<float>(settings_.lora.dropout);
+  model_options_.lora = settings_.finetune.lora;
+  model_options_.lora_dropout = static_cast<float>(settings_.finetune.lora.dropout);
   dropout_seed_ = rowmath::mix64(settings_.seed ^ 0xD50u);
   // bf16 activations and GEMMs (both backends have bf16 storage).
   model_options_.bf16_storage = settings_.fsdp.bf16_params && backend_->has_bf16_storage();
@@ -206,14 +206,15 @@ void Trainer::build_model(const BackendFactory& make_backend) {
   device_comm_ = make_device_communicator(*backend_, *world_, settings_.comm_timeout_s);
   Communicator* fsdp_comm = device_comm_ ? device_comm_.get() : world_.get();
   const FsdpSettings& f = settings_.fsdp;
-  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, f.options(settings_.base_quant));
+  fsdp_ = std::make_unique<Fsdp>(model_->layout(), *backend_, *fsdp_comm, f.options(settings_.finetune.base_quant));
   // The base always comes from the HF files under LoRA (checkpoints hold only
   // the adapters); a full fine-tune resumes everything from the checkpoint.
-  const bool lora = settings_.lora.enabled();
+  const bool lora = settings_.finetune.lora.enabled();
   if (lora || settings_.resume == "none")
     report_->startup().load = load_sharded(settings_.model_dir, *fsdp_, *backend_);
   if (!lora) return;
-  if (!settings_.lora_init_from.empty()) load_adapter_sharded(settings_.lora_init_from, *fsdp_, *backend_);
+  if (!settings_.finetune.lora_init_from.empty())
+    load_adapter_sharded(settings_.finetune.lora_init_from, *fsdp_, *backend_);
   else init_lora_sharded(*fsdp_, *backend_, settings_.seed);
 }
 
@@ -256,7 +257,7 @@ void Trainer::resume() {
   if (!candidates.empty())
     throw CheckpointError(str_cat("none of the ", candidates.size(), " checkpoints in '", settings_.checkpoint_dir,
                                   "' is usable; fix or remove them, or set checkpoint.resume = none"));
-  if (!settings_.lora.enabled())  // nothing to resume
+  if (!settings_.finetune.lora.enabled())  // nothing to resume
     report_->startup().load = load_sharded(settings_.model_dir, *fsdp_, *backend_);
 }
 
@@ -265,7 +266,7 @@ StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
   const CommStats comm0 = fsdp_->comm_totals();
   const int rank = world_->rank(), nranks = world_->size();
-  const int64_t step = state_.step, micro_rows = settings_.micro_batch;
+  const int64_t step = state_.step, micro_rows = settings_.batch.micro_batch;
   const std::vector<int64_t> my_rows = order_->rows_for(step, rank, nranks);
   StepMetrics m;
   m.step = step + 1;
@@ -335,20 +336,20 @@ StepMetrics Trainer::step() {
   m.reduce_scatter_bytes = comm1.reduce_scatter_bytes - comm0.reduce_scatter_bytes;
   m.all_reduce_bytes = comm1.all_reduce_bytes - comm0.all_reduce_bytes;
   state_.step = m.step;
-  state_.consumed_rows = state_.step * settings_.global_batch;
+  state_.consumed_rows = state_.step * settings_.batch.global_batch;
   state_.consumed_tokens += static_cast<int64_t>(m.input_tokens);
   return m;
 }
 
 SplitLoss Trainer::evaluate() {
   const SplitLoss v = evaluate_split(*model_, *fsdp_, *device_batch_, val_data_, settings_.eval_rows,
-                                     static_cast<int>(settings_.micro_batch), world_.get());
+                                     static_cast<int>(settings_.batch.micro_batch), world_.get());
   fsdp_->end_backward();
   return v;
 }
 
 TaskResult Trainer::evaluate_task() {
-  const TaskResult r = task_eval_->run(*model_, *fsdp_, *device_batch_, static_cast<int>(settings_.micro_batch),
+  const TaskResult r = task_eval_->run(*model_, *fsdp_, *device_batch_, static_cast<int>(settings_.batch.micro_batch),
                                        world_.get());
   fsdp_->end_backward();
   return r;
@@ -407,7 +408,7 @@ int Trainer::train() {
 }
 
 void Trainer::export_result() {
-  if (settings_.lora.enabled()) {
+  if (settings_.finetune.lora.enabled()) {
     const std::string dir = settings_.out_dir + "/adapter";
     export_adapter_sharded(dir, settings_.model_dir, *fsdp_, *backend_);
     if (lead_) std::cerr << "llamaft train: exported the PEFT adapter to " << dir << "\n";
