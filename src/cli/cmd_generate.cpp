@@ -19,6 +19,60 @@
 
 namespace llamaft {
 
+namespace {
+
+// The prompt of --prompt TEXT: the text alone after BOS, or a user turn in
+// the chat template (--template, or the model's own when it has one).
+std::vector<int32_t> text_prompt(const Config& cfg, const Tokenizer* tok, const LlamaConfig& mc,
+                                 const std::string& dir, ChatTemplate& tmpl) {
+  LLAMAFT_REQUIRE(tok, "generate: --prompt needs a tokenizer, but '", dir,
+                  "' has no tokenizer (tokenizer.model or tokenizer.json); pass --tokenizer PATH or use --prompt-ids");
+  LLAMAFT_REQUIRE(tok->vocab_size() <= mc.vocab_size, "generate: the tokenizer ",
+                  cfg.get_string("model.tokenizer").empty() ? "next to the model" : "'" + cfg.get_string("model.tokenizer") + "'",
+                  " has a vocabulary of ", tok->vocab_size(), " tokens, larger than the model's ", mc.vocab_size,
+                  " (", dir, "/config.json vocab_size): its ids would index past the embedding; use the tokenizer "
+                  "the model was trained with");
+  // The chat template: --template, or the model's own (auto) when it has one.
+  const std::string tok_opt = cfg.get_string("model.tokenizer");
+  const std::string tmpl_dir =
+      tok_opt.empty() ? dir : (tok_opt.find('/') == std::string::npos ? "." : tok_opt.substr(0, tok_opt.rfind('/')));
+  tmpl = resolve_template(cfg.get_string("generate.template"), tmpl_dir, "none", "generate");
+  const std::string system = cfg.get_string("generate.system");
+  std::vector<int32_t> prompt;
+  if (tmpl.family == TemplateFamily::kNone) {
+    LLAMAFT_REQUIRE(system.empty(), "generate: --system needs a chat template, and the template is none (",
+                    tmpl.describe(), "); choose one with --template chatml|llama2|llama3|llama3.1|alpaca");
+    prompt = tok->encode(cfg.get_string("generate.prompt"));
+    prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
+  } else {
+    // A user turn in the template, then the open assistant turn to continue
+    // (transformers' add_generation_prompt=True).
+    std::vector<Message> msgs;
+    if (!system.empty()) msgs.push_back({"system", system});
+    msgs.push_back({"user", cfg.get_string("generate.prompt")});
+    prompt = render_chat(*tok, tmpl, msgs, true, /*add_generation_prompt=*/true).ids;
+  }
+  std::cerr << "generate: template " << tmpl.describe() << "\n";
+  return prompt;
+}
+
+// Stop tokens: the model's EOS ids, the template's end of turn, and --stop-ids.
+std::vector<int64_t> stop_ids(const Config& cfg, const LlamaConfig& mc, const Tokenizer* tok,
+                              const ChatTemplate& tmpl) {
+  std::vector<int64_t> stops = mc.eos_token_ids;
+  if (tok) {
+    for (const char* end : {"<|eot_id|>", "</s>"})
+      if (tok->special_id(end) >= 0) stops.push_back(tok->special_id(end));
+    for (int32_t id : end_of_turn_ids(*tok, tmpl)) stops.push_back(id);
+  }
+  if (!cfg.get_string("generate.stop_ids").empty())
+    for (int32_t id : parse_token_ids(cfg.get_string("generate.stop_ids"), mc.vocab_size, "generate: --stop-ids"))
+      stops.push_back(id);
+  return stops;
+}
+
+}  // namespace
+
 int run_generate(const Config& cfg) {
   apply_runtime_settings(cfg);
   auto be = make_backend(cfg);
@@ -34,33 +88,7 @@ int run_generate(const Config& cfg) {
   if (has_ids) {
     prompt = parse_token_ids(cfg.get_string("generate.prompt_ids"), mc.vocab_size, "generate: --prompt-ids");
   } else {
-    LLAMAFT_REQUIRE(tok, "generate: --prompt needs a tokenizer, but '", dir,
-                    "' has no tokenizer (tokenizer.model or tokenizer.json); pass --tokenizer PATH or use --prompt-ids");
-    LLAMAFT_REQUIRE(tok->vocab_size() <= mc.vocab_size, "generate: the tokenizer ",
-                    cfg.get_string("model.tokenizer").empty() ? "next to the model" : "'" + cfg.get_string("model.tokenizer") + "'",
-                    " has a vocabulary of ", tok->vocab_size(), " tokens, larger than the model's ", mc.vocab_size,
-                    " (", dir, "/config.json vocab_size): its ids would index past the embedding; use the tokenizer "
-                    "the model was trained with");
-    // The chat template: --template, or the model's own (auto) when it has one.
-    const std::string tok_opt = cfg.get_string("model.tokenizer");
-    const std::string tmpl_dir =
-        tok_opt.empty() ? dir : (tok_opt.find('/') == std::string::npos ? "." : tok_opt.substr(0, tok_opt.rfind('/')));
-    tmpl = resolve_template(cfg.get_string("generate.template"), tmpl_dir, "none", "generate");
-    const std::string system = cfg.get_string("generate.system");
-    if (tmpl.family == TemplateFamily::kNone) {
-      LLAMAFT_REQUIRE(system.empty(), "generate: --system needs a chat template, and the template is none (",
-                      tmpl.describe(), "); choose one with --template chatml|llama2|llama3|llama3.1|alpaca");
-      prompt = tok->encode(cfg.get_string("generate.prompt"));
-      prompt.insert(prompt.begin(), static_cast<int32_t>(mc.bos_token_id));
-    } else {
-      // A user turn in the template, then the open assistant turn to continue
-      // (transformers' add_generation_prompt=True).
-      std::vector<Message> msgs;
-      if (!system.empty()) msgs.push_back({"system", system});
-      msgs.push_back({"user", cfg.get_string("generate.prompt")});
-      prompt = render_chat(*tok, tmpl, msgs, true, /*add_generation_prompt=*/true).ids;
-    }
-    std::cerr << "generate: template " << tmpl.describe() << "\n";
+    prompt = text_prompt(cfg, tok.get(), mc, dir, tmpl);
   }
 
   const bool bf16 = cfg.get_string("eval.dtype") == "bf16";
@@ -74,16 +102,7 @@ int run_generate(const Config& cfg) {
   const double temperature = cfg.get_float("generate.temperature");
   const double top_p = cfg.get_float("generate.top_p");
   const bool stop_at_eos = cfg.get_bool("generate.stop_at_eos");
-  // Stop tokens: the model's EOS ids, the template's end of turn, and --stop-ids.
-  std::vector<int64_t> stops = mc.eos_token_ids;
-  if (tok) {
-    for (const char* end : {"<|eot_id|>", "</s>"})
-      if (tok->special_id(end) >= 0) stops.push_back(tok->special_id(end));
-    for (int32_t id : end_of_turn_ids(*tok, tmpl)) stops.push_back(id);
-  }
-  if (!cfg.get_string("generate.stop_ids").empty())
-    for (int32_t id : parse_token_ids(cfg.get_string("generate.stop_ids"), mc.vocab_size, "generate: --stop-ids"))
-      stops.push_back(id);
+  const std::vector<int64_t> stops = stop_ids(cfg, mc, tok.get(), tmpl);
   Rng rng(static_cast<uint64_t>(cfg.get_int("generate.seed")), 0x6e6);
   const Decoded d = decode_tokens(
       model, params, prompt, max_new, [&](const std::vector<float>& logits) { return pick_token(logits, temperature, top_p, rng); },

@@ -405,6 +405,40 @@ void report_errors(const std::vector<std::string>& errors, const Stats& st, cons
                   cfg.get_float("prepare.max_bad_fraction"), "; fix the input or raise the limit");
 }
 
+// The template: --template, or (auto) the chat template next to the
+// tokenizer (or the model) when there is one; only Alpaca and chat rows use it.
+ChatTemplate prepare_template(const Config& cfg, const std::string& rformat) {
+  if (rformat == "text" || rformat == "tokens") return named_template("none");
+  const std::string tok_path = cfg.get_string("model.tokenizer");
+  const std::string dir = !tok_path.empty()
+                              ? (tok_path.find('/') == std::string::npos ? "." : tok_path.substr(0, tok_path.rfind('/')))
+                              : cfg.get_string("model.path");
+  ChatTemplate tmpl = resolve_template(cfg.get_string("prepare.template"), dir, "none", "prepare");
+  std::cerr << "prepare: template " << tmpl.describe() << "\n";
+  return tmpl;
+}
+
+// --input's comma-separated list of files.
+std::vector<std::string> input_files(const std::string& inputs_list) {
+  std::vector<std::string> inputs;
+  std::stringstream ss(inputs_list);
+  for (std::string s; std::getline(ss, s, ',');)
+    if (!s.empty()) inputs.push_back(s);
+  LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
+  return inputs;
+}
+
+// What prepare prints and commits as the output's summary.
+nlohmann::ordered_json summary_json(const Stats& st, const PreparedWriter& train, const PreparedWriter* val,
+                                    double secs, const std::string& out_dir) {
+  return {{"documents", st.documents}, {"train_rows", train.rows()}, {"train_tokens", train.tokens()},
+          {"val_rows", val ? val->rows() : 0}, {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
+          {"truncated_tokens", st.truncated_tokens}, {"split_documents", st.split_documents},
+          {"dropped_documents", st.dropped_documents}, {"seconds", secs},
+          {"tokens_per_s", static_cast<double>(train.tokens() + (val ? val->tokens() : 0)) / secs},
+          {"input_mb_per_s", static_cast<double>(st.input_bytes) / 1e6 / secs}, {"output", out_dir}};
+}
+
 }  // namespace
 
 int run_prepare(const Config& cfg) {
@@ -416,16 +450,7 @@ int run_prepare(const Config& cfg) {
                   "prepare: --columns is for --format csv or tsv (the format is ", format, ")");
   const std::string rformat = render_format(format, columns);
   const std::unique_ptr<Tokenizer> tok = prepare_tokenizer(cfg, format);
-  // The template: --template, or (auto) the chat template next to the
-  // tokenizer (or the model) when there is one; only Alpaca and chat rows use it.
-  ChatTemplate tmpl = named_template("none");
-  if (rformat != "text" && rformat != "tokens") {
-    const std::string dir = !tok_path.empty()
-                                ? (tok_path.find('/') == std::string::npos ? "." : tok_path.substr(0, tok_path.rfind('/')))
-                                : cfg.get_string("model.path");
-    tmpl = resolve_template(cfg.get_string("prepare.template"), dir, "none", "prepare");
-    std::cerr << "prepare: template " << tmpl.describe() << "\n";
-  }
+  const ChatTemplate tmpl = prepare_template(cfg, rformat);
   const int seq_len = static_cast<int>(cfg.get_int("prepare.seq_len"));
   const bool pack = cfg.get_bool("prepare.pack");
   const bool train_on_prompt = cfg.get_bool("prepare.train_on_prompt");
@@ -434,11 +459,7 @@ int run_prepare(const Config& cfg) {
   const bool tty = isatty(STDERR_FILENO);
   const std::string inputs_list = cfg.get_string("prepare.input");
 
-  std::vector<std::string> inputs;
-  std::stringstream ss(inputs_list);
-  for (std::string s; std::getline(ss, s, ',');)
-    if (!s.empty()) inputs.push_back(s);
-  LLAMAFT_REQUIRE(!inputs.empty(), "prepare: no --input files");
+  const std::vector<std::string> inputs = input_files(inputs_list);
 
   PreparedOutput output(out_dir);  // refuses a folder that is not an earlier prepare's, before any work
   const int64_t vocab = tok ? tok->vocab_size() : INT32_MAX;
@@ -491,13 +512,7 @@ int run_prepare(const Config& cfg) {
   };
   train.finish(manifest(train, "train"));
   if (val) val->finish(manifest(*val, "val"));
-  nlohmann::ordered_json summary = {
-      {"documents", st.documents}, {"train_rows", train.rows()}, {"train_tokens", train.tokens()},
-      {"val_rows", val ? val->rows() : 0}, {"bad_rows", st.bad_rows}, {"truncated_documents", st.truncated_documents},
-      {"truncated_tokens", st.truncated_tokens}, {"split_documents", st.split_documents},
-      {"dropped_documents", st.dropped_documents}, {"seconds", secs},
-      {"tokens_per_s", static_cast<double>(train.tokens() + (val ? val->tokens() : 0)) / secs},
-      {"input_mb_per_s", static_cast<double>(st.input_bytes) / 1e6 / secs}, {"output", out_dir}};
+  const nlohmann::ordered_json summary = summary_json(st, train, val, secs, out_dir);
   output.commit(val ? std::vector<std::string>{"train", "val"} : std::vector<std::string>{"train"}, summary.dump());
   std::cout << summary.dump() << std::endl;
   return 0;

@@ -401,6 +401,74 @@ std::unique_ptr<Tokenizer> load_tiktoken_model(const std::string& path) {
   return std::make_unique<BpeTokenizer>(std::move(id_to_bytes), std::move(specials), path);
 }
 
+namespace {
+
+using Specials = std::vector<std::pair<std::string, int32_t>>;
+
+// Merges mode: the unk token and model.merges ("a b" strings or [a, b]
+// pairs) as pairs of vocabulary ids.
+void read_merges(const nlohmann::json& j, const std::string& path,
+                 const std::unordered_map<std::string, int32_t>& vocab_ids, const Specials& specials,
+                 BpeScheme& full) {
+  if (j["model"].contains("unk_token") && j["model"]["unk_token"].is_string()) {
+    const std::string unk = j["model"]["unk_token"].get<std::string>();
+    auto it = std::find_if(specials.begin(), specials.end(), [&](const auto& sp) { return sp.first == unk; });
+    LLAMAFT_REQUIRE(it != specials.end(), path, ": unk_token '", unk, "' is not an added token");
+    full.unk_id = it->second;
+  }
+  LLAMAFT_REQUIRE(j["model"].contains("merges") && j["model"]["merges"].is_array(), path, ": a BPE model without merges");
+  for (const auto& m : j["model"]["merges"]) {
+    std::string a, b;
+    if (m.is_string()) {  // "left right"
+      const std::string text = m.get<std::string>();
+      const size_t sp = text.find(' ');
+      LLAMAFT_REQUIRE(sp != std::string::npos, path, ": merge '", text, "' is not two tokens");
+      a = text.substr(0, sp), b = text.substr(sp + 1);
+    } else {
+      LLAMAFT_REQUIRE(m.is_array() && m.size() == 2, path, ": a merge must be \"a b\" or [a, b]");
+      a = m[0].get<std::string>(), b = m[1].get<std::string>();
+    }
+    auto ia = vocab_ids.find(a), ib = vocab_ids.find(b);
+    LLAMAFT_REQUIRE(ia != vocab_ids.end() && ib != vocab_ids.end(), path, ": merge '", a, " ", b,
+                    "' names a token not in the vocabulary");
+    full.merges.emplace_back(ia->second, ib->second);
+  }
+}
+
+// bos/eos are not in tokenizer.json; tokenizer_config.json beside it names
+// them (a Llama 3 Instruct folder's EOS is <|eot_id|>, its base's
+// <|end_of_text|>). Without it, GPT-2-style files have none and Llama 3
+// files keep <|begin_of_text|> / <|end_of_text|>.
+void read_bos_eos_names(const std::string& path, const Specials& specials, BpeScheme& full) {
+  const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  std::ifstream tc_in(dir + "/tokenizer_config.json");
+  if (tc_in.good()) {
+    try {
+      const nlohmann::json tc = nlohmann::json::parse(tc_in);
+      auto name_of = [&](const char* key) -> std::string {
+        if (!tc.contains(key)) return "";
+        if (tc[key].is_string()) return tc[key].get<std::string>();
+        if (tc[key].is_object() && tc[key].contains("content")) return tc[key]["content"].get<std::string>();
+        return "";
+      };
+      if (full.merges_mode) {
+        full.bos_name = name_of("bos_token");
+        full.eos_name = name_of("eos_token");
+      } else {
+        auto is_special = [&](const std::string& n) {
+          return std::any_of(specials.begin(), specials.end(), [&](const auto& sp) { return sp.first == n; });
+        };
+        if (is_special(name_of("bos_token"))) full.bos_name = name_of("bos_token");
+        if (is_special(name_of("eos_token"))) full.eos_name = name_of("eos_token");
+      }
+    } catch (const std::exception& e) {
+      LLAMAFT_FAIL(dir, "/tokenizer_config.json: not valid JSON (", e.what(), ")");
+    }
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
   std::ifstream in(path);
   LLAMAFT_REQUIRE(in.good(), "cannot open tokenizer '", path, "'");
@@ -435,60 +503,8 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
   if (j.contains("added_tokens"))
     for (const auto& t : j["added_tokens"]) specials.emplace_back(t["content"].get<std::string>(), t["id"].get<int32_t>());
   BpeScheme full = scheme;
-  if (full.merges_mode) {
-    if (j["model"].contains("unk_token") && j["model"]["unk_token"].is_string()) {
-      const std::string unk = j["model"]["unk_token"].get<std::string>();
-      auto it = std::find_if(specials.begin(), specials.end(), [&](const auto& sp) { return sp.first == unk; });
-      LLAMAFT_REQUIRE(it != specials.end(), path, ": unk_token '", unk, "' is not an added token");
-      full.unk_id = it->second;
-    }
-    LLAMAFT_REQUIRE(j["model"].contains("merges") && j["model"]["merges"].is_array(), path, ": a BPE model without merges");
-    for (const auto& m : j["model"]["merges"]) {
-      std::string a, b;
-      if (m.is_string()) {  // "left right"
-        const std::string text = m.get<std::string>();
-        const size_t sp = text.find(' ');
-        LLAMAFT_REQUIRE(sp != std::string::npos, path, ": merge '", text, "' is not two tokens");
-        a = text.substr(0, sp), b = text.substr(sp + 1);
-      } else {
-        LLAMAFT_REQUIRE(m.is_array() && m.size() == 2, path, ": a merge must be \"a b\" or [a, b]");
-        a = m[0].get<std::string>(), b = m[1].get<std::string>();
-      }
-      auto ia = vocab_ids.find(a), ib = vocab_ids.find(b);
-      LLAMAFT_REQUIRE(ia != vocab_ids.end() && ib != vocab_ids.end(), path, ": merge '", a, " ", b,
-                      "' names a token not in the vocabulary");
-      full.merges.emplace_back(ia->second, ib->second);
-    }
-  }
-  // bos/eos are not in tokenizer.json; tokenizer_config.json beside it names
-  // them (a Llama 3 Instruct folder's EOS is <|eot_id|>, its base's
-  // <|end_of_text|>). Without it, GPT-2-style files have none and Llama 3
-  // files keep <|begin_of_text|> / <|end_of_text|>.
-  const std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  std::ifstream tc_in(dir + "/tokenizer_config.json");
-  if (tc_in.good()) {
-    try {
-      const nlohmann::json tc = nlohmann::json::parse(tc_in);
-      auto name_of = [&](const char* key) -> std::string {
-        if (!tc.contains(key)) return "";
-        if (tc[key].is_string()) return tc[key].get<std::string>();
-        if (tc[key].is_object() && tc[key].contains("content")) return tc[key]["content"].get<std::string>();
-        return "";
-      };
-      if (full.merges_mode) {
-        full.bos_name = name_of("bos_token");
-        full.eos_name = name_of("eos_token");
-      } else {
-        auto is_special = [&](const std::string& n) {
-          return std::any_of(specials.begin(), specials.end(), [&](const auto& sp) { return sp.first == n; });
-        };
-        if (is_special(name_of("bos_token"))) full.bos_name = name_of("bos_token");
-        if (is_special(name_of("eos_token"))) full.eos_name = name_of("eos_token");
-      }
-    } catch (const std::exception& e) {
-      LLAMAFT_FAIL(dir, "/tokenizer_config.json: not valid JSON (", e.what(), ")");
-    }
-  }
+  if (full.merges_mode) read_merges(j, path, vocab_ids, specials, full);
+  read_bos_eos_names(path, specials, full);
   return std::make_unique<BpeTokenizer>(std::move(id_to_bytes), std::move(specials), path, std::move(full));
 }
 

@@ -49,6 +49,84 @@ std::string quoted(const std::string& s, const std::string& path) {
   }
 }
 
+// tokenizer.json's model.vocab, written by hand: an ordered_json object
+// checks each insert against every key, quadratic in 49K+ tokens.
+std::string vocab_json(const std::vector<std::string>& tokens, const std::string& path) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::unordered_set<std::string> seen;
+  std::string vocab = "{";
+  for (int64_t i = 0; i < n; ++i) {
+    LLAMAFT_REQUIRE(seen.insert(tokens[i]).second, path, ": token '", tokens[i], "' appears twice (ids ", i,
+                    " and earlier); a tokenizer.json vocabulary cannot hold it");
+    vocab += (i ? "," : "") + quoted(tokens[i], path) + ":" + std::to_string(i);
+  }
+  vocab += "}";
+  return vocab;
+}
+
+// tokenizer.json's model.merges: each "left right".
+std::string merges_json(const std::vector<std::string>& merges, const std::string& path) {
+  std::string merge_list = "[";
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const size_t sp = merges[i].find(' ');
+    LLAMAFT_REQUIRE(sp != std::string::npos && sp > 0 && sp + 1 < merges[i].size() &&
+                        merges[i].find(' ', sp + 1) == std::string::npos,
+                    path, ": merge ", i, " '", merges[i], "' is not two tokens separated by one space");
+    merge_list += (i ? "," : "") + quoted(merges[i], path);
+  }
+  merge_list += "]";
+  return merge_list;
+}
+
+// Control and user-defined tokens, as tokenizer.json's added_tokens and
+// tokenizer_config.json's added_tokens_decoder list them.
+struct AddedTokens {
+  ojson list = ojson::array();
+  ojson decoder = ojson::object();
+};
+
+AddedTokens added_tokens(const std::vector<std::string>& tokens, const io::GgufValue* types) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  AddedTokens added;
+  for (int64_t i = 0; i < n && types; ++i) {
+    const int64_t t = types->ints[static_cast<size_t>(i)];
+    if (t != kControl && t != kUserDefined) continue;
+    const bool special = t == kControl;
+    ojson entry = {{"id", i},           {"content", tokens[i]}, {"single_word", false}, {"lstrip", false},
+                   {"rstrip", false},   {"normalized", false},  {"special", special}};
+    added.list.push_back(entry);
+    entry.erase("id");
+    added.decoder[std::to_string(i)] = entry;
+  }
+  return added;
+}
+
+// BOS before each sequence when the GGUF adds one, else the byte-level
+// post-processor.
+ojson post_processor(const io::GgufFile& f, bool add_bos, const std::string& bos) {
+  if (!add_bos) return {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}};
+  LLAMAFT_REQUIRE(!bos.empty(), f.path(), ": tokenizer.ggml.add_bos_token is set but there is no bos_token_id");
+  const int64_t bos_id = f.get_int("tokenizer.ggml.bos_token_id");
+  return {{"type", "TemplateProcessing"},
+          {"single", ojson::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                   {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+          {"pair", ojson::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
+                                 {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                 {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
+                                 {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+          {"special_tokens", {{bos, {{"id", bos}, {"ids", {bos_id}}, {"tokens", {bos}}}}}}};
+}
+
+// generation_config.json: the token ids the GGUF sets.
+std::string generation_config_json(const io::GgufFile& f) {
+  ojson gc = ojson::object();
+  if (f.get_int_or("tokenizer.ggml.bos_token_id", -1) >= 0) gc["bos_token_id"] = f.get_int("tokenizer.ggml.bos_token_id");
+  if (f.get_int_or("tokenizer.ggml.eos_token_id", -1) >= 0) gc["eos_token_id"] = f.get_int("tokenizer.ggml.eos_token_id");
+  if (f.get_int_or("tokenizer.ggml.padding_token_id", -1) >= 0)
+    gc["pad_token_id"] = f.get_int("tokenizer.ggml.padding_token_id");
+  return gc.dump(2) + "\n";
+}
+
 }  // namespace
 
 HfTokenizerFiles hf_tokenizer_files_from_gguf(const io::GgufFile& f, int64_t model_max_length) {
@@ -76,55 +154,14 @@ HfTokenizerFiles hf_tokenizer_files_from_gguf(const io::GgufFile& f, int64_t mod
   LLAMAFT_REQUIRE(!f.get_bool_or("tokenizer.ggml.add_space_prefix", false), path,
                   ": tokenizer.ggml.add_space_prefix = true is not supported by convert for a gpt2 tokenizer");
 
-  // tokenizer.json. The vocabulary is written by hand: an ordered_json
-  // object checks each insert against every key, quadratic in 49K+ tokens.
-  std::unordered_set<std::string> seen;
-  std::string vocab = "{";
-  for (int64_t i = 0; i < n; ++i) {
-    LLAMAFT_REQUIRE(seen.insert(tokens[i]).second, path, ": token '", tokens[i], "' appears twice (ids ", i,
-                    " and earlier); a tokenizer.json vocabulary cannot hold it");
-    vocab += (i ? "," : "") + quoted(tokens[i], path) + ":" + std::to_string(i);
-  }
-  vocab += "}";
-  std::string merge_list = "[";
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const size_t sp = merges[i].find(' ');
-    LLAMAFT_REQUIRE(sp != std::string::npos && sp > 0 && sp + 1 < merges[i].size() &&
-                        merges[i].find(' ', sp + 1) == std::string::npos,
-                    path, ": merge ", i, " '", merges[i], "' is not two tokens separated by one space");
-    merge_list += (i ? "," : "") + quoted(merges[i], path);
-  }
-  merge_list += "]";
-  ojson added = ojson::array();
-  ojson added_decoder = ojson::object();
-  for (int64_t i = 0; i < n && types; ++i) {
-    const int64_t t = types->ints[static_cast<size_t>(i)];
-    if (t != kControl && t != kUserDefined) continue;
-    const bool special = t == kControl;
-    ojson entry = {{"id", i},           {"content", tokens[i]}, {"single_word", false}, {"lstrip", false},
-                   {"rstrip", false},   {"normalized", false},  {"special", special}};
-    added.push_back(entry);
-    entry.erase("id");
-    added_decoder[std::to_string(i)] = entry;
-  }
+  // tokenizer.json
+  const std::string vocab = vocab_json(tokens, path);
+  const std::string merge_list = merges_json(merges, path);
+  const AddedTokens added = added_tokens(tokens, types);
   const std::string bos = token_at("tokenizer.ggml.bos_token_id"), eos = token_at("tokenizer.ggml.eos_token_id");
   const std::string unk = token_at("tokenizer.ggml.unknown_token_id"), pad = token_at("tokenizer.ggml.padding_token_id");
-  ojson post;
-  if (add_bos) {
-    LLAMAFT_REQUIRE(!bos.empty(), path, ": tokenizer.ggml.add_bos_token is set but there is no bos_token_id");
-    const int64_t bos_id = f.get_int("tokenizer.ggml.bos_token_id");
-    post = {{"type", "TemplateProcessing"},
-            {"single", ojson::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                     {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-            {"pair", ojson::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}},
-                                   {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                                   {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}},
-                                   {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-            {"special_tokens", {{bos, {{"id", bos}, {"ids", {bos_id}}, {"tokens", {bos}}}}}}};
-  } else {
-    post = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}};
-  }
-  ojson head = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added},
+  const ojson post = post_processor(f, add_bos, bos);
+  ojson head = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added.list},
                 {"normalizer", nullptr}, {"pre_tokenizer", pre_tokenizer}, {"post_processor", post},
                 {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}}};
   ojson model_head = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", unk.empty() ? ojson(nullptr) : ojson(unk)},
@@ -138,7 +175,7 @@ HfTokenizerFiles hf_tokenizer_files_from_gguf(const io::GgufFile& f, int64_t mod
   out.tokenizer_json = head_json + ",\"model\":" + model_json + ",\"vocab\":" + vocab + ",\"merges\":" + merge_list + "}}\n";
 
   // tokenizer_config.json
-  ojson tc = {{"add_prefix_space", false}, {"added_tokens_decoder", added_decoder}};
+  ojson tc = {{"add_prefix_space", false}, {"added_tokens_decoder", added.decoder}};
   if (add_bos) tc["add_bos_token"] = true;
   if (!bos.empty()) tc["bos_token"] = bos;
   if (!eos.empty()) tc["eos_token"] = eos;
@@ -150,13 +187,7 @@ HfTokenizerFiles hf_tokenizer_files_from_gguf(const io::GgufFile& f, int64_t mod
   tc["tokenizer_class"] = add_bos ? "PreTrainedTokenizerFast" : "GPT2Tokenizer";
   out.tokenizer_config_json = tc.dump(2) + "\n";
 
-  // generation_config.json
-  ojson gc = ojson::object();
-  if (f.get_int_or("tokenizer.ggml.bos_token_id", -1) >= 0) gc["bos_token_id"] = f.get_int("tokenizer.ggml.bos_token_id");
-  if (f.get_int_or("tokenizer.ggml.eos_token_id", -1) >= 0) gc["eos_token_id"] = f.get_int("tokenizer.ggml.eos_token_id");
-  if (f.get_int_or("tokenizer.ggml.padding_token_id", -1) >= 0)
-    gc["pad_token_id"] = f.get_int("tokenizer.ggml.padding_token_id");
-  out.generation_config_json = gc.dump(2) + "\n";
+  out.generation_config_json = generation_config_json(f);
   return out;
 }
 

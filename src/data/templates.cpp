@@ -548,109 +548,136 @@ Rendered render_alpaca(const Tokenizer& tok, const ChatTemplate& t, const std::s
   return r;
 }
 
+namespace {
+
+bool trained_turn(const Message& m, bool train_on_prompt) { return train_on_prompt || m.role == "assistant"; }
+
+// '<|im_start|>' + role + '\n' + content + '<|im_end|>' + '\n' per message.
+void chatml_chat(Builder& b, const Tokenizer& tok, const ChatTemplate& t, const std::vector<Message>& messages,
+                 bool tp, bool add_generation_prompt) {
+  const int32_t start = required_special(tok, "<|im_start|>", t), end = required_special(tok, "<|im_end|>", t);
+  if (!t.default_system.empty() && messages[0].role != "system") {
+    b.special(start, tp);
+    b.text("system\n" + t.default_system, tp);
+    b.special(end, tp);
+    b.text("\n", tp);
+  }
+  for (const auto& m : messages) {
+    b.special(start, tp);
+    b.text(m.role + "\n", tp);
+    b.text(m.content, trained_turn(m, tp));
+    b.special(end, trained_turn(m, tp));
+    b.text("\n", tp);
+  }
+  if (add_generation_prompt) {
+    b.special(start, tp);
+    b.text("assistant\n", tp);
+  }
+}
+
+// Per (user, assistant) pair: <s>[INST] {user} [/INST] {assistant} </s>; a
+// system message is folded into the first user turn. The template has no
+// generation prompt: a chat ending with a user turn ends with [/INST].
+void llama2_chat(Builder& b, const Tokenizer& tok, const ChatTemplate& t, const std::vector<Message>& messages,
+                 bool tp) {
+  std::vector<Message> msgs = messages;
+  if (msgs[0].role == "system") {
+    LLAMAFT_REQUIRE(msgs.size() > 1, "llama2: a system message must be followed by a user turn");
+    msgs[1].content = "<<SYS>>\n" + msgs[0].content + "\n<</SYS>>\n\n" + msgs[1].content;
+    msgs.erase(msgs.begin());
+  }
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const char* want = i % 2 == 0 ? "user" : "assistant";
+    LLAMAFT_REQUIRE(msgs[i].role == want, "llama2 chats alternate user/assistant after an optional system "
+                    "message; turn ", i + 1, " is '", msgs[i].role, "'");
+    if (i % 2 == 0) {
+      b.special(required_bos(tok, t), tp);
+      b.text("[INST] " + python_strip(msgs[i].content) + " [/INST]", tp);
+    } else {
+      b.text(" " + python_strip(msgs[i].content) + " ", true);
+      b.special(required_eos(tok, t), true);
+    }
+  }
+}
+
+// Llama 3.1: a system turn always, with the knowledge and today's dates
+// before any system message.
+void llama31_chat(Builder& b, const Tokenizer& tok, const ChatTemplate& t, const std::vector<Message>& messages,
+                  bool tp, bool add_generation_prompt) {
+  b.special(required_bos(tok, t), tp);
+  size_t first = 0;
+  std::string system;
+  if (messages[0].role == "system") {
+    system = python_strip(messages[0].content);
+    first = 1;
+  }
+  llama3_turn(b, tok, t, "system",
+              "Cutting Knowledge Date: December 2023\nToday Date: " + t.date_string + "\n\n" + system, tp, tp);
+  for (size_t i = first; i < messages.size(); ++i)
+    llama3_turn(b, tok, t, messages[i].role, python_strip(messages[i].content), tp, trained_turn(messages[i], tp));
+  if (add_generation_prompt) llama3_generation_prompt(b, tok, t, tp);
+}
+
+// Alpaca: a system message (or the preamble), then ### Instruction: and
+// ### Response: sections.
+void alpaca_chat(Builder& b, const Tokenizer& tok, const ChatTemplate& t, const std::vector<Message>& messages,
+                 bool tp, bool add_generation_prompt) {
+  b.special(required_bos(tok, t), tp);
+  size_t first = 0;
+  if (messages[0].role == "system") {
+    b.text(messages[0].content + "\n\n", tp);
+    first = 1;
+  } else {
+    b.text(kAlpacaPreamble, tp);
+  }
+  for (size_t i = first; i < messages.size(); ++i) {
+    const Message& m = messages[i];
+    LLAMAFT_REQUIRE(m.role != "system", "alpaca chats hold user and assistant turns after an optional system "
+                    "message; turn ", i + 1, " is 'system'");
+    if (m.role == "user") {
+      b.text("### Instruction:\n" + m.content + "\n\n", tp);
+    } else {
+      b.text("### Response:\n", tp);
+      b.text(m.content, true);
+      b.special(required_eos(tok, t), true);
+      if (i + 1 < messages.size()) b.text("\n\n", tp);
+    }
+  }
+  if (add_generation_prompt) b.text("### Response:\n", tp);
+}
+
+}  // namespace
+
 Rendered render_chat(const Tokenizer& tok, const ChatTemplate& t, const std::vector<Message>& messages,
                      bool train_on_prompt, bool add_generation_prompt) {
   require_roles(messages);
   const bool tp = train_on_prompt;
-  auto trained = [&](const Message& m) { return tp || m.role == "assistant"; };
   Builder b(tok);
   switch (t.family) {
-    case TemplateFamily::kChatML: {
-      // '<|im_start|>' + role + '\n' + content + '<|im_end|>' + '\n' per message.
-      const int32_t start = required_special(tok, "<|im_start|>", t), end = required_special(tok, "<|im_end|>", t);
-      if (!t.default_system.empty() && messages[0].role != "system") {
-        b.special(start, tp);
-        b.text("system\n" + t.default_system, tp);
-        b.special(end, tp);
-        b.text("\n", tp);
-      }
-      for (const auto& m : messages) {
-        b.special(start, tp);
-        b.text(m.role + "\n", tp);
-        b.text(m.content, trained(m));
-        b.special(end, trained(m));
-        b.text("\n", tp);
-      }
-      if (add_generation_prompt) {
-        b.special(start, tp);
-        b.text("assistant\n", tp);
-      }
+    case TemplateFamily::kChatML:
+      chatml_chat(b, tok, t, messages, tp, add_generation_prompt);
       break;
-    }
-    case TemplateFamily::kLlama2: {
-      // Per (user, assistant) pair: <s>[INST] {user} [/INST] {assistant} </s>; a
-      // system message is folded into the first user turn.
-      std::vector<Message> msgs = messages;
-      if (msgs[0].role == "system") {
-        LLAMAFT_REQUIRE(msgs.size() > 1, "llama2: a system message must be followed by a user turn");
-        msgs[1].content = "<<SYS>>\n" + msgs[0].content + "\n<</SYS>>\n\n" + msgs[1].content;
-        msgs.erase(msgs.begin());
-      }
-      for (size_t i = 0; i < msgs.size(); ++i) {
-        const char* want = i % 2 == 0 ? "user" : "assistant";
-        LLAMAFT_REQUIRE(msgs[i].role == want, "llama2 chats alternate user/assistant after an optional system "
-                        "message; turn ", i + 1, " is '", msgs[i].role, "'");
-        if (i % 2 == 0) {
-          b.special(required_bos(tok, t), tp);
-          b.text("[INST] " + python_strip(msgs[i].content) + " [/INST]", tp);
-        } else {
-          b.text(" " + python_strip(msgs[i].content) + " ", true);
-          b.special(required_eos(tok, t), true);
-        }
-      }
-      break;  // the template has no generation prompt: a chat ending with a user turn ends with [/INST]
-    }
+    case TemplateFamily::kLlama2:
+      llama2_chat(b, tok, t, messages, tp);
+      break;
     case TemplateFamily::kLlama3: {
       b.special(required_bos(tok, t), tp);
-      for (const auto& m : messages) llama3_turn(b, tok, t, m.role, python_strip(m.content), tp, trained(m));
+      for (const auto& m : messages)
+        llama3_turn(b, tok, t, m.role, python_strip(m.content), tp, trained_turn(m, tp));
       if (add_generation_prompt || t.always_generation_prompt) llama3_generation_prompt(b, tok, t, tp);
       break;
     }
-    case TemplateFamily::kLlama31: {
-      b.special(required_bos(tok, t), tp);
-      size_t first = 0;
-      std::string system;
-      if (messages[0].role == "system") {
-        system = python_strip(messages[0].content);
-        first = 1;
-      }
-      llama3_turn(b, tok, t, "system",
-                  "Cutting Knowledge Date: December 2023\nToday Date: " + t.date_string + "\n\n" + system, tp, tp);
-      for (size_t i = first; i < messages.size(); ++i)
-        llama3_turn(b, tok, t, messages[i].role, python_strip(messages[i].content), tp, trained(messages[i]));
-      if (add_generation_prompt) llama3_generation_prompt(b, tok, t, tp);
+    case TemplateFamily::kLlama31:
+      llama31_chat(b, tok, t, messages, tp, add_generation_prompt);
       break;
-    }
-    case TemplateFamily::kAlpaca: {
-      b.special(required_bos(tok, t), tp);
-      size_t first = 0;
-      if (messages[0].role == "system") {
-        b.text(messages[0].content + "\n\n", tp);
-        first = 1;
-      } else {
-        b.text(kAlpacaPreamble, tp);
-      }
-      for (size_t i = first; i < messages.size(); ++i) {
-        const Message& m = messages[i];
-        LLAMAFT_REQUIRE(m.role != "system", "alpaca chats hold user and assistant turns after an optional system "
-                        "message; turn ", i + 1, " is 'system'");
-        if (m.role == "user") {
-          b.text("### Instruction:\n" + m.content + "\n\n", tp);
-        } else {
-          b.text("### Response:\n", tp);
-          b.text(m.content, true);
-          b.special(required_eos(tok, t), true);
-          if (i + 1 < messages.size()) b.text("\n\n", tp);
-        }
-      }
-      if (add_generation_prompt) b.text("### Response:\n", tp);
+    case TemplateFamily::kAlpaca:
+      alpaca_chat(b, tok, t, messages, tp, add_generation_prompt);
       break;
-    }
     case TemplateFamily::kNone: {
       // No template: the turns' text back to back, assistant turns trained.
       Rendered r;
       append(r, {tok.bos_id()}, tp);
-      for (const auto& m : messages) append(r, tok.encode(m.content), trained(m));
+      for (const auto& m : messages) append(r, tok.encode(m.content), trained_turn(m, tp));
       append(r, {tok.eos_id()}, true);
       return r;
     }

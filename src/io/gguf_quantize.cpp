@@ -173,6 +173,41 @@ float make_qkx2_quants(int nmax, const float* x, const float* weights, uint8_t* 
   return scale;
 }
 
+// Q4_K's qs[128] from the block's 256 levels (0..15): each 32 bytes hold
+// two sub-blocks, low nibbles then high nibbles.
+void store_q4_k_levels(const uint8_t* L, uint8_t* q) {
+  for (int j = 0; j < kQkK; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
+// Q5_K's qh[32] then qs[128] from the block's 256 levels (0..31): the low
+// four bits as in Q4_K, the fifth bits of sub-block pair p in bits 2p and
+// 2p + 1 of qh.
+void store_q5_k_levels(const uint8_t* L, uint8_t* qh) {
+  uint8_t* ql = qh + 32;
+  std::memset(qh, 0, 32);
+  uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < kQkK; n += 64) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n + j], l2 = L[n + j + 32];
+      if (l1 > 15) {
+        l1 -= 16;
+        qh[j] |= m1;
+      }
+      if (l2 > 15) {
+        l2 -= 16;
+        qh[j] |= m2;
+      }
+      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+    m1 = static_cast<uint8_t>(m1 << 2);
+    m2 = static_cast<uint8_t>(m2 << 2);
+    ql += 32;
+  }
+}
+
 // Q4_K: d(f16) dmin(f16) scales[12] qs[128]; Q5_K adds qh[32] before qs.
 // Eight sub-blocks of 32, each with a 6-bit scale and a 6-bit min relative
 // to d and dmin (packed as io/gguf.cpp's k_scale_min reads them); then every
@@ -230,35 +265,8 @@ void quantize_k_asymmetric(const float* x, uint8_t* b, bool five_bits) {
       L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
     }
   }
-  if (!five_bits) {
-    uint8_t* q = b + 16;
-    for (int j = 0; j < kQkK; j += 64) {
-      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
-      q += 32;
-    }
-    return;
-  }
-  uint8_t* qh = b + 16;
-  uint8_t* ql = b + 48;
-  std::memset(qh, 0, 32);
-  uint8_t m1 = 1, m2 = 2;
-  for (int n = 0; n < kQkK; n += 64) {
-    for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j], l2 = L[n + j + 32];
-      if (l1 > 15) {
-        l1 -= 16;
-        qh[j] |= m1;
-      }
-      if (l2 > 15) {
-        l2 -= 16;
-        qh[j] |= m2;
-      }
-      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-    }
-    m1 = static_cast<uint8_t>(m1 << 2);
-    m2 = static_cast<uint8_t>(m2 << 2);
-    ql += 32;
-  }
+  if (five_bits) store_q5_k_levels(L, b + 16);
+  else store_q4_k_levels(L, b + 16);
 }
 
 // ---- Q6_K ----------------------------------------------------------------------------

@@ -119,6 +119,59 @@ struct Frame {
 
 std::string tag_of(const unsigned char* tag) { return tag ? reinterpret_cast<const char*>(tag) : ""; }
 
+// The document under construction: the open sequences and mappings, the
+// anchors seen so far, and the root once the outermost value is complete.
+class Tree {
+ public:
+  explicit Tree(const Builder& b) : b_(b) {}
+
+  // Adds a finished value to the frame below (as a key, a map value or an item).
+  void add(Json v, size_t line) {
+    if (stack_.empty()) return void(root_ = std::move(v));
+    Frame& f = stack_.back();
+    if (!f.is_map) return f.value.push_back(std::move(v));
+    if (!f.has_key) {
+      LLAMAFT_REQUIRE(v.is_string(), b_.where(line), "a mapping key must be a string (got ", v.dump(), ")");
+      f.key = v.get<std::string>();
+      LLAMAFT_REQUIRE(!f.keys.count(f.key), b_.where(line), "the key '", f.key, "' appears twice");
+      f.keys[f.key] = true;
+      f.has_key = true;
+      return;
+    }
+    f.value[f.key] = std::move(v);
+    f.has_key = false;
+  }
+  void add_alias(const std::string& a, size_t line) {
+    LLAMAFT_REQUIRE(anchors_.count(a), b_.where(line), "the alias *", a, " has no anchor");
+    add(anchors_[a], line);
+  }
+  void add_scalar(Json v, const unsigned char* anchor, size_t line) {
+    if (anchor) anchors_[reinterpret_cast<const char*>(anchor)] = v;
+    add(std::move(v), line);
+  }
+  // A sequence or mapping starts; it is added when it ends.
+  void open(bool is_map, const unsigned char* anchor) {
+    Frame f;
+    f.is_map = is_map;
+    f.value = is_map ? Json::object() : Json::array();
+    f.anchor = anchor ? reinterpret_cast<const char*>(anchor) : "";
+    stack_.push_back(std::move(f));
+  }
+  void close(size_t line) {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    if (!f.anchor.empty()) anchors_[f.anchor] = f.value;
+    add(std::move(f.value), line);
+  }
+  Json take_root() { return std::move(root_); }
+
+ private:
+  const Builder& b_;
+  std::vector<Frame> stack_;
+  std::map<std::string, Json> anchors_;
+  Json root_;
+};
+
 }  // namespace
 
 Json parse_yaml(const std::string& text, const std::string& name) {
@@ -130,27 +183,9 @@ Json parse_yaml(const std::string& text, const std::string& name) {
   } closer{&parser};
   yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(text.data()), text.size());
   Builder b(name);
-  std::vector<Frame> stack;
-  std::map<std::string, Json> anchors;
-  Json root;
+  Tree tree(b);
   int documents = 0;
   bool done = false;
-  // Adds a finished value to the frame below (as a key, a map value or an item).
-  auto add = [&](Json v, size_t line) {
-    if (stack.empty()) return void(root = std::move(v));
-    Frame& f = stack.back();
-    if (!f.is_map) return f.value.push_back(std::move(v));
-    if (!f.has_key) {
-      LLAMAFT_REQUIRE(v.is_string(), b.where(line), "a mapping key must be a string (got ", v.dump(), ")");
-      f.key = v.get<std::string>();
-      LLAMAFT_REQUIRE(!f.keys.count(f.key), b.where(line), "the key '", f.key, "' appears twice");
-      f.keys[f.key] = true;
-      f.has_key = true;
-      return;
-    }
-    f.value[f.key] = std::move(v);
-    f.has_key = false;
-  };
   while (!done) {
     yaml_event_t ev;
     if (!yaml_parser_parse(&parser, &ev))
@@ -167,18 +202,14 @@ Json parse_yaml(const std::string& text, const std::string& name) {
       case YAML_DOCUMENT_START_EVENT:
         LLAMAFT_REQUIRE(++documents == 1, b.where(line), "a YAML stream of several documents is not a task config");
         break;
-      case YAML_ALIAS_EVENT: {
-        const std::string a = reinterpret_cast<const char*>(ev.data.alias.anchor);
-        LLAMAFT_REQUIRE(anchors.count(a), b.where(line), "the alias *", a, " has no anchor");
-        add(anchors[a], line);
+      case YAML_ALIAS_EVENT:
+        tree.add_alias(reinterpret_cast<const char*>(ev.data.alias.anchor), line);
         break;
-      }
       case YAML_SCALAR_EVENT: {
         const std::string value(reinterpret_cast<const char*>(ev.data.scalar.value), ev.data.scalar.length);
         const std::string tag = tag_of(ev.data.scalar.tag);
         Json v = b.scalar(value, tag.empty() ? nullptr : tag.c_str(), ev.data.scalar.plain_implicit, line);
-        if (ev.data.scalar.anchor) anchors[reinterpret_cast<const char*>(ev.data.scalar.anchor)] = v;
-        add(std::move(v), line);
+        tree.add_scalar(std::move(v), ev.data.scalar.anchor, line);
         break;
       }
       case YAML_SEQUENCE_START_EVENT:
@@ -189,25 +220,17 @@ Json parse_yaml(const std::string& text, const std::string& name) {
         const std::string t = tag_of(tag);
         LLAMAFT_REQUIRE(t.empty() || t == "!" || t == (is_map ? kMap : kSeq), b.where(line), "the YAML tag '", t,
                         "' is not supported");
-        Frame f;
-        f.is_map = is_map;
-        f.value = is_map ? Json::object() : Json::array();
-        f.anchor = anchor ? reinterpret_cast<const char*>(anchor) : "";
-        stack.push_back(std::move(f));
+        tree.open(is_map, anchor);
         break;
       }
       case YAML_SEQUENCE_END_EVENT:
-      case YAML_MAPPING_END_EVENT: {
-        Frame f = std::move(stack.back());
-        stack.pop_back();
-        if (!f.anchor.empty()) anchors[f.anchor] = f.value;
-        add(std::move(f.value), line);
+      case YAML_MAPPING_END_EVENT:
+        tree.close(line);
         break;
-      }
       default: break;
     }
   }
-  return root;
+  return tree.take_root();
 }
 
 Json read_yaml_file(const std::string& path) {

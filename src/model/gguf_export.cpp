@@ -248,6 +248,84 @@ void permute_heads(const float* in, float* out, int64_t rows, int64_t cols, int6
                     sizeof(float) * static_cast<size_t>(cols));
 }
 
+int64_t numel_of(const std::vector<int64_t>& ne) {
+  int64_t n = 1;
+  for (int64_t d : ne) n *= d;
+  return n;
+}
+
+// export writes a new .gguf file, or with --force replaces a GGUF, never
+// another file (a model's safetensors, a config) nor a folder.
+void check_output_path(const std::string& out_path, bool force) {
+  std::error_code ec;
+  LLAMAFT_REQUIRE(!fs::is_directory(out_path, ec), "export: --output '", out_path,
+                  "' is a folder; give the .gguf file to write");
+  if (!fs::exists(out_path, ec)) return;
+  LLAMAFT_REQUIRE(force, "export: '", out_path, "' already exists; pass --force to replace it");
+  char magic[4] = {};
+  std::FILE* f = std::fopen(out_path.c_str(), "rb");
+  const bool gguf = f && std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+  if (f) std::fclose(f);
+  LLAMAFT_REQUIRE(gguf, "export: '", out_path, "' exists and is not a GGUF file; refusing to replace it even with --force");
+}
+
+// Every planned tensor read from the model is there, in the shape config.json implies.
+void check_model_tensors(const Prepared& p, const io::HfTensorSet& weights, const std::string& model_dir) {
+  for (const auto& pt : p.plan) {
+    if (pt.hf_name.empty()) continue;
+    LLAMAFT_REQUIRE(weights.has(pt.hf_name), model_dir, ": tensor '", pt.hf_name,
+                    "' is missing from the safetensors files (config.json says it must exist)");
+    std::vector<int64_t> shape(pt.ne.rbegin(), pt.ne.rend());
+    LLAMAFT_REQUIRE(weights.info(pt.hf_name).shape == shape, model_dir, ": tensor '", pt.hf_name, "' has shape ",
+                    shape_str(weights.info(pt.hf_name).shape), " but config.json implies ", shape_str(shape));
+  }
+}
+
+// The adapter, read exactly as merge reads it, and folded in as merge folds
+// it (the same GEMM on the CPU backend), so export --adapter and export of
+// merge's folder write the same bytes.
+class AdapterFold {
+ public:
+  AdapterFold(const Prepared& p, const std::string& adapter_dir)
+      : lora_(p.lora), adapter_dir_(adapter_dir), scale_(p.lora.enabled() ? p.lora.scale() : 0.f) {
+    if (!lora_.enabled()) return;
+    layout_ = std::make_unique<ParamLayout>(p.config, lora_);
+    adapter_ = std::make_unique<io::SafetensorsFile>(adapter_dir + "/adapter_model.safetensors");
+    check_adapter_tensors(*adapter_, *layout_, adapter_dir);
+    cpu_ = make_cpu_backend();
+  }
+  bool enabled() const { return layout_ != nullptr; }
+
+  // W(out, in) += scale * B(out, r) @ A(r, in) for each adapted target of
+  // block tensor pt, whose values are W.
+  void fold(const PlannedTensor& pt, std::vector<float>& values) {
+    const Unit& lora_unit = layout_->units()[layout_->lora_unit(pt.layer)];
+    for (int target = 0; target < kNumLoraTargets; ++target) {
+      if (!lora_.targets[target] || !ends_with(pt.hf_name, std::string(lora_target_name(target)) + ".weight"))
+        continue;
+      const std::string module = std::string(lora_target_name(target));
+      const TensorSlot& a = lora_unit.slot(module + ".lora_A.weight");
+      const TensorSlot& b = lora_unit.slot(module + ".lora_B.weight");
+      lora_a_.resize(static_cast<size_t>(a.numel()));
+      lora_b_.resize(static_cast<size_t>(b.numel()));
+      adapter_->read_f32(adapter_tensor(*adapter_, a, adapter_dir_), 0, a.numel(), lora_a_.data());
+      adapter_->read_f32(adapter_tensor(*adapter_, b, adapter_dir_), 0, b.numel(), lora_b_.data());
+      const int out_dim = static_cast<int>(b.shape[0]), in_dim = static_cast<int>(a.shape[1]);
+      cpu_->gemm(false, false, out_dim, in_dim, lora_.rank, scale_, lora_b_.data(), lora_.rank, lora_a_.data(), in_dim,
+                 1.f, values.data(), in_dim);
+    }
+  }
+
+ private:
+  const LoraSpec& lora_;
+  std::string adapter_dir_;
+  float scale_;
+  std::unique_ptr<ParamLayout> layout_;
+  std::unique_ptr<io::SafetensorsFile> adapter_;
+  std::unique_ptr<Backend> cpu_;
+  std::vector<float> lora_a_, lora_b_;
+};
+
 }  // namespace
 
 GgufOutType parse_gguf_outtype(const std::string& name) {
@@ -287,84 +365,32 @@ void check_gguf_exportable(const GgufExportSource& src, GgufOutType type) { (voi
 
 GgufExportReport export_gguf(const GgufExportSource& src, GgufOutType type, const std::string& out_path, bool force) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::error_code ec;
-  LLAMAFT_REQUIRE(!fs::is_directory(out_path, ec), "export: --output '", out_path,
-                  "' is a folder; give the .gguf file to write");
-  if (fs::exists(out_path, ec)) {
-    LLAMAFT_REQUIRE(force, "export: '", out_path, "' already exists; pass --force to replace it");
-    // --force replaces a GGUF, never another file (a model's safetensors, a config).
-    char magic[4] = {};
-    std::FILE* f = std::fopen(out_path.c_str(), "rb");
-    const bool gguf = f && std::fread(magic, 1, 4, f) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
-    if (f) std::fclose(f);
-    LLAMAFT_REQUIRE(gguf, "export: '", out_path, "' exists and is not a GGUF file; refusing to replace it even with --force");
-  }
+  check_output_path(out_path, force);
   Prepared p = prepare(src, type);
   const LlamaConfig& c = p.config;
   const io::HfTensorSet weights(src.model_dir);
-  for (const auto& pt : p.plan) {
-    if (pt.hf_name.empty()) continue;
-    LLAMAFT_REQUIRE(weights.has(pt.hf_name), src.model_dir, ": tensor '", pt.hf_name,
-                    "' is missing from the safetensors files (config.json says it must exist)");
-    std::vector<int64_t> shape(pt.ne.rbegin(), pt.ne.rend());
-    LLAMAFT_REQUIRE(weights.info(pt.hf_name).shape == shape, src.model_dir, ": tensor '", pt.hf_name, "' has shape ",
-                    shape_str(weights.info(pt.hf_name).shape), " but config.json implies ", shape_str(shape));
-  }
-  // The adapter, read exactly as merge reads it, and folded in as merge folds
-  // it (the same GEMM on the CPU backend), so export --adapter and export of
-  // merge's folder write the same bytes.
-  std::unique_ptr<ParamLayout> lora_layout;
-  std::unique_ptr<io::SafetensorsFile> adapter;
-  std::unique_ptr<Backend> cpu;
-  if (p.lora.enabled()) {
-    lora_layout = std::make_unique<ParamLayout>(c, p.lora);
-    adapter = std::make_unique<io::SafetensorsFile>(src.adapter_dir + "/adapter_model.safetensors");
-    check_adapter_tensors(*adapter, *lora_layout, src.adapter_dir);
-    cpu = make_cpu_backend();
-  }
-  const float lora_scale = p.lora.enabled() ? p.lora.scale() : 0.f;
+  check_model_tensors(p, weights, src.model_dir);
+  AdapterFold adapter(p, src.adapter_dir);
 
   int64_t params = 0;
-  for (const auto& pt : p.plan) {
-    int64_t n = 1;
-    for (int64_t d : pt.ne) n *= d;
-    params += n;
-  }
+  for (const auto& pt : p.plan) params += numel_of(pt.ne);
   io::GgufWriter w;
   add_metadata(w, c, type, p.vocab, p.name, params);
   for (const auto& pt : p.plan) w.add_tensor(pt.gguf_name, pt.ne, pt.type);
 
   const std::vector<float> rope_factors = c.rope_scaling.type == "llama3" ? llama3_rope_factors(c) : std::vector<float>();
-  std::vector<float> values, staged, lora_a, lora_b;
+  std::vector<float> values, staged;
   w.write(out_path, [&](size_t i, uint8_t* dst) {
     const PlannedTensor& pt = p.plan[i];
-    int64_t numel = 1;
-    for (int64_t d : pt.ne) numel *= d;
+    const int64_t numel = numel_of(pt.ne);
     if (pt.hf_name.empty()) {
       values = rope_factors;
     } else {
       values.resize(static_cast<size_t>(numel));
       weights.read_f32(pt.hf_name, 0, numel, values.data());
-      if (lora_layout && pt.layer >= 0) {
-        const Unit& lora_unit = lora_layout->units()[lora_layout->lora_unit(pt.layer)];
-        for (int target = 0; target < kNumLoraTargets; ++target) {
-          if (!p.lora.targets[target] || !ends_with(pt.hf_name, std::string(lora_target_name(target)) + ".weight"))
-            continue;
-          const std::string module = std::string(lora_target_name(target));
-          const TensorSlot& a = lora_unit.slot(module + ".lora_A.weight");
-          const TensorSlot& b = lora_unit.slot(module + ".lora_B.weight");
-          lora_a.resize(static_cast<size_t>(a.numel()));
-          lora_b.resize(static_cast<size_t>(b.numel()));
-          adapter->read_f32(adapter_tensor(*adapter, a, src.adapter_dir), 0, a.numel(), lora_a.data());
-          adapter->read_f32(adapter_tensor(*adapter, b, src.adapter_dir), 0, b.numel(), lora_b.data());
-          // W(out, in) += scale * B(out, r) @ A(r, in), as merge computes it
-          const int out_dim = static_cast<int>(b.shape[0]), in_dim = static_cast<int>(a.shape[1]);
-          cpu->gemm(false, false, out_dim, in_dim, p.lora.rank, lora_scale, lora_b.data(), p.lora.rank, lora_a.data(),
-                    in_dim, 1.f, values.data(), in_dim);
-        }
-      }
+      if (adapter.enabled() && pt.layer >= 0) adapter.fold(pt, values);
       require_finite(values.data(), values.size(), src.model_dir + ": tensor '" + pt.hf_name + "'" +
-                                                       (lora_layout ? " (with the adapter folded in)" : ""));
+                                                       (adapter.enabled() ? " (with the adapter folded in)" : ""));
       if (pt.permute_heads) {
         staged.resize(values.size());
         permute_heads(values.data(), staged.data(), pt.ne[1], pt.ne[0], pt.heads);

@@ -82,10 +82,26 @@ class LlamaCompute final : public detail::LlamaComputeBase {
   void lora_backward(int layer, int target, const S* lw, float* dlw, const S* x, int ldx, const S* dy, int ldy,
                      int rows, S* dx);
   const S* lora_params(UnitAccess& access, int layer);
+  // forward_backward's steps: the activations kept for backward (every
+  // block's, or one scratch and each block's input when recomputing), the
+  // blocks' forward from the embedding's output x, and their backward from dx_.
+  void size_activations(const Batch& b, bool recompute);
+  void forward_blocks(const Batch& b, UnitAccess& access, S* x, bool recompute);
+  void backward_blocks(const Batch& b, UnitAccess& access, bool recompute);
   S* forward_trunk(const Batch& b, UnitAccess& access);
   // token (kLoss): each target row's log-probability and greedy flag, on the host.
   LossSum head(HeadMode mode, const Batch& b, UnitAccess& access, S* x, float loss_scale, float* logits_out,
                bool count_correct, TokenLogprobs token = {});
+  // The head's targets that are not kIgnoreIndex: b.target_tokens, or counted
+  // in host_targets (read back when read_back or the batch has no count).
+  int64_t count_targets(const Batch& b, bool read_back, std::vector<int32_t>& host_targets);
+  // From the n rows of logits_ (rows r0.. of the batch), before the loss
+  // overwrites them: each target row's log-probability and greedy flag, or
+  // the rows whose argmax is their target.
+  void chunk_token_logprobs(const std::vector<int32_t>& host_targets, int r0, int n, int vocab, TokenLogprobs token,
+                            std::vector<S>& host_logits);
+  int64_t chunk_correct(const std::vector<int32_t>& host_targets, int r0, int n, int vocab,
+                        std::vector<S>& host_logits);
   const S* lm_head_weight(UnitAccess& access);
   float* lm_head_grad(UnitAccess& access);
   // After block l: the next block, or the head (and a tied head's weight,
@@ -386,6 +402,47 @@ void LlamaCompute<S>::block_backward(int layer, const S* w, const S* lw, float* 
   be_.axpy(1.f, big, dx, static_cast<size_t>(rows) * d);
 }
 template <typename S>
+int64_t LlamaCompute<S>::count_targets(const Batch& b, bool read_back, std::vector<int32_t>& host_targets) {
+  if (b.target_tokens >= 0 && !read_back) return b.target_tokens;  // counted on the host when the batch was made
+  const int rows = b.batch * b.seq;
+  host_targets.resize(rows);
+  be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
+  int64_t tokens = 0;
+  for (int t : host_targets) tokens += (t != kIgnoreIndex);
+  return tokens;
+}
+template <typename S>
+void LlamaCompute<S>::chunk_token_logprobs(const std::vector<int32_t>& host_targets, int r0, int n, int vocab,
+                                           TokenLogprobs token, std::vector<S>& host_logits) {
+  // Only the rows with a target are read back (a task's continuations are a few of them).
+  host_logits.resize(vocab);
+  for (int r = 0; r < n; ++r) {
+    const int tgt = host_targets[r0 + r];
+    token.logprob[r0 + r] = 0;
+    token.greedy[r0 + r] = 0;
+    if (tgt == kIgnoreIndex) continue;
+    be_.to_host(host_logits.data(), logits_.data() + static_cast<size_t>(r) * vocab, vocab * sizeof(S));
+    const TokenLogprob t = token_logprob(host_logits.data(), vocab, tgt);
+    token.logprob[r0 + r] = t.logprob;
+    token.greedy[r0 + r] = t.greedy;
+  }
+}
+template <typename S>
+int64_t LlamaCompute<S>::chunk_correct(const std::vector<int32_t>& host_targets, int r0, int n, int vocab,
+                                       std::vector<S>& host_logits) {
+  host_logits.resize(static_cast<size_t>(n) * vocab);
+  be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(S));
+  int64_t correct = 0;
+  for (int r = 0; r < n; ++r) {
+    const int tgt = host_targets[r0 + r];
+    if (tgt == kIgnoreIndex) continue;
+    const S* row = host_logits.data() + static_cast<size_t>(r) * vocab;
+    const auto less = [](S p, S q) { return static_cast<float>(p) < static_cast<float>(q); };
+    correct += (std::max_element(row, row + vocab, less) - row) == tgt;
+  }
+  return correct;
+}
+template <typename S>
 LossSum LlamaCompute<S>::head(HeadMode mode, const Batch& b, UnitAccess& access, S* x,
                          float loss_scale, float* logits_out, bool count_correct, TokenLogprobs token) {
   const int rows = b.batch * b.seq;
@@ -410,13 +467,7 @@ LossSum LlamaCompute<S>::head(HeadMode mode, const Batch& b, UnitAccess& access,
   const int chunk = head_chunk_rows(rows, vocab, sizeof(S), opts_.head_chunk_bytes);
   logits_.resize(be_, static_cast<size_t>(chunk) * vocab);
   std::vector<int32_t> host_targets;
-  if (b.target_tokens >= 0 && !count_correct && !token.logprob) {
-    result.tokens = b.target_tokens;  // counted on the host when the batch was made
-  } else {
-    host_targets.resize(rows);
-    be_.to_host(host_targets.data(), b.targets, sizeof(int32_t) * rows);
-    for (int t : host_targets) result.tokens += (t != kIgnoreIndex);
-  }
+  result.tokens = count_targets(b, count_correct || token.logprob, host_targets);
   S* dnorm = dx_.data();  // (N, D) gradient wrt head_norm output
   const bool base_trains = !layout_.has_lora();
   float* dwlm = mode == HeadMode::kLossBackward && base_trains ? lm_head_grad(access) : nullptr;
@@ -427,28 +478,9 @@ LossSum LlamaCompute<S>::head(HeadMode mode, const Batch& b, UnitAccess& access,
     const S* hn = head_norm_.data() + static_cast<size_t>(r0) * d;
     be_.gemm(false, true, n, vocab, d, 1.f, hn, d, wlm, d, 0.f, logits_.data(), vocab);
     if (token.logprob) {
-      // Only the rows with a target are read back (a task's continuations are a few of them).
-      host_logits.resize(vocab);
-      for (int r = 0; r < n; ++r) {
-        const int tgt = host_targets[r0 + r];
-        token.logprob[r0 + r] = 0;
-        token.greedy[r0 + r] = 0;
-        if (tgt == kIgnoreIndex) continue;
-        be_.to_host(host_logits.data(), logits_.data() + static_cast<size_t>(r) * vocab, vocab * sizeof(S));
-        const TokenLogprob t = token_logprob(host_logits.data(), vocab, tgt);
-        token.logprob[r0 + r] = t.logprob;
-        token.greedy[r0 + r] = t.greedy;
-      }
+      chunk_token_logprobs(host_targets, r0, n, vocab, token, host_logits);
     } else if (count_correct) {
-      host_logits.resize(static_cast<size_t>(n) * vocab);
-      be_.to_host(host_logits.data(), logits_.data(), host_logits.size() * sizeof(S));
-      for (int r = 0; r < n; ++r) {
-        const int tgt = host_targets[r0 + r];
-        if (tgt == kIgnoreIndex) continue;
-        const S* row = host_logits.data() + static_cast<size_t>(r) * vocab;
-        const auto less = [](S p, S q) { return static_cast<float>(p) < static_cast<float>(q); };
-        result.correct += (std::max_element(row, row + vocab, less) - row) == tgt;
-      }
+      result.correct += chunk_correct(host_targets, r0, n, vocab, host_logits);
     }
     be_.cross_entropy_rows(logits_.data(), b.targets + r0, row_loss_.data() + r0, n, vocab, loss_scale);
     if (mode == HeadMode::kLossBackward) {
@@ -469,16 +501,10 @@ LossSum LlamaCompute<S>::head(HeadMode mode, const Batch& b, UnitAccess& access,
   return result;
 }
 template <typename S>
-LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+void LlamaCompute<S>::size_activations(const Batch& b, bool recompute) {
   const int rows = b.batch * b.seq;
   const int layers = static_cast<int>(cfg_.num_hidden_layers);
   const size_t d = cfg_.hidden_size;
-  ensure_workspace(rows);
-  // LoRA dropout for this call only (an exception leaves it set, but every
-  // call sets it again first).
-  dropout_keys_ = opts_.lora_dropout > 0 && layout_.has_lora() ? b.dropout_keys : nullptr;
-  dropout_seq_ = b.seq;
-  const bool recompute = opts_.activation_checkpointing;
   if (recompute) {
     block_inputs_.resize(layers);
     if (!scratch_) scratch_ = std::make_unique<BlockActs>();
@@ -491,9 +517,12 @@ LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, fl
       a->resize(be_, cfg_, rows, b.batch, b.seq);
     }
   }
-
-  S* x = x_.data();
-  embed_forward(b, access, x);
+}
+template <typename S>
+void LlamaCompute<S>::forward_blocks(const Batch& b, UnitAccess& access, S* x, bool recompute) {
+  const int rows = b.batch * b.seq;
+  const int layers = static_cast<int>(cfg_.num_hidden_layers);
+  const size_t d = cfg_.hidden_size;
   activation_bytes_ = 0;
   for (int l = 0; l < layers; ++l) {
     const int u = layout_.block_unit(l);
@@ -511,16 +540,13 @@ LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, fl
     if (lw) access.release(layout_.lora_unit(l));
   }
   if (recompute) activation_bytes_ += scratch_->bytes();
-
-  if (layers > 0) access.prefetch(layout_.block_unit(layers - 1));  // first unit of backward
-  LossSum loss = head(HeadMode::kLossBackward, b, access, x, loss_scale, nullptr, false);
-  access.release(layout_.head_unit());
+}
+template <typename S>
+void LlamaCompute<S>::backward_blocks(const Batch& b, UnitAccess& access, bool recompute) {
+  const int rows = b.batch * b.seq;
+  const int layers = static_cast<int>(cfg_.num_hidden_layers);
+  const size_t d = cfg_.hidden_size;
   const bool base_trains = !layout_.has_lora();
-  if (base_trains) access.grads_done(layout_.head_unit());
-  // A tied head's gradient stays in the embedding's buffer until the
-  // embedding backward has added its share: one reduce-scatter, not two.
-  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
-
   S* dx = dx_.data();
   for (int l = layers - 1; l >= 0; --l) {
     const int u = layout_.block_unit(l);
@@ -544,9 +570,37 @@ LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, fl
       access.grads_done(layout_.lora_unit(l));
     }
   }
+}
+template <typename S>
+LossSum LlamaCompute<S>::forward_backward(const Batch& b, UnitAccess& access, float loss_scale) {
+  const int rows = b.batch * b.seq;
+  const int layers = static_cast<int>(cfg_.num_hidden_layers);
+  const size_t d = cfg_.hidden_size;
+  ensure_workspace(rows);
+  // LoRA dropout for this call only (an exception leaves it set, but every
+  // call sets it again first).
+  dropout_keys_ = opts_.lora_dropout > 0 && layout_.has_lora() ? b.dropout_keys : nullptr;
+  dropout_seq_ = b.seq;
+  const bool recompute = opts_.activation_checkpointing;
+  size_activations(b, recompute);
+
+  S* x = x_.data();
+  embed_forward(b, access, x);
+  forward_blocks(b, access, x, recompute);
+
+  if (layers > 0) access.prefetch(layout_.block_unit(layers - 1));  // first unit of backward
+  LossSum loss = head(HeadMode::kLossBackward, b, access, x, loss_scale, nullptr, false);
+  access.release(layout_.head_unit());
+  const bool base_trains = !layout_.has_lora();
+  if (base_trains) access.grads_done(layout_.head_unit());
+  // A tied head's gradient stays in the embedding's buffer until the
+  // embedding backward has added its share: one reduce-scatter, not two.
+  if (cfg_.tie_word_embeddings) access.release(layout_.embed_unit());
+
+  backward_blocks(b, access, recompute);
   if (base_trains) {  // a frozen embedding needs no backward at all
     const int eu = layout_.embed_unit();
-    be_.embedding_bwd(b.ids, dx, access.grads(eu), rows, static_cast<int>(d));
+    be_.embedding_bwd(b.ids, dx_.data(), access.grads(eu), rows, static_cast<int>(d));
     access.grads_done(eu);
   }
   dropout_keys_ = nullptr;

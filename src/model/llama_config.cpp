@@ -282,16 +282,8 @@ void read_rope(const json& j, LlamaConfig& c, const std::string& what) {
   }
 }
 
-}  // namespace
-
-LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::string& what) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const std::exception& e) {
-    LLAMAFT_FAIL(what, ": not valid JSON (", e.what(), ")");
-  }
-  LLAMAFT_REQUIRE(j.is_object(), what, ": expected a JSON object");
+// model_type llama, or (without one) LlamaForCausalLM among the architectures.
+void check_llama_architecture(const json& j, const std::string& what) {
   if (present(j, "model_type")) {
     const auto mt = get_str_or(j, "model_type", "", what);
     LLAMAFT_REQUIRE(mt == "llama", what, ": model_type is '", mt, "', only 'llama' is supported");
@@ -307,41 +299,26 @@ LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::stri
       LLAMAFT_REQUIRE(a == "LlamaForCausalLM" || a == "LlamaModel", what, ": architecture ", a.dump(),
                       " is not supported (only LlamaForCausalLM)");
   }
-  LLAMAFT_REQUIRE(!present(j, "quantization_config"), what, ": the checkpoint is pre-quantized (quantization_config ",
-                  j["quantization_config"].dump(), "); give the bf16/fp32 model: llamaft quantizes at load");
-  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"})
-    LLAMAFT_REQUIRE(present(j, key), what, ": missing required key '", key, "'");
-  LlamaConfig c;
-  c.vocab_size = get_int(j, "vocab_size", what);
-  c.hidden_size = get_int(j, "hidden_size", what);
-  c.intermediate_size = get_int(j, "intermediate_size", what);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", what);
-  c.num_attention_heads = get_int(j, "num_attention_heads", what);
-  LLAMAFT_REQUIRE(c.num_attention_heads > 0, what, ": num_attention_heads must be positive");
-  // transformers' defaults where a key is absent (LlamaConfig's own).
-  c.num_key_value_heads = get_int_or(j, "num_key_value_heads", c.num_attention_heads, what);
-  c.head_dim = get_int_or(j, "head_dim", c.hidden_size / c.num_attention_heads, what);
-  c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 2048, what);
-  c.rms_norm_eps = get_num_or(j, "rms_norm_eps", 1e-6, what);
-  c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, what);
-  c.bos_token_id = get_int_or(j, "bos_token_id", 1, what);
-  const std::string tdt = get_str_or(j, "torch_dtype", "", what), dt = get_str_or(j, "dtype", "", what);
-  for (const std::string& d : {tdt, dt})
-    LLAMAFT_REQUIRE(d.empty() || d == "float32" || d == "bfloat16" || d == "float16", what, ": dtype '", d,
-                    "' is not supported (float32, bfloat16 or float16 safetensors)");
-  c.torch_dtype = !dt.empty() ? dt : !tdt.empty() ? tdt : "float32";
-  if (present(j, "eos_token_id")) {
-    const json& e = j["eos_token_id"];
-    c.eos_token_ids.clear();
-    if (e.is_array()) {
-      for (size_t i = 0; i < e.size(); ++i) {
-        LLAMAFT_REQUIRE(e[i].is_number_integer(), what, ": eos_token_id must hold integers, got ", e.dump());
-        c.eos_token_ids.push_back(e[i].get<int64_t>());
-      }
-    } else {
-      c.eos_token_ids = {get_int(j, "eos_token_id", what)};
+}
+
+// eos_token_id: one id or a list of them.
+void read_eos_token_ids(const json& j, LlamaConfig& c, const std::string& what) {
+  if (!present(j, "eos_token_id")) return;
+  const json& e = j["eos_token_id"];
+  c.eos_token_ids.clear();
+  if (e.is_array()) {
+    for (size_t i = 0; i < e.size(); ++i) {
+      LLAMAFT_REQUIRE(e[i].is_number_integer(), what, ": eos_token_id must hold integers, got ", e.dump());
+      c.eos_token_ids.push_back(e[i].get<int64_t>());
     }
+  } else {
+    c.eos_token_ids = {get_int(j, "eos_token_id", what)};
   }
+}
+
+// Keys that would change the model's math away from Llama's: an activation
+// other than silu, biases, attention dropout, partial rotary, sliding windows.
+void refuse_unsupported_features(const json& j, const LlamaConfig& c, const std::string& what) {
   const std::string act = get_str_or(j, "hidden_act", "silu", what);
   LLAMAFT_REQUIRE(act == "silu", what, ": hidden_act '", act, "' is not supported (only silu)");
   for (const char* bias_key : {"attention_bias", "mlp_bias"})
@@ -368,6 +345,44 @@ LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::stri
                       " is not supported (Llama layers are full_attention)");
     }
   }
+}
+
+}  // namespace
+
+LlamaConfig LlamaConfig::from_json_text(const std::string& text, const std::string& what) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    LLAMAFT_FAIL(what, ": not valid JSON (", e.what(), ")");
+  }
+  LLAMAFT_REQUIRE(j.is_object(), what, ": expected a JSON object");
+  check_llama_architecture(j, what);
+  LLAMAFT_REQUIRE(!present(j, "quantization_config"), what, ": the checkpoint is pre-quantized (quantization_config ",
+                  j["quantization_config"].dump(), "); give the bf16/fp32 model: llamaft quantizes at load");
+  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"})
+    LLAMAFT_REQUIRE(present(j, key), what, ": missing required key '", key, "'");
+  LlamaConfig c;
+  c.vocab_size = get_int(j, "vocab_size", what);
+  c.hidden_size = get_int(j, "hidden_size", what);
+  c.intermediate_size = get_int(j, "intermediate_size", what);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", what);
+  c.num_attention_heads = get_int(j, "num_attention_heads", what);
+  LLAMAFT_REQUIRE(c.num_attention_heads > 0, what, ": num_attention_heads must be positive");
+  // transformers' defaults where a key is absent (LlamaConfig's own).
+  c.num_key_value_heads = get_int_or(j, "num_key_value_heads", c.num_attention_heads, what);
+  c.head_dim = get_int_or(j, "head_dim", c.hidden_size / c.num_attention_heads, what);
+  c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 2048, what);
+  c.rms_norm_eps = get_num_or(j, "rms_norm_eps", 1e-6, what);
+  c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, what);
+  c.bos_token_id = get_int_or(j, "bos_token_id", 1, what);
+  const std::string tdt = get_str_or(j, "torch_dtype", "", what), dt = get_str_or(j, "dtype", "", what);
+  for (const std::string& d : {tdt, dt})
+    LLAMAFT_REQUIRE(d.empty() || d == "float32" || d == "bfloat16" || d == "float16", what, ": dtype '", d,
+                    "' is not supported (float32, bfloat16 or float16 safetensors)");
+  c.torch_dtype = !dt.empty() ? dt : !tdt.empty() ? tdt : "float32";
+  read_eos_token_ids(j, c, what);
+  refuse_unsupported_features(j, c, what);
   read_rope(j, c, what);
   for (const auto& [k, v] : j.items())
     if (!interpreted_keys().count(k) && !harmless_keys().count(k)) c.unused_keys.push_back(k);

@@ -27,6 +27,25 @@
 
 namespace llamaft {
 
+namespace {
+
+// Every tensor of the unit is in the model's files, unquantized, in the shape config.json implies.
+void check_unit_tensors(const io::HfTensorSet& set, const Unit& unit, const std::string& model_dir) {
+  for (const auto& slot : unit.tensors) {
+    LLAMAFT_REQUIRE(set.has(slot.hf_name), model_dir, ": tensor '", slot.hf_name,
+                    "' is missing from the safetensors files (config.json says it must exist)");
+    const auto& info = set.info(slot.hf_name);
+    LLAMAFT_REQUIRE(info.dtype != io::DType::U8 && !set.has(slot.hf_name + ".absmax"), model_dir, ": tensor '",
+                    slot.hf_name, "' is stored pre-quantized (", io::dtype_name(info.dtype),
+                    ", e.g. a bitsandbytes 4-bit export); give the bf16/fp32 base model: finetune.method = qlora "
+                    "quantizes it at load, bit for bit as bitsandbytes does");
+    LLAMAFT_REQUIRE(info.shape == slot.shape, model_dir, ": tensor '", slot.hf_name, "' has shape ",
+                    shape_str(info.shape), " but config.json implies ", shape_str(slot.shape));
+  }
+}
+
+}  // namespace
+
 LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
@@ -72,17 +91,7 @@ LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
     if (unit.kind == UnitKind::kLora) continue;  // adapters: init_lora_sharded / load_adapter_sharded
     if (ahead.valid()) ahead.get();
     ahead = std::async(std::launch::async, prefetch, u + 1);
-    for (const auto& slot : unit.tensors) {
-      LLAMAFT_REQUIRE(set.has(slot.hf_name), model_dir, ": tensor '", slot.hf_name,
-                      "' is missing from the safetensors files (config.json says it must exist)");
-      const auto& info = set.info(slot.hf_name);
-      LLAMAFT_REQUIRE(info.dtype != io::DType::U8 && !set.has(slot.hf_name + ".absmax"), model_dir, ": tensor '",
-                      slot.hf_name, "' is stored pre-quantized (", io::dtype_name(info.dtype),
-                      ", e.g. a bitsandbytes 4-bit export); give the bf16/fp32 base model: finetune.method = qlora "
-                      "quantizes it at load, bit for bit as bitsandbytes does");
-      LLAMAFT_REQUIRE(info.shape == slot.shape, model_dir, ": tensor '", slot.hf_name, "' has shape ",
-                      shape_str(info.shape), " but config.json implies ", shape_str(slot.shape));
-    }
+    check_unit_tensors(set, unit, model_dir);
     const ShardGeometry& g = fsdp.geometry(u);
     if (const quant::UnitCodec* codec = fsdp.codec(u)) {
       staging.assign(g.shard_size, 0.f);  // the quantized region: ~0.53 bytes per NF4 value
@@ -118,6 +127,25 @@ LoadStats load_sharded(const std::string& model_dir, Fsdp& fsdp, Backend& be) {
 
 namespace {
 
+// Collective: every rank checks its own shards of the selected units (the
+// adapter's or the model's); all must be finite, or none exports (exit 3).
+void require_finite_units(const std::string& path, Fsdp& fsdp, Backend& be, bool lora_units) {
+  const auto& layout = fsdp.layout();
+  std::vector<const float*> shards;
+  std::vector<size_t> sizes;
+  for (int u = 0; u < layout.num_units(); ++u)
+    if ((layout.units()[u].kind == UnitKind::kLora) == lora_units) {
+      shards.push_back(fsdp.master(u));
+      sizes.push_back(static_cast<size_t>(fsdp.geometry(u).shard_size));
+    }
+  double sq = be.sum_squares_many(shards.data(), sizes.data(), static_cast<int>(shards.size()));
+  fsdp.world().all_reduce_sum(&sq, 1);
+  if (!std::isfinite(sq))
+    throw Error(str_cat("the trained ", lora_units ? "adapter" : "model",
+                        " holds non-finite weights; refusing to export it to '", path, "'"),
+                kExitDiverged);
+}
+
 // Collective: rank 0 lays out `path`'s temporary twin with the selected
 // units' tensors, every writing rank pwrite()s its slices and fsyncs, all
 // ranks agree on the outcome, and only then does rank 0 rename the file into
@@ -129,20 +157,7 @@ void write_units(const std::string& path, Fsdp& fsdp, Backend& be, bool bf16, bo
   Communicator& world = fsdp.world();
   auto selected = [&](const Unit& u) { return (u.kind == UnitKind::kLora) == lora_units; };
 
-  // Every rank checks its own shards; all must be finite.
-  std::vector<const float*> shards;
-  std::vector<size_t> sizes;
-  for (int u = 0; u < layout.num_units(); ++u)
-    if (selected(layout.units()[u])) {
-      shards.push_back(fsdp.master(u));
-      sizes.push_back(static_cast<size_t>(fsdp.geometry(u).shard_size));
-    }
-  double sq = be.sum_squares_many(shards.data(), sizes.data(), static_cast<int>(shards.size()));
-  world.all_reduce_sum(&sq, 1);
-  if (!std::isfinite(sq))
-    throw Error(str_cat("the trained ", lora_units ? "adapter" : "model",
-                        " holds non-finite weights; refusing to export it to '", path, "'"),
-                kExitDiverged);
+  require_finite_units(path, fsdp, be, lora_units);
 
   io::SafetensorsWriter writer;
   const io::DType dt = bf16 ? io::DType::BF16 : io::DType::F32;
