@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/util.hpp"
+#include "data/python_str.hpp"
 
 namespace llamaft {
 
@@ -48,11 +49,6 @@ int32_t template_bos(const Json& pp, const std::string& path) {
   LLAMAFT_REQUIRE(ids.is_array() && ids.size() == 1, path, ": the template's special token '", name,
                   "' is not one id");
   return ids[0].get<int32_t>();
-}
-
-bool is_python_space(uint32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 // Decodes the UTF-8 code point at s[i] (valid UTF-8 assumed: it came from JSON);

@@ -102,7 +102,4 @@ std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok, const ChatTemplate& t
 
 std::string alpaca_prompt(const std::string& instruction, const std::string& input);
 
-// Python's str.strip() (Jinja's trim): Unicode whitespace at both ends.
-std::string python_strip(const std::string& s);
-
 }  // namespace llamaft

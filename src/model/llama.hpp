@@ -112,7 +112,7 @@ TokenLogprob token_logprob(const S* logits, int vocab, int target) {
 }
 
 namespace detail {
-class LlamaComputeBase;  // the model's computation in one storage type: LlamaCompute<float> or <bf16> (llama.cpp)
+class LlamaComputeBase;  // the model's computation in one storage type: LlamaCompute<float> or <bf16> (llama_compute.hpp)
 }
 
 class LlamaModel {
