@@ -8,7 +8,7 @@ import re
 import sys
 
 # Lowest first; a file may include its own layer and those before it.
-LAYERS = ["core", "tensor", "quant", "backend", "comm", "optim", ("config", "io"), "data", "model",
+LAYERS = ["core", "unit", "quant", "backend", "comm", "optim", ("config", "io"), "data", "model",
           "parallel", "checkpoint", "train", "cli"]
 RANK = {}
 for i, layer in enumerate(LAYERS):

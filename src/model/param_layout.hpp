@@ -1,5 +1,5 @@
 // How the model's parameters are grouped into flat buffers ("units"; the
-// Unit and TensorSlot types live in tensor/flat_unit.hpp). Each transformer
+// Unit and TensorSlot types live in unit/flat_unit.hpp). Each transformer
 // block is one unit; so are the embeddings and the final norm (+ lm_head
 // when untied). FSDP shards and gathers whole units; the model
 // reads tensors out of a unit's flat buffer at fixed offsets.
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "model/llama_config.hpp"
-#include "tensor/flat_unit.hpp"  // TensorSlot, Unit, UnitKind
+#include "unit/flat_unit.hpp"  // TensorSlot, Unit, UnitKind
 
 namespace llamaft {
 

@@ -31,7 +31,7 @@
 
 #include "core/dtype.hpp"
 #include "core/host_device.hpp"
-#include "tensor/flat_unit.hpp"
+#include "unit/flat_unit.hpp"
 
 namespace llamaft::quant {
 

@@ -25,7 +25,7 @@ flags=(-std=c++17 -O2 -g -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-unkno
 sources=("$out"/kernels/*.cu "$root"/src/backend/cuda/*.cpp "$root"/tests/cuda/*.cpp "$here/cuda_emu.cpp"
          "$root"/src/backend/cpu/*.cpp "$root/src/backend/backend.cpp" "$root/src/quant/quant.cpp"
          "$root/src/core/error.cpp" "$root/src/core/util.cpp"
-         "$root"/src/model/{llama,llama_config,param_layout,resident_params}.cpp "$root/src/tensor/flat_unit.cpp" "$root/src/parallel/fsdp.cpp"
+         "$root"/src/model/{llama,llama_config,param_layout,resident_params}.cpp "$root/src/unit/flat_unit.cpp" "$root/src/parallel/fsdp.cpp"
          "$root/src/optim/optimizer.cpp" "$root"/src/data/{token_dataset,prepared_dataset}.cpp)
 # NCCL has no emulator: its tests need real GPUs.
 for i in "${!sources[@]}"; do [[ "${sources[$i]}" == *nccl* ]] && unset 'sources[i]'; done

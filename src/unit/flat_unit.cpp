@@ -1,4 +1,4 @@
-#include "tensor/flat_unit.hpp"
+#include "unit/flat_unit.hpp"
 
 #include "core/error.hpp"
 
