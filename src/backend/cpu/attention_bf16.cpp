@@ -32,8 +32,33 @@ struct QueryBlock {
   }
 };
 
-void round_into(const float* x, bf16* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] = bf16(x[i]);
+// y = bf16(x * scale); x is scaled in place.
+void round_into(float* x, bf16* y, int n, float scale = 1.f) {
+  if (scale != 1.f)
+    for (int i = 0; i < n; ++i) x[i] *= scale;
+  round_to_bf16(x, y, static_cast<size_t>(n));
+}
+
+// rows x cols of x (row stride ld) copied to y, compact. oneDNN's bf16 matmul
+// runs a 64 x 256 x 64 product in 6 us on compact operands and in 17 us when
+// they are strided rows of the packed QKV activations.
+void pack_rows(const bf16* x, int ld, int rows, int cols, bf16* y) {
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(y + static_cast<size_t>(r) * cols, x + static_cast<size_t>(r) * ld, sizeof(bf16) * cols);
+}
+
+// Every (batch row, kv head)'s keys or values, compact: (B, G, tk, hd).
+std::vector<bf16> pack_kv(const AttnShape& s, const bf16* x, int ld) {
+  const int hd = s.head_dim;
+  std::vector<bf16> out(static_cast<size_t>(s.batch) * s.n_kv_heads * s.tk * hd);
+  const int blocks = s.batch * s.n_kv_heads;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < blocks; ++i) {
+    const int b = i / s.n_kv_heads, g = i % s.n_kv_heads;
+    pack_rows(x + static_cast<size_t>(b) * s.tk * ld + g * hd, ld, s.tk, hd,
+              out.data() + static_cast<size_t>(i) * s.tk * hd);
+  }
+  return out;
 }
 
 }  // namespace
@@ -42,15 +67,25 @@ bool attention_bf16_gemms_apply(const AttnShape& s, Bf16GemmPath path) {
   return path == Bf16GemmPath::kOneDnn && (s.head_dim == 64 || s.head_dim == 128) && s.tq >= kMinRows;
 }
 
+// Every product runs with alpha = 1: oneDNN 2.6 applies any other output
+// scale to strided operands in a scalar loop (104 us against 17 for a
+// 64 x 256 x 64 block). The softmax scale multiplies S in the softmax pass,
+// and dQ and dK as they are rounded: the same one fp32 multiplication that
+// alpha would make, for S and dQ; dK is scaled once after its fp32 sum over
+// the blocks instead of once per block (exactly the same for a power-of-two
+// scale, head dim 64).
 void attention_fwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape& s, const bf16* q, const bf16* k,
                               const bf16* v, bf16* out, float* lse) {
   const int group = s.n_heads / s.n_kv_heads, hd = s.head_dim;
   const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
   const int tasks = s.batch * s.n_heads * n_qblocks;
+  const float scale = s.scale;
+  const std::vector<bf16> kp = pack_kv(s, k, s.ldk), vp = pack_kv(s, v, s.ldv);
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(kQueryBlock) * s.tk);  // S, then exp(S - max): (rows, kend)
     std::vector<bf16> p(scores.size());                                   // P unnormalised, rounded
+    std::vector<bf16> qb16(static_cast<size_t>(kQueryBlock) * hd);        // the block's queries, compact
     std::vector<float> o(static_cast<size_t>(kQueryBlock) * hd);          // P V in fp32: (rows, hd)
     float inv_sum[kQueryBlock];
 #pragma omp for schedule(dynamic)
@@ -59,15 +94,17 @@ void attention_fwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
       const int g = h / group;
       const QueryBlock blk(s, qb);
       const size_t qrow0 = static_cast<size_t>(b) * s.tq + blk.t0;
-      const bf16* qh = q + qrow0 * s.ldq + h * hd;
-      const bf16* kg = k + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
-      const bf16* vg = v + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
+      const size_t kv0 = (static_cast<size_t>(b) * s.n_kv_heads + g) * s.tk * hd;
+      pack_rows(q + qrow0 * s.ldq + h * hd, s.ldq, blk.rows, hd, qb16.data());
       float* S = scores.data();
-      gemm_bf16(path, impl, false, true, blk.rows, blk.kend, hd, s.scale, qh, s.ldq, kg, s.ldk, 0.f, S, blk.kend);
+      gemm_bf16(path, impl, false, true, blk.rows, blk.kend, hd, 1.f, qb16.data(), hd, kp.data() + kv0, hd, 0.f, S,
+                blk.kend);
       for (int r = 0; r < blk.rows; ++r) {
         int lo, hi;
         key_range(s, b, blk.t0 + r, &lo, &hi);
         float* row = S + static_cast<size_t>(r) * blk.kend;
+#pragma omp simd
+        for (int j = 0; j < blk.kend; ++j) row[j] *= scale;
         float mx = -INFINITY;
         for (int j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
 #pragma omp simd
@@ -79,13 +116,10 @@ void attention_fwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
         round_into(row, p.data() + static_cast<size_t>(r) * blk.kend, blk.kend);
         lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + blk.t0 + r] = mx + static_cast<float>(std::log(se));
       }
-      gemm_bf16(path, impl, false, false, blk.rows, hd, blk.kend, 1.f, p.data(), blk.kend, vg, s.ldv, 0.f, o.data(),
-                hd);
-      for (int r = 0; r < blk.rows; ++r) {
-        bf16* oh = out + (qrow0 + r) * s.ldo + h * hd;
-        const float* orow = o.data() + static_cast<size_t>(r) * hd;
-        for (int i = 0; i < hd; ++i) oh[i] = bf16(orow[i] * inv_sum[r]);
-      }
+      gemm_bf16(path, impl, false, false, blk.rows, hd, blk.kend, 1.f, p.data(), blk.kend, vp.data() + kv0, hd, 0.f,
+                o.data(), hd);
+      for (int r = 0; r < blk.rows; ++r)
+        round_into(o.data() + static_cast<size_t>(r) * hd, out + (qrow0 + r) * s.ldo + h * hd, hd, inv_sum[r]);
     }
   }
 }
@@ -96,18 +130,21 @@ void attention_bwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
   const int group = s.n_heads / s.n_kv_heads, hd = s.head_dim;
   const int n_qblocks = (s.tq + kQueryBlock - 1) / kQueryBlock;
   const int tasks = s.batch * s.n_kv_heads;  // each task owns dk/dv of one (b, kv head)
+  const float scale = s.scale;
+  const std::vector<bf16> kp = pack_kv(s, k, s.ldk), vp = pack_kv(s, v, s.ldv);
 #pragma omp parallel
   {
-    const size_t block = static_cast<size_t>(kQueryBlock) * s.tk;
-    std::vector<float> P(block), dP(block);                  // (rows, kend) each
-    std::vector<bf16> p16(block), ds16(block);               // P and dS rounded
-    std::vector<float> dqf(static_cast<size_t>(kQueryBlock) * hd);  // (rows, hd)
+    const size_t block = static_cast<size_t>(kQueryBlock) * s.tk, qblock = static_cast<size_t>(kQueryBlock) * hd;
+    std::vector<float> P(block), dP(block);                   // (rows, kend) each
+    std::vector<bf16> p16(block), ds16(block);                // P and dS rounded
+    std::vector<bf16> q16(qblock), do16(qblock);              // the block's Q and dO, compact
+    std::vector<float> dqf(qblock);                           // (rows, hd)
     std::vector<float> dkf(static_cast<size_t>(s.tk) * hd), dvf(dkf.size());  // (tk, hd), fp32 sums
 #pragma omp for schedule(dynamic)
     for (int task = 0; task < tasks; ++task) {
       const int g = task % s.n_kv_heads, b = task / s.n_kv_heads;
-      const bf16* kg = k + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
-      const bf16* vg = v + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
+      const bf16* kg = kp.data() + static_cast<size_t>(task) * s.tk * hd;
+      const bf16* vg = vp.data() + static_cast<size_t>(task) * s.tk * hd;
       std::fill(dkf.begin(), dkf.end(), 0.f);
       std::fill(dvf.begin(), dvf.end(), 0.f);
       for (int h = g * group; h < (g + 1) * group; ++h) {
@@ -115,18 +152,18 @@ void attention_bwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
           const QueryBlock blk(s, qb);
           const int rows = blk.rows, kend = blk.kend;
           const size_t qrow0 = static_cast<size_t>(b) * s.tq + blk.t0;
-          const bf16* qh = q + qrow0 * s.ldq + h * hd;
           const bf16* oh = out + qrow0 * s.ldo + h * hd;
-          const bf16* doh = dout + qrow0 * s.ldo + h * hd;
           const float* lse_h = lse + (static_cast<size_t>(b) * s.n_heads + h) * s.tq + blk.t0;
+          pack_rows(q + qrow0 * s.ldq + h * hd, s.ldq, rows, hd, q16.data());
+          pack_rows(dout + qrow0 * s.ldo + h * hd, s.ldo, rows, hd, do16.data());
           // P = softmax(scale Q K^T) recomputed from lse; dP = dO V^T
-          gemm_bf16(path, impl, false, true, rows, kend, hd, s.scale, qh, s.ldq, kg, s.ldk, 0.f, P.data(), kend);
-          gemm_bf16(path, impl, false, true, rows, kend, hd, 1.f, doh, s.ldo, vg, s.ldv, 0.f, dP.data(), kend);
+          gemm_bf16(path, impl, false, true, rows, kend, hd, 1.f, q16.data(), hd, kg, hd, 0.f, P.data(), kend);
+          gemm_bf16(path, impl, false, true, rows, kend, hd, 1.f, do16.data(), hd, vg, hd, 0.f, dP.data(), kend);
           for (int r = 0; r < rows; ++r) {
             int lo, hi;
             key_range(s, b, blk.t0 + r, &lo, &hi);
             const bf16* o_r = oh + static_cast<size_t>(r) * s.ldo;
-            const bf16* do_r = doh + static_cast<size_t>(r) * s.ldo;
+            const bf16* do_r = do16.data() + static_cast<size_t>(r) * hd;
             float D = 0.f;  // rowsum(dO * O)
             for (int i = 0; i < hd; ++i) D += static_cast<float>(do_r[i]) * static_cast<float>(o_r[i]);
             float* p = P.data() + static_cast<size_t>(r) * kend;
@@ -135,28 +172,27 @@ void attention_bwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
 #pragma omp simd
             for (int j = 0; j < kend; ++j) {
               const bool ok = j >= lo && j < hi;
-              const float pj = ok ? exp_simd(p[j] - lse_r) : 0.f;
+              const float pj = ok ? exp_simd(p[j] * scale - lse_r) : 0.f;
               p[j] = pj;
               ds[j] = ok ? pj * (ds[j] - D) : 0.f;
             }
             round_into(p, p16.data() + static_cast<size_t>(r) * kend, kend);
             round_into(ds, ds16.data() + static_cast<size_t>(r) * kend, kend);
           }
-          // dQ = scale dS K (this block's rows, once); dK += scale dS^T Q; dV += P^T dO
-          gemm_bf16(path, impl, false, false, rows, hd, kend, s.scale, ds16.data(), kend, kg, s.ldk, 0.f,
-                    dqf.data(), hd);
+          // dQ = scale dS K (this block's rows, once); dK += dS^T Q (scaled at the end); dV += P^T dO
+          gemm_bf16(path, impl, false, false, rows, hd, kend, 1.f, ds16.data(), kend, kg, hd, 0.f, dqf.data(), hd);
           for (int r = 0; r < rows; ++r)
-            round_into(dqf.data() + static_cast<size_t>(r) * hd, dq + (qrow0 + r) * s.ldq + h * hd, hd);
-          gemm_bf16(path, impl, true, false, kend, hd, rows, s.scale, ds16.data(), kend, qh, s.ldq, 1.f, dkf.data(),
+            round_into(dqf.data() + static_cast<size_t>(r) * hd, dq + (qrow0 + r) * s.ldq + h * hd, hd, scale);
+          gemm_bf16(path, impl, true, false, kend, hd, rows, 1.f, ds16.data(), kend, q16.data(), hd, 1.f, dkf.data(),
                     hd);
-          gemm_bf16(path, impl, true, false, kend, hd, rows, 1.f, p16.data(), kend, doh, s.ldo, 1.f, dvf.data(), hd);
+          gemm_bf16(path, impl, true, false, kend, hd, rows, 1.f, p16.data(), kend, do16.data(), hd, 1.f, dvf.data(),
+                    hd);
         }
       }
       for (int t = 0; t < s.tk; ++t) {
-        round_into(dkf.data() + static_cast<size_t>(t) * hd, dk + (static_cast<size_t>(b) * s.tk + t) * s.ldk + g * hd,
-                   hd);
-        round_into(dvf.data() + static_cast<size_t>(t) * hd, dv + (static_cast<size_t>(b) * s.tk + t) * s.ldv + g * hd,
-                   hd);
+        const size_t row = static_cast<size_t>(b) * s.tk + t;
+        round_into(dkf.data() + static_cast<size_t>(t) * hd, dk + row * s.ldk + g * hd, hd, scale);
+        round_into(dvf.data() + static_cast<size_t>(t) * hd, dv + row * s.ldv + g * hd, hd);
       }
     }
   }
