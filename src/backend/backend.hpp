@@ -84,7 +84,10 @@ class Backend {
     size_t n;
   };
   virtual double sum_squares_many(const float* const* xs, const size_t* ns, int count);
-  virtual void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a);
+  // Returns the updated weights' sum of squares (finite exactly when every
+  // weight is), from the same pass where the backend can: the check the
+  // optimizer needs after every step, without reading the shards again.
+  virtual double adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a);
 
   // Whether this backend runs the bf16 storage ops (what supports_op answers
   // in ggml): `plan`'s counting backend implements them all but says no
@@ -95,6 +98,8 @@ class Backend {
 
   // ---- allocation accounting (implementations call these) ---------------------
  protected:
+  // sum_squares_many over the shards' weights.
+  double weights_sum_squares(const AdamWShard* shards, int count);
   void note_alloc(size_t bytes) {
     live_bytes_ += bytes;
     if (live_bytes_ > peak_bytes_) peak_bytes_ = live_bytes_;

@@ -74,10 +74,12 @@ class ProfilingBackend final : public Backend {
     for (int i = 0; i < count; ++i) bytes += 4.0 * ns[i];
     return timed("sums", bytes, 0, [&] { return inner_->sum_squares_many(xs, ns, count); });
   }
-  void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override {
+  // AdamW's 28 bytes a parameter, and the updated weights' finiteness check
+  // (4 more where the inner backend reads them again: the default does).
+  double adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override {
     double bytes = 0;
     for (int i = 0; i < count; ++i) bytes += 28.0 * shards[i].n;
-    timed("adamw", bytes, 0, [&] { inner_->adamw_many(shards, count, a); });
+    return timed("adamw", bytes, 0, [&] { return inner_->adamw_many(shards, count, a); });
   }
 
  private:

@@ -54,11 +54,9 @@ StepResult adamw_step(OptimizerShards& state, Backend& be, const OptimizerConfig
   a.step_size = static_cast<float>(r.lr / bc1);
   a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   a.grad_scale = clip;
-  be.adamw_many(shards.data(), static_cast<int>(shards.size()), a);
-  // The updated weights must be finite everywhere (one read of the shards).
-  std::vector<const float*> masters;
-  for (const auto& s : shards) masters.push_back(s.p);
-  double wsq = be.sum_squares_many(masters.data(), sizes.data(), static_cast<int>(masters.size()));
+  // The updated weights must be finite everywhere: their sum of squares,
+  // from AdamW's own pass where the backend can.
+  double wsq = be.adamw_many(shards.data(), static_cast<int>(shards.size()), a);
   state.shard_comm().all_reduce_sum(&wsq, 1);
   r.weights_finite = std::isfinite(wsq);
   return r;

@@ -104,6 +104,25 @@ class CpuBackend final : public Backend {
   bool has_bf16_storage() const override { return true; }
   std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
 
+  // One pass: each weight updated and its square added (in double, as
+  // sum_squares), so the finiteness check reads no shard a second time.
+  double adamw_many(const AdamWShard* shards, int count, const AdamWParams& a) override {
+    double total = 0;
+    for (int i = 0; i < count; ++i) {
+      float *p = shards[i].p, *m = shards[i].m, *v = shards[i].v;
+      const float* g = shards[i].g;
+      const size_t n = shards[i].n;
+      double sq = 0;
+#pragma omp parallel for simd reduction(+ : sq) schedule(static) if (n > 32768)
+      for (size_t j = 0; j < n; ++j) {
+        adamw_elem(p[j], m[j], v[j], g[j], a);
+        sq += static_cast<double>(p[j]) * p[j];
+      }
+      total += sq;
+    }
+    return total;
+  }
+
   // Every op of backend_ops.hpp's table runs its name_t below.
 #define LLAMAFT_CPU_OP(ret, name, cuda_family, profile_family, params, args, bytes, flops) \
   ret name params override { return name##_t args; }

@@ -408,7 +408,7 @@ double CudaBackend::sum_squares_many(const float* const* xs, const size_t* ns, i
   return total;
 }
 
-void CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) {
+double CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) {
   std::vector<cuda::AdamWTensor<float>> list;
   list.reserve(count);
   double n = 0;
@@ -416,8 +416,11 @@ void CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmath:
     list.push_back({shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n});
     n += double(shards[i].n);
   }
-  Tally t(*this, "adamw", 28.0 * n);
-  cuda::adamw_multi(list.data(), count, a, stream_);
+  {
+    Tally t(*this, "adamw", 28.0 * n);
+    cuda::adamw_multi(list.data(), count, a, stream_);
+  }
+  return weights_sum_squares(shards, count);  // a second batched read (one host round trip)
 }
 
 template <typename S>

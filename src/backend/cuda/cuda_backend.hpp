@@ -82,7 +82,7 @@ class CudaBackend final : public Backend {
 
   LLAMAFT_BACKEND_OPS(LLAMAFT_OP_OVERRIDE)
   double sum_squares_many(const float* const* xs, const size_t* ns, int count) override;
-  void adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override;
+  double adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override;
 
   bool has_bf16_storage() const override { return true; }
   std::string bf16_gemm_name() const override { return "cuBLASLt, tensor cores"; }
