@@ -66,17 +66,29 @@ ours() {  # label preset batch seq n_steps [train args...]
   "$bin" train --model.path "$work/$preset" --data.path "$work/data_$preset.jsonl" --data.seq_len "$t" \
     --data.shuffle false --train.global_batch_size "$b" --train.micro_batch_size "$b" --train.steps $((n + 1)) \
     --train.warmup_steps 0 --train.lr 1e-4 --train.max_grad_norm 1.0 --output.dir "$out" --output.export false \
-    --output.progress false --checkpoint.at_end false "$@" 2> "$out.log" || { cat "$out.log"; exit 1; }
+    --output.progress false --checkpoint.at_end false --train.profile true "$@" 2> "$out.log" \
+    || { cat "$out.log"; exit 1; }
   # The first step is the warm-up (first-touch allocation); the others are timed.
+  # train.profile counts each step's GEMM and attention FLOPs and, after the
+  # last step, measures this machine's GEMM peak (the backend's own GEMM at
+  # 2048^3 in the run's dtype) and copy bandwidth: the model FLOP rate is set
+  # against that peak, measured in the same run.
   /usr/bin/python3 - "$out" "$label" "$b" "$t" >> "$results" <<'PY'
 import json, sys
 out, label, b, t = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 m = [json.loads(l) for l in open(f"{out}/metrics.jsonl")][1:]
 info = json.load(open(f"{out}/run_info.json"))
 s = sum(x["step_s"] for x in m) / len(m)
+prof = json.load(open(f"{out}/profile.json"))
+lim = prof["limits_per_rank"]
+bf16 = lim["bf16_gemm_gflop_per_s"] > 0
+peak = lim["bf16_gemm_gflop_per_s"] if bf16 else lim["fp32_gemm_gflop_per_s"]
+model_gflop = sum(f["gflop_per_step"] for f in prof["families"])  # GEMMs and attention
 print(json.dumps({"label": label, "impl": "llamaft", "compute": info.get("compute", ""), "batch": b, "seq": t,
                   "steps_timed": len(m), "step_s": round(s, 4), "tokens_per_s": round(b * t / s, 1),
-                  "loss_first": m[0]["loss"]}))
+                  "loss_first": m[0]["loss"], "model_gflop_per_s": round(model_gflop / s, 1),
+                  "peak_gflop_per_s": round(peak, 1), "peak": f"{'bf16' if bf16 else 'fp32'} GEMM 2048^3",
+                  "of_peak": round(model_gflop / s / peak, 4)}))
 PY
   tail -1 "$results"
 }
@@ -121,6 +133,7 @@ for shape in "${shapes[@]}"; do
       ours "lora/llamaft-qlora-bf16" medium 4 256 "$steps" --finetune.method qlora --lora.r 16 --lora.alpha 32 --lora.dropout 0 --train.param_dtype bf16
       peer "lora/peft-lora-fp32" medium 4 256 "$steps" lora
       peer "lora/peft-qlora-nf4" medium 4 256 "$steps" qlora
+      peer "lora/peft-lora-bf16-autocast" medium 4 256 "$steps" lora-bf16
       ;;
     llama3.2-1b)
       model llama3.2-1b; data "$work/data_llama3.2-1b.jsonl" 512 128256
@@ -195,6 +208,9 @@ for g, rs in groups.items():
         ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}x" if ref and "tokens_per_s" in ref else "-"
         print(f"{g:7} {name:22} {r['tokens_per_s']:9.1f} tok/s  {r['step_s']:8.3f} s/step  "
               f"vs the torch fp32 peer: {ratio:>6}  ({r['steps_timed']} timed steps, best of {r['rounds']})")
+        if "of_peak" in r:
+            print(f"{'':30} model FLOPs {r['model_gflop_per_s']:7.1f} GFLOP/s = {100 * r['of_peak']:5.1f}% of "
+                  f"the {r['peak']} peak measured in this run ({r['peak_gflop_per_s']:.1f} GFLOP/s)")
 def ratio(a, b):
     return by[a]["tokens_per_s"] / by[b]["tokens_per_s"] if a in by and b in by and "tokens_per_s" in by[a] and "tokens_per_s" in by[b] else None
 print()
@@ -203,6 +219,7 @@ for a, b in [("small/llamaft-bf16", "small/torch-bf16-autocast"), ("medium/llama
              ("small/llamaft-fp32", "small/torch-fp32"), ("medium/llamaft-fp32", "medium/torch-fp32"),
              ("small/llamaft-fp32", "small/torch-compile-fp32"),
              ("lora/llamaft-lora-fp32", "lora/peft-lora-fp32"), ("lora/llamaft-lora-bf16", "lora/peft-lora-fp32"),
+             ("lora/llamaft-lora-bf16", "lora/peft-lora-bf16-autocast"),
              ("lora/llamaft-qlora-fp32", "lora/peft-qlora-nf4"), ("lora/llamaft-qlora-bf16", "lora/peft-qlora-nf4"),
              ("1b/llamaft-fp32", "1b/torch-fp32"), ("1b/llamaft-bf16", "1b/torch-fp32"),
              ("smollm2/llamaft-eval-fp32", "smollm2/torch-eval-fp32"),
