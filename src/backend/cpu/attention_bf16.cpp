@@ -168,14 +168,7 @@ void attention_bwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
             for (int i = 0; i < hd; ++i) D += static_cast<float>(do_r[i]) * static_cast<float>(o_r[i]);
             float* p = P.data() + static_cast<size_t>(r) * kend;
             float* ds = dP.data() + static_cast<size_t>(r) * kend;
-            const float lse_r = lse_h[r];
-#pragma omp simd
-            for (int j = 0; j < kend; ++j) {
-              const bool ok = j >= lo && j < hi;
-              const float pj = ok ? exp_simd(p[j] * scale - lse_r) : 0.f;
-              p[j] = pj;
-              ds[j] = ok ? pj * (ds[j] - D) : 0.f;
-            }
+            attention_row_grad(p, ds, kend, lo, hi, scale, lse_h[r], D);
             round_into(p, p16.data() + static_cast<size_t>(r) * kend, kend);
             round_into(ds, ds16.data() + static_cast<size_t>(r) * kend, kend);
           }

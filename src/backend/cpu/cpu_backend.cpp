@@ -545,14 +545,7 @@ void CpuBackend::attention_bwd_core(const AttnShape& s, const float* q, const fl
             for (int i = 0; i < hd; ++i) D += do_r[i] * o_r[i];
             float* p = P.data() + static_cast<size_t>(r) * kend;
             float* ds = dP.data() + static_cast<size_t>(r) * kend;
-            const float lse_r = lse_h[r];
-#pragma omp simd
-            for (int j = 0; j < kend; ++j) {
-              const bool ok = j >= lo && j < hi;
-              const float pj = ok ? cpu::exp_simd(p[j] - lse_r) : 0.f;
-              p[j] = pj;
-              ds[j] = ok ? pj * (ds[j] - D) : 0.f;
-            }
+            cpu::attention_row_grad(p, ds, kend, lo, hi, 1.f, lse_h[r], D);
             if (round_p)
               for (int j = 0; j < kend; ++j) {
                 p[j] = static_cast<float>(bf16(p[j]));
