@@ -112,11 +112,7 @@ void LlamaCompute<S>::block_forward(int layer, const S* w, const S* lw, int batc
                                const int32_t* positions, const int32_t* doc_start, S* x,
                                BlockActs& a, KvLayer* cache, int q_offset) {
   const auto& off = layout_.block_offsets();
-  const int rows = batch * seq;
-  const int d = static_cast<int>(cfg_.hidden_size), f = static_cast<int>(cfg_.intermediate_size);
-  const int qd = static_cast<int>(cfg_.q_dim()), kvd = static_cast<int>(cfg_.kv_dim());
-  const int hd = static_cast<int>(cfg_.head_dim);
-  const int ldqkv = qd + 2 * kvd;
+  const auto [rows, d, f, qd, kvd, hd, ldqkv] = block_dims(batch * seq);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
   be_.copy(a.x_in.data(), x, sizeof(S) * rows * d);
@@ -182,11 +178,7 @@ void LlamaCompute<S>::block_backward(int layer, const S* w, const S* lw, float* 
                                 const int32_t* positions, const int32_t* doc_start, BlockActs& a,
                                 S* dx) {
   const auto& off = layout_.block_offsets();
-  const int rows = batch * seq;
-  const int d = static_cast<int>(cfg_.hidden_size), f = static_cast<int>(cfg_.intermediate_size);
-  const int qd = static_cast<int>(cfg_.q_dim()), kvd = static_cast<int>(cfg_.kv_dim());
-  const int hd = static_cast<int>(cfg_.head_dim);
-  const int ldqkv = qd + 2 * kvd;
+  const auto [rows, d, f, qd, kvd, hd, ldqkv] = block_dims(batch * seq);
   const int hq = static_cast<int>(cfg_.num_attention_heads), hkv = static_cast<int>(cfg_.num_key_value_heads);
 
   S* big = tmp_.data();                                      // (N, max(2F, ldqkv))

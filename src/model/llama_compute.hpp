@@ -66,6 +66,16 @@ class LlamaCompute final : public detail::LlamaComputeBase {
   struct KvLayer;
   enum class HeadMode { kLossBackward, kLoss, kLogits };
 
+  // A block's sizes: rows = B*T, d, f (ffn), qd and kvd (query and key/value
+  // widths), hd (head dim), ldqkv = qd + 2 kvd (the fused QKV row).
+  struct BlockDims {
+    int rows, d, f, qd, kvd, hd, ldqkv;
+  };
+  BlockDims block_dims(int rows) const {
+    const int qd = static_cast<int>(cfg_.q_dim()), kvd = static_cast<int>(cfg_.kv_dim());
+    return {rows, static_cast<int>(cfg_.hidden_size), static_cast<int>(cfg_.intermediate_size), qd, kvd,
+            static_cast<int>(cfg_.head_dim), qd + 2 * kvd};
+  }
   void ensure_workspace(int rows);
   void embed_forward(const Batch& b, UnitAccess& access, S* x);
   // w: the block's base weights; lw: its LoRA unit (null without LoRA).

@@ -236,10 +236,13 @@ void export_adapter_sharded(const std::string& dir, const std::string& base_mode
   });
 }
 
-void init_lora_sharded(Fsdp& fsdp, Backend& be, uint64_t seed) {
-  // PEFT's init: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
-  // B = 0, so step 0 is exactly the base model. Each element's value depends
-  // only on (seed, unit, position): any np produces the same adapters.
+namespace {
+
+// Each LoRA unit's shard of master weights, zeroed on the host, filled piece
+// by piece (fill(u, unit, slot, elem, count, out): out[0, count) are the
+// slot's elements [elem, elem + count)) and uploaded.
+template <typename Fill>
+void fill_lora_shards(Fsdp& fsdp, Backend& be, Fill&& fill) {
   const auto& layout = fsdp.layout();
   std::vector<float> host;
   for (int u = 0; u < layout.num_units(); ++u) {
@@ -248,14 +251,26 @@ void init_lora_sharded(Fsdp& fsdp, Backend& be, uint64_t seed) {
     const ShardGeometry& g = fsdp.geometry(u);
     host.assign(g.shard_size, 0.f);
     for_each_piece(unit, g, [&](const TensorSlot& slot, int64_t elem, int64_t count, int64_t dst) {
-      if (slot.hf_name.find("lora_A") == std::string::npos) return;  // B stays zero
-      const double bound = 1.0 / std::sqrt(static_cast<double>(slot.shape[1]));
-      Rng rng(seed, 0x10A0000ull + static_cast<uint64_t>(u) * 64 + static_cast<uint64_t>(&slot - unit.tensors.data()));
-      rng.skip(static_cast<uint64_t>(elem));
-      for (int64_t i = 0; i < count; ++i) host[dst + i] = static_cast<float>((2 * rng.uniform() - 1) * bound);
+      fill(u, unit, slot, elem, count, host.data() + dst);
     });
     be.to_device(fsdp.master(u), host.data(), host.size() * sizeof(float));
   }
+}
+
+}  // namespace
+
+void init_lora_sharded(Fsdp& fsdp, Backend& be, uint64_t seed) {
+  // PEFT's init: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
+  // B = 0, so step 0 is exactly the base model. Each element's value depends
+  // only on (seed, unit, position): any np produces the same adapters.
+  fill_lora_shards(fsdp, be, [&](int u, const Unit& unit, const TensorSlot& slot, int64_t elem, int64_t count,
+                                 float* out) {
+    if (slot.hf_name.find("lora_A") == std::string::npos) return;  // B stays zero
+    const double bound = 1.0 / std::sqrt(static_cast<double>(slot.shape[1]));
+    Rng rng(seed, 0x10A0000ull + static_cast<uint64_t>(u) * 64 + static_cast<uint64_t>(&slot - unit.tensors.data()));
+    rng.skip(static_cast<uint64_t>(elem));
+    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<float>((2 * rng.uniform() - 1) * bound);
+  });
 }
 
 void load_adapter_sharded(const std::string& adapter_dir, Fsdp& fsdp, Backend& be) {
@@ -267,17 +282,9 @@ void load_adapter_sharded(const std::string& adapter_dir, Fsdp& fsdp, Backend& b
   io::SafetensorsFile file(adapter_dir + "/adapter_model.safetensors");
   const auto& layout = fsdp.layout();
   check_adapter_tensors(file, layout, adapter_dir);
-  std::vector<float> host;
-  for (int u = 0; u < layout.num_units(); ++u) {
-    const Unit& unit = layout.units()[u];
-    if (unit.kind != UnitKind::kLora) continue;
-    const ShardGeometry& g = fsdp.geometry(u);
-    host.assign(g.shard_size, 0.f);
-    for_each_piece(unit, g, [&](const TensorSlot& slot, int64_t elem, int64_t count, int64_t dst) {
-      file.read_f32(adapter_tensor(file, slot, adapter_dir), elem, count, host.data() + dst);
-    });
-    be.to_device(fsdp.master(u), host.data(), host.size() * sizeof(float));
-  }
+  fill_lora_shards(fsdp, be, [&](int, const Unit&, const TensorSlot& slot, int64_t elem, int64_t count, float* out) {
+    file.read_f32(adapter_tensor(file, slot, adapter_dir), elem, count, out);
+  });
 }
 
 }  // namespace llamaft
