@@ -27,16 +27,10 @@ import subprocess
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
-FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 CMD = re.compile(r"^#\s{2,}((?:mpirun|llamaft|build/llamaft|sbatch)\s.*)$")
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def def_test_commands(path):

@@ -23,19 +23,13 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
-FAILURES = []
 BASE_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 for k in ("HF_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
     BASE_ENV.pop(k, None)
 REPO = "llamaft-test/tiny-llama"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def lay_out_cache(cache, model_dir):

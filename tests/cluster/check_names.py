@@ -24,8 +24,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
-FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 
 # name typed -> (the key we must suggest, a phrase the note must hold or None)
@@ -47,12 +47,6 @@ NAMES = {
 }
 # Typed names whose closest spelling is another meaning: no suggestion of these keys.
 NEVER = {"train.epoch_count": "train.eps", "train.saves": "train.steps", "train.min_steps": "train.steps"}
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def run(args):

@@ -29,17 +29,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import launcher  # noqa: E402
 import st_numpy  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
-FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 LINE = re.compile(r"^llamaft train: step (\d+)/(\d+) \(([\d.]+)%\) loss ([\d.]+) lr ([\d.e+-]+) ([\d.]+[kM]?) tok/s "
                   r"MFU ([\d.]+)% elapsed ([\d:]+) ETA ([\d:?]+) peak mem (\d+) MiB \(rss (\d+) MiB\)$")
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def train(a, np_, out, extra, stderr_path):

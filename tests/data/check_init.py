@@ -29,16 +29,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
 import st_numpy  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
-FAILURES = []
 MASK = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def mix(z):

@@ -19,7 +19,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
        r"\s*[\r\n]+|\s+(?!\S)|\s+")
-FAILURES = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+from checks import FAILURES, check  # noqa: E402
 
 CORPUS = [
     "Hello world", " Hello world", "Hello  world   !", "The quick brown fox jumps over the lazy dog.",
@@ -31,12 +32,6 @@ CORPUS = [
 ]
 INVALID = [b"valid \xff\xfe invalid", b"truncated \xe2\x82", b"lone continuation \x80\x80 ok", b"\xc3\x28 bad pair",
            b"overlong \xc0\xaf and surrogate \xed\xa0\x80", b"\xf4\x90\x80\x80 beyond U+10FFFF"]
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def llamaft_encode(a, tok, strings, raw=False, bos=False):

@@ -21,13 +21,8 @@ import shutil
 import subprocess
 import sys
 
-FAILURES = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+from checks import FAILURES, check  # noqa: E402
 
 
 def same_split(a, b):

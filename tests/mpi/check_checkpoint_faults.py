@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 
 try:
     import crc32c
@@ -44,15 +45,8 @@ except ImportError:  # scripts/install-deps.sh --tests installs python3-crc32c
     crc32c = None
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-FAILURES = []
 LOCK_FILE = ".llamaft.lock"  # the job's lock on the folder (RunLock): information only
 BLOCK = 1 << 20
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def cmd(a, np_, out, extra):

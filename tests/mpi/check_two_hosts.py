@@ -48,16 +48,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 sys.path.insert(0, HERE)
 from netns_hosts import ENV, TwoHosts  # noqa: E402
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 import check_comm_volume  # noqa: E402
 
 ENV = dict(ENV, OMP_NUM_THREADS="1")
-FAILURES = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def train_args(a, out, strategy, steps, extra=()):

@@ -36,14 +36,8 @@ ROWS, ROW_TOKENS = 4, 256
 FP32_RTOL = 1e-5
 GREEDY_TOKENS = 40
 MARGIN = 1e-3
-FAILURES = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+from checks import FAILURES, check  # noqa: E402
 
 
 def llamaft_json(cmd):

@@ -34,19 +34,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import launcher  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 SKIP = 77
 TRAIN_ROWS, EVAL_ROWS, ROW_TOKENS = 8, 4, 64
 RTOL = 1e-5
 MOVED = 1e-4
-FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
-    return cond
 
 
 def run(cmd):

@@ -48,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
 import st_numpy  # noqa: E402
+from checks import FAILURES, check  # noqa: E402
 from netns_hosts import TwoHosts  # noqa: E402
 sys.path.insert(0, HERE)
 from slurm_util import POLICY, REVOKE_WAIT_S, sh, start_munge  # noqa: E402
@@ -59,13 +60,6 @@ SHORT_STEPS = 40    # multinode.sbatch runs
 LONG_STEPS = 200    # the preempted run: the signal comes after >= 20 steps
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
             "PREEMPTED")
-FAILURES = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        FAILURES.append(what)
 
 
 def tail(path, n=3):
