@@ -7,30 +7,12 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/cpu/vec_math.hpp"
+#include "backend/cpu/attention_blocks.hpp"
 
 namespace llamaft::cpu {
 namespace {
 
-constexpr int kQueryBlock = 64;  // as cpu_backend.cpp's fp32 attention
-constexpr int kMinRows = 16;     // fewer queries (decoding) stay on the widened path
-
-// Allowed key range [lo, hi) for query t of batch row b.
-void key_range(const AttnShape& s, int b, int t, int* lo, int* hi) {
-  *hi = std::min(s.tk, s.q_offset + t + 1);
-  *lo = s.doc_start ? s.doc_start[static_cast<size_t>(b) * s.tq + t] : 0;
-}
-
-// The query block of one task and the keys it may see.
-struct QueryBlock {
-  int t0, rows, kend;
-  QueryBlock(const AttnShape& s, int qb) {
-    t0 = qb * kQueryBlock;
-    const int t1 = std::min(s.tq, t0 + kQueryBlock);
-    rows = t1 - t0;
-    kend = std::min(s.tk, s.q_offset + t1);
-  }
-};
+constexpr int kMinRows = 16;  // fewer queries (decoding) stay on the widened path
 
 // y = bf16(x * scale); x is scaled in place.
 void round_into(float* x, bf16* y, int n, float scale = 1.f) {

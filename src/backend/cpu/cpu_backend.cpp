@@ -24,6 +24,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/attention_bf16.hpp"
+#include "backend/cpu/attention_blocks.hpp"
 #include "backend/cpu/gemm.hpp"
 #include "backend/cpu/gemm_bf16.hpp"
 #include "backend/cpu/vec_math.hpp"
@@ -36,7 +37,9 @@ namespace llamaft {
 namespace {
 
 using namespace rowmath;
-constexpr int kQueryBlock = 64;
+using cpu::kQueryBlock;
+using cpu::key_range;
+using cpu::QueryBlock;
 
 // A row of storage type T seen as fp32: for float the row itself, for bf16 a
 // widened copy in a buffer of this object (one object per thread and per
@@ -435,12 +438,6 @@ class CpuBackend final : public Backend {
   void attention_bwd_core(const AttnShape& s, const float* q, const float* k, const float* v, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk, float* dv, bool round_p);
 
-  // Allowed key range [lo, hi) for query t of batch row b.
-  static void key_range(const AttnShape& s, int b, int t, int* lo, int* hi) {
-    *hi = std::min(s.tk, s.q_offset + t + 1);
-    *lo = s.doc_start ? s.doc_start[static_cast<size_t>(b) * s.tq + t] : 0;
-  }
-
   cpu::GemmImpl gemm_impl_;
   cpu::Bf16GemmPath bf16_path_;
   cpu::FloatBuf dequant_buf_;  // dequantize_unit(bf16)'s fp32 staging
@@ -462,8 +459,8 @@ void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const fl
       const int h = (task / n_qblocks) % s.n_heads;
       const int b = task / (n_qblocks * s.n_heads);
       const int g = h / group;
-      const int t0 = qb * kQueryBlock, t1 = std::min(s.tq, t0 + kQueryBlock), rows = t1 - t0;
-      const int kend = std::min(s.tk, s.q_offset + t1);
+      const QueryBlock blk(s, qb);
+      const int t0 = blk.t0, rows = blk.rows, kend = blk.kend;
       const float* qh = q + (static_cast<size_t>(b) * s.tq + t0) * s.ldq + h * hd;
       const float* kg = k + static_cast<size_t>(b) * s.tk * s.ldk + g * hd;
       const float* vg = v + static_cast<size_t>(b) * s.tk * s.ldv + g * hd;
@@ -523,8 +520,8 @@ void CpuBackend::attention_bwd_core(const AttnShape& s, const float* q, const fl
       }
       for (int h = g * group; h < (g + 1) * group; ++h) {
         for (int qb = 0; qb < n_qblocks; ++qb) {
-          const int t0 = qb * kQueryBlock, t1 = std::min(s.tq, t0 + kQueryBlock), rows = t1 - t0;
-          const int kend = std::min(s.tk, s.q_offset + t1);
+          const QueryBlock blk(s, qb);
+          const int t0 = blk.t0, rows = blk.rows, kend = blk.kend;
           const size_t qrow0 = static_cast<size_t>(b) * s.tq + t0;
           const float* qh = q + qrow0 * s.ldq + h * hd;
           const float* oh = out + qrow0 * s.ldo + h * hd;

@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <memory>
 #include <mutex>
 
 #include "core/error.hpp"
@@ -68,27 +67,6 @@ struct OneDnn {
   std::mutex mu;
 };
 
-// A thread's scratchpad: 64-byte aligned, grown on demand, never shrunk.
-class ScratchBytes {
- public:
-  void* get(size_t n) {
-    if (n > cap_) {
-      const size_t rounded = (n + 63) / 64 * 64;
-      data_.reset(static_cast<char*>(std::aligned_alloc(64, rounded)));
-      LLAMAFT_REQUIRE(data_ != nullptr, "out of host memory for a oneDNN scratchpad of ", n, " bytes");
-      cap_ = rounded;
-    }
-    return data_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(char* p) const { std::free(p); }
-  };
-  std::unique_ptr<char, Free> data_;
-  size_t cap_ = 0;
-};
-
 OneDnn& onednn() {
   static OneDnn* o = new OneDnn();  // never destroyed: GEMMs may run from static destructors' callers
   return *o;
@@ -134,10 +112,10 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
     plan = it->second;
   }
   thread_local dnnl::stream stream{o.engine};
-  thread_local ScratchBytes scratch_buf;
+  thread_local FloatBuf scratch_buf;
   const size_t scratch_bytes = plan.scratch.get_size();
   memory am(a_md, o.engine, const_cast<void*>(a)), bm(b_md, o.engine, const_cast<void*>(b)), cm(c_md, o.engine, c);
-  memory sm(plan.scratch, o.engine, scratch_bytes ? scratch_buf.get(scratch_bytes) : nullptr);
+  memory sm(plan.scratch, o.engine, scratch_bytes ? scratch_buf.get((scratch_bytes + 3) / 4) : nullptr);
   plan.matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
   stream.wait();
 }

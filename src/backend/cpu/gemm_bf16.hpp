@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 
 #include "backend/cpu/gemm.hpp"
 #include "core/dtype.hpp"
@@ -56,18 +57,22 @@ inline void round_to_bf16(const float* x, bf16* y, size_t n) {
 // A grow-only fp32 buffer that is never zero-filled, for staging that is
 // written before it is read (std::vector::resize would value-initialise each
 // time a call needs more than the last one: tens of MB per logits GEMM).
+// 64-byte aligned, so it also serves as a oneDNN scratchpad.
 class FloatBuf {
  public:
   float* get(size_t n) {
     if (n > cap_) {
-      data_.reset(new float[n]);
+      data_.reset(new (std::align_val_t(64)) float[n]);
       cap_ = n;
     }
     return data_.get();
   }
 
  private:
-  std::unique_ptr<float[]> data_;
+  struct Free {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<float[], Free> data_;
   size_t cap_ = 0;
 };
 

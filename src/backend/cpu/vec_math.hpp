@@ -48,18 +48,4 @@ inline float exp_simd(float x) {
 // rowmath::sigmoidf_ (1 / (1 + e^-x), the same operations) with exp_simd.
 inline float sigmoid_simd(float x) { return 1.0f / (1.0f + exp_simd(-x)); }
 
-// One query row of attention's backward, over its kend keys, of which
-// [lo, hi) are allowed: p (scores in, scale * p - lse the log-probabilities)
-// becomes P, and dp (dO V^T in) becomes dS = P (dP - D); both 0 elsewhere.
-// The fp32 attention passes scale 1 (its GEMM applied the scale).
-inline void attention_row_grad(float* p, float* dp, int kend, int lo, int hi, float scale, float lse, float D) {
-#pragma omp simd
-  for (int j = 0; j < kend; ++j) {
-    const bool ok = j >= lo && j < hi;
-    const float pj = ok ? exp_simd(p[j] * scale - lse) : 0.f;
-    p[j] = pj;
-    dp[j] = ok ? pj * (dp[j] - D) : 0.f;
-  }
-}
-
 }  // namespace llamaft::cpu
