@@ -40,6 +40,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import convert_llama2c  # noqa: E402
 import llama_ref  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "pyutil"))
+from checks import FAILURES, check  # noqa: E402
 
 SKIP = 77
 EVAL_CHARS = 200_000
@@ -74,13 +76,6 @@ def main():
         print("SKIP: python sentencepiece is not installed (Debian python3-sentencepiece)")
         return SKIP
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    failures = []
-
-    def check(ok, what):
-        print(("ok   " if ok else "FAIL ") + what, flush=True)
-        if not ok:
-            failures.append(what)
-        return ok
 
     os.makedirs(a.workdir, exist_ok=True)
     model = os.path.join(a.workdir, "stories260K_hf")
@@ -106,7 +101,7 @@ def main():
         pred = logits.argmax(-1).tolist()
         check(pred[:-1] == want_ids and pred[-1] == 1,
               "transformers' LlamaForCausalLM reproduces the greedy chain (and then BOS) on the converted model")
-    if failures:
+    if FAILURES:
         print("stories260K: FAILED before running llamaft: the conversion or the oracle is wrong")
         return 1
 
@@ -150,7 +145,7 @@ def main():
     print("+ " + " ".join(cmd), flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if not check(r.returncode == 0, f"llamaft eval exits 0 (got {r.returncode}) {r.stderr.strip()[-300:]}"):
-        print(f"stories260K: FAILED ({len(failures)})")
+        print(f"stories260K: FAILED ({len(FAILURES)})")
         return 1
     ours = json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -234,8 +229,8 @@ def main():
         check(len(got["ids"]) == 32 and got["text"] == sp.decode(got["ids"]),
               "generate --dtype bf16 gives 32 ids and their sentencepiece decode")
 
-    print("stories260K:", "PASSED" if not failures else f"FAILED ({len(failures)}): " + "; ".join(failures))
-    return 1 if failures else 0
+    print("stories260K:", "PASSED" if not FAILURES else f"FAILED ({len(FAILURES)}): " + "; ".join(FAILURES))
+    return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":
