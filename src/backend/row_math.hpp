@@ -36,34 +36,12 @@ LLAMAFT_HD float rmsnorm_rstd(float sum_sq, int dim, float eps) {
   return 1.0f / sqrtf(sum_sq / static_cast<float>(dim) + eps);
 }
 
-// Full row on one thread (CPU); the CUDA kernel splits the sums across a block
-// but finishes with the same rmsnorm_rstd / rmsnorm_dx_elem formulas. The
-// row's sums are accumulated in double (exact products of fp32 values, error
-// at most dim * 2^-53 relative before the one rounding to fp32), not one fp32
-// addition after another, whose error grows with dim * 2^-24.
-LLAMAFT_HD float rmsnorm_row_fwd(const float* x, const float* w, float* y, int dim, float eps) {
-  double ss = 0.0;
-  for (int i = 0; i < dim; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float rstd = rmsnorm_rstd(static_cast<float>(ss), dim, eps);
-  for (int i = 0; i < dim; ++i) y[i] = x[i] * rstd * w[i];
-  return rstd;
-}
-
+// The CPU backend's row loops (cpu/vec_math.hpp: rmsnorm_row_fwd and
+// rmsnorm_row_bwd) and the CUDA kernel, which splits the sums across a block,
+// finish with these same formulas.
 // dx_i = rstd * (w_i dy_i - x_i * rstd^2 * mean_j(w_j dy_j x_j))
 LLAMAFT_HD float rmsnorm_dx_elem(float x, float w, float dy, float rstd, float mean_wdyx) {
   return rstd * (w * dy - x * rstd * rstd * mean_wdyx);
-}
-
-// dx is overwritten; dw accumulates (dw_i += dy_i * x_i * rstd).
-LLAMAFT_HD void rmsnorm_row_bwd(const float* dy, const float* x, const float* w, float rstd,
-                                float* dx, float* dw, int dim) {
-  double dot = 0.0;
-  for (int i = 0; i < dim; ++i) dot += static_cast<double>(w[i] * dy[i]) * x[i];
-  const float mean = static_cast<float>(dot / dim);
-  for (int i = 0; i < dim; ++i) {
-    dx[i] = rmsnorm_dx_elem(x[i], w[i], dy[i], rstd, mean);
-    if (dw) dw[i] += dy[i] * x[i] * rstd;
-  }
 }
 
 // ---- RoPE, Hugging Face rotate_half convention -------------------------------

@@ -238,9 +238,14 @@ class CpuBackend final : public Backend {
   template <typename T>
   static void fill_t(T* p, float value, size_t n) {
     const T v = static_cast<T>(value);
+    if constexpr (std::is_same_v<T, float>) {
+      if (n > kStreamFloats) return cpu::fill_streaming(p, value, n);
+    }
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; ++i) p[i] = v;
   }
+  // Past this (4 MiB), a fill is a zeroed gradient no cache holds.
+  static constexpr size_t kStreamFloats = size_t{1} << 20;
   template <typename T>
   static void axpy_t(float alpha, const T* x, T* y, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -277,7 +282,7 @@ class CpuBackend final : public Backend {
       for (int r = 0; r < rows; ++r) {
         const size_t o = static_cast<size_t>(r) * dim;
         float* yf = y_row.write(y + o);
-        rstd[r] = rmsnorm_row_fwd(x_row.read(x + o, dim), wf, yf, dim, eps);
+        rstd[r] = cpu::rmsnorm_row_fwd(x_row.read(x + o, dim), wf, yf, dim, eps);
         y_row.commit(yf, y + o, dim);
       }
     }
@@ -297,7 +302,7 @@ class CpuBackend final : public Backend {
       for (int r = 0; r < rows; ++r) {
         const size_t o = static_cast<size_t>(r) * dim;
         float* dxf = dx_row.write(dx + o);
-        rmsnorm_row_bwd(dy_row.read(dy + o, dim), x_row.read(x + o, dim), wf, rstd[r], dxf, my_dw, dim);
+        cpu::rmsnorm_row_bwd(dy_row.read(dy + o, dim), x_row.read(x + o, dim), wf, rstd[r], dxf, my_dw, dim);
         dx_row.commit(dxf, dx + o, dim);
       }
     }
@@ -409,9 +414,7 @@ class CpuBackend final : public Backend {
       std::memset(row, 0, sizeof(float) * vocab);
       return 0.f;
     }
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int i = 0; i < vocab; ++i) mx = std::max(mx, row[i]);
+    const float mx = cpu::max_lanes(row, vocab);
     // The sum of exp(x - max) over the vocabulary in double: summed one fp32
     // addition at a time, every term below half an ulp of the running sum
     // (~1 once the max is in) is lost, biasing the log-sum-exp down (4e-5
@@ -421,9 +424,7 @@ class CpuBackend final : public Backend {
     // Two vectorized passes: the exponentials, then their sum.
 #pragma omp simd
     for (int i = 0; i < vocab; ++i) exps[i] = cpu::exp_simd(row[i] - mx);
-    double se = 0.0;
-#pragma omp simd reduction(+ : se)
-    for (int i = 0; i < vocab; ++i) se += exps[i];
+    const double se = cpu::sum_lanes(vocab, [&](int i) { return static_cast<double>(exps[i]); });
     const float lse_r = mx + static_cast<float>(std::log(se));
     const float loss = lse_r - row[label];
     // rowmath::ce_grad_elem, with the vectorized exp.
@@ -471,15 +472,12 @@ void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const fl
         int lo, hi;
         key_range(s, b, t0 + r, &lo, &hi);
         float* row = S + static_cast<size_t>(r) * kend;
-        float mx = -INFINITY;
-        for (int j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
+        const float mx = cpu::max_lanes(row + lo, hi - lo);
         // Two vectorized passes: the exponentials, then their sum in double
         // (as the loss head's, for long contexts).
 #pragma omp simd
         for (int j = 0; j < kend; ++j) row[j] = (j >= lo && j < hi) ? cpu::exp_simd(row[j] - mx) : 0.f;
-        double se = 0.0;
-#pragma omp simd reduction(+ : se)
-        for (int j = 0; j < kend; ++j) se += row[j];
+        const double se = cpu::sum_lanes(kend, [&](int j) { return static_cast<double>(row[j]); });
         const float inv = static_cast<float>(1.0 / se);
         if (round_p) {  // bf16 P, unnormalised; O is divided by the fp32 row sum afterwards
           inv_sum[r] = inv;
