@@ -212,6 +212,8 @@ class UnitCodec {
 
   // out(numel) = the whole unit from all regions (shards * shard_words words).
   void dequantize(const float* regions, float* out) const;
+  // The same values rounded to bf16 (a bf16 unit's words as they are).
+  void dequantize(const float* regions, bf16* out) const;
   // The same work as tables, for backends with their own kernels.
   const std::vector<DequantItem>& dequant_items() const { return dequant_items_; }
   const std::vector<PlainCopy>& plain_copies() const { return plain_copies_; }
@@ -226,6 +228,8 @@ class UnitCodec {
   bool serves(const Unit& unit) const;
 
  private:
+  template <typename T>
+  void dequantize_t(const float* regions, T* out) const;
   struct Item {
     int tensor;          // index into qslots_
     int64_t begin, count;  // values within the tensor

@@ -28,6 +28,7 @@
 #include "data/token_dataset.hpp"
 #include "model/device_batch.hpp"
 #include "model/llama.hpp"
+#include "quant/quant.hpp"
 
 namespace llamaft {
 namespace {
@@ -152,6 +153,9 @@ const GemmCase kGemmCases[] = {
     {false, false, 37, 29, 41, 0, 1.f, 0.f}, {false, true, 37, 29, 41, 3, 0.5f, 1.f},
     {true, false, 19, 33, 300, 1, 1.f, 2.f}, {true, true, 64, 48, 96, 0, -1.5f, 0.25f},
     {false, true, 5, 1000, 288, 0, 1.f, 0.f},  // a logits-shaped product
+    // Scaled products into rows apart (computed compact at alpha 1, then scaled
+    // and summed): LoRA's y += s t B^T into the fused gate-up output, and beta 0.
+    {false, true, 70, 200, 16, 56, 2.f, 1.f}, {false, false, 40, 24, 33, 8, -0.75f, 0.f},
 };
 
 TEST_F(CpuBf16, GemmWidenedPathWithinTheAccumulationBound) {
@@ -178,6 +182,50 @@ TEST_F(CpuBf16, OneDnnMatmulSetupMatchesTheReference) {
     std::vector<float> got = c;
     cpu::onednn_sgemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, a.data(), lda, b.data(), ldb, g.beta, got.data(), ldc);
     expect_within(got, want, bound, "oneDNN fp32 matmul");
+  }
+}
+
+// A quantized unit dequantized straight to bf16 is the fp32 dequantization
+// rounded once, bit for bit (a bf16 unit's words copied as they are), for
+// every kind, over 3 shard regions with a partial block and fp32 norms.
+TEST_F(CpuBf16, DequantizeToBf16IsTheFp32ResultRounded) {
+  Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"input_layernorm.weight", {40}}, {"self_attn.q_proj.weight", {300, 70}},
+           {"post_attention_layernorm.weight", {40}}, {"mlp.down_proj.weight", {33, 64}}}) {
+    TensorSlot slot{name, shape, unit.numel};
+    unit.numel += slot.numel();
+    unit.tensors.push_back(slot);
+  }
+  const std::vector<float> src = randn(size_t(unit.numel), 91, 0.05f);
+  for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kNf4Plain, quant::Kind::kInt8, quant::Kind::kBf16}) {
+    SCOPED_TRACE(quant::kind_name(kind));
+    const int shards = 3;
+    const quant::UnitCodec codec(unit, kind, shards);
+    std::vector<float> regions(size_t(shards * codec.shard_words()));
+    auto read = [&](int slot, int64_t elem, int64_t count, float* dst) {
+      const int64_t at = unit.tensors[slot].offset + elem;
+      std::copy(src.begin() + at, src.begin() + at + count, dst);
+    };
+    std::vector<double> total(codec.num_quantized(), 0.0);  // two passes stand in for the all-reduce
+    for (int r = 0; r < shards; ++r)
+      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* sums, size_t n) {
+        for (size_t i = 0; i < n; ++i) total[i] += sums[i];
+      });
+    for (int r = 0; r < shards; ++r)
+      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* sums, size_t n) {
+        std::copy(total.begin(), total.begin() + n, sums);
+      });
+    std::vector<float> wide(size_t(unit.numel), 7.f);
+    std::vector<bf16> narrow(size_t(unit.numel), bf16(7.f));
+    be->dequantize_unit(codec, regions.data(), wide.data());
+    be->dequantize_unit(codec, regions.data(), narrow.data());
+    size_t moved = 0;
+    for (size_t i = 0; i < wide.size(); ++i) {
+      ASSERT_EQ(narrow[i].bits, bf16(wide[i]).bits) << i;
+      moved += wide[i] != 7.f;
+    }
+    EXPECT_GT(moved, wide.size() * 9 / 10) << "the dequantization wrote almost nothing";
   }
 }
 

@@ -203,15 +203,7 @@ class CpuBackend final : public Backend {
   }
   template <typename T>
   void dequantize_unit_t(const quant::UnitCodec& codec, const float* regions, T* out) {
-    if constexpr (std::is_same_v<T, float>) {
-      codec.dequantize(regions, out);  // host memory: no staging; parallel over items
-    } else {
-      const int64_t n = codec.numel();
-      float* wide = dequant_buf_.get(static_cast<size_t>(n));  // dequantize writes every element
-      codec.dequantize(regions, wide);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16(wide[i]);
-    }
+    codec.dequantize(regions, out);  // host memory: no staging; parallel over items
   }
   // fp32 attention as it is; bf16 attention widened, computed in fp32 with
   // P and dS rounded as the tensor-core kernels round them, and stored rounded.
@@ -441,7 +433,6 @@ class CpuBackend final : public Backend {
 
   cpu::GemmImpl gemm_impl_;
   cpu::Bf16GemmPath bf16_path_;
-  cpu::FloatBuf dequant_buf_;  // dequantize_unit(bf16)'s fp32 staging
 };
 
 void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const float* k, const float* v,

@@ -80,8 +80,41 @@ uint32_t float_key(float f) {
 
 void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
                    int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta, void* c,
+                   int ldc);
+
+// C = alpha * (A B) + beta * C for a C with rows apart (ldc > n): oneDNN 2.6
+// has no brgemm kernel for a scaled product into strided rows and falls back
+// to gemm:jit at a sixth of the speed (LoRA's y += s t B^T into the fused QKV
+// and gate-up outputs: 2.7 ms for 1024x2048x16, against 0.5 ms compact, 10%
+// of a LoRA bf16 step). The product goes to a compact fp32 block at alpha 1,
+// then alpha and beta apply in fp32 and the sum is stored once: the formula
+// oneDNN's output scale and sum post-op compute.
+void scaled_into_strided(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
+                         int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta,
+                         void* c, int ldc) {
+  thread_local FloatBuf tmp_buf;
+  float* tmp = tmp_buf.get(static_cast<size_t>(m) * n);
+  onednn_matmul(in_type, dnnl::memory::data_type::f32, ta, tb, m, n, k, 1.f, a, lda, b, ldb, 0.f, tmp, n);
+  const bool out_bf16 = out_type == dnnl::memory::data_type::bf16;
+#pragma omp parallel for schedule(static) if (static_cast<int64_t>(m) * n > 65536)
+  for (int i = 0; i < m; ++i) {
+    const float* t = tmp + static_cast<size_t>(i) * n;
+    if (out_bf16) {
+      bf16* row = static_cast<bf16*>(c) + static_cast<size_t>(i) * ldc;
+      for (int j = 0; j < n; ++j) row[j] = bf16(alpha * t[j] + (beta != 0.f ? beta * static_cast<float>(row[j]) : 0.f));
+    } else {
+      float* row = static_cast<float*>(c) + static_cast<size_t>(i) * ldc;
+      for (int j = 0; j < n; ++j) row[j] = alpha * t[j] + (beta != 0.f ? beta * row[j] : 0.f);
+    }
+  }
+}
+
+void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
+                   int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta, void* c,
                    int ldc) {
   using dnnl::memory;
+  if (alpha != 1.f && ldc > n && m > 1)
+    return scaled_into_strided(in_type, out_type, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   OneDnn& o = onednn();
   const Key key = {ta, tb, m, n, k, lda, ldb, ldc, static_cast<int64_t>(in_type), static_cast<int64_t>(out_type),
                    float_key(alpha), float_key(beta)};
