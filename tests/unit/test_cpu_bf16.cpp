@@ -461,6 +461,7 @@ TEST_P(CpuBf16Attention, WithinTheBoundOfItsRoundings) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuBf16Attention,
                          ::testing::Values(Bf16AttnCase{2, 70, 70, 4, 2, 64, 0},   // tensor-core head dim, GQA
+                                           Bf16AttnCase{2, 130, 130, 6, 2, 64, 0}, // 3 heads stacked per kv head, 3 blocks
                                            Bf16AttnCase{1, 33, 33, 2, 1, 128, 0},  // head dim 128, MQA
                                            Bf16AttnCase{1, 20, 20, 4, 4, 32, 0},   // SIMT head dim: P stays fp32
                                            Bf16AttnCase{1, 3, 9, 2, 1, 64, 6}),    // KV-cache decode
