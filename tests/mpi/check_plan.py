@@ -6,6 +6,7 @@ with train.param_dtype = bf16 (bf16 activations and gathers, on the CPU too)."""
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -34,6 +35,7 @@ def main():
     cases += [("full_shard", "bf16"), ("no_shard", "bf16")]
     for strategy, dtype in cases:
         out = os.path.join(args.workdir, f"{strategy}_{dtype}")
+        shutil.rmtree(out, ignore_errors=True)  # a finished run left here would resume as done and measure nothing
         common = ["--model.path", model, "--data.seq_len", str(seq), "--train.micro_batch_size", "2",
                   "--fsdp.strategy", strategy, "--fsdp.shard_group_size", "2", "--train.param_dtype", dtype]
         subprocess.run(launcher.mpirun(2, [args.llamaft, "train", "--data.path", data,
