@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Sharded HDF5 checkpoints and preemption, np = 2 unless stated:
   1. 10 uninterrupted steps == 5 steps, exit, then a new job resuming for 5
-     more: identical losses and bit-identical final weights;
+     more: identical losses and bit-identical final weights, in fp32 and with
+     bf16 params;
   2. a checkpoint from np = 2 resumed at np = 4 and np = 1: same losses
      within fp32 tolerance;
   3. a rank SIGKILLed in the middle of a save: the previous checkpoint stays
@@ -98,6 +99,17 @@ def main():
     got = losses(f"{w}/split")
     check(got == ref_l, f"losses of 5 + 5 equal the uninterrupted 10 exactly ({len(got)} steps)")
     check(same_weights(weights(f"{w}/split"), ref_w), "final weights are bit-identical")
+
+    # 1b. the same with train.param_dtype = bf16: the resumed job rounds its
+    # bf16 weights from the loaded master shards (AdamW wrote them in the first job)
+    bf = ["--train.param_dtype", "bf16"]
+    R.run(2, f"{w}/full_bf16", bf)
+    R.run(2, f"{w}/split_bf16", bf + ["--train.exit_after_steps", "5"])
+    R.run(2, f"{w}/split_bf16", bf)
+    check(losses(f"{w}/split_bf16") == losses(f"{w}/full_bf16"),
+          "bf16 params: losses of 5 + 5 equal the uninterrupted 10 exactly")
+    check(same_weights(weights(f"{w}/split_bf16"), weights(f"{w}/full_bf16")),
+          "bf16 params: final weights are bit-identical")
 
     # 2. resharding: np = 2 checkpoint resumed at np = 4 and np = 1
     for np_ in (4, 1):
