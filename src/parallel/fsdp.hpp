@@ -118,6 +118,8 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
     shadow_ok_[unit] = 0;
     return master_[unit].data();
   }
+  // The master shard read only: its bf16 words stay current.
+  const float* master_view(int unit) const { return master_[unit].data(); }
   float* bf16_shadow(int unit) override;
   void bf16_shadow_written(int unit) override { shadow_ok_[unit] = 1; }
   float* grad_shard(int unit) override { return grad_[unit].data(); }

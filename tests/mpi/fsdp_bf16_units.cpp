@@ -5,7 +5,10 @@
 // Full fine-tuning (every unit gathered as bf16 words) and LoRA over an NF4
 // base (block units dequantized straight to bf16, compared with params()
 // rounded). Master values are a function of (unit, element), so every np
-// sees the same units. Prints one line per case; exit 1 on any mismatch.
+// sees the same units. Then, for full fine-tuning, one AdamW step: the units
+// gathered after it are the updated master shards rounded, so the bf16 words
+// AdamW writes as it updates are the weights the next step computes with.
+// Prints one line per case; exit 1 on any mismatch.
 // Usage: mpirun -np N fsdp_bf16_units
 #include <cmath>
 #include <iostream>
@@ -17,6 +20,7 @@
 #include "core/error.hpp"
 #include "model/llama_config.hpp"
 #include "model/param_layout.hpp"
+#include "optim/optimizer.hpp"
 #include "parallel/fsdp.hpp"
 
 using namespace llamaft;
@@ -25,6 +29,46 @@ namespace {
 
 float value(int unit, int64_t i) {
   return static_cast<float>(std::sin(0.37 * static_cast<double>(i) + unit) * (1.0 + static_cast<double>(i % 7)));
+}
+
+// One AdamW step on gradients of both signs, then every unit gathered in bf16
+// against the updated master shards (all-gathered, read without touching the
+// words) rounded. Returns the mismatches.
+int64_t check_after_adamw(const char* name, const ParamLayout& layout, Backend& be, Fsdp& fsdp) {
+  for (int u = 0; u < fsdp.num_units(); ++u) {
+    const ShardGeometry& g = fsdp.geometry(u);
+    std::vector<float> grad(static_cast<size_t>(g.shard_size));
+    for (int64_t i = 0; i < g.shard_size; ++i) grad[i] = 0.01f * value(u + 7, g.begin + i);
+    be.to_device(fsdp.grad_shard(u), grad.data(), grad.size() * sizeof(float));
+  }
+  OptimizerConfig c;
+  c.lr = 3e-2;
+  c.weight_decay = 0.1;
+  const StepResult r = adamw_step(fsdp, be, c, 0);
+  LLAMAFT_CHECK(r.finite && r.weights_finite, "the AdamW step was not finite");
+  int64_t bad = 0, moved = 0;
+  for (int u = 0; u < fsdp.num_units(); ++u) {
+    const ShardGeometry& g = fsdp.geometry(u);
+    const int64_t n = layout.units()[u].numel;
+    std::vector<float> full(static_cast<size_t>(g.padded));
+    fsdp.shard_comm().all_gather(fsdp.master_view(u), full.data(), static_cast<size_t>(g.shard_size))->wait();
+    std::vector<bf16> got(static_cast<size_t>(n));
+    be.to_host(got.data(), fsdp.params_bf16(u), got.size() * sizeof(bf16));
+    fsdp.release(u);
+    for (int64_t i = 0; i < n; ++i) {
+      moved += f32_to_bf16(full[i]) != f32_to_bf16(value(u, i));
+      if (got[i].bits != f32_to_bf16(full[i])) {
+        if (bad < 5 && fsdp.shard_comm().rank() == 0)
+          std::cerr << name << " after AdamW: unit " << u << " element " << i << ": got " << static_cast<float>(got[i])
+                    << ", want " << bf16_to_f32(f32_to_bf16(full[i])) << "\n";
+        ++bad;
+      }
+    }
+  }
+  if (fsdp.shard_comm().rank() == 0)
+    std::cout << name << " after one AdamW step: bf16 weights that moved " << moved << ", mismatches " << bad << "\n";
+  if (moved == 0) ++bad;  // a step that changed no bf16 weight tests nothing
+  return bad;
 }
 
 // Returns the number of mismatching elements; counts the units taking each path.
@@ -78,6 +122,7 @@ int64_t check(const char* name, const ParamLayout& layout, Backend& be, Communic
   if (world.rank() == 0)
     std::cout << name << " np " << world.size() << ": units with even shards " << even << ", odd shards " << odd
               << ", quantized " << quantized << ", mismatches " << bad << "\n";
+  if (kind == quant::Kind::kNone) bad += check_after_adamw(name, layout, be, fsdp);
   return bad;
 }
 
