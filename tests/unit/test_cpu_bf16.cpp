@@ -156,6 +156,7 @@ const GemmCase kGemmCases[] = {
     // Scaled products into rows apart (computed compact at alpha 1, then scaled
     // and summed): LoRA's y += s t B^T into the fused gate-up output, and beta 0.
     {false, true, 70, 200, 16, 56, 2.f, 1.f}, {false, false, 40, 24, 33, 8, -0.75f, 0.f},
+    {true, false, 90, 16, 64, 40, 2.f, 1.f},  // LoRA's dB += s dy^T t, dy inside the fused gradient
 };
 
 TEST_F(CpuBf16, GemmWidenedPathWithinTheAccumulationBound) {

@@ -82,14 +82,16 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
                    int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta, void* c,
                    int ldc);
 
-// C = alpha * (A B) + beta * C for a C with rows apart (ldc > n): oneDNN 2.6
-// has no brgemm kernel for a scaled product into strided rows and falls back
-// to gemm:jit at a sixth of the speed (LoRA's y += s t B^T into the fused QKV
-// and gate-up outputs: 2.7 ms for 1024x2048x16, against 0.5 ms compact, 10%
-// of a LoRA bf16 step). The product goes to a compact fp32 block at alpha 1,
-// then alpha and beta apply in fp32 and the sum is stored once: the formula
-// oneDNN's output scale and sum post-op compute.
-void scaled_into_strided(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
+// C = alpha * (A B) + beta * C where an operand's rows lie apart (ld larger
+// than compact): oneDNN 2.6 has no brgemm kernel for a scaled product of
+// strided operands and falls back to gemm:jit at a sixth of the speed
+// (LoRA's y += s t B^T into the fused QKV and gate-up outputs: 2.7 ms for
+// 1024x2048x16, against 0.5 ms compact, 10% of a LoRA bf16 step; its
+// dB += s dy^T t and dt = s dy B read dy inside those outputs). The product
+// goes to a compact fp32 block at alpha 1, then alpha and beta apply in fp32
+// and the sum is stored once: the formula oneDNN's output scale and sum
+// post-op compute.
+void scaled_strided(dnnl::memory::data_type in_type, dnnl::memory::data_type out_type, bool ta, bool tb, int m,
                          int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta,
                          void* c, int ldc) {
   thread_local FloatBuf tmp_buf;
@@ -113,8 +115,9 @@ void onednn_matmul(dnnl::memory::data_type in_type, dnnl::memory::data_type out_
                    int n, int k, float alpha, const void* a, int lda, const void* b, int ldb, float beta, void* c,
                    int ldc) {
   using dnnl::memory;
-  if (alpha != 1.f && ldc > n && m > 1)
-    return scaled_into_strided(in_type, out_type, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const bool strided = ldc > n || lda > (ta ? m : k) || ldb > (tb ? k : n);
+  if (alpha != 1.f && strided && m > 1)
+    return scaled_strided(in_type, out_type, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   OneDnn& o = onednn();
   const Key key = {ta, tb, m, n, k, lda, ldb, ldc, static_cast<int64_t>(in_type), static_cast<int64_t>(out_type),
                    float_key(alpha), float_key(beta)};
