@@ -12,10 +12,7 @@ double Backend::sum_squares_many(const float* const* xs, const size_t* ns, int c
 }
 
 double Backend::adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) {
-  for (int i = 0; i < count; ++i) {
-    adamw(shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n, a);
-    if (shards[i].bf16_words) pack_bf16(shards[i].p, shards[i].bf16_words, shards[i].n);
-  }
+  for (int i = 0; i < count; ++i) adamw(shards[i].p, shards[i].m, shards[i].v, shards[i].g, shards[i].n, a);
   return weights_sum_squares(shards, count);
 }
 

@@ -82,8 +82,6 @@ class Backend {
     float* v;
     const float* g;
     size_t n;
-    // If not null: the updated p(n) rounded to bf16 words, as pack_bf16 writes them.
-    float* bf16_words = nullptr;
   };
   virtual double sum_squares_many(const float* const* xs, const size_t* ns, int count);
   // Returns the updated weights' sum of squares (finite exactly when every

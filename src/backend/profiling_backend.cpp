@@ -74,11 +74,11 @@ class ProfilingBackend final : public Backend {
     for (int i = 0; i < count; ++i) bytes += 4.0 * ns[i];
     return timed("sums", bytes, 0, [&] { return inner_->sum_squares_many(xs, ns, count); });
   }
-  // AdamW's 28 bytes a parameter (30 with the bf16 copy), and the updated weights' finiteness check
+  // AdamW's 28 bytes a parameter, and the updated weights' finiteness check
   // (4 more where the inner backend reads them again: the default does).
   double adamw_many(const AdamWShard* shards, int count, const rowmath::AdamWParams& a) override {
     double bytes = 0;
-    for (int i = 0; i < count; ++i) bytes += (shards[i].bf16_words ? 30.0 : 28.0) * shards[i].n;
+    for (int i = 0; i < count; ++i) bytes += 28.0 * shards[i].n;
     return timed("adamw", bytes, 0, [&] { return inner_->adamw_many(shards, count, a); });
   }
 

@@ -26,16 +26,12 @@ StepResult adamw_step(OptimizerShards& state, Backend& be, const OptimizerConfig
   std::vector<const float*> grads;
   std::vector<size_t> sizes;
   std::vector<Backend::AdamWShard> shards;
-  std::vector<int> rounded;  // units whose bf16 words the step writes
   for (int u = 0; u < state.num_units(); ++u) {
     if (!state.trainable(u)) continue;  // a frozen base has no optimizer state
     const size_t n = static_cast<size_t>(state.shard_numel(u));
     grads.push_back(state.grad_shard(u));
     sizes.push_back(n);
-    Backend::AdamWShard shard{state.master(u), state.exp_avg(u), state.exp_avg_sq(u), state.grad_shard(u), n};
-    shard.bf16_words = state.bf16_shadow(u);  // after master(): it marks the words stale
-    if (shard.bf16_words) rounded.push_back(u);
-    shards.push_back(shard);
+    shards.push_back({state.master(u), state.exp_avg(u), state.exp_avg_sq(u), state.grad_shard(u), n});
   }
   double sq = be.sum_squares_many(grads.data(), sizes.data(), static_cast<int>(grads.size()));
   // Shards are disjoint within a shard group and identical across replicas.
@@ -61,7 +57,6 @@ StepResult adamw_step(OptimizerShards& state, Backend& be, const OptimizerConfig
   // The updated weights must be finite everywhere: their sum of squares,
   // from AdamW's own pass where the backend can.
   double wsq = be.adamw_many(shards.data(), static_cast<int>(shards.size()), a);
-  for (int u : rounded) state.bf16_shadow_written(u);
   state.shard_comm().all_reduce_sum(&wsq, 1);
   r.weights_finite = std::isfinite(wsq);
   return r;

@@ -24,10 +24,6 @@ class OptimizerShards {
   virtual float* grad_shard(int unit) = 0;
   virtual float* exp_avg(int unit) = 0;
   virtual float* exp_avg_sq(int unit) = 0;
-  // Where the updated weights also go rounded to bf16 words (pack_bf16's
-  // layout), or null; after the step writes them, bf16_shadow_written.
-  virtual float* bf16_shadow(int unit) { return nullptr; }
-  virtual void bf16_shadow_written(int unit) {}
   // Sums over it give global norms: shards are disjoint within it and
   // identical across replicas.
   virtual Communicator& shard_comm() = 0;

@@ -55,7 +55,6 @@ struct Fsdp::Gathered {
   float* packed = nullptr;   // bf16 params: this rank's shard as bf16 words (until the gather completes)
   float* words = nullptr;    // bf16 params: every shard as bf16 words
   float* half = nullptr;     // params_bf16: the whole unit in bf16
-  float* borrowed = nullptr;  // words or half that are the unit's shadow_ (one shard): not the pool's
 };
 
 struct Fsdp::PendingReduce {
@@ -106,8 +105,6 @@ Fsdp::Fsdp(const ParamLayout& layout, Backend& be, Communicator& world, const Fs
     grad_.emplace_back(be, train_size);
     m_.emplace_back(be, train_size);
     v_.emplace_back(be, train_size);
-    shadow_.emplace_back(be, bf16_params_ && !codec_.back() ? static_cast<size_t>(g.shard_size + 1) / 2 : 0);
-    shadow_ok_.push_back(0);
     be.fill(master_.back().data(), 0.f, g.shard_size);
     for (auto* a : {&grad_.back(), &m_.back(), &v_.back()})
       if (train_size) be.fill(a->data(), 0.f, train_size);
@@ -157,12 +154,14 @@ Fsdp::Gathered& Fsdp::start_gather(int unit) {
   const ShardGeometry& geo = geom_[unit];
   if (bf16_params_ && !codec_[unit]) {
     const int64_t words = (geo.shard_size + 1) / 2;
-    float* shadow = current_shadow(unit);
+    g->packed = take_buffer(words);
+    be_.pack_bf16(master_[unit].data(), g->packed, static_cast<size_t>(geo.shard_size));
     if (mesh_.shard_size > 1) {
       g->words = take_buffer(words * mesh_.shard_size);
-      g->request = shard_comm_->all_gather(shadow, g->words, static_cast<size_t>(words));
+      g->request = shard_comm_->all_gather(g->packed, g->words, static_cast<size_t>(words));
     } else {
-      g->words = g->borrowed = shadow;
+      g->words = g->packed;
+      g->packed = nullptr;
     }
   } else if (mesh_.shard_size > 1) {
     g->buffer = take_buffer(geo.padded);
@@ -171,22 +170,6 @@ Fsdp::Gathered& Fsdp::start_gather(int unit) {
   auto& ref = *g;
   gathered_[unit] = std::move(g);
   return ref;
-}
-
-float* Fsdp::current_shadow(int unit) {
-  if (!shadow_ok_[unit]) {
-    be_.pack_bf16(master_[unit].data(), shadow_[unit].data(), static_cast<size_t>(geom_[unit].shard_size));
-    shadow_ok_[unit] = 1;
-  }
-  return shadow_[unit].data();
-}
-
-float* Fsdp::bf16_shadow(int unit) {
-  if (!shadow_[unit].size()) return nullptr;
-  // A gather in flight reads the words, and one held would keep the old weights.
-  LLAMAFT_CHECK(!gathered_.count(unit), "unit ", unit, " is still gathered when its weights are updated");
-  shadow_ok_[unit] = 0;
-  return shadow_[unit].data();
 }
 
 Fsdp::Gathered& Fsdp::completed_gather(int unit) {
@@ -208,7 +191,7 @@ const float* Fsdp::params(int unit) {
     g.buffer = take_buffer(geo.padded);
     be_.unpack_bf16(g.words, static_cast<size_t>((geo.shard_size + 1) / 2), g.buffer,
                     static_cast<size_t>(geo.shard_size), mesh_.shard_size);
-    if (g.words != g.borrowed) give_buffer(g.words);
+    give_buffer(g.words);
     g.words = nullptr;
     if (g.packed) give_buffer(g.packed);
     g.packed = nullptr;
@@ -245,7 +228,7 @@ const bf16* Fsdp::params_bf16(int unit) {
       g.half = take_buffer((geo.padded + 1) / 2);
       be_.unpack_bf16(g.words, static_cast<size_t>((geo.shard_size + 1) / 2), reinterpret_cast<bf16*>(g.half),
                       static_cast<size_t>(geo.shard_size), mesh_.shard_size);
-      if (g.words != g.borrowed) give_buffer(g.words);
+      give_buffer(g.words);
       g.words = nullptr;
     }
     if (g.packed) give_buffer(g.packed);
@@ -262,7 +245,7 @@ void Fsdp::prefetch(int unit) {
 void Fsdp::drop(Gathered& g) {
   if (g.request) g.request->wait();
   for (float* p : {g.buffer, g.dequant, g.packed, g.words, g.half})
-    if (p && p != g.borrowed) give_buffer(p);
+    if (p) give_buffer(p);
 }
 
 void Fsdp::release(int unit) {
@@ -374,7 +357,6 @@ void Fsdp::zero_grad_shards() {
 size_t Fsdp::param_bytes() const {
   size_t b = 0;
   for (const auto& a : master_) b += a.bytes();
-  for (const auto& a : shadow_) b += a.bytes();
   return b;
 }
 size_t Fsdp::grad_bytes() const {

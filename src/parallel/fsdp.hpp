@@ -113,15 +113,9 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
   int num_units() const override { return static_cast<int>(geom_.size()); }
   bool trainable(int unit) const override { return layout_.units()[unit].trainable; }
   int64_t shard_numel(int unit) const override { return geom_[unit].shard_size; }
-  // Whoever may write the master shard makes its bf16 copy stale.
-  float* master(int unit) override {
-    shadow_ok_[unit] = 0;
-    return master_[unit].data();
-  }
-  // The master shard read only: its bf16 words stay current.
+  float* master(int unit) override { return master_[unit].data(); }
+  // The master shard, read only.
   const float* master_view(int unit) const { return master_[unit].data(); }
-  float* bf16_shadow(int unit) override;
-  void bf16_shadow_written(int unit) override { shadow_ok_[unit] = 1; }
   float* grad_shard(int unit) override { return grad_[unit].data(); }
   float* exp_avg(int unit) override { return m_[unit].data(); }
   float* exp_avg_sq(int unit) override { return v_[unit].data(); }
@@ -170,14 +164,6 @@ class Fsdp final : public UnitAccess, public OptimizerShards {
   std::vector<std::shared_ptr<const quant::UnitCodec>> codec_;  // shared by units of one layout
   std::vector<ShardGeometry> geom_;
   std::vector<DeviceArray<float>> master_, grad_, m_, v_;
-  // bf16 params: each unquantized unit's master shard rounded to bf16 words
-  // (pack_bf16's layout), kept between steps: AdamW writes it in its own
-  // pass, and a unit no step updates (a frozen one) is rounded once, so no
-  // gather rounds the fp32 shard again (twice a step: 6% of a 110M bf16
-  // step). shadow_ok_[u] is 0 until the words match the master shard.
-  std::vector<DeviceArray<float>> shadow_;
-  std::vector<char> shadow_ok_;
-  float* current_shadow(int unit);  // the words, rounded from the master shard first if stale
   std::map<int, std::unique_ptr<Gathered>> gathered_;         // unit -> gathered params
   std::map<int, float*> grad_full_;                           // unit -> full gradient buffer
   std::vector<std::unique_ptr<PendingReduce>> pending_;

@@ -6,8 +6,8 @@
 // base (block units dequantized straight to bf16, compared with params()
 // rounded). Master values are a function of (unit, element), so every np
 // sees the same units. Then, for full fine-tuning, one AdamW step: the units
-// gathered after it are the updated master shards rounded, so the bf16 words
-// AdamW writes as it updates are the weights the next step computes with.
+// gathered after it are the updated master shards rounded (no gather may
+// serve weights from before the step).
 // Prints one line per case; exit 1 on any mismatch.
 // Usage: mpirun -np N fsdp_bf16_units
 #include <cmath>
@@ -32,8 +32,8 @@ float value(int unit, int64_t i) {
 }
 
 // One AdamW step on gradients of both signs, then every unit gathered in bf16
-// against the updated master shards (all-gathered, read without touching the
-// words) rounded. Returns the mismatches.
+// against the updated master shards (all-gathered) rounded. Returns the
+// mismatches.
 int64_t check_after_adamw(const char* name, const ParamLayout& layout, Backend& be, Fsdp& fsdp) {
   for (int u = 0; u < fsdp.num_units(); ++u) {
     const ShardGeometry& g = fsdp.geometry(u);

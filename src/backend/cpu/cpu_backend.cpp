@@ -107,45 +107,19 @@ class CpuBackend final : public Backend {
   bool has_bf16_storage() const override { return true; }
   std::string bf16_gemm_name() const override { return cpu::bf16_gemm_path_name(bf16_path_); }
 
-  // One pass: each weight updated, its square added (in double, as
-  // sum_squares), so the finiteness check reads no shard a second time, and
-  // its bf16 rounding stored where asked (pack_bf16's words; the sums then
-  // add per block, a different order within the same double bound).
+  // One pass: each weight updated and its square added (in double, as
+  // sum_squares), so the finiteness check reads no shard a second time.
   double adamw_many(const AdamWShard* shards, int count, const AdamWParams& a) override {
     double total = 0;
     for (int i = 0; i < count; ++i) {
       float *p = shards[i].p, *m = shards[i].m, *v = shards[i].v;
       const float* g = shards[i].g;
       const size_t n = shards[i].n;
-      auto* bits = reinterpret_cast<uint16_t*>(shards[i].bf16_words);
       double sq = 0;
-      if (bits) {
-        // Blocks of 2,048 updated, then rounded from L1: the rounding in the
-        // update loop itself cost 50-70 ms a 110M step, in its own loop 19.
-#pragma omp parallel reduction(+ : sq) if (n > 32768)
-        {
-          const size_t nt = static_cast<size_t>(omp_get_num_threads()), t = static_cast<size_t>(omp_get_thread_num());
-          const size_t lo = n * t / nt, hi = n * (t + 1) / nt;
-          for (size_t j0 = lo; j0 < hi; j0 += 2048) {
-            const size_t j1 = std::min(hi, j0 + 2048);
-            double s = 0;
-#pragma omp simd reduction(+ : s)
-            for (size_t j = j0; j < j1; ++j) {
-              adamw_elem(p[j], m[j], v[j], g[j], a);
-              s += static_cast<double>(p[j]) * p[j];
-            }
-#pragma omp simd
-            for (size_t j = j0; j < j1; ++j) bits[j] = f32_to_bf16(p[j]);
-            sq += s;
-          }
-        }
-        if (n & 1) bits[n] = 0;
-      } else {
 #pragma omp parallel for simd reduction(+ : sq) schedule(static) if (n > 32768)
-        for (size_t j = 0; j < n; ++j) {
-          adamw_elem(p[j], m[j], v[j], g[j], a);
-          sq += static_cast<double>(p[j]) * p[j];
-        }
+      for (size_t j = 0; j < n; ++j) {
+        adamw_elem(p[j], m[j], v[j], g[j], a);
+        sq += static_cast<double>(p[j]) * p[j];
       }
       total += sq;
     }

@@ -420,8 +420,6 @@ double CudaBackend::adamw_many(const AdamWShard* shards, int count, const rowmat
     Tally t(*this, "adamw", 28.0 * n);
     cuda::adamw_multi(list.data(), count, a, stream_);
   }
-  for (int i = 0; i < count; ++i)
-    if (shards[i].bf16_words) pack_bf16(shards[i].p, shards[i].bf16_words, shards[i].n);
   return weights_sum_squares(shards, count);  // a second batched read (one host round trip)
 }
 
