@@ -114,10 +114,8 @@ void attention_fwd_bf16_gemms(Bf16GemmPath path, GemmImpl impl, const AttnShape&
         float* row = S + static_cast<size_t>(R) * blk.kend;
 #pragma omp simd
         for (int j = 0; j < blk.kend; ++j) row[j] *= scale;
-        const float mx = cpu::max_lanes(row + lo, hi - lo);
-#pragma omp simd
-        for (int j = 0; j < blk.kend; ++j) row[j] = (j >= lo && j < hi) ? exp_simd(row[j] - mx) : 0.f;
-        const double se = cpu::sum_lanes(blk.kend, [&](int j) { return static_cast<double>(row[j]); });
+        double se;
+        const float mx = softmax_row_exp(row, blk.kend, lo, hi, &se);
         inv_sum[R] = static_cast<float>(1.0 / se);  // O is divided by the fp32 row sum after P V
         round_into(row, p.data() + static_cast<size_t>(R) * blk.kend, blk.kend);
         lse[(static_cast<size_t>(b) * s.n_heads + h) * s.tq + blk.t0 + r] = mx + static_cast<float>(std::log(se));

@@ -1,6 +1,7 @@
 // What the CPU's two attentions share (cpu_backend.cpp's fp32 one and
 // attention_bf16.cpp's on the bf16 GEMMs): query blocks of kQueryBlock rows,
-// each query's allowed keys, and the row of the backward pass from the
+// each query's allowed keys, the forward's row from scores to the
+// unnormalised exponentials, and the row of the backward pass from the
 // recomputed scores to P and dS.
 #pragma once
 
@@ -30,6 +31,19 @@ struct QueryBlock {
     kend = std::min(s.tk, s.q_offset + t1);
   }
 };
+
+// One query row of attention's forward, over its kend keys, of which
+// [lo, hi) are allowed: row (the scores in) becomes exp(score - max) there
+// and 0 elsewhere. Returns the max and sets *sum to the exponentials' sum,
+// in double (as the loss head's, for long contexts); the row's log-sum-exp
+// is max + log(sum).
+inline float softmax_row_exp(float* row, int kend, int lo, int hi, double* sum) {
+  const float mx = max_lanes(row + lo, hi - lo);
+#pragma omp simd
+  for (int j = 0; j < kend; ++j) row[j] = (j >= lo && j < hi) ? exp_simd(row[j] - mx) : 0.f;
+  *sum = sum_lanes(kend, [&](int j) { return static_cast<double>(row[j]); });
+  return mx;
+}
 
 // One query row of attention's backward, over its kend keys, of which
 // [lo, hi) are allowed: p (scores in, scale * p - lse the log-probabilities)

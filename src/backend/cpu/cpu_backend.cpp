@@ -463,12 +463,8 @@ void CpuBackend::attention_fwd_core(const AttnShape& s, const float* q, const fl
         int lo, hi;
         key_range(s, b, t0 + r, &lo, &hi);
         float* row = S + static_cast<size_t>(r) * kend;
-        const float mx = cpu::max_lanes(row + lo, hi - lo);
-        // Two vectorized passes: the exponentials, then their sum in double
-        // (as the loss head's, for long contexts).
-#pragma omp simd
-        for (int j = 0; j < kend; ++j) row[j] = (j >= lo && j < hi) ? cpu::exp_simd(row[j] - mx) : 0.f;
-        const double se = cpu::sum_lanes(kend, [&](int j) { return static_cast<double>(row[j]); });
+        double se;
+        const float mx = cpu::softmax_row_exp(row, kend, lo, hi, &se);
         const float inv = static_cast<float>(1.0 / se);
         if (round_p) {  // bf16 P, unnormalised; O is divided by the fp32 row sum afterwards
           inv_sum[r] = inv;
