@@ -20,6 +20,8 @@
 #include "backend/cuda/cuda_backend.hpp"
 #include "model/param_layout.hpp"
 
+#include "../common/quant_units.hpp"
+
 namespace llamaft::cuda_test {
 
 // Skips on a machine without a GPU; fails (never skips) when CUDA is there but
@@ -100,16 +102,7 @@ inline AttnShape attn_shape(int batch, int tq, int tk, int hq, int hkv, int hd, 
   return s;
 }
 
-// A block-like unit from (name, shape) pairs, laid out back to back.
-inline Unit make_unit(const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
-  Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
-  for (const auto& [name, shape] : tensors) {
-    TensorSlot s{name, shape, unit.numel};
-    unit.numel += s.numel();
-    unit.tensors.push_back(s);
-  }
-  return unit;
-}
+using test::make_unit;  // tests/common/quant_units.hpp
 
 // Host inputs mirrored onto both backends; run() applies an op to each.
 class Dual {

@@ -378,20 +378,7 @@ TEST(CudaOps, DequantizeUnitMatchesCpuNf4Int8AndBf16) {
     SCOPED_TRACE(quant::kind_name(kind));
     const int shards = 3;
     const quant::UnitCodec codec(unit, kind, shards);
-    std::vector<float> regions(size_t(shards * codec.shard_words()));
-    auto read = [&](int slot, int64_t elem, int64_t count, float* dst) {
-      const int64_t at = unit.tensors[slot].offset + elem;
-      std::copy(src.begin() + at, src.begin() + at + count, dst);
-    };
-    std::vector<double> total(codec.num_quantized(), 0.0);  // two passes stand in for the all-reduce
-    for (int r = 0; r < shards; ++r)
-      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* s, size_t n) {
-        for (size_t i = 0; i < n; ++i) total[i] += s[i];
-      });
-    for (int r = 0; r < shards; ++r)
-      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* s, size_t n) {
-        std::copy(total.begin(), total.begin() + n, s);
-      });
+    const std::vector<float> regions = test::quantized_regions(unit, codec, shards, src);
     Dual d;
     auto in = d.put(regions);
     auto out = d.put(std::vector<float>(size_t(unit.numel), 7.f));

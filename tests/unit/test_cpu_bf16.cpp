@@ -30,6 +30,8 @@
 #include "model/llama.hpp"
 #include "quant/quant.hpp"
 
+#include "../common/quant_units.hpp"
+
 namespace llamaft {
 namespace {
 
@@ -190,33 +192,16 @@ TEST_F(CpuBf16, OneDnnMatmulSetupMatchesTheReference) {
 // rounded once, bit for bit (a bf16 unit's words copied as they are), for
 // every kind, over 3 shard regions with a partial block and fp32 norms.
 TEST_F(CpuBf16, DequantizeToBf16IsTheFp32ResultRounded) {
-  Unit unit{UnitKind::kBlock, 0, "layers.0", {}, 0};
-  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-           {"input_layernorm.weight", {40}}, {"self_attn.q_proj.weight", {300, 70}},
-           {"post_attention_layernorm.weight", {40}}, {"mlp.down_proj.weight", {33, 64}}}) {
-    TensorSlot slot{name, shape, unit.numel};
-    unit.numel += slot.numel();
-    unit.tensors.push_back(slot);
-  }
+  const Unit unit = test::make_unit({{"input_layernorm.weight", {40}},
+                                     {"self_attn.q_proj.weight", {300, 70}},
+                                     {"post_attention_layernorm.weight", {40}},
+                                     {"mlp.down_proj.weight", {33, 64}}});
   const std::vector<float> src = randn(size_t(unit.numel), 91, 0.05f);
   for (quant::Kind kind : {quant::Kind::kNf4, quant::Kind::kNf4Plain, quant::Kind::kInt8, quant::Kind::kBf16}) {
     SCOPED_TRACE(quant::kind_name(kind));
     const int shards = 3;
     const quant::UnitCodec codec(unit, kind, shards);
-    std::vector<float> regions(size_t(shards * codec.shard_words()));
-    auto read = [&](int slot, int64_t elem, int64_t count, float* dst) {
-      const int64_t at = unit.tensors[slot].offset + elem;
-      std::copy(src.begin() + at, src.begin() + at + count, dst);
-    };
-    std::vector<double> total(codec.num_quantized(), 0.0);  // two passes stand in for the all-reduce
-    for (int r = 0; r < shards; ++r)
-      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* sums, size_t n) {
-        for (size_t i = 0; i < n; ++i) total[i] += sums[i];
-      });
-    for (int r = 0; r < shards; ++r)
-      codec.quantize_region(r, regions.data() + r * codec.shard_words(), read, [&](double* sums, size_t n) {
-        std::copy(total.begin(), total.begin() + n, sums);
-      });
+    const std::vector<float> regions = test::quantized_regions(unit, codec, shards, src);
     std::vector<float> wide(size_t(unit.numel), 7.f);
     std::vector<bf16> narrow(size_t(unit.numel), bf16(7.f));
     be->dequantize_unit(codec, regions.data(), wide.data());
